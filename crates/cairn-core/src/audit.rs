@@ -1,0 +1,204 @@
+//! The audit log: every provisioning change and every settings or token change, written
+//! in the same transaction as the change itself.
+
+use crate::ids::{DashboardUserId, TenantId, TokenId};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+/// Who made a change.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// A provisioning client authenticated by a SCIM API token.
+    Token { id: TokenId },
+    /// A signed-in dashboard user.
+    DashboardUser { id: DashboardUserId, email: String },
+    /// The `cairn` command line, run by whoever operates the deployment.
+    Operator,
+    /// Cairn itself (retention purges).
+    System,
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::Token { .. } => "token",
+            Actor::DashboardUser { .. } => "dashboard_user",
+            Actor::Operator => "operator",
+            Actor::System => "system",
+        }
+    }
+    pub fn id(&self) -> Option<String> {
+        match self {
+            Actor::Token { id } => Some(id.to_string()),
+            Actor::DashboardUser { email, .. } => Some(email.clone()),
+            Actor::Operator | Actor::System => None,
+        }
+    }
+}
+
+/// Where a request came from, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RequestMeta {
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// What kind of change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    TenantCreated,
+    ScimEnabled,
+    ScimDisabled,
+    AccountSizeChanged,
+    TokenGenerated,
+    DashboardUserCreated,
+    UserCreated,
+    UserUpdated,
+    UserSuspended,
+    UserReactivated,
+    UserDeleted,
+    UserRestored,
+    UserPurged,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::TenantCreated => "tenant_created",
+            Action::ScimEnabled => "scim_enabled",
+            Action::ScimDisabled => "scim_disabled",
+            Action::AccountSizeChanged => "account_size_changed",
+            Action::TokenGenerated => "token_generated",
+            Action::DashboardUserCreated => "dashboard_user_created",
+            Action::UserCreated => "user_created",
+            Action::UserUpdated => "user_updated",
+            Action::UserSuspended => "user_suspended",
+            Action::UserReactivated => "user_reactivated",
+            Action::UserDeleted => "user_deleted",
+            Action::UserRestored => "user_restored",
+            Action::UserPurged => "user_purged",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL_ACTIONS.iter().copied().find(|a| a.as_str() == s)
+    }
+}
+
+pub const ALL_ACTIONS: [Action; 13] = [
+    Action::TenantCreated,
+    Action::ScimEnabled,
+    Action::ScimDisabled,
+    Action::AccountSizeChanged,
+    Action::TokenGenerated,
+    Action::DashboardUserCreated,
+    Action::UserCreated,
+    Action::UserUpdated,
+    Action::UserSuspended,
+    Action::UserReactivated,
+    Action::UserDeleted,
+    Action::UserRestored,
+    Action::UserPurged,
+];
+
+/// An audit entry before the store gives it an id; the store writes it in the same
+/// transaction as the change it describes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditDraft {
+    pub tenant_id: TenantId,
+    pub actor: Actor,
+    pub action: Action,
+    pub target_type: &'static str,
+    pub target_id: Option<String>,
+    pub target_name: Option<String>,
+    /// `{"attribute": {"before": …, "after": …}}`; never contains secrets.
+    pub changes: Value,
+    pub meta: RequestMeta,
+    pub at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub tenant_id: TenantId,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub actor_kind: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub target_name: Option<String>,
+    pub changes: Value,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Filters for reading the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub target_id: Option<String>,
+    pub action: Option<Action>,
+    pub limit: u32,
+}
+
+/// Attribute-level differences between two resource documents: top-level attributes, and
+/// the sub-attributes of complex single-valued ones (`name.givenName`). Values that are
+/// equal are left out.
+pub fn diff(before: &Value, after: &Value) -> Value {
+    let mut out = Map::new();
+    diff_into(&mut out, "", before, after);
+    Value::Object(out)
+}
+
+fn diff_into(out: &mut Map<String, Value>, prefix: &str, before: &Value, after: &Value) {
+    let empty = Map::new();
+    let b = before.as_object().unwrap_or(&empty);
+    let a = after.as_object().unwrap_or(&empty);
+    let mut keys: Vec<&String> = b.keys().chain(a.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let bv = b.get(k).unwrap_or(&Value::Null);
+        let av = a.get(k).unwrap_or(&Value::Null);
+        if bv == av {
+            continue;
+        }
+        let name = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if prefix.is_empty() && (bv.is_object() || av.is_object()) {
+            diff_into(out, &name, bv, av);
+        } else {
+            out.insert(
+                name,
+                serde_json::json!({"before": bv.clone(), "after": av.clone()}),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn diff_lists_changed_attributes_only() {
+        let b = json!({"userName": "a", "name": {"givenName": "A", "familyName": "X"}, "active": true});
+        let a = json!({"userName": "a", "name": {"givenName": "B", "familyName": "X"}, "active": false, "title": "t"});
+        let d = diff(&b, &a);
+        assert_eq!(
+            d,
+            json!({
+                "active": {"before": true, "after": false},
+                "name.givenName": {"before": "A", "after": "B"},
+                "title": {"before": null, "after": "t"}
+            })
+        );
+    }
+}

@@ -1,0 +1,16 @@
+//! Cairn's domain: tenants, SCIM settings and tokens, backup accounts, dashboard users and
+//! the audit log, the `Store` interface every backend implements, and the services that
+//! the protocols (SCIM, dashboard, CLI) call. No HTTP and no SQL here.
+
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod error;
+pub mod ids;
+pub mod query;
+pub mod service;
+pub mod store;
+pub mod tenant;
+pub mod user;
+
+pub use error::{Error, Result};

@@ -1,0 +1,466 @@
+//! The operations the protocols call. Each names the capability it needs, builds the audit
+//! entry and lets the store write both in one transaction.
+
+use crate::audit::{diff, Action, Actor, AuditDraft, AuditEvent, AuditQuery, RequestMeta};
+use crate::auth::{hash_password, DashboardCtx, OperatorCtx, ScimAuthenticator, ScimCtx, ScimToken};
+use crate::clock::Clock;
+use crate::ids::{DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use crate::query::{ListQuery, Page};
+use crate::store::{DashboardUser, Role, SettingsChange, Store};
+use crate::tenant::{validate_tenant_name, Tenant, TokenInfo};
+use crate::user::{UserData, UserRecord};
+use crate::{Error, Result};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Who is changing tenant settings: the operator (CLI) or a dashboard administrator.
+#[derive(Debug, Clone, Copy)]
+pub enum Authority<'a> {
+    Operator(&'a OperatorCtx),
+    Dashboard(&'a DashboardCtx),
+}
+
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub auth: ScimAuthenticator,
+    /// How long a soft-deleted account's data is kept before it is purged.
+    pub retention: time::Duration,
+    /// The externally visible base URL, for Tenant URLs and `Location` headers.
+    pub public_url: String,
+}
+
+/// How many times an update is retried when another request changed the account between
+/// our read and our write (only when the client sent no `If-Match`).
+const UPDATE_RETRIES: usize = 8;
+
+impl Services {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        retention: time::Duration,
+        public_url: String,
+        auth_ttl: Duration,
+    ) -> Self {
+        Services {
+            auth: ScimAuthenticator::new(store.clone(), auth_ttl),
+            store,
+            clock,
+            retention,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn tenant_url(&self, tenant: &TenantId) -> String {
+        crate::tenant::tenant_url(&self.public_url, tenant)
+    }
+
+    fn draft(
+        &self,
+        tenant: &TenantId,
+        actor: Actor,
+        action: Action,
+        target: (&'static str, Option<String>, Option<String>),
+        changes: serde_json::Value,
+        meta: &RequestMeta,
+    ) -> AuditDraft {
+        AuditDraft {
+            tenant_id: tenant.clone(),
+            actor,
+            action,
+            target_type: target.0,
+            target_id: target.1,
+            target_name: target.2,
+            changes,
+            meta: meta.clone(),
+            at: self.clock.now(),
+        }
+    }
+
+    fn admin_actor(&self, who: Authority<'_>, tenant: &TenantId) -> Result<Actor> {
+        match who {
+            Authority::Operator(_) => Ok(Actor::Operator),
+            Authority::Dashboard(ctx) => {
+                if ctx.tenant_id() != tenant || ctx.role() != Role::Administrator {
+                    return Err(Error::Forbidden);
+                }
+                Ok(Actor::DashboardUser {
+                    id: ctx.user_id().clone(),
+                    email: ctx.email().to_owned(),
+                })
+            }
+        }
+    }
+
+    // --- tenants and settings ---------------------------------------------------------
+
+    pub async fn create_tenant(&self, _op: &OperatorCtx, name: &str) -> Result<Tenant> {
+        let name = validate_tenant_name(name).map_err(|reason| Error::Invalid {
+            field: "name",
+            reason,
+        })?;
+        let tenant = Tenant {
+            id: TenantId::random(),
+            name: name.clone(),
+            scim_enabled: false,
+            account_size_gb: QuotaGb::default(),
+            created_at: self.clock.now(),
+        };
+        let audit = self.draft(
+            &tenant.id,
+            Actor::Operator,
+            Action::TenantCreated,
+            ("tenant", Some(tenant.id.to_string()), Some(name)),
+            json!({}),
+            &RequestMeta::default(),
+        );
+        self.store.create_tenant(&tenant, audit).await?;
+        Ok(tenant)
+    }
+
+    pub async fn tenant(&self, tenant: &TenantId) -> Result<Tenant> {
+        self.store
+            .get_tenant(tenant)
+            .await?
+            .ok_or(Error::NotFound("tenant"))
+    }
+
+    pub async fn list_tenants(&self, _op: &OperatorCtx) -> Result<Vec<Tenant>> {
+        self.store.list_tenants().await
+    }
+
+    /// Changes "Enable SCIM user management" and/or "Account Size". Only what actually
+    /// changes is applied and audited.
+    pub async fn update_settings(
+        &self,
+        who: Authority<'_>,
+        tenant: &TenantId,
+        change: SettingsChange,
+        meta: &RequestMeta,
+    ) -> Result<Tenant> {
+        let actor = self.admin_actor(who, tenant)?;
+        let current = self.tenant(tenant).await?;
+        let mut effective = SettingsChange::default();
+        let mut audits = Vec::new();
+        let target = || ("tenant", Some(tenant.to_string()), Some(current.name.clone()));
+        if let Some(enabled) = change.scim_enabled.filter(|e| *e != current.scim_enabled) {
+            effective.scim_enabled = Some(enabled);
+            let action = if enabled {
+                Action::ScimEnabled
+            } else {
+                Action::ScimDisabled
+            };
+            audits.push(self.draft(
+                tenant,
+                actor.clone(),
+                action,
+                target(),
+                json!({"scimEnabled": {"before": current.scim_enabled, "after": enabled}}),
+                meta,
+            ));
+        }
+        if let Some(size) = change
+            .account_size_gb
+            .filter(|s| *s != current.account_size_gb)
+        {
+            effective.account_size_gb = Some(size);
+            audits.push(self.draft(
+                tenant,
+                actor.clone(),
+                Action::AccountSizeChanged,
+                target(),
+                json!({"accountSizeGb": {"before": current.account_size_gb.get(), "after": size.get()}}),
+                meta,
+            ));
+        }
+        if audits.is_empty() {
+            return Ok(current);
+        }
+        let updated = self.store.update_settings(tenant, &effective, audits).await?;
+        self.auth.invalidate(tenant);
+        Ok(updated)
+    }
+
+    /// Generates a new SCIM API token; every earlier token of the tenant stops working.
+    /// The token is returned this once and stored only as a hash.
+    pub async fn generate_token(
+        &self,
+        who: Authority<'_>,
+        tenant: &TenantId,
+        meta: &RequestMeta,
+    ) -> Result<(ScimToken, TokenInfo)> {
+        let actor = self.admin_actor(who, tenant)?;
+        let t = self.tenant(tenant).await?;
+        let token = ScimToken::generate();
+        let info = TokenInfo {
+            id: TokenId::random(),
+            tenant_id: tenant.clone(),
+            hint: token.hint(),
+            created_at: self.clock.now(),
+            last_used_at: None,
+            last_user_agent: None,
+        };
+        let audit = self.draft(
+            tenant,
+            actor,
+            Action::TokenGenerated,
+            ("tenant", Some(tenant.to_string()), Some(t.name)),
+            json!({"token": {"after": info.hint}}),
+            meta,
+        );
+        self.store
+            .replace_token(tenant, &info, &token.hash(), audit)
+            .await?;
+        self.auth.invalidate(tenant);
+        Ok((token, info))
+    }
+
+    pub async fn token_info(&self, tenant: &TenantId) -> Result<Option<TokenInfo>> {
+        self.store.token_info(tenant).await
+    }
+
+    /// Creates a dashboard account. Hashing runs on the caller's thread: call from a
+    /// blocking context or accept the cost (the CLI does).
+    pub async fn create_dashboard_user(
+        &self,
+        _op: &OperatorCtx,
+        tenant: &TenantId,
+        email: &str,
+        role: Role,
+        password: &str,
+    ) -> Result<DashboardUser> {
+        let t = self.tenant(tenant).await?;
+        let email = email.trim();
+        if email.is_empty() || !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
+            return Err(Error::Invalid {
+                field: "email",
+                reason: "must be an email address".into(),
+            });
+        }
+        let hash = hash_password(password)?;
+        let user = DashboardUser {
+            id: DashboardUserId::random(),
+            tenant_id: tenant.clone(),
+            email: email.to_owned(),
+            role,
+            password_hash: hash,
+            created_at: self.clock.now(),
+        };
+        let audit = self.draft(
+            tenant,
+            Actor::Operator,
+            Action::DashboardUserCreated,
+            ("dashboard_user", Some(user.id.to_string()), Some(user.email.clone())),
+            json!({"role": {"after": role.as_str()}, "tenant": {"after": t.name}}),
+            &RequestMeta::default(),
+        );
+        self.store.create_dashboard_user(&user, audit).await?;
+        Ok(user)
+    }
+
+    pub async fn audit_log(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        self.store.list_audit(tenant, query).await
+    }
+
+    /// Brings back a soft-deleted account (same id, same data) within its retention window.
+    pub async fn restore_user(
+        &self,
+        who: Authority<'_>,
+        tenant: &TenantId,
+        user_name: &str,
+        meta: &RequestMeta,
+    ) -> Result<UserRecord> {
+        let actor = self.admin_actor(who, tenant)?;
+        self.tenant(tenant).await?;
+        let user_name = UserName::parse(user_name).map_err(|reason| Error::Invalid {
+            field: "userName",
+            reason,
+        })?;
+        let audit = self.draft(
+            tenant,
+            actor,
+            Action::UserRestored,
+            ("user", None, Some(user_name.to_string())),
+            json!({"status": {"before": "deleted", "after": "restored"}}),
+            meta,
+        );
+        self.store
+            .restore_user(tenant, &user_name, self.clock.now(), audit)
+            .await
+    }
+
+    /// Purges accounts whose retention window has ended. Run periodically by `serve`.
+    pub async fn purge_expired(&self) -> Result<Vec<UserRecord>> {
+        self.store.purge_expired(self.clock.now()).await
+    }
+
+    // --- SCIM ---------------------------------------------------------------------------
+
+    pub async fn authenticate_scim(
+        &self,
+        tenant_in_url: &str,
+        authorization: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<ScimCtx> {
+        let (ctx, touch_due) = self.auth.authenticate(tenant_in_url, authorization).await?;
+        if touch_due {
+            // A failed last-used write must not fail the request.
+            let _ = self
+                .store
+                .touch_token(ctx.tenant_id(), ctx.token_id(), self.clock.now(), user_agent)
+                .await;
+        }
+        Ok(ctx)
+    }
+
+    fn token_actor(ctx: &ScimCtx) -> Actor {
+        Actor::Token {
+            id: ctx.token_id().clone(),
+        }
+    }
+
+    /// Creates a backup account with the tenant's current Account Size as its quota.
+    pub async fn create_user(
+        &self,
+        ctx: &ScimCtx,
+        data: UserData,
+        meta: &RequestMeta,
+    ) -> Result<UserRecord> {
+        let now = self.clock.now();
+        let tenant = ctx.tenant();
+        let user = UserRecord {
+            id: UserId::random(),
+            tenant_id: tenant.id.clone(),
+            user_name: data.user_name,
+            external_id: data.external_id,
+            display_name: data.display_name,
+            email: data.email,
+            active: data.active,
+            doc: data.doc,
+            quota_gb: tenant.account_size_gb,
+            used_bytes: 0,
+            scim_managed: true,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+            deleted_at: None,
+            purge_at: None,
+        };
+        let mut changes = diff(&json!({}), &user.doc);
+        changes["quotaGb"] = json!({"after": user.quota_gb.get()});
+        let audit = self.draft(
+            &tenant.id,
+            Self::token_actor(ctx),
+            Action::UserCreated,
+            ("user", Some(user.id.to_string()), Some(user.user_name.to_string())),
+            changes,
+            meta,
+        );
+        self.store.create_user(&user, audit).await?;
+        Ok(user)
+    }
+
+    pub async fn get_user(&self, ctx: &ScimCtx, id: &str) -> Result<UserRecord> {
+        let id = UserId::parse(id).ok_or(Error::NotFound("user"))?;
+        self.store
+            .get_user(ctx.tenant_id(), &id)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    pub async fn list_users(&self, ctx: &ScimCtx, query: &ListQuery) -> Result<Page<UserRecord>> {
+        self.store.list_users(ctx.tenant_id(), query).await
+    }
+
+    /// Read-modify-write of one account. `change` computes the new attributes from the
+    /// current record (a PUT ignores it, a PATCH applies its operations to it). With
+    /// `if_match`, the write happens only if the stored version is still that one
+    /// (RFC 7644 §3.14), checked in the same transaction as the write; without it,
+    /// a concurrent change makes us re-read and re-apply.
+    pub async fn update_user<E>(
+        &self,
+        ctx: &ScimCtx,
+        id: &str,
+        if_match: Option<i64>,
+        meta: &RequestMeta,
+        mut change: impl FnMut(&UserRecord) -> Result<UserData, E>,
+    ) -> Result<UserRecord, E>
+    where
+        E: From<Error>,
+    {
+        let id = UserId::parse(id).ok_or(Error::NotFound("user"))?;
+        for _ in 0..UPDATE_RETRIES {
+            let current = self
+                .store
+                .get_user(ctx.tenant_id(), &id)
+                .await?
+                .ok_or(Error::NotFound("user"))?;
+            if let Some(v) = if_match {
+                if v != current.version {
+                    return Err(Error::VersionMismatch.into());
+                }
+            }
+            let data = change(&current)?;
+            if data == current.data() {
+                return Ok(current);
+            }
+            let action = match (current.active, data.active) {
+                (true, false) => Action::UserSuspended,
+                (false, true) => Action::UserReactivated,
+                _ => Action::UserUpdated,
+            };
+            let mut changes = diff(&current.doc, &data.doc);
+            if current.active != data.active && changes.get("active").is_none() {
+                changes["active"] = json!({"before": current.active, "after": data.active});
+            }
+            let audit = self.draft(
+                ctx.tenant_id(),
+                Self::token_actor(ctx),
+                action,
+                ("user", Some(id.to_string()), Some(data.user_name.to_string())),
+                changes,
+                meta,
+            );
+            match self
+                .store
+                .update_user(ctx.tenant_id(), &id, current.version, &data, self.clock.now(), audit)
+                .await
+            {
+                Err(Error::VersionMismatch) if if_match.is_none() => continue,
+                other => return other.map_err(E::from),
+            }
+        }
+        Err(Error::Unavailable("too many concurrent changes to one account".into()).into())
+    }
+
+    /// Soft delete: SCIM answers 404 from now on, the data is kept for the retention
+    /// window and an administrator can restore the account.
+    pub async fn delete_user(
+        &self,
+        ctx: &ScimCtx,
+        id: &str,
+        if_match: Option<i64>,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let id = UserId::parse(id).ok_or(Error::NotFound("user"))?;
+        let current = self
+            .store
+            .get_user(ctx.tenant_id(), &id)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        let now = self.clock.now();
+        let purge_at = now + self.retention;
+        let audit = self.draft(
+            ctx.tenant_id(),
+            Self::token_actor(ctx),
+            Action::UserDeleted,
+            ("user", Some(id.to_string()), Some(current.user_name.to_string())),
+            json!({"purgeAt": {"after": crate::clock::format_ts(purge_at)}}),
+            meta,
+        );
+        self.store
+            .soft_delete_user(ctx.tenant_id(), &id, if_match, now, purge_at, audit)
+            .await
+    }
+}

@@ -1,0 +1,149 @@
+//! The storage interface. Every method takes the tenant first; every implementation keeps
+//! each tenant's rows apart and writes the audit entry in the same transaction as the
+//! change it describes.
+
+use crate::audit::{AuditDraft, AuditEvent, AuditQuery};
+use crate::auth::{PasswordHash, TokenHash};
+use crate::ids::{DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use crate::query::{ListQuery, Page};
+use crate::tenant::{Tenant, TokenInfo};
+use crate::user::{UserData, UserRecord};
+use crate::Result;
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+/// The SCIM settings of a tenant plus the hashes of its live tokens: what authenticating
+/// one SCIM request needs, read in one go.
+#[derive(Debug, Clone)]
+pub struct ScimAuthState {
+    pub tenant: Tenant,
+    pub tokens: Vec<(TokenId, TokenHash)>,
+}
+
+/// A dashboard account (not a backup account).
+#[derive(Debug, Clone)]
+pub struct DashboardUser {
+    pub id: DashboardUserId,
+    pub tenant_id: TenantId,
+    pub email: String,
+    pub role: Role,
+    pub password_hash: PasswordHash,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Administrator,
+    Viewer,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "administrator" => Some(Role::Administrator),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Administrator => "administrator",
+            Role::Viewer => "viewer",
+        }
+    }
+}
+
+/// A change to a tenant's SCIM settings.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    pub scim_enabled: Option<bool>,
+    pub account_size_gb: Option<QuotaGb>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- tenants and settings -------------------------------------------------------
+    async fn create_tenant(&self, tenant: &Tenant, audit: AuditDraft) -> Result<()>;
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    /// Applies the change and writes one audit entry per entry in `audits`, atomically.
+    async fn update_settings(
+        &self,
+        tenant: &TenantId,
+        change: &SettingsChange,
+        audits: Vec<AuditDraft>,
+    ) -> Result<Tenant>;
+
+    // --- SCIM API tokens --------------------------------------------------------------
+    /// Stores a new token hash and revokes every earlier token of the tenant.
+    async fn replace_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenInfo,
+        hash: &TokenHash,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    async fn scim_auth_state(&self, tenant: &TenantId) -> Result<Option<ScimAuthState>>;
+    async fn token_info(&self, tenant: &TenantId) -> Result<Option<TokenInfo>>;
+    async fn touch_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        at: OffsetDateTime,
+        user_agent: Option<&str>,
+    ) -> Result<()>;
+
+    // --- backup accounts ----------------------------------------------------------------
+    /// Creates an account. A live account with the same folded userName yields
+    /// `Error::Conflict { attribute: "userName" }`.
+    async fn create_user(&self, user: &UserRecord, audit: AuditDraft) -> Result<()>;
+    /// A live (not soft-deleted) account by id.
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>>;
+    /// Any account by id, soft-deleted ones included (dashboard, restore).
+    async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>>;
+    async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>>;
+    /// Replaces the client-controlled attributes of a live account if its version is still
+    /// `expected_version`; otherwise `Error::VersionMismatch`. Returns the new record.
+    async fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        expected_version: i64,
+        data: &UserData,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<UserRecord>;
+    /// Marks a live account deleted, to be purged at `purge_at`.
+    async fn soft_delete_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        expected_version: Option<i64>,
+        at: OffsetDateTime,
+        purge_at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// Brings back the most recently deleted account with this userName. A live account
+    /// holding the userName yields `Error::Conflict`.
+    async fn restore_user(
+        &self,
+        tenant: &TenantId,
+        user_name: &UserName,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<UserRecord>;
+    /// Deletes soft-deleted accounts whose retention window ended before `now`, auditing
+    /// each. Returns the purged accounts.
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>>;
+
+    // --- dashboard users ------------------------------------------------------------------
+    async fn create_dashboard_user(&self, user: &DashboardUser, audit: AuditDraft) -> Result<()>;
+    async fn find_dashboard_user(&self, email: &str) -> Result<Option<DashboardUser>>;
+
+    // --- audit ---------------------------------------------------------------------------
+    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+
+    /// Cheap liveness check of the backend.
+    async fn ping(&self) -> Result<()>;
+}

@@ -1,0 +1,8 @@
+//! The SCIM 2.0 protocol for Cairn (RFC 7643, RFC 7644): the schema registry and discovery
+//! documents, the filter and attribute-path grammars, PATCH, the mapping between SCIM
+//! resources and Cairn's backup accounts, and SCIM errors. No HTTP and no SQL here: the web
+//! crate calls these functions, and filters leave this crate as `cairn_core::query::Filter`.
+
+pub mod error;
+
+pub use error::{ScimError, ScimType};
