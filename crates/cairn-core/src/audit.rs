@@ -189,7 +189,8 @@ mod tests {
 
     #[test]
     fn diff_lists_changed_attributes_only() {
-        let b = json!({"userName": "a", "name": {"givenName": "A", "familyName": "X"}, "active": true});
+        let b =
+            json!({"userName": "a", "name": {"givenName": "A", "familyName": "X"}, "active": true});
         let a = json!({"userName": "a", "name": {"givenName": "B", "familyName": "X"}, "active": false, "title": "t"});
         let d = diff(&b, &a);
         assert_eq!(

@@ -1,7 +1,7 @@
 //! Domain outcomes that every layer understands; the web crate maps them to HTTP.
 
 /// What can go wrong in a domain operation.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     #[error("{0} not found")]
     NotFound(&'static str),

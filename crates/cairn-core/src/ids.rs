@@ -57,7 +57,10 @@ impl UserName {
             return Err("userName must not be empty".into());
         }
         if s.chars().count() > Self::MAX_LEN {
-            return Err(format!("userName is longer than {} characters", Self::MAX_LEN));
+            return Err(format!(
+                "userName is longer than {} characters",
+                Self::MAX_LEN
+            ));
         }
         if s.chars().any(char::is_control) {
             return Err("userName must not contain control characters".into());

@@ -21,7 +21,10 @@ pub enum Filter {
     /// document) satisfies `filter`; attributes inside `filter` are relative to the element
     /// (`AttrTarget::Json` paths inside it start at the element, `AttrTarget::Value` is the
     /// element itself for multi-valued simple attributes).
-    Any { path: Vec<String>, filter: Box<Filter> },
+    Any {
+        path: Vec<String>,
+        filter: Box<Filter>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

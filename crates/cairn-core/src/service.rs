@@ -2,7 +2,9 @@
 //! entry and lets the store write both in one transaction.
 
 use crate::audit::{diff, Action, Actor, AuditDraft, AuditEvent, AuditQuery, RequestMeta};
-use crate::auth::{hash_password, DashboardCtx, OperatorCtx, ScimAuthenticator, ScimCtx, ScimToken};
+use crate::auth::{
+    hash_password, DashboardCtx, OperatorCtx, ScimAuthenticator, ScimCtx, ScimToken,
+};
 use crate::clock::Clock;
 use crate::ids::{DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
@@ -143,7 +145,13 @@ impl Services {
         let current = self.tenant(tenant).await?;
         let mut effective = SettingsChange::default();
         let mut audits = Vec::new();
-        let target = || ("tenant", Some(tenant.to_string()), Some(current.name.clone()));
+        let target = || {
+            (
+                "tenant",
+                Some(tenant.to_string()),
+                Some(current.name.clone()),
+            )
+        };
         if let Some(enabled) = change.scim_enabled.filter(|e| *e != current.scim_enabled) {
             effective.scim_enabled = Some(enabled);
             let action = if enabled {
@@ -177,7 +185,10 @@ impl Services {
         if audits.is_empty() {
             return Ok(current);
         }
-        let updated = self.store.update_settings(tenant, &effective, audits).await?;
+        let updated = self
+            .store
+            .update_settings(tenant, &effective, audits)
+            .await?;
         self.auth.invalidate(tenant);
         Ok(updated)
     }
@@ -232,7 +243,11 @@ impl Services {
     ) -> Result<DashboardUser> {
         let t = self.tenant(tenant).await?;
         let email = email.trim();
-        if email.is_empty() || !email.contains('@') || email.len() > 254 || email.contains(char::is_whitespace) {
+        if email.is_empty()
+            || !email.contains('@')
+            || email.len() > 254
+            || email.contains(char::is_whitespace)
+        {
             return Err(Error::Invalid {
                 field: "email",
                 reason: "must be an email address".into(),
@@ -251,7 +266,11 @@ impl Services {
             tenant,
             Actor::Operator,
             Action::DashboardUserCreated,
-            ("dashboard_user", Some(user.id.to_string()), Some(user.email.clone())),
+            (
+                "dashboard_user",
+                Some(user.id.to_string()),
+                Some(user.email.clone()),
+            ),
             json!({"role": {"after": role.as_str()}, "tenant": {"after": t.name}}),
             &RequestMeta::default(),
         );
@@ -259,7 +278,11 @@ impl Services {
         Ok(user)
     }
 
-    pub async fn audit_log(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+    pub async fn audit_log(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>> {
         self.store.list_audit(tenant, query).await
     }
 
@@ -308,7 +331,12 @@ impl Services {
             // A failed last-used write must not fail the request.
             let _ = self
                 .store
-                .touch_token(ctx.tenant_id(), ctx.token_id(), self.clock.now(), user_agent)
+                .touch_token(
+                    ctx.tenant_id(),
+                    ctx.token_id(),
+                    self.clock.now(),
+                    user_agent,
+                )
                 .await;
         }
         Ok(ctx)
@@ -353,7 +381,11 @@ impl Services {
             &tenant.id,
             Self::token_actor(ctx),
             Action::UserCreated,
-            ("user", Some(user.id.to_string()), Some(user.user_name.to_string())),
+            (
+                "user",
+                Some(user.id.to_string()),
+                Some(user.user_name.to_string()),
+            ),
             changes,
             meta,
         );
@@ -418,13 +450,24 @@ impl Services {
                 ctx.tenant_id(),
                 Self::token_actor(ctx),
                 action,
-                ("user", Some(id.to_string()), Some(data.user_name.to_string())),
+                (
+                    "user",
+                    Some(id.to_string()),
+                    Some(data.user_name.to_string()),
+                ),
                 changes,
                 meta,
             );
             match self
                 .store
-                .update_user(ctx.tenant_id(), &id, current.version, &data, self.clock.now(), audit)
+                .update_user(
+                    ctx.tenant_id(),
+                    &id,
+                    current.version,
+                    &data,
+                    self.clock.now(),
+                    audit,
+                )
                 .await
             {
                 Err(Error::VersionMismatch) if if_match.is_none() => continue,
@@ -455,7 +498,11 @@ impl Services {
             ctx.tenant_id(),
             Self::token_actor(ctx),
             Action::UserDeleted,
-            ("user", Some(id.to_string()), Some(current.user_name.to_string())),
+            (
+                "user",
+                Some(id.to_string()),
+                Some(current.user_name.to_string()),
+            ),
             json!({"purgeAt": {"after": crate::clock::format_ts(purge_at)}}),
             meta,
         );

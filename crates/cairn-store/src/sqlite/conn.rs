@@ -1,0 +1,88 @@
+//! Opening SQLite connections with Cairn's settings, migrations, and error mapping.
+
+use cairn_core::ids::fold_case;
+use cairn_core::Error;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use std::path::Path;
+use std::time::Duration;
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+
+pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
+    let flags = if writer {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: a commit is on disk before the request that caused it is answered.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    // The same case folding as `cairn_core::ids::fold_case`, so SQL and Rust agree on
+    // what "case-insensitive" means beyond ASCII.
+    conn.create_scalar_function(
+        "scim_fold",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let v: Option<String> = ctx.get(0).ok();
+            Ok(v.map(|s| fold_case(&s)))
+        },
+    )?;
+    Ok(conn)
+}
+
+/// Applies pending migrations under an exclusive write lock, so processes that start at
+/// the same moment migrate once.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let version = i as i64 + 1;
+        if version > current {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", version)?;
+        }
+    }
+    tx.commit()
+}
+
+/// Maps SQLite failures to domain outcomes. Unique violations are recognised by the
+/// columns SQLite names (it does not report index names).
+pub(crate) fn map_err(e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        let msg = msg.as_deref().unwrap_or("");
+        match f.code {
+            ErrorCode::ConstraintViolation => {
+                if msg.contains("users.tenant_id, users.user_name_fold") {
+                    return Error::Conflict {
+                        attribute: "userName",
+                    };
+                }
+                if msg.contains("dashboard_users.email_fold") {
+                    return Error::Conflict { attribute: "email" };
+                }
+                if msg.contains("tenants.id") || msg.contains("users.tenant_id, users.id") {
+                    return Error::Conflict { attribute: "id" };
+                }
+                return Error::Internal(format!("constraint: {msg}"));
+            }
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::DiskFull
+            | ErrorCode::ReadOnly
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::OutOfMemory => return Error::Unavailable(e.to_string()),
+            _ => {}
+        }
+    }
+    Error::Internal(e.to_string())
+}

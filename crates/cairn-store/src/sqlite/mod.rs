@@ -1,0 +1,673 @@
+//! The embedded SQLite backend.
+
+mod conn;
+mod filter;
+mod writer;
+
+use async_trait::async_trait;
+use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
+use cairn_core::auth::{PasswordHash, TokenHash};
+use cairn_core::clock::{format_ts, parse_ts};
+use cairn_core::ids::{fold_case, DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use cairn_core::query::{ListQuery, Page};
+use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
+use cairn_core::tenant::{Tenant, TokenInfo};
+use cairn_core::user::{UserData, UserRecord};
+use cairn_core::{Error, Result};
+use conn::map_err;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use time::OffsetDateTime;
+use writer::Writer;
+
+/// Idle reader connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    writer: Writer,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let mut w = conn::open(path, true).map_err(map_err)?;
+        conn::migrate(&mut w).map_err(map_err)?;
+        Ok(SqliteStore {
+            path: path.to_owned(),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            writer: Writer::start(w),
+        })
+    }
+
+    /// Runs a read on a pooled reader connection, off the async runtime.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().expect("reader pool").pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => conn::open(&path, false).map_err(map_err)?,
+            };
+            let r = f(&conn).map_err(map_err);
+            let mut p = pool.lock().expect("reader pool");
+            if p.len() < MAX_IDLE_READERS {
+                p.push(conn);
+            }
+            r
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("reader task: {e}")))?
+    }
+
+    /// Integrity check, for tests and `cairn` diagnostics.
+    pub async fn integrity_check(&self) -> Result<String> {
+        self.read(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+            .await
+    }
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    format_ts(t)
+}
+
+fn parse_time(s: String) -> rusqlite::Result<OffsetDateTime> {
+    parse_ts(&s).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("bad timestamp {s}").into(),
+        )
+    })
+}
+
+fn opt_time(s: Option<String>) -> rusqlite::Result<Option<OffsetDateTime>> {
+    s.map(parse_time).transpose()
+}
+
+fn insert_audit(c: &Connection, a: &AuditDraft) -> rusqlite::Result<()> {
+    let mut st = c.prepare_cached(
+        "INSERT INTO audit_events (tenant_id, at, actor_kind, actor_id, action, target_type,
+             target_id, target_name, changes, user_agent, request_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?;
+    st.execute(params![
+        a.tenant_id.as_str(),
+        ts(a.at),
+        a.actor.kind(),
+        a.actor.id(),
+        a.action.as_str(),
+        a.target_type,
+        a.target_id,
+        a.target_name,
+        a.changes.to_string(),
+        a.meta.user_agent,
+        a.meta.request_id,
+    ])?;
+    Ok(())
+}
+
+fn tenant_from_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::from_trusted(r.get(0)?),
+        name: r.get(1)?,
+        scim_enabled: r.get(2)?,
+        account_size_gb: QuotaGb::new(r.get(3)?).unwrap_or_default(),
+        created_at: parse_time(r.get(4)?)?,
+    })
+}
+
+const TENANT_COLS: &str = "id, name, scim_enabled, account_size_gb, created_at";
+
+fn get_tenant(c: &Connection, id: &str) -> rusqlite::Result<Option<Tenant>> {
+    c.prepare_cached(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = ?"))?
+        .query_row([id], tenant_from_row)
+        .optional()
+}
+
+const USER_COLS: &str = "u.id, u.tenant_id, u.user_name, u.external_id, u.display_name, u.email, \
+    u.active, u.doc, u.quota_gb, u.used_bytes, u.scim_managed, u.created_at, u.updated_at, \
+    u.version, u.deleted_at, u.purge_at";
+
+fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    let doc: String = r.get(7)?;
+    Ok(UserRecord {
+        id: UserId::from_trusted(r.get(0)?),
+        tenant_id: TenantId::from_trusted(r.get(1)?),
+        user_name: UserName::from_trusted(r.get(2)?),
+        external_id: r.get(3)?,
+        display_name: r.get(4)?,
+        email: r.get(5)?,
+        active: r.get(6)?,
+        doc: serde_json::from_str(&doc).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+        })?,
+        quota_gb: QuotaGb::new(r.get(8)?).unwrap_or_default(),
+        used_bytes: r.get(9)?,
+        scim_managed: r.get(10)?,
+        created_at: parse_time(r.get(11)?)?,
+        updated_at: parse_time(r.get(12)?)?,
+        version: r.get(13)?,
+        deleted_at: opt_time(r.get(14)?)?,
+        purge_at: opt_time(r.get(15)?)?,
+    })
+}
+
+fn get_user_where(
+    c: &Connection,
+    tenant: &str,
+    id: &str,
+    live_only: bool,
+) -> rusqlite::Result<Option<UserRecord>> {
+    let sql = if live_only {
+        format!("SELECT {USER_COLS} FROM users u WHERE u.tenant_id = ? AND u.id = ? AND u.deleted_at IS NULL")
+    } else {
+        format!("SELECT {USER_COLS} FROM users u WHERE u.tenant_id = ? AND u.id = ?")
+    };
+    c.prepare_cached(&sql)?
+        .query_row([tenant, id], user_from_row)
+        .optional()
+}
+
+fn fold_opt(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(fold_case)
+}
+
+fn db<T>(r: rusqlite::Result<T>) -> Result<T> {
+    r.map_err(map_err)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tenant(&self, tenant: &Tenant, audit: AuditDraft) -> Result<()> {
+        let t = tenant.clone();
+        self.writer
+            .write(move |c| {
+                db(c.execute(
+                    "INSERT INTO tenants (id, name, scim_enabled, account_size_gb, created_at) VALUES (?, ?, ?, ?, ?)",
+                    params![t.id.as_str(), t.name, t.scim_enabled, t.account_size_gb.get(), ts(t.created_at)],
+                ))?;
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>> {
+        let id = tenant.to_string();
+        self.read(move |c| get_tenant(c, &id)).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {TENANT_COLS} FROM tenants ORDER BY created_at, id"
+            ))?;
+            let rows = st.query_map([], tenant_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn update_settings(
+        &self,
+        tenant: &TenantId,
+        change: &SettingsChange,
+        audits: Vec<AuditDraft>,
+    ) -> Result<Tenant> {
+        let id = tenant.to_string();
+        let change = change.clone();
+        self.writer
+            .write(move |c| {
+                if let Some(e) = change.scim_enabled {
+                    db(c.execute(
+                        "UPDATE tenants SET scim_enabled = ? WHERE id = ?",
+                        params![e, id],
+                    ))?;
+                }
+                if let Some(s) = change.account_size_gb {
+                    db(c.execute(
+                        "UPDATE tenants SET account_size_gb = ? WHERE id = ?",
+                        params![s.get(), id],
+                    ))?;
+                }
+                for a in &audits {
+                    db(insert_audit(c, a))?;
+                }
+                db(get_tenant(c, &id))?.ok_or(Error::NotFound("tenant"))
+            })
+            .await
+    }
+
+    async fn replace_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenInfo,
+        hash: &TokenHash,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let id = tenant.to_string();
+        let token = token.clone();
+        let hash = hash.as_bytes().to_vec();
+        self.writer
+            .write(move |c| {
+                let at = ts(token.created_at);
+                db(c.execute(
+                    "UPDATE scim_tokens SET revoked_at = ? WHERE tenant_id = ? AND revoked_at IS NULL",
+                    params![at, id],
+                ))?;
+                db(c.execute(
+                    "INSERT INTO scim_tokens (id, tenant_id, hash, hint, created_at) VALUES (?, ?, ?, ?, ?)",
+                    params![token.id.as_str(), id, hash, token.hint, at],
+                ))?;
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn scim_auth_state(&self, tenant: &TenantId) -> Result<Option<ScimAuthState>> {
+        let id = tenant.to_string();
+        self.read(move |c| {
+            let Some(tenant) = get_tenant(c, &id)? else {
+                return Ok(None);
+            };
+            let mut st = c.prepare_cached(
+                "SELECT id, hash FROM scim_tokens WHERE tenant_id = ? AND revoked_at IS NULL",
+            )?;
+            let tokens = st
+                .query_map([&id], |r| {
+                    let h: Vec<u8> = r.get(1)?;
+                    Ok((TokenId::from_trusted(r.get(0)?), TokenHash::from_bytes(&h)))
+                })?
+                .filter_map(|r| match r {
+                    Ok((id, Some(h))) => Some(Ok((id, h))),
+                    Ok((_, None)) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Some(ScimAuthState { tenant, tokens }))
+        })
+        .await
+    }
+
+    async fn token_info(&self, tenant: &TenantId) -> Result<Option<TokenInfo>> {
+        let id = tenant.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, tenant_id, hint, created_at, last_used_at, last_user_agent FROM scim_tokens
+                 WHERE tenant_id = ? AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1",
+            )?
+            .query_row([&id], |r| {
+                Ok(TokenInfo {
+                    id: TokenId::from_trusted(r.get(0)?),
+                    tenant_id: TenantId::from_trusted(r.get(1)?),
+                    hint: r.get(2)?,
+                    created_at: parse_time(r.get(3)?)?,
+                    last_used_at: opt_time(r.get(4)?)?,
+                    last_user_agent: r.get(5)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn touch_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        at: OffsetDateTime,
+        user_agent: Option<&str>,
+    ) -> Result<()> {
+        let (tenant, token) = (tenant.to_string(), token.to_string());
+        let ua = user_agent.map(|s| s.chars().take(200).collect::<String>());
+        self.writer
+            .write(move |c| {
+                db(c.execute(
+                    "UPDATE scim_tokens SET last_used_at = ?, last_user_agent = COALESCE(?, last_user_agent)
+                     WHERE tenant_id = ? AND id = ?",
+                    params![ts(at), ua, tenant, token],
+                ))
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn create_user(&self, user: &UserRecord, audit: AuditDraft) -> Result<()> {
+        let u = user.clone();
+        self.writer
+            .write(move |c| {
+                let mut st = db(c.prepare_cached(
+                    "INSERT INTO users (id, tenant_id, user_name, user_name_fold, external_id, display_name,
+                        display_name_fold, email, email_fold, active, doc, quota_gb, used_bytes, scim_managed,
+                        created_at, updated_at, version)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                ))?;
+                db(st.execute(params![
+                    u.id.as_str(),
+                    u.tenant_id.as_str(),
+                    u.user_name.as_str(),
+                    u.user_name.folded(),
+                    u.external_id,
+                    u.display_name,
+                    fold_opt(&u.display_name),
+                    u.email,
+                    fold_opt(&u.email),
+                    u.active,
+                    u.doc.to_string(),
+                    u.quota_gb.get(),
+                    u.used_bytes,
+                    u.scim_managed,
+                    ts(u.created_at),
+                    ts(u.updated_at),
+                    u.version,
+                ]))?;
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| get_user_where(c, &t, &i, true)).await
+    }
+
+    async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| get_user_where(c, &t, &i, false)).await
+    }
+
+    async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
+        let tenant = tenant.to_string();
+        let query = query.clone();
+        self.read(move |c| {
+            let mut where_sql = String::from("u.tenant_id = ? AND u.deleted_at IS NULL");
+            let mut params: Vec<SqlValue> = vec![SqlValue::Text(tenant)];
+            if let Some(f) = &query.filter {
+                let w = filter::where_clause(f);
+                where_sql.push_str(" AND ");
+                where_sql.push_str(&w.text);
+                params.extend(w.params);
+            }
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {where_sql}"))?
+                .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
+            let total = total.max(0) as u64;
+            let offset = query.start_index.saturating_sub(1);
+            if query.count == 0 || offset >= total {
+                return Ok(Page {
+                    total,
+                    items: Vec::new(),
+                });
+            }
+            let order = filter::order_by(query.sort.as_ref());
+            params.extend(order.params);
+            params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
+            params.push(SqlValue::Integer(offset.min(i64::MAX as u64) as i64));
+            let sql = format!(
+                "SELECT {USER_COLS} FROM users u WHERE {where_sql}{} LIMIT ? OFFSET ?",
+                order.text
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let items = st
+                .query_map(params_from_iter(params.iter()), user_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Page { total, items })
+        })
+        .await
+    }
+
+    async fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        expected_version: i64,
+        data: &UserData,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<UserRecord> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        let d = data.clone();
+        self.writer
+            .write(move |c| {
+                let n = db(c
+                    .prepare_cached(
+                        "UPDATE users SET user_name = ?, user_name_fold = ?, external_id = ?, display_name = ?,
+                            display_name_fold = ?, email = ?, email_fold = ?, active = ?, doc = ?,
+                            updated_at = ?, version = version + 1
+                         WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL AND version = ?",
+                    )
+                    .and_then(|mut st| {
+                        st.execute(params![
+                            d.user_name.as_str(),
+                            d.user_name.folded(),
+                            d.external_id,
+                            d.display_name,
+                            fold_opt(&d.display_name),
+                            d.email,
+                            fold_opt(&d.email),
+                            d.active,
+                            d.doc.to_string(),
+                            ts(at),
+                            t,
+                            i,
+                            expected_version,
+                        ])
+                    }))?;
+                if n == 0 {
+                    return match db(get_user_where(c, &t, &i, true))? {
+                        Some(_) => Err(Error::VersionMismatch),
+                        None => Err(Error::NotFound("user")),
+                    };
+                }
+                db(insert_audit(c, &audit))?;
+                db(get_user_where(c, &t, &i, true))?.ok_or(Error::NotFound("user"))
+            })
+            .await
+    }
+
+    async fn soft_delete_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        expected_version: Option<i64>,
+        at: OffsetDateTime,
+        purge_at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.writer
+            .write(move |c| {
+                let n = db(c.execute(
+                    "UPDATE users SET deleted_at = ?, purge_at = ?, updated_at = ?, version = version + 1
+                     WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL AND (? IS NULL OR version = ?)",
+                    params![ts(at), ts(purge_at), ts(at), t, i, expected_version, expected_version],
+                ))?;
+                if n == 0 {
+                    return match db(get_user_where(c, &t, &i, true))? {
+                        Some(_) => Err(Error::VersionMismatch),
+                        None => Err(Error::NotFound("user")),
+                    };
+                }
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn restore_user(
+        &self,
+        tenant: &TenantId,
+        user_name: &UserName,
+        at: OffsetDateTime,
+        mut audit: AuditDraft,
+    ) -> Result<UserRecord> {
+        let t = tenant.to_string();
+        let fold = user_name.folded();
+        self.writer
+            .write(move |c| {
+                let id: Option<String> = db(c
+                    .query_row(
+                        "SELECT id FROM users WHERE tenant_id = ? AND user_name_fold = ? AND deleted_at IS NOT NULL
+                         ORDER BY deleted_at DESC, seq DESC LIMIT 1",
+                        params![t, fold],
+                        |r| r.get(0),
+                    )
+                    .optional())?;
+                let id = id.ok_or(Error::NotFound("deleted account"))?;
+                db(c.execute(
+                    "UPDATE users SET deleted_at = NULL, purge_at = NULL, updated_at = ?, version = version + 1
+                     WHERE tenant_id = ? AND id = ?",
+                    params![ts(at), t, id],
+                ))?;
+                audit.target_id = Some(id.clone());
+                db(insert_audit(c, &audit))?;
+                db(get_user_where(c, &t, &id, true))?.ok_or(Error::NotFound("user"))
+            })
+            .await
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>> {
+        self.writer
+            .write(move |c| {
+                let due = db(c
+                    .prepare(&format!(
+                        "SELECT {USER_COLS} FROM users u WHERE u.deleted_at IS NOT NULL AND u.purge_at <= ?
+                         ORDER BY u.purge_at LIMIT 1000"
+                    ))
+                    .and_then(|mut st| {
+                        st.query_map([ts(now)], user_from_row)?
+                            .collect::<rusqlite::Result<Vec<_>>>()
+                    }))?;
+                for u in &due {
+                    db(c.execute(
+                        "DELETE FROM users WHERE tenant_id = ? AND id = ?",
+                        params![u.tenant_id.as_str(), u.id.as_str()],
+                    ))?;
+                    db(insert_audit(
+                        c,
+                        &AuditDraft {
+                            tenant_id: u.tenant_id.clone(),
+                            actor: Actor::System,
+                            action: Action::UserPurged,
+                            target_type: "user",
+                            target_id: Some(u.id.to_string()),
+                            target_name: Some(u.user_name.to_string()),
+                            changes: serde_json::json!({"deletedAt": {"before": u.deleted_at.map(format_ts)}}),
+                            meta: Default::default(),
+                            at: now,
+                        },
+                    ))?;
+                }
+                Ok(due)
+            })
+            .await
+    }
+
+    async fn create_dashboard_user(&self, user: &DashboardUser, audit: AuditDraft) -> Result<()> {
+        let u = user.clone();
+        self.writer
+            .write(move |c| {
+                db(c.execute(
+                    "INSERT INTO dashboard_users (id, tenant_id, email, email_fold, role, password_hash, created_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        u.id.as_str(),
+                        u.tenant_id.as_str(),
+                        u.email,
+                        fold_case(&u.email),
+                        u.role.as_str(),
+                        u.password_hash.as_phc(),
+                        ts(u.created_at)
+                    ],
+                ))?;
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn find_dashboard_user(&self, email: &str) -> Result<Option<DashboardUser>> {
+        let fold = fold_case(email.trim());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, tenant_id, email, role, password_hash, created_at FROM dashboard_users WHERE email_fold = ?",
+            )?
+            .query_row([fold], |r| {
+                let role: String = r.get(3)?;
+                Ok(DashboardUser {
+                    id: DashboardUserId::from_trusted(r.get(0)?),
+                    tenant_id: TenantId::from_trusted(r.get(1)?),
+                    email: r.get(2)?,
+                    role: Role::parse(&role).unwrap_or(Role::Viewer),
+                    password_hash: PasswordHash::from_phc(r.get(4)?),
+                    created_at: parse_time(r.get(5)?)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let t = tenant.to_string();
+        let q = query.clone();
+        self.read(move |c| {
+            let mut sql = String::from(
+                "SELECT id, tenant_id, at, actor_kind, actor_id, action, target_type, target_id, target_name,
+                        changes, user_agent, request_id
+                 FROM audit_events WHERE tenant_id = ?",
+            );
+            let mut params: Vec<SqlValue> = vec![SqlValue::Text(t)];
+            if let Some(target) = q.target_id {
+                sql.push_str(" AND target_id = ?");
+                params.push(SqlValue::Text(target));
+            }
+            if let Some(action) = q.action {
+                sql.push_str(" AND action = ?");
+                params.push(SqlValue::Text(action.as_str().into()));
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            let limit = if q.limit == 0 { 1000 } else { q.limit };
+            params.push(SqlValue::Integer(i64::from(limit)));
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(params_from_iter(params.iter()), |r| {
+                let changes: String = r.get(9)?;
+                Ok(AuditEvent {
+                    id: r.get(0)?,
+                    tenant_id: TenantId::from_trusted(r.get(1)?),
+                    at: parse_time(r.get(2)?)?,
+                    actor_kind: r.get(3)?,
+                    actor_id: r.get(4)?,
+                    action: r.get(5)?,
+                    target_type: r.get(6)?,
+                    target_id: r.get(7)?,
+                    target_name: r.get(8)?,
+                    changes: serde_json::from_str(&changes).unwrap_or(serde_json::Value::Null),
+                    user_agent: r.get(10)?,
+                    request_id: r.get(11)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|_| ())
+    }
+}

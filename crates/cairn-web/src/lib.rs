@@ -1,0 +1,114 @@
+//! Cairn's HTTP surface: the SCIM 2.0 service provider under `/scim/v2/{tenant}`, and the
+//! operational endpoints `/healthz` and `/metrics`. Handlers are thin: they extract, call
+//! one `cairn_core::service::Services` method and map the result.
+
+pub mod metrics;
+pub mod ops;
+pub mod scim;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderName, Uri};
+use axum::Router;
+use cairn_core::service::Services;
+use std::sync::Arc;
+use tower::Layer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Arc<Services>,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+/// The application router with its middleware, before path normalisation.
+pub fn router(state: AppState) -> Router {
+    let metrics = state.metrics.clone();
+    Router::new()
+        .merge(ops::routes())
+        .nest("/scim/v2/{tenant}", scim::routes())
+        .fallback(ops::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(ops::panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get(REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::COOKIE,
+        ]))
+}
+
+/// The complete service: path normalisation runs before routing, so `/Users/` and
+/// `//Users` (administrators paste base URLs ending in `/`) reach the same handlers.
+pub fn app(
+    state: AppState,
+) -> axum::routing::IntoMakeService<tower::util::MapRequest<Router, fn(Request) -> Request>> {
+    let layer = tower::util::MapRequestLayer::new(normalize_path as fn(Request) -> Request);
+    axum::ServiceExt::<Request>::into_make_service(layer.layer(router(state)))
+}
+
+fn normalize_path(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if !(path.contains("//") || (path.len() > 1 && path.ends_with('/'))) {
+        return req;
+    }
+    let mut clean = String::with_capacity(path.len());
+    for seg in path.split('/').filter(|s| !s.is_empty()) {
+        clean.push('/');
+        clean.push_str(seg);
+    }
+    if clean.is_empty() {
+        clean.push('/');
+    }
+    let pq = match req.uri().query() {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean,
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(p) = pq.parse() {
+        parts.path_and_query = Some(p);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> String {
+        let req = Request::builder()
+            .uri(p)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        normalize_path(req).uri().to_string()
+    }
+
+    #[test]
+    fn paths_are_normalised() {
+        assert_eq!(norm("/scim/v2/t/Users/"), "/scim/v2/t/Users");
+        assert_eq!(
+            norm("/scim/v2/t//Users?count=1"),
+            "/scim/v2/t/Users?count=1"
+        );
+        assert_eq!(norm("/"), "/");
+        assert_eq!(norm("/healthz"), "/healthz");
+    }
+}

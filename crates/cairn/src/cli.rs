@@ -1,0 +1,427 @@
+//! Command-line interface. Scripts rely on these exact forms and on the JSON they print.
+
+use anyhow::{bail, Context, Result};
+use cairn_core::audit::{AuditQuery, RequestMeta};
+use cairn_core::auth::OperatorCtx;
+use cairn_core::clock::SystemClock;
+use cairn_core::ids::{QuotaGb, TenantId};
+use cairn_core::service::{Authority, Services};
+use cairn_core::store::{Role, SettingsChange, Store};
+use cairn_store::SqliteStore;
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: backup accounts provisioned over SCIM 2.0"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Where Cairn keeps its data (the SQLite database, later backup repositories).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_DATA_DIR",
+        default_value = "./cairn-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Database to use instead of `<data-dir>/cairn.db`: `sqlite:PATH` or `sqlite://PATH`.
+    #[arg(long, global = true, env = "CAIRN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The URL under which clients reach this deployment (used for Tenant URLs and
+    /// `Location` headers). Default: `http://<listen address>`.
+    #[arg(long, global = true, env = "CAIRN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Days a soft-deleted account's data is kept before it is purged.
+    #[arg(long, global = true, env = "CAIRN_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub retention_days: u32,
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// How long token and settings lookups are cached, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_AUTH_CACHE_MS",
+        default_value_t = 2000,
+        hide = true
+    )]
+    pub auth_cache_ms: u64,
+    /// Shifts this process's clock (testing retention without waiting).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    pub clock_offset_secs: i64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP service (SCIM, health, metrics).
+    Serve(ServeArgs),
+    /// Manage tenants (organisations).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage a tenant's SCIM settings and API token.
+    #[command(subcommand)]
+    Scim(ScimCmd),
+    /// Manage dashboard users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Print a tenant's audit log, newest first.
+    Audit(AuditArgs),
+    /// Manage backup accounts.
+    #[command(subcommand)]
+    Account(AccountCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Seconds between retention purges.
+    #[arg(
+        long,
+        env = "CAIRN_PURGE_INTERVAL_SECS",
+        default_value_t = 3600,
+        hide = true
+    )]
+    pub purge_interval_secs: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScimCmd {
+    /// Turn SCIM user management on and set the Account Size.
+    Enable {
+        #[arg(long)]
+        tenant: String,
+        /// Quota in GB for each backup account that provisioning creates.
+        #[arg(long)]
+        account_size_gb: i64,
+    },
+    /// Turn SCIM user management off: every SCIM call gets 401.
+    Disable {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Generate a new API token (shown once); earlier tokens stop working.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a dashboard user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["administrator", "viewer"])]
+        role: String,
+        /// Read the password from standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub json: bool,
+    /// Most events printed.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Restore a soft-deleted backup account (same id, same data).
+    Restore {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge accounts whose retention window has ended, now.
+    PurgeExpired {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The database file selected by the global options.
+pub fn database_path(g: &Global) -> Result<PathBuf> {
+    match &g.database_url {
+        None => Ok(g.data_dir.join("cairn.db")),
+        Some(url) => {
+            if let Some(p) = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+            {
+                if p.is_empty() {
+                    bail!("--database-url {url}: no file path after sqlite:");
+                }
+                Ok(PathBuf::from(p))
+            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                bail!("--database-url: PostgreSQL is not supported by this build yet; use sqlite:PATH or omit it")
+            } else {
+                bail!("--database-url {url}: expected sqlite:PATH")
+            }
+        }
+    }
+}
+
+pub fn services(g: &Global, public_url: String) -> Result<Arc<Services>> {
+    let path = database_path(g)?;
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?,
+    );
+    Ok(Arc::new(Services::new(
+        store,
+        Arc::new(SystemClock::with_offset_secs(g.clock_offset_secs)),
+        time::Duration::days(i64::from(g.retention_days)),
+        public_url,
+        Duration::from_millis(g.auth_cache_ms),
+    )))
+}
+
+fn public_url_for_cli(g: &Global) -> String {
+    g.public_url
+        .clone()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned())
+}
+
+fn tenant_id(s: &str) -> Result<TenantId> {
+    TenantId::parse(s).with_context(|| {
+        format!("--tenant {s:?} is not a tenant id (a UUID as printed by `cairn tenant create`)")
+    })
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+pub async fn run(cli: Cli) -> Result<()> {
+    let g = cli.global;
+    if let Command::Serve(args) = cli.command {
+        return crate::serve::serve(&g, args).await;
+    }
+    let op = OperatorCtx::local_operator();
+    let svc = services(&g, public_url_for_cli(&g))?;
+    let meta = RequestMeta {
+        user_agent: Some(format!("cairn-cli/{}", env!("CARGO_PKG_VERSION"))),
+        request_id: None,
+    };
+    match cli.command {
+        Command::Serve(_) => unreachable!("handled above"),
+        Command::Tenant(TenantCmd::Create { name, json }) => {
+            let t = svc.create_tenant(&op, &name).await?;
+            let url = svc.tenant_url(&t.id);
+            if json {
+                print_json(&json!({"id": t.id, "name": t.name, "tenant_url": url}));
+            } else {
+                println!("Created tenant {} ({})\nTenant URL: {url}", t.name, t.id);
+            }
+        }
+        Command::Tenant(TenantCmd::List { json }) => {
+            let ts = svc.list_tenants(&op).await?;
+            if json {
+                let v: Vec<_> = ts
+                    .iter()
+                    .map(|t| {
+                        json!({"id": t.id, "name": t.name, "tenant_url": svc.tenant_url(&t.id),
+                        "scim_enabled": t.scim_enabled, "account_size_gb": t.account_size_gb.get()})
+                    })
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                for t in ts {
+                    println!(
+                        "{}\t{}\tscim={}\t{}",
+                        t.id,
+                        t.name,
+                        if t.scim_enabled { "on" } else { "off" },
+                        t.account_size_gb
+                    );
+                }
+            }
+        }
+        Command::Scim(ScimCmd::Enable {
+            tenant,
+            account_size_gb,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let size = QuotaGb::new(account_size_gb).map_err(anyhow::Error::msg)?;
+            let t = svc
+                .update_settings(
+                    Authority::Operator(&op),
+                    &id,
+                    SettingsChange {
+                        scim_enabled: Some(true),
+                        account_size_gb: Some(size),
+                    },
+                    &meta,
+                )
+                .await?;
+            println!(
+                "SCIM user management enabled for {} with Account Size {}",
+                t.name, t.account_size_gb
+            );
+        }
+        Command::Scim(ScimCmd::Disable { tenant }) => {
+            let id = tenant_id(&tenant)?;
+            let t = svc
+                .update_settings(
+                    Authority::Operator(&op),
+                    &id,
+                    SettingsChange {
+                        scim_enabled: Some(false),
+                        account_size_gb: None,
+                    },
+                    &meta,
+                )
+                .await?;
+            println!("SCIM user management disabled for {}", t.name);
+        }
+        Command::Scim(ScimCmd::Token { tenant, json }) => {
+            let id = tenant_id(&tenant)?;
+            let (token, _) = svc
+                .generate_token(Authority::Operator(&op), &id, &meta)
+                .await?;
+            let url = svc.tenant_url(&id);
+            if json {
+                print_json(&json!({"token": token.expose(), "tenant_url": url}));
+            } else {
+                println!(
+                    "Tenant URL: {url}\nAPI token (shown once, store it now): {}",
+                    token.expose()
+                );
+            }
+        }
+        Command::User(UserCmd::Create {
+            tenant,
+            email,
+            role,
+            password_stdin: _,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let role = Role::parse(&role).context("--role must be administrator or viewer")?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let u = svc
+                .create_dashboard_user(&op, &id, &email, role, &password)
+                .await?;
+            println!(
+                "Created dashboard user {} ({}) in tenant {}",
+                u.email,
+                u.role.as_str(),
+                id
+            );
+        }
+        Command::Audit(a) => {
+            let id = tenant_id(&a.tenant)?;
+            svc.tenant(&id).await?;
+            let events = svc
+                .audit_log(
+                    &id,
+                    &AuditQuery {
+                        limit: a.limit.max(1),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            if a.json {
+                print_json(&serde_json::to_value(&events)?);
+            } else {
+                for e in events {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        cairn_core::clock::format_ts(e.at),
+                        e.action,
+                        e.target_name.unwrap_or_default(),
+                        e.actor_kind,
+                        e.changes
+                    );
+                }
+            }
+        }
+        Command::Account(AccountCmd::Restore {
+            tenant,
+            user_name,
+            json,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let u = svc
+                .restore_user(Authority::Operator(&op), &id, &user_name, &meta)
+                .await?;
+            if json {
+                print_json(&json!({"id": u.id, "user_name": u.user_name, "status": u.status()}));
+            } else {
+                println!("Restored {} ({})", u.user_name, u.id);
+            }
+        }
+        Command::Account(AccountCmd::PurgeExpired { json }) => {
+            let purged = svc.purge_expired().await?;
+            if json {
+                let v: Vec<_> = purged
+                    .iter()
+                    .map(
+                        |u| json!({"tenant_id": u.tenant_id, "id": u.id, "user_name": u.user_name}),
+                    )
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                println!("Purged {} account(s)", purged.len());
+            }
+        }
+    }
+    Ok(())
+}

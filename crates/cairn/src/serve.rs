@@ -1,0 +1,90 @@
+//! `cairn serve`: telemetry, the HTTP listener, graceful shutdown and the retention purge.
+
+use crate::cli::{services, Global, ServeArgs};
+use anyhow::{Context, Result};
+use cairn_web::{metrics::Metrics, AppState};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+fn init_tracing(format: &str) {
+    let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
+    init_tracing(&g.log_format);
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = g
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let svc = services(g, public_url.clone())?;
+    let state = AppState {
+        services: svc.clone(),
+        metrics: Arc::new(Metrics::new()),
+    };
+
+    let purge_svc = svc.clone();
+    let interval = Duration::from_secs(args.purge_interval_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            match purge_svc.purge_expired().await {
+                Ok(p) if !p.is_empty() => {
+                    tracing::info!(count = p.len(), "purged accounts past retention")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+        }
+    });
+
+    tracing::info!(%addr, %public_url, "cairn listening");
+    // Scripts and tests wait for this line.
+    println!("listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+
+    axum::serve(listener, cairn_web::app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("server error")?;
+    tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C; in-flight requests then drain before `serve` returns.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}
