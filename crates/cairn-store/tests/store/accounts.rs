@@ -1,0 +1,325 @@
+use crate::support::*;
+use cairn_core::audit::Action;
+use cairn_core::ids::{UserId, UserName};
+use cairn_core::query::ListQuery;
+use cairn_core::store::Store;
+use cairn_core::Error;
+use serde_json::json;
+
+#[tokio::test]
+async fn create_and_read_back() {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    let u = user(
+        &t.id,
+        "Alice@Example.com",
+        json!({"userName": "Alice@Example.com", "emails": [{"value": "alice@example.com"}]}),
+    );
+    db.store
+        .create_user(&u, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    let got = db.store.get_user(&t.id, &u.id).await.unwrap().unwrap();
+    assert_eq!(got.user_name.as_str(), "Alice@Example.com");
+    assert_eq!(got.doc, u.doc);
+    assert_eq!(got.created_at, u.created_at);
+    assert_eq!(got.version, 1);
+    assert_eq!(audit_count(&*db.store, &t.id).await, 2);
+}
+
+#[tokio::test]
+async fn user_names_are_unique_per_tenant_regardless_of_case() {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    let other = tenant(&*db.store, "other").await;
+    let a = user(&t.id, "bob@x.io", json!({"userName": "bob@x.io"}));
+    db.store
+        .create_user(&a, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    let before = audit_count(&*db.store, &t.id).await;
+    let b = user(&t.id, "BOB@X.IO", json!({"userName": "BOB@X.IO"}));
+    let err = db
+        .store
+        .create_user(&b, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Conflict {
+            attribute: "userName"
+        }
+    );
+    // The failed create left no audit entry behind: both live in one transaction.
+    assert_eq!(audit_count(&*db.store, &t.id).await, before);
+    // Another tenant may use the same name.
+    let c = user(&other.id, "bob@x.io", json!({"userName": "bob@x.io"}));
+    db.store
+        .create_user(&c, draft(&other.id, Action::UserCreated))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn racing_creates_yield_exactly_one_account() {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = db.store.clone();
+        let tid = t.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let name = if i % 2 == 0 { "Race@X.io" } else { "race@x.IO" };
+            let u = user(&tid, name, json!({"userName": name}));
+            store
+                .create_user(&u, draft(&tid, Action::UserCreated))
+                .await
+        }));
+    }
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(Error::Conflict {
+                attribute: "userName",
+            }) => conflicts += 1,
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 31));
+    let page = db
+        .store
+        .list_users(&t.id, &ListQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+}
+
+#[tokio::test]
+async fn tenants_never_see_each_other() {
+    let db = db();
+    let a = tenant(&*db.store, "a").await;
+    let b = tenant(&*db.store, "b").await;
+    let u = user(&a.id, "x@a.io", json!({"userName": "x@a.io"}));
+    db.store
+        .create_user(&u, draft(&a.id, Action::UserCreated))
+        .await
+        .unwrap();
+    assert!(db.store.get_user(&b.id, &u.id).await.unwrap().is_none());
+    assert_eq!(
+        db.store
+            .list_users(&b.id, &ListQuery::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    let mut d = data_of(&u);
+    d.active = false;
+    let err = db
+        .store
+        .update_user(
+            &b.id,
+            &u.id,
+            1,
+            &d,
+            now(),
+            draft(&b.id, Action::UserSuspended),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::NotFound("user"));
+    assert_eq!(
+        audit_count(&*db.store, &b.id).await,
+        1,
+        "only b's tenant_created"
+    );
+}
+
+#[tokio::test]
+async fn updates_check_the_version_atomically() {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    let u = user(&t.id, "v@x.io", json!({"userName": "v@x.io"}));
+    db.store
+        .create_user(&u, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    let mut d = data_of(&u);
+    d.display_name = Some("V".into());
+    let v2 = db
+        .store
+        .update_user(
+            &t.id,
+            &u.id,
+            1,
+            &d,
+            now(),
+            draft(&t.id, Action::UserUpdated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.display_name.as_deref(), Some("V"));
+    let before = audit_count(&*db.store, &t.id).await;
+    let err = db
+        .store
+        .update_user(
+            &t.id,
+            &u.id,
+            1,
+            &d,
+            now(),
+            draft(&t.id, Action::UserUpdated),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::VersionMismatch);
+    assert_eq!(audit_count(&*db.store, &t.id).await, before);
+}
+
+#[tokio::test]
+async fn rename_into_a_taken_name_conflicts() {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    let a = user(&t.id, "a@x.io", json!({"userName": "a@x.io"}));
+    let b = user(&t.id, "b@x.io", json!({"userName": "b@x.io"}));
+    db.store
+        .create_user(&a, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    db.store
+        .create_user(&b, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    let mut d = data_of(&b);
+    d.user_name = UserName::parse("A@X.io").unwrap();
+    let err = db
+        .store
+        .update_user(
+            &t.id,
+            &b.id,
+            1,
+            &d,
+            now(),
+            draft(&t.id, Action::UserUpdated),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Conflict {
+            attribute: "userName"
+        }
+    );
+}
+
+#[tokio::test]
+async fn soft_delete_restore_and_purge() {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    let u = user(
+        &t.id,
+        "gone@x.io",
+        json!({"userName": "gone@x.io", "title": "keep me"}),
+    );
+    db.store
+        .create_user(&u, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    let at = now();
+    let purge_at = at + time::Duration::days(30);
+    db.store
+        .soft_delete_user(
+            &t.id,
+            &u.id,
+            None,
+            at,
+            purge_at,
+            draft(&t.id, Action::UserDeleted),
+        )
+        .await
+        .unwrap();
+    assert!(db.store.get_user(&t.id, &u.id).await.unwrap().is_none());
+    let any = db.store.get_user_any(&t.id, &u.id).await.unwrap().unwrap();
+    assert_eq!(any.purge_at, Some(purge_at));
+    assert_eq!(
+        db.store
+            .list_users(&t.id, &ListQuery::default())
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+
+    // A new account may take the name while the old one waits for purge...
+    let newer = user(&t.id, "GONE@x.io", json!({"userName": "GONE@x.io"}));
+    db.store
+        .create_user(&newer, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    // ...and then the old one cannot be restored under it.
+    let name = UserName::parse("gone@x.io").unwrap();
+    let err = db
+        .store
+        .restore_user(&t.id, &name, now(), draft(&t.id, Action::UserRestored))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Conflict {
+            attribute: "userName"
+        }
+    );
+    db.store
+        .soft_delete_user(
+            &t.id,
+            &newer.id,
+            None,
+            now(),
+            purge_at,
+            draft(&t.id, Action::UserDeleted),
+        )
+        .await
+        .unwrap();
+    let restored = db
+        .store
+        .restore_user(&t.id, &name, now(), draft(&t.id, Action::UserRestored))
+        .await
+        .unwrap();
+    // The most recently deleted account with that name comes back.
+    assert_eq!(restored.id, newer.id);
+
+    // Purge removes only accounts past their window.
+    assert!(db.store.purge_expired(now()).await.unwrap().is_empty());
+    let purged = db
+        .store
+        .purge_expired(purge_at + time::Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        purged.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
+        vec![u.id.clone()]
+    );
+    assert!(db.store.get_user_any(&t.id, &u.id).await.unwrap().is_none());
+    let events = db
+        .store
+        .list_audit(&t.id, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(events[0].action, "user_purged");
+    assert_eq!(events[0].actor_kind, "system");
+}
+
+#[tokio::test]
+async fn unknown_ids_are_not_found() {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    assert!(db
+        .store
+        .get_user(&t.id, &UserId::random())
+        .await
+        .unwrap()
+        .is_none());
+}

@@ -1,0 +1,419 @@
+//! Filter push-down: SQL results must equal a straightforward in-memory evaluation of the
+//! same filter, for hand-picked and for generated filters.
+
+use crate::support::*;
+use cairn_core::audit::Action;
+use cairn_core::ids::fold_case;
+use cairn_core::query::{
+    Attr, AttrKind, AttrTarget, CompareOp, Filter, ListQuery, Scalar, SortKey,
+};
+use cairn_core::store::Store;
+use cairn_core::user::UserRecord;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+
+const ENT: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+
+fn sample_docs() -> Vec<Value> {
+    vec![
+        json!({"userName": "alice@example.com", "displayName": "Alice Ä", "active": true, "externalId": "E1",
+               "name": {"givenName": "Alice", "familyName": "Zed"},
+               "emails": [{"value": "Alice@Example.com", "type": "work", "primary": true}, {"value": "a@home.net", "type": "home"}],
+               ENT: {"employeeNumber": "100", "department": "R&D"}}),
+        json!({"userName": "BOB@example.com", "displayName": "bob", "active": false, "externalId": "e1",
+               "name": {"givenName": "Bob"},
+               "emails": [{"value": "bob@work.org", "type": "work"}]}),
+        json!({"userName": "carol%_@x.io", "active": true, "title": "",
+               "emails": [{"value": "carol@x.io", "type": "home"}], ENT: {"employeeNumber": "7"}}),
+        json!({"userName": "ÄRNI@x.io", "displayName": "ärni", "active": true,
+               "name": {"givenName": "Ärni", "familyName": "Zed"}}),
+    ]
+}
+
+async fn seeded() -> (Db, cairn_core::tenant::Tenant, Vec<UserRecord>) {
+    let db = db();
+    let t = tenant(&*db.store, "acme").await;
+    let other = tenant(&*db.store, "other").await;
+    let mut users = Vec::new();
+    for d in sample_docs() {
+        let name = d["userName"].as_str().unwrap().to_owned();
+        let u = user(&t.id, &name, d.clone());
+        db.store
+            .create_user(&u, draft(&t.id, Action::UserCreated))
+            .await
+            .unwrap();
+        // The same people in another tenant must never show up.
+        let o = user(&other.id, &name, d);
+        db.store
+            .create_user(&o, draft(&other.id, Action::UserCreated))
+            .await
+            .unwrap();
+        users.push(u);
+    }
+    (db, t, users)
+}
+
+fn s(v: &str) -> Scalar {
+    Scalar::String(v.into())
+}
+fn attr(target: AttrTarget, kind: AttrKind, case_exact: bool) -> Attr {
+    Attr {
+        target,
+        kind,
+        case_exact,
+    }
+}
+fn json_attr(path: &[&str], case_exact: bool) -> Attr {
+    attr(
+        AttrTarget::Json(path.iter().map(|s| s.to_string()).collect()),
+        AttrKind::String,
+        case_exact,
+    )
+}
+fn cmp(a: Attr, op: CompareOp, v: Scalar) -> Filter {
+    Filter::Compare {
+        attr: a,
+        op,
+        value: v,
+    }
+}
+fn user_name() -> Attr {
+    attr(AttrTarget::UserName, AttrKind::String, false)
+}
+
+async fn names(db: &Db, t: &cairn_core::tenant::Tenant, f: Filter) -> Vec<String> {
+    let q = ListQuery {
+        filter: Some(f),
+        ..Default::default()
+    };
+    let page = db.store.list_users(&t.id, &q).await.unwrap();
+    assert_eq!(page.total as usize, page.items.len());
+    page.items
+        .into_iter()
+        .map(|u| u.user_name.to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn hand_picked_filters() {
+    let (db, t, _) = seeded().await;
+    assert_eq!(
+        names(
+            &db,
+            &t,
+            cmp(user_name(), CompareOp::Eq, s("ALICE@example.COM"))
+        )
+        .await,
+        ["alice@example.com"]
+    );
+    assert_eq!(
+        names(&db, &t, cmp(user_name(), CompareOp::Eq, s("ärni@X.IO"))).await,
+        ["ÄRNI@x.io"]
+    );
+    // LIKE wildcards in values are plain characters.
+    assert_eq!(
+        names(&db, &t, cmp(user_name(), CompareOp::Co, s("%_"))).await,
+        ["carol%_@x.io"]
+    );
+    assert_eq!(
+        names(&db, &t, cmp(user_name(), CompareOp::Sw, s("bob"))).await,
+        ["BOB@example.com"]
+    );
+    assert_eq!(
+        names(&db, &t, cmp(user_name(), CompareOp::Ew, s("@X.IO"))).await,
+        ["carol%_@x.io", "ÄRNI@x.io"]
+    );
+    let ext = attr(AttrTarget::ExternalId, AttrKind::String, true);
+    assert_eq!(
+        names(&db, &t, cmp(ext, CompareOp::Eq, s("e1"))).await,
+        ["BOB@example.com"]
+    );
+    let active = attr(AttrTarget::Active, AttrKind::Boolean, false);
+    assert_eq!(
+        names(&db, &t, cmp(active, CompareOp::Eq, Scalar::Bool(false))).await,
+        ["BOB@example.com"]
+    );
+    // Entra: emails[type eq "work"].value eq "…"
+    let work = Filter::Any {
+        path: vec!["emails".into()],
+        filter: Box::new(Filter::And(
+            Box::new(cmp(json_attr(&["type"], false), CompareOp::Eq, s("work"))),
+            Box::new(cmp(
+                json_attr(&["value"], false),
+                CompareOp::Eq,
+                s("alice@EXAMPLE.com"),
+            )),
+        )),
+    };
+    assert_eq!(names(&db, &t, work).await, ["alice@example.com"]);
+    // The home address of alice is not a work address.
+    let not_work = Filter::Any {
+        path: vec!["emails".into()],
+        filter: Box::new(Filter::And(
+            Box::new(cmp(json_attr(&["type"], false), CompareOp::Eq, s("work"))),
+            Box::new(cmp(
+                json_attr(&["value"], false),
+                CompareOp::Eq,
+                s("a@home.net"),
+            )),
+        )),
+    };
+    assert!(names(&db, &t, not_work).await.is_empty());
+    let ent = cmp(
+        json_attr(&[ENT, "employeeNumber"], true),
+        CompareOp::Eq,
+        s("7"),
+    );
+    assert_eq!(names(&db, &t, ent).await, ["carol%_@x.io"]);
+    let given_pr = Filter::Present(json_attr(&["name", "givenName"], false));
+    assert_eq!(
+        names(&db, &t, Filter::Not(Box::new(given_pr))).await,
+        ["carol%_@x.io"]
+    );
+    // An empty string is not "present".
+    assert!(
+        names(&db, &t, Filter::Present(json_attr(&["title"], false)))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        names(&db, &t, Filter::Present(json_attr(&["emails"], false)))
+            .await
+            .len(),
+        3
+    );
+}
+
+#[tokio::test]
+async fn sorting_and_paging_are_stable() {
+    let (db, t, _) = seeded().await;
+    let sort = SortKey {
+        attr: json_attr(&["name", "familyName"], false),
+        descending: false,
+    };
+    let q = ListQuery {
+        sort: Some(sort.clone()),
+        ..Default::default()
+    };
+    let all: Vec<String> = db
+        .store
+        .list_users(&t.id, &q)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|u| u.user_name.to_string())
+        .collect();
+    // Ties keep creation order; users without a family name sort last.
+    assert_eq!(
+        all,
+        [
+            "alice@example.com",
+            "ÄRNI@x.io",
+            "BOB@example.com",
+            "carol%_@x.io"
+        ]
+    );
+    let mut paged = Vec::new();
+    for start in 1..=4 {
+        let q = ListQuery {
+            sort: Some(sort.clone()),
+            start_index: start,
+            count: 1,
+            ..Default::default()
+        };
+        let p = db.store.list_users(&t.id, &q).await.unwrap();
+        assert_eq!(p.total, 4);
+        paged.extend(p.items.iter().map(|u| u.user_name.to_string()));
+    }
+    assert_eq!(paged, all);
+    let q = ListQuery {
+        sort: Some(SortKey {
+            attr: user_name(),
+            descending: true,
+        }),
+        ..Default::default()
+    };
+    let desc: Vec<String> = db
+        .store
+        .list_users(&t.id, &q)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|u| u.user_name.to_string())
+        .collect();
+    assert_eq!(
+        desc,
+        [
+            "ÄRNI@x.io",
+            "carol%_@x.io",
+            "BOB@example.com",
+            "alice@example.com"
+        ]
+    );
+    let q = ListQuery {
+        count: 0,
+        ..Default::default()
+    };
+    let p = db.store.list_users(&t.id, &q).await.unwrap();
+    assert_eq!((p.total, p.items.len()), (4, 0));
+    let q = ListQuery {
+        start_index: 99,
+        ..Default::default()
+    };
+    assert_eq!(db.store.list_users(&t.id, &q).await.unwrap().items.len(), 0);
+}
+
+// --- a reference evaluator for generated filters -----------------------------------------
+
+fn lookup<'a>(v: &'a Value, path: &[String]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |cur, k| cur.get(k))
+}
+
+fn leaf_value(u: &UserRecord, scope: &Value, a: &Attr) -> Option<Value> {
+    match &a.target {
+        AttrTarget::UserName => Some(json!(u.user_name.as_str())),
+        AttrTarget::ExternalId => u.external_id.clone().map(Value::from),
+        AttrTarget::DisplayName => u.display_name.clone().map(Value::from),
+        AttrTarget::Active => Some(json!(u.active)),
+        AttrTarget::Json(p) => lookup(scope, p).cloned().filter(|v| !v.is_null()),
+        _ => unreachable!("not generated"),
+    }
+}
+
+fn eval(u: &UserRecord, scope: &Value, f: &Filter) -> bool {
+    match f {
+        Filter::And(a, b) => eval(u, scope, a) && eval(u, scope, b),
+        Filter::Or(a, b) => eval(u, scope, a) || eval(u, scope, b),
+        Filter::Not(a) => !eval(u, scope, a),
+        Filter::Present(a) => match leaf_value(u, scope, a) {
+            None => false,
+            Some(Value::String(s)) => !s.is_empty(),
+            Some(Value::Array(v)) => !v.is_empty(),
+            Some(_) => true,
+        },
+        Filter::Any { path, filter } => match lookup(scope, path) {
+            Some(Value::Array(items)) => items.iter().any(|e| eval(u, e, filter)),
+            _ => false,
+        },
+        Filter::Compare { attr, op, value } => {
+            let v = leaf_value(u, scope, attr);
+            match (v, value) {
+                (Some(Value::Bool(b)), Scalar::Bool(x)) => match op {
+                    CompareOp::Eq => b == *x,
+                    CompareOp::Ne => b != *x,
+                    _ => false,
+                },
+                (Some(Value::String(have)), Scalar::String(want)) => {
+                    let (h, w) = if attr.case_exact {
+                        (have.clone(), want.clone())
+                    } else {
+                        (fold_case(&have), fold_case(want))
+                    };
+                    match op {
+                        CompareOp::Eq => h == w,
+                        CompareOp::Ne => h != w,
+                        CompareOp::Co => h.contains(&w),
+                        CompareOp::Sw => h.starts_with(&w),
+                        CompareOp::Ew => h.ends_with(&w),
+                        CompareOp::Gt => h > w,
+                        CompareOp::Ge => h >= w,
+                        CompareOp::Lt => h < w,
+                        CompareOp::Le => h <= w,
+                    }
+                }
+                (None, _) => matches!(op, CompareOp::Ne),
+                _ => matches!(op, CompareOp::Ne),
+            }
+        }
+    }
+}
+
+fn string_attr() -> impl Strategy<Value = Attr> {
+    prop_oneof![
+        Just(user_name()),
+        Just(attr(AttrTarget::ExternalId, AttrKind::String, true)),
+        Just(attr(AttrTarget::DisplayName, AttrKind::String, false)),
+        Just(json_attr(&["name", "givenName"], false)),
+        Just(json_attr(&["name", "familyName"], false)),
+        Just(json_attr(&[ENT, "employeeNumber"], true)),
+        Just(json_attr(&["title"], false)),
+    ]
+}
+
+fn needle() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("a".to_string()),
+        Just("Z".to_string()),
+        Just("@x.io".to_string()),
+        Just("alice".to_string()),
+        Just("e1".to_string()),
+        Just("E1".to_string()),
+        Just("ä".to_string()),
+        Just("%".to_string()),
+        Just("7".to_string()),
+        Just("bob@example.com".to_string()),
+        Just(String::new()),
+    ]
+}
+
+fn op() -> impl Strategy<Value = CompareOp> {
+    prop_oneof![
+        Just(CompareOp::Eq),
+        Just(CompareOp::Ne),
+        Just(CompareOp::Co),
+        Just(CompareOp::Sw),
+        Just(CompareOp::Ew),
+        Just(CompareOp::Gt),
+        Just(CompareOp::Ge),
+        Just(CompareOp::Lt),
+        Just(CompareOp::Le),
+    ]
+}
+
+fn element_filter() -> impl Strategy<Value = Filter> {
+    (
+        prop_oneof![Just("type"), Just("value")],
+        op(),
+        prop_oneof![Just("work"), Just("home"), Just("bob@work.org"), Just("a")],
+    )
+        .prop_map(|(k, op, v)| cmp(json_attr(&[k], false), op, s(v)))
+}
+
+fn filter_strategy() -> impl Strategy<Value = Filter> {
+    let leaf = prop_oneof![
+        (string_attr(), op(), needle()).prop_map(|(a, op, v)| cmp(a, op, s(&v))),
+        any::<bool>().prop_map(|b| cmp(
+            attr(AttrTarget::Active, AttrKind::Boolean, false),
+            CompareOp::Eq,
+            Scalar::Bool(b)
+        )),
+        string_attr().prop_map(Filter::Present),
+        element_filter().prop_map(|f| Filter::Any {
+            path: vec!["emails".into()],
+            filter: Box::new(f)
+        }),
+    ];
+    leaf.prop_recursive(3, 12, 2, |inner| {
+        prop_oneof![
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::And(Box::new(a), Box::new(b))),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| Filter::Or(Box::new(a), Box::new(b))),
+            inner.prop_map(|a| Filter::Not(Box::new(a))),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    #[test]
+    fn sql_agrees_with_the_reference_evaluator(f in filter_strategy()) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (db, t, users) = rt.block_on(seeded());
+        let mut want: Vec<String> = users.iter().filter(|u| eval(u, &u.doc, &f)).map(|u| u.user_name.to_string()).collect();
+        let mut got = rt.block_on(names(&db, &t, f.clone()));
+        want.sort();
+        got.sort();
+        prop_assert_eq!(got, want, "filter {:?}", f);
+    }
+}

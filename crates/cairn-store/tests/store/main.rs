@@ -1,0 +1,8 @@
+//! The store test suite: what every `Store` backend must do. Each test gets a fresh
+//! database.
+
+mod support;
+
+mod accounts;
+mod filters;
+mod settings;
