@@ -1,7 +1,10 @@
 //! Storage backends behind `cairn_core::store::Store`. SQLite is the embedded default:
 //! WAL, a few reader connections, and one writer thread that groups concurrent writes into
-//! shared durable commits while each request keeps its own outcome.
+//! shared durable commits while each request keeps its own outcome. PostgreSQL serves
+//! deployments where several stateless instances share one database.
 
+pub mod postgres;
 pub mod sqlite;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

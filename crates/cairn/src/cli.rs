@@ -7,7 +7,7 @@ use cairn_core::clock::SystemClock;
 use cairn_core::ids::{QuotaGb, TenantId};
 use cairn_core::service::{Authority, Services};
 use cairn_core::store::{Role, SettingsChange, Store};
-use cairn_store::SqliteStore;
+use cairn_store::{PostgresStore, SqliteStore};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 use std::io::Read;
@@ -38,7 +38,8 @@ pub struct Global {
         default_value = "./cairn-data"
     )]
     pub data_dir: PathBuf,
-    /// Database to use instead of `<data-dir>/cairn.db`: `sqlite:PATH` or `sqlite://PATH`.
+    /// Database to use instead of `<data-dir>/cairn.db`: `sqlite:PATH`, or
+    /// `postgres://USER@HOST:PORT/DB` for several instances sharing one database.
     #[arg(long, global = true, env = "CAIRN_DATABASE_URL")]
     pub database_url: Option<String>,
     /// The URL under which clients reach this deployment (used for Tenant URLs and
@@ -194,10 +195,15 @@ pub enum AccountCmd {
     },
 }
 
-/// The database file selected by the global options.
-pub fn database_path(g: &Global) -> Result<PathBuf> {
+/// The database selected by the global options.
+pub enum Database {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+pub fn database(g: &Global) -> Result<Database> {
     match &g.database_url {
-        None => Ok(g.data_dir.join("cairn.db")),
+        None => Ok(Database::Sqlite(g.data_dir.join("cairn.db"))),
         Some(url) => {
             if let Some(p) = url
                 .strip_prefix("sqlite://")
@@ -206,21 +212,32 @@ pub fn database_path(g: &Global) -> Result<PathBuf> {
                 if p.is_empty() {
                     bail!("--database-url {url}: no file path after sqlite:");
                 }
-                Ok(PathBuf::from(p))
+                Ok(Database::Sqlite(PathBuf::from(p)))
             } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                bail!("--database-url: PostgreSQL is not supported by this build yet; use sqlite:PATH or omit it")
+                Ok(Database::Postgres(url.clone()))
             } else {
-                bail!("--database-url {url}: expected sqlite:PATH")
+                bail!("--database-url: expected sqlite:PATH or postgres://USER@HOST:PORT/DB")
             }
         }
     }
 }
 
-pub fn services(g: &Global, public_url: String) -> Result<Arc<Services>> {
-    let path = database_path(g)?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&path).with_context(|| format!("opening database {}", path.display()))?,
-    );
+pub async fn open_store(g: &Global) -> Result<Arc<dyn Store>> {
+    Ok(match database(g)? {
+        Database::Sqlite(path) => Arc::new(
+            SqliteStore::open(&path)
+                .with_context(|| format!("opening database {}", path.display()))?,
+        ),
+        Database::Postgres(url) => Arc::new(
+            PostgresStore::connect(&url)
+                .await
+                .context("connecting to PostgreSQL (--database-url)")?,
+        ),
+    })
+}
+
+pub async fn services(g: &Global, public_url: String) -> Result<Arc<Services>> {
+    let store = open_store(g).await?;
     Ok(Arc::new(Services::new(
         store,
         Arc::new(SystemClock::with_offset_secs(g.clock_offset_secs)),
@@ -252,7 +269,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         return crate::serve::serve(&g, args).await;
     }
     let op = OperatorCtx::local_operator();
-    let svc = services(&g, public_url_for_cli(&g))?;
+    let svc = services(&g, public_url_for_cli(&g)).await?;
     let meta = RequestMeta {
         user_agent: Some(format!("cairn-cli/{}", env!("CARGO_PKG_VERSION"))),
         request_id: None,

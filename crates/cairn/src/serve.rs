@@ -31,7 +31,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{addr}"));
-    let svc = services(g, public_url.clone())?;
+    let svc = services(g, public_url.clone()).await?;
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(Metrics::new()),

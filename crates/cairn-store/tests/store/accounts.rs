@@ -2,13 +2,12 @@ use crate::support::*;
 use cairn_core::audit::Action;
 use cairn_core::ids::{UserId, UserName};
 use cairn_core::query::ListQuery;
-use cairn_core::store::Store;
 use cairn_core::Error;
 use serde_json::json;
 
 #[tokio::test]
 async fn create_and_read_back() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let u = user(
         &t.id,
@@ -29,7 +28,7 @@ async fn create_and_read_back() {
 
 #[tokio::test]
 async fn user_names_are_unique_per_tenant_regardless_of_case() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let other = tenant(&*db.store, "other").await;
     let a = user(&t.id, "bob@x.io", json!({"userName": "bob@x.io"}));
@@ -62,7 +61,7 @@ async fn user_names_are_unique_per_tenant_regardless_of_case() {
 
 #[tokio::test]
 async fn racing_creates_yield_exactly_one_account() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let mut tasks = Vec::new();
     for i in 0..32 {
@@ -98,7 +97,7 @@ async fn racing_creates_yield_exactly_one_account() {
 
 #[tokio::test]
 async fn tenants_never_see_each_other() {
-    let db = db();
+    let db = db_async().await;
     let a = tenant(&*db.store, "a").await;
     let b = tenant(&*db.store, "b").await;
     let u = user(&a.id, "x@a.io", json!({"userName": "x@a.io"}));
@@ -139,7 +138,7 @@ async fn tenants_never_see_each_other() {
 
 #[tokio::test]
 async fn updates_check_the_version_atomically() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let u = user(&t.id, "v@x.io", json!({"userName": "v@x.io"}));
     db.store
@@ -181,7 +180,7 @@ async fn updates_check_the_version_atomically() {
 
 #[tokio::test]
 async fn rename_into_a_taken_name_conflicts() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let a = user(&t.id, "a@x.io", json!({"userName": "a@x.io"}));
     let b = user(&t.id, "b@x.io", json!({"userName": "b@x.io"}));
@@ -217,7 +216,7 @@ async fn rename_into_a_taken_name_conflicts() {
 
 #[tokio::test]
 async fn soft_delete_restore_and_purge() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let u = user(
         &t.id,
@@ -314,7 +313,7 @@ async fn soft_delete_restore_and_purge() {
 
 #[tokio::test]
 async fn unknown_ids_are_not_found() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     assert!(db
         .store

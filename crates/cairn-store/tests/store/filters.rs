@@ -7,7 +7,6 @@ use cairn_core::ids::fold_case;
 use cairn_core::query::{
     Attr, AttrKind, AttrTarget, CompareOp, Filter, ListQuery, Scalar, SortKey,
 };
-use cairn_core::store::Store;
 use cairn_core::user::UserRecord;
 use proptest::prelude::*;
 use serde_json::{json, Value};
@@ -31,7 +30,7 @@ fn sample_docs() -> Vec<Value> {
 }
 
 async fn seeded() -> (Db, cairn_core::tenant::Tenant, Vec<UserRecord>) {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let other = tenant(&*db.store, "other").await;
     let mut users = Vec::new();
@@ -404,14 +403,39 @@ fn filter_strategy() -> impl Strategy<Value = Filter> {
     })
 }
 
+struct Seeded {
+    rt: tokio::runtime::Runtime,
+    db: Db,
+    tenant: cairn_core::tenant::Tenant,
+    users: Vec<UserRecord>,
+}
+
+/// One seeded database shared by all generated cases (the data never changes).
+fn shared() -> &'static std::sync::Mutex<Seeded> {
+    static SEEDED: std::sync::OnceLock<std::sync::Mutex<Seeded>> = std::sync::OnceLock::new();
+    SEEDED.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (db, tenant, users) = rt.block_on(seeded());
+        std::sync::Mutex::new(Seeded {
+            rt,
+            db,
+            tenant,
+            users,
+        })
+    })
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
     #[test]
     fn sql_agrees_with_the_reference_evaluator(f in filter_strategy()) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (db, t, users) = rt.block_on(seeded());
-        let mut want: Vec<String> = users.iter().filter(|u| eval(u, &u.doc, &f)).map(|u| u.user_name.to_string()).collect();
-        let mut got = rt.block_on(names(&db, &t, f.clone()));
+        let s = shared().lock().unwrap_or_else(|e| e.into_inner());
+        let mut want: Vec<String> = s.users.iter().filter(|u| eval(u, &u.doc, &f)).map(|u| u.user_name.to_string()).collect();
+        let mut got = s.rt.block_on(names(&s.db, &s.tenant, f.clone()));
         want.sort();
         got.sort();
         prop_assert_eq!(got, want, "filter {:?}", f);

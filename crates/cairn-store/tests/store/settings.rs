@@ -2,12 +2,12 @@ use crate::support::*;
 use cairn_core::audit::Action;
 use cairn_core::auth::ScimToken;
 use cairn_core::ids::{QuotaGb, TokenId};
-use cairn_core::store::{SettingsChange, Store};
+use cairn_core::store::SettingsChange;
 use cairn_core::tenant::TokenInfo;
 
 #[tokio::test]
 async fn settings_change_and_are_audited_together() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let change = SettingsChange {
         scim_enabled: Some(false),
@@ -32,7 +32,7 @@ async fn settings_change_and_are_audited_together() {
 
 #[tokio::test]
 async fn a_new_token_revokes_the_old_one() {
-    let db = db();
+    let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let mut ids = Vec::new();
     for _ in 0..2 {

@@ -1,0 +1,269 @@
+//! Turns a resolved `Filter` into a PostgreSQL `WHERE` fragment over `users u`. As in the
+//! SQLite dialect, every value and JSON path is a bound parameter. Text comparisons use
+//! `COLLATE "C"` (code-point order, like SQLite) so both backends sort and compare alike.
+
+use cairn_core::ids::fold_case;
+use cairn_core::query::{Attr, AttrKind, AttrTarget, CompareOp, Filter, Scalar, SortKey};
+use tokio_postgres::types::ToSql;
+
+pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
+
+#[derive(Default)]
+pub(crate) struct Sql {
+    pub text: String,
+    pub params: Vec<Param>,
+}
+
+impl Sql {
+    /// Binds `v` and returns its placeholder.
+    pub(crate) fn bind(&mut self, v: Param) -> String {
+        self.params.push(v);
+        format!("${}", self.params.len())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Scope {
+    Doc,
+    Element(usize),
+}
+
+fn source(scope: Scope) -> String {
+    match scope {
+        Scope::Doc => "u.doc".into(),
+        Scope::Element(n) => format!("e{n}.value"),
+    }
+}
+
+fn is_textual(kind: AttrKind) -> bool {
+    matches!(
+        kind,
+        AttrKind::String | AttrKind::Reference | AttrKind::Binary | AttrKind::DateTime
+    )
+}
+
+/// Appends the filter to `sql` (whose earlier parameters keep their numbers).
+pub(crate) fn push_where(f: &Filter, sql: &mut Sql) {
+    let mut depth = 0;
+    build(f, Scope::Doc, sql, &mut depth);
+}
+
+fn build(f: &Filter, scope: Scope, sql: &mut Sql, depth: &mut usize) {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => {
+            sql.text.push('(');
+            build(a, scope, sql, depth);
+            sql.text.push_str(if matches!(f, Filter::And(..)) {
+                " AND "
+            } else {
+                " OR "
+            });
+            build(b, scope, sql, depth);
+            sql.text.push(')');
+        }
+        Filter::Not(inner) => {
+            sql.text.push_str("(NOT ");
+            build(inner, scope, sql, depth);
+            sql.text.push(')');
+        }
+        Filter::Present(attr) => present(attr, scope, sql),
+        Filter::Compare { attr, op, value } => compare(attr, *op, value, scope, sql),
+        Filter::Any { path, filter } => {
+            *depth += 1;
+            let n = *depth;
+            let src = source(scope);
+            let p = sql.bind(Box::new(path.clone()));
+            sql.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({src} #> {p}::text[]) = 'array' \
+                 THEN {src} #> {p}::text[] ELSE '[]'::jsonb END) AS e{n}(value) WHERE "
+            ));
+            build(filter, Scope::Element(n), sql, depth);
+            sql.text.push(')');
+        }
+    }
+}
+
+/// The attribute as SQL text (or boolean for `active`), and whether it is already folded.
+fn text_expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> (String, bool) {
+    let fold_wanted = !attr.case_exact && is_textual(attr.kind);
+    match &attr.target {
+        AttrTarget::Id => ("u.id".into(), false),
+        AttrTarget::UserName if fold_wanted => ("u.user_name_fold".into(), true),
+        AttrTarget::UserName => ("u.user_name".into(), false),
+        AttrTarget::DisplayName if fold_wanted => ("u.display_name_fold".into(), true),
+        AttrTarget::DisplayName => ("u.display_name".into(), false),
+        AttrTarget::ExternalId => ("u.external_id".into(), false),
+        AttrTarget::Active => ("u.active".into(), false),
+        AttrTarget::Created => ("u.created_at".into(), false),
+        AttrTarget::LastModified => ("u.updated_at".into(), false),
+        AttrTarget::Json(keys) => {
+            let p = sql.bind(Box::new(keys.clone()));
+            (format!("({} #>> {p}::text[])", source(scope)), false)
+        }
+        AttrTarget::Value => (
+            match scope {
+                Scope::Element(n) => format!("(e{n}.value #>> '{{}}')"),
+                Scope::Doc => "NULL::text".into(),
+            },
+            false,
+        ),
+    }
+}
+
+/// The attribute as JSON (for typed comparisons of booleans and numbers).
+fn json_expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> Option<String> {
+    match &attr.target {
+        AttrTarget::Json(keys) => {
+            let p = sql.bind(Box::new(keys.clone()));
+            Some(format!("({} #> {p}::text[])", source(scope)))
+        }
+        AttrTarget::Value => match scope {
+            Scope::Element(n) => Some(format!("e{n}.value")),
+            Scope::Doc => None,
+        },
+        _ => None,
+    }
+}
+
+fn present(attr: &Attr, scope: Scope, sql: &mut Sql) {
+    match &attr.target {
+        AttrTarget::Json(keys) => {
+            let src = source(scope);
+            let p = sql.bind(Box::new(keys.clone()));
+            sql.text.push_str(&format!(
+                "(CASE COALESCE(jsonb_typeof({src} #> {p}::text[]), 'null') WHEN 'null' THEN false \
+                 WHEN 'array' THEN jsonb_array_length({src} #> {p}::text[]) > 0 \
+                 WHEN 'string' THEN ({src} #>> {p}::text[]) <> '' ELSE true END)"
+            ));
+        }
+        AttrTarget::Active => sql.text.push_str("true"),
+        _ => {
+            let (e, _) = text_expr(attr, scope, sql);
+            sql.text
+                .push_str(&format!("({e} IS NOT NULL AND {e} <> '')"));
+        }
+    }
+}
+
+fn compare(attr: &Attr, op: CompareOp, value: &Scalar, scope: Scope, sql: &mut Sql) {
+    match value {
+        Scalar::Null => {
+            let (e, _) = text_expr(attr, scope, sql);
+            let e = if matches!(attr.target, AttrTarget::Active) {
+                format!("{e}::text")
+            } else {
+                e
+            };
+            sql.text.push_str(&match op {
+                CompareOp::Eq => format!("({e} IS NULL)"),
+                CompareOp::Ne => format!("({e} IS NOT NULL)"),
+                _ => "false".into(),
+            });
+        }
+        Scalar::Bool(b) => {
+            let lhs = if matches!(attr.target, AttrTarget::Active) {
+                Some("u.active".to_owned())
+            } else {
+                json_expr(attr, scope, sql).map(|j| {
+                    format!("(CASE WHEN jsonb_typeof({j}) = 'boolean' THEN ({j})::boolean END)")
+                })
+            };
+            let Some(lhs) = lhs else {
+                sql.text.push_str("false");
+                return;
+            };
+            let v = sql.bind(Box::new(*b));
+            sql.text.push_str(&match op {
+                CompareOp::Eq => format!("COALESCE({lhs} = {v}, false)"),
+                CompareOp::Ne => format!("({lhs} IS DISTINCT FROM {v})"),
+                _ => "false".into(),
+            });
+        }
+        Scalar::Int(_) | Scalar::Decimal(_) => {
+            let Some(j) = json_expr(attr, scope, sql) else {
+                sql.text.push_str("false");
+                return;
+            };
+            let lhs =
+                format!("(CASE WHEN jsonb_typeof({j}) = 'number' THEN ({j})::text::float8 END)");
+            let o = match op {
+                CompareOp::Eq => "=",
+                CompareOp::Ne => "IS DISTINCT FROM",
+                CompareOp::Gt => ">",
+                CompareOp::Ge => ">=",
+                CompareOp::Lt => "<",
+                CompareOp::Le => "<=",
+                _ => {
+                    sql.text.push_str("false");
+                    return;
+                }
+            };
+            let f = match value {
+                Scalar::Int(i) => *i as f64,
+                Scalar::Decimal(d) => *d,
+                _ => unreachable!(),
+            };
+            let v = sql.bind(Box::new(f));
+            if op == CompareOp::Ne {
+                sql.text.push_str(&format!("({lhs} {o} {v})"));
+            } else {
+                sql.text
+                    .push_str(&format!("COALESCE({lhs} {o} {v}, false)"));
+            }
+        }
+        Scalar::String(s) => {
+            let (e, folded) = text_expr(attr, scope, sql);
+            if matches!(attr.target, AttrTarget::Active) {
+                sql.text.push_str("false");
+                return;
+            }
+            let fold = !attr.case_exact && is_textual(attr.kind);
+            let lhs = if fold && !folded {
+                format!("lower({e})")
+            } else {
+                e
+            };
+            let val = if fold { fold_case(s) } else { s.clone() };
+            if val.is_empty() && matches!(op, CompareOp::Co | CompareOp::Sw | CompareOp::Ew) {
+                sql.text.push_str(&format!("({lhs} IS NOT NULL)"));
+                return;
+            }
+            let v = sql.bind(Box::new(val));
+            let c = "COLLATE \"C\"";
+            sql.text.push_str(&match op {
+                CompareOp::Eq => format!("COALESCE({lhs} = {v}, false)"),
+                CompareOp::Ne => format!("({lhs} IS DISTINCT FROM {v})"),
+                CompareOp::Co => format!("COALESCE(strpos({lhs}, {v}) > 0, false)"),
+                CompareOp::Sw => format!("COALESCE(starts_with({lhs}, {v}), false)"),
+                CompareOp::Ew => format!("COALESCE(right({lhs}, char_length({v})) = {v}, false)"),
+                CompareOp::Gt => format!("COALESCE({lhs} {c} > {v}, false)"),
+                CompareOp::Ge => format!("COALESCE({lhs} {c} >= {v}, false)"),
+                CompareOp::Lt => format!("COALESCE({lhs} {c} < {v}, false)"),
+                CompareOp::Le => format!("COALESCE({lhs} {c} <= {v}, false)"),
+            });
+        }
+    }
+}
+
+/// `ORDER BY` ending with the insertion order, for a stable total order.
+pub(crate) fn push_order_by(sort: Option<&SortKey>, sql: &mut Sql) {
+    match sort {
+        None => sql.text.push_str(" ORDER BY u.seq"),
+        Some(k) => {
+            let dir = if k.descending { "DESC" } else { "ASC" };
+            let e = if matches!(k.attr.target, AttrTarget::Active) {
+                "u.active".to_owned()
+            } else {
+                let (e, folded) = text_expr(&k.attr, Scope::Doc, sql);
+                let fold = !k.attr.case_exact && is_textual(k.attr.kind) && !folded;
+                if fold {
+                    format!("lower({e}) COLLATE \"C\"")
+                } else {
+                    format!("{e} COLLATE \"C\"")
+                }
+            };
+            sql.text
+                .push_str(&format!(" ORDER BY {e} {dir} NULLS LAST, u.seq {dir}"));
+        }
+    }
+}

@@ -1,0 +1,740 @@
+//! The PostgreSQL backend, for deployments where several stateless Cairn instances share
+//! one database. Pooled connections; migrations run under an advisory lock so instances
+//! that start at the same moment migrate once.
+
+mod filter;
+
+use async_trait::async_trait;
+use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
+use cairn_core::auth::{PasswordHash, TokenHash};
+use cairn_core::clock::{format_ts, parse_ts};
+use cairn_core::ids::{fold_case, DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use cairn_core::query::{ListQuery, Page};
+use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
+use cairn_core::tenant::{Tenant, TokenInfo};
+use cairn_core::user::{UserData, UserRecord};
+use cairn_core::{Error, Result};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use filter::{Param, Sql};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, NoTls, Row};
+
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+/// Arbitrary constant naming Cairn's migration lock.
+const MIGRATION_LOCK: i64 = 0x0CA1_0001;
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+fn map_err(e: tokio_postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        if *db.code() == SqlState::UNIQUE_VIOLATION {
+            return match db.constraint() {
+                Some("users_tenant_id_user_name_fold_key") => Error::Conflict {
+                    attribute: "userName",
+                },
+                Some("dashboard_users_email_fold_key") => Error::Conflict { attribute: "email" },
+                Some(c) if c.ends_with("_pkey") || c == "users_tenant_id_id_key" => {
+                    Error::Conflict { attribute: "id" }
+                }
+                other => Error::Internal(format!("unique violation on {other:?}")),
+            };
+        }
+        let code = db.code().code();
+        // Class 08 connection exceptions, 53 insufficient resources, 57 operator
+        // intervention (shutdown), 40 transaction rollback (serialization): retryable.
+        if ["08", "53", "57", "40"].iter().any(|c| code.starts_with(c)) {
+            return Error::Unavailable(db.message().to_owned());
+        }
+        return Error::Internal(format!("{}: {}", code, db.message()));
+    }
+    // No server error: the connection itself failed or closed.
+    Error::Unavailable(e.to_string())
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> Error {
+    Error::Unavailable(format!("database connection: {e}"))
+}
+
+fn conv(col: usize, msg: String) -> Error {
+    Error::Internal(format!("column {col}: {msg}"))
+}
+
+fn ts(t: OffsetDateTime) -> String {
+    format_ts(t)
+}
+
+fn time_of(s: String) -> Result<OffsetDateTime> {
+    parse_ts(&s).ok_or_else(|| conv(0, format!("bad timestamp {s}")))
+}
+
+fn opt_time(s: Option<String>) -> Result<Option<OffsetDateTime>> {
+    s.map(time_of).transpose()
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+        .collect()
+}
+
+impl PostgresStore {
+    /// Connects to `url` (a `postgres://` URL) and applies pending migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let cfg: tokio_postgres::Config = url.parse().map_err(|e| Error::Invalid {
+            field: "database-url",
+            reason: format!("{e}"),
+        })?;
+        let mut cfg = cfg;
+        cfg.connect_timeout(Duration::from_secs(3));
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(16)
+            .runtime(Runtime::Tokio1)
+            // An outage must fail requests fast (503), never hang them.
+            .wait_timeout(Some(Duration::from_secs(3)))
+            .create_timeout(Some(Duration::from_secs(3)))
+            .recycle_timeout(Some(Duration::from_secs(2)))
+            .build()
+            .map_err(|e| Error::Internal(format!("pool: {e}")))?;
+        let store = PostgresStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_err)?;
+        let r = async {
+            c.batch_execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)")
+                .await
+                .map_err(map_err)?;
+            let current: i64 = c
+                .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+                .await
+                .map_err(map_err)?
+                .get(0);
+            for (i, sql) in MIGRATIONS.iter().enumerate() {
+                let version = i as i64 + 1;
+                if version > current {
+                    let tx = c.transaction().await.map_err(map_err)?;
+                    tx.batch_execute(sql).await.map_err(map_err)?;
+                    tx.execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                        &[&version, &ts(OffsetDateTime::now_utc())],
+                    )
+                    .await
+                    .map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)?;
+                }
+            }
+            Ok::<(), Error>(())
+        }
+        .await;
+        let _ = c
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        r
+    }
+}
+
+async fn insert_audit<C: GenericClient>(c: &C, a: &AuditDraft) -> Result<()> {
+    c.execute(
+        "INSERT INTO audit_events (tenant_id, at, actor_kind, actor_id, action, target_type,
+             target_id, target_name, changes, user_agent, request_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            &a.tenant_id.as_str(),
+            &ts(a.at),
+            &a.actor.kind(),
+            &a.actor.id(),
+            &a.action.as_str(),
+            &a.target_type,
+            &a.target_id,
+            &a.target_name,
+            &a.changes,
+            &a.meta.user_agent,
+            &a.meta.request_id,
+        ],
+    )
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+const TENANT_COLS: &str = "id, name, scim_enabled, account_size_gb, created_at";
+
+fn tenant_from_row(r: &Row) -> Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId::from_trusted(r.get(0)),
+        name: r.get(1),
+        scim_enabled: r.get(2),
+        account_size_gb: QuotaGb::new(r.get(3)).unwrap_or_default(),
+        created_at: time_of(r.get(4))?,
+    })
+}
+
+async fn get_tenant<C: GenericClient>(c: &C, id: &str) -> Result<Option<Tenant>> {
+    let row = c
+        .query_opt(
+            &format!("SELECT {TENANT_COLS} FROM tenants WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(tenant_from_row).transpose()
+}
+
+const USER_COLS: &str = "u.id, u.tenant_id, u.user_name, u.external_id, u.display_name, u.email, \
+    u.active, u.doc, u.quota_gb, u.used_bytes, u.scim_managed, u.created_at, u.updated_at, \
+    u.version, u.deleted_at, u.purge_at";
+
+fn user_from_row(r: &Row) -> Result<UserRecord> {
+    Ok(UserRecord {
+        id: UserId::from_trusted(r.get(0)),
+        tenant_id: TenantId::from_trusted(r.get(1)),
+        user_name: UserName::from_trusted(r.get(2)),
+        external_id: r.get(3),
+        display_name: r.get(4),
+        email: r.get(5),
+        active: r.get(6),
+        doc: r.get(7),
+        quota_gb: QuotaGb::new(r.get(8)).unwrap_or_default(),
+        used_bytes: r.get(9),
+        scim_managed: r.get(10),
+        created_at: time_of(r.get(11))?,
+        updated_at: time_of(r.get(12))?,
+        version: r.get(13),
+        deleted_at: opt_time(r.get(14))?,
+        purge_at: opt_time(r.get(15))?,
+    })
+}
+
+async fn get_user_where<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    live_only: bool,
+) -> Result<Option<UserRecord>> {
+    let live = if live_only {
+        " AND u.deleted_at IS NULL"
+    } else {
+        ""
+    };
+    let row = c
+        .query_opt(
+            &format!("SELECT {USER_COLS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2{live}"),
+            &[&tenant, &id],
+        )
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
+fn fold_opt(s: &Option<String>) -> Option<String> {
+    s.as_deref().map(fold_case)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_tenant(&self, t: &Tenant, audit: AuditDraft) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO tenants (id, name, scim_enabled, account_size_gb, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&t.id.as_str(), &t.name, &t.scim_enabled, &i64::from(t.account_size_gb.get()), &ts(t.created_at)],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        get_tenant(&**c, tenant.as_str()).await
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!("SELECT {TENANT_COLS} FROM tenants ORDER BY created_at, id"),
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(tenant_from_row).collect()
+    }
+
+    async fn update_settings(
+        &self,
+        tenant: &TenantId,
+        change: &SettingsChange,
+        audits: Vec<AuditDraft>,
+    ) -> Result<Tenant> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let id = tenant.as_str();
+        if let Some(e) = change.scim_enabled {
+            tx.execute(
+                "UPDATE tenants SET scim_enabled = $1 WHERE id = $2",
+                &[&e, &id],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        if let Some(s) = change.account_size_gb {
+            tx.execute(
+                "UPDATE tenants SET account_size_gb = $1 WHERE id = $2",
+                &[&i64::from(s.get()), &id],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        for a in &audits {
+            insert_audit(&*tx, a).await?;
+        }
+        let t = get_tenant(&*tx, id)
+            .await?
+            .ok_or(Error::NotFound("tenant"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(t)
+    }
+
+    async fn replace_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenInfo,
+        hash: &TokenHash,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let at = ts(token.created_at);
+        tx.execute(
+            "UPDATE scim_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL",
+            &[&at, &tenant.as_str()],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO scim_tokens (id, tenant_id, hash, hint, created_at) VALUES ($1, $2, $3, $4, $5)",
+            &[&token.id.as_str(), &tenant.as_str(), &hash.as_bytes().as_slice(), &token.hint, &at],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn scim_auth_state(&self, tenant: &TenantId) -> Result<Option<ScimAuthState>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let Some(t) = get_tenant(&**c, tenant.as_str()).await? else {
+            return Ok(None);
+        };
+        let rows = c
+            .query(
+                "SELECT id, hash FROM scim_tokens WHERE tenant_id = $1 AND revoked_at IS NULL",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        let tokens = rows
+            .iter()
+            .filter_map(|r| {
+                let h: Vec<u8> = r.get(1);
+                TokenHash::from_bytes(&h).map(|h| (TokenId::from_trusted(r.get(0)), h))
+            })
+            .collect();
+        Ok(Some(ScimAuthState { tenant: t, tokens }))
+    }
+
+    async fn token_info(&self, tenant: &TenantId) -> Result<Option<TokenInfo>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT id, tenant_id, hint, created_at, last_used_at, last_user_agent FROM scim_tokens
+                 WHERE tenant_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(TokenInfo {
+                id: TokenId::from_trusted(r.get(0)),
+                tenant_id: TenantId::from_trusted(r.get(1)),
+                hint: r.get(2),
+                created_at: time_of(r.get(3))?,
+                last_used_at: opt_time(r.get(4))?,
+                last_user_agent: r.get(5),
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_token(
+        &self,
+        tenant: &TenantId,
+        token: &TokenId,
+        at: OffsetDateTime,
+        user_agent: Option<&str>,
+    ) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let ua = user_agent.map(|s| s.chars().take(200).collect::<String>());
+        c.execute(
+            "UPDATE scim_tokens SET last_used_at = $1, last_user_agent = COALESCE($2, last_user_agent)
+             WHERE tenant_id = $3 AND id = $4",
+            &[&ts(at), &ua, &tenant.as_str(), &token.as_str()],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn create_user(&self, u: &UserRecord, audit: AuditDraft) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO users (id, tenant_id, user_name, user_name_fold, external_id, display_name,
+                display_name_fold, email, email_fold, active, doc, quota_gb, used_bytes, scim_managed,
+                created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+            &[
+                &u.id.as_str(),
+                &u.tenant_id.as_str(),
+                &u.user_name.as_str(),
+                &u.user_name.folded(),
+                &u.external_id,
+                &u.display_name,
+                &fold_opt(&u.display_name),
+                &u.email,
+                &fold_opt(&u.email),
+                &u.active,
+                &u.doc,
+                &i64::from(u.quota_gb.get()),
+                &u.used_bytes,
+                &u.scim_managed,
+                &ts(u.created_at),
+                &ts(u.updated_at),
+                &u.version,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        get_user_where(&**c, tenant.as_str(), id.as_str(), true).await
+    }
+
+    async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        get_user_where(&**c, tenant.as_str(), id.as_str(), false).await
+    }
+
+    async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let mut w = Sql::default();
+        let t = w.bind(Box::new(tenant.to_string()));
+        w.text = format!("u.tenant_id = {t} AND u.deleted_at IS NULL");
+        if let Some(f) = &query.filter {
+            w.text.push_str(" AND ");
+            filter::push_where(f, &mut w);
+        }
+        let total: i64 = c
+            .query_one(
+                &format!("SELECT COUNT(*) FROM users u WHERE {}", w.text),
+                &refs(&w.params),
+            )
+            .await
+            .map_err(map_err)?
+            .get(0);
+        let total = total.max(0) as u64;
+        let offset = query.start_index.saturating_sub(1);
+        if query.count == 0 || offset >= total {
+            return Ok(Page {
+                total,
+                items: Vec::new(),
+            });
+        }
+        let mut sql = w;
+        let where_text = std::mem::take(&mut sql.text);
+        filter::push_order_by(query.sort.as_ref(), &mut sql);
+        let order = std::mem::take(&mut sql.text);
+        let limit = sql.bind(Box::new(query.count.min(i64::MAX as u64) as i64));
+        let off = sql.bind(Box::new(offset.min(i64::MAX as u64) as i64));
+        let text = format!(
+            "SELECT {USER_COLS} FROM users u WHERE {where_text}{order} LIMIT {limit} OFFSET {off}"
+        );
+        let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
+        let items = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
+        Ok(Page { total, items })
+    }
+
+    async fn update_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        expected_version: i64,
+        d: &UserData,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<UserRecord> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let row = tx
+            .query_opt(
+                &format!(
+                    "UPDATE users u SET user_name = $1, user_name_fold = $2, external_id = $3, display_name = $4,
+                        display_name_fold = $5, email = $6, email_fold = $7, active = $8, doc = $9,
+                        updated_at = $10, version = version + 1
+                     WHERE tenant_id = $11 AND id = $12 AND deleted_at IS NULL AND version = $13
+                     RETURNING {USER_COLS}"
+                ),
+                &[
+                    &d.user_name.as_str(),
+                    &d.user_name.folded(),
+                    &d.external_id,
+                    &d.display_name,
+                    &fold_opt(&d.display_name),
+                    &d.email,
+                    &fold_opt(&d.email),
+                    &d.active,
+                    &d.doc,
+                    &ts(at),
+                    &tenant.as_str(),
+                    &id.as_str(),
+                    &expected_version,
+                ],
+            )
+            .await
+            .map_err(map_err)?;
+        let Some(row) = row else {
+            return match get_user_where(&*tx, tenant.as_str(), id.as_str(), true).await? {
+                Some(_) => Err(Error::VersionMismatch),
+                None => Err(Error::NotFound("user")),
+            };
+        };
+        let u = user_from_row(&row)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(u)
+    }
+
+    async fn soft_delete_user(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        expected_version: Option<i64>,
+        at: OffsetDateTime,
+        purge_at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let n = tx
+            .execute(
+                "UPDATE users SET deleted_at = $1, purge_at = $2, updated_at = $1, version = version + 1
+                 WHERE tenant_id = $3 AND id = $4 AND deleted_at IS NULL AND ($5::bigint IS NULL OR version = $5)",
+                &[&ts(at), &ts(purge_at), &tenant.as_str(), &id.as_str(), &expected_version],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            return match get_user_where(&*tx, tenant.as_str(), id.as_str(), true).await? {
+                Some(_) => Err(Error::VersionMismatch),
+                None => Err(Error::NotFound("user")),
+            };
+        }
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn restore_user(
+        &self,
+        tenant: &TenantId,
+        user_name: &UserName,
+        at: OffsetDateTime,
+        mut audit: AuditDraft,
+    ) -> Result<UserRecord> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let row = tx
+            .query_opt(
+                "SELECT id FROM users WHERE tenant_id = $1 AND user_name_fold = $2 AND deleted_at IS NOT NULL
+                 ORDER BY deleted_at DESC, seq DESC LIMIT 1 FOR UPDATE",
+                &[&tenant.as_str(), &user_name.folded()],
+            )
+            .await
+            .map_err(map_err)?;
+        let id: String = row.ok_or(Error::NotFound("deleted account"))?.get(0);
+        tx.execute(
+            "UPDATE users SET deleted_at = NULL, purge_at = NULL, updated_at = $1, version = version + 1
+             WHERE tenant_id = $2 AND id = $3",
+            &[&ts(at), &tenant.as_str(), &id],
+        )
+        .await
+        .map_err(map_err)?;
+        audit.target_id = Some(id.clone());
+        insert_audit(&*tx, &audit).await?;
+        let u = get_user_where(&*tx, tenant.as_str(), &id, true)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(u)
+    }
+
+    async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        // SKIP LOCKED: instances purging at the same moment take disjoint rows.
+        let rows = tx
+            .query(
+                &format!(
+                    "SELECT {USER_COLS} FROM users u WHERE u.deleted_at IS NOT NULL AND u.purge_at <= $1
+                     ORDER BY u.purge_at LIMIT 1000 FOR UPDATE SKIP LOCKED"
+                ),
+                &[&ts(now)],
+            )
+            .await
+            .map_err(map_err)?;
+        let due = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
+        for u in &due {
+            tx.execute(
+                "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
+                &[&u.tenant_id.as_str(), &u.id.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+            insert_audit(
+                &*tx,
+                &AuditDraft {
+                    tenant_id: u.tenant_id.clone(),
+                    actor: Actor::System,
+                    action: Action::UserPurged,
+                    target_type: "user",
+                    target_id: Some(u.id.to_string()),
+                    target_name: Some(u.user_name.to_string()),
+                    changes: serde_json::json!({"deletedAt": {"before": u.deleted_at.map(format_ts)}}),
+                    meta: Default::default(),
+                    at: now,
+                },
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(due)
+    }
+
+    async fn create_dashboard_user(&self, u: &DashboardUser, audit: AuditDraft) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO dashboard_users (id, tenant_id, email, email_fold, role, password_hash, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &u.id.as_str(),
+                &u.tenant_id.as_str(),
+                &u.email,
+                &fold_case(&u.email),
+                &u.role.as_str(),
+                &u.password_hash.as_phc(),
+                &ts(u.created_at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn find_dashboard_user(&self, email: &str) -> Result<Option<DashboardUser>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT id, tenant_id, email, role, password_hash, created_at FROM dashboard_users WHERE email_fold = $1",
+                &[&fold_case(email.trim())],
+            )
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            let role: String = r.get(3);
+            Ok(DashboardUser {
+                id: DashboardUserId::from_trusted(r.get(0)),
+                tenant_id: TenantId::from_trusted(r.get(1)),
+                email: r.get(2),
+                role: Role::parse(&role).unwrap_or(Role::Viewer),
+                password_hash: PasswordHash::from_phc(r.get(4)),
+                created_at: time_of(r.get(5))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn list_audit(&self, tenant: &TenantId, q: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let mut sql = Sql::default();
+        let t = sql.bind(Box::new(tenant.to_string()));
+        sql.text = format!(
+            "SELECT id, tenant_id, at, actor_kind, actor_id, action, target_type, target_id, target_name,
+                    changes, user_agent, request_id
+             FROM audit_events WHERE tenant_id = {t}"
+        );
+        if let Some(target) = &q.target_id {
+            let p = sql.bind(Box::new(target.clone()));
+            sql.text.push_str(&format!(" AND target_id = {p}"));
+        }
+        if let Some(action) = q.action {
+            let p = sql.bind(Box::new(action.as_str().to_owned()));
+            sql.text.push_str(&format!(" AND action = {p}"));
+        }
+        let limit = if q.limit == 0 { 1000 } else { q.limit };
+        let p = sql.bind(Box::new(i64::from(limit)));
+        sql.text.push_str(&format!(" ORDER BY id DESC LIMIT {p}"));
+        let rows = c
+            .query(&sql.text, &refs(&sql.params))
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    id: r.get(0),
+                    tenant_id: TenantId::from_trusted(r.get(1)),
+                    at: time_of(r.get(2))?,
+                    actor_kind: r.get(3),
+                    actor_id: r.get(4),
+                    action: r.get(5),
+                    target_type: r.get(6),
+                    target_id: r.get(7),
+                    target_name: r.get(8),
+                    changes: r.get(9),
+                    user_agent: r.get(10),
+                    request_id: r.get(11),
+                })
+            })
+            .collect()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.query_one("SELECT 1", &[]).await.map_err(map_err)?;
+        Ok(())
+    }
+}
