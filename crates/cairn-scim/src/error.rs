@@ -103,7 +103,9 @@ impl ScimError {
 impl From<Error> for ScimError {
     fn from(e: Error) -> Self {
         match e {
-            Error::NotFound(what) => ScimError::not_found(format!("{} not found", capitalise(what))),
+            Error::NotFound(what) => {
+                ScimError::not_found(format!("{} not found", capitalise(what)))
+            }
             Error::Conflict { attribute } => ScimError::uniqueness(format!(
                 "{attribute} is already in use by another resource of this tenant"
             )),

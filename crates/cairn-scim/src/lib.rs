@@ -4,5 +4,6 @@
 //! crate calls these functions, and filters leave this crate as `cairn_core::query::Filter`.
 
 pub mod error;
+pub mod schema;
 
 pub use error::{ScimError, ScimType};
