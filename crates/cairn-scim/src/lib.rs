@@ -3,7 +3,9 @@
 //! resources and Cairn's backup accounts, and SCIM errors. No HTTP and no SQL here: the web
 //! crate calls these functions, and filters leave this crate as `cairn_core::query::Filter`.
 
+pub mod discovery;
 pub mod error;
+pub mod list;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};

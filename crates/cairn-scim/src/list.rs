@@ -1,0 +1,114 @@
+//! Listing responses (RFC 7644 §3.4.2): `startIndex`/`count` paging and the
+//! `ListResponse` envelope.
+
+use crate::ScimError;
+use serde_json::{json, Value};
+
+pub const LIST_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// The largest page served; advertised as `filter.maxResults` in `/ServiceProviderConfig`.
+pub const MAX_COUNT: u64 = 1000;
+/// Okta pages with `count=100` and expects at least that by default (idp-clients.md §6.9).
+pub const DEFAULT_COUNT: u64 = 100;
+
+/// Parses `startIndex` and `count` (RFC 7644 §3.4.2.4) into a 1-based start and a page size.
+///
+/// Absent or empty parameters take their defaults; `startIndex < 1` means 1 and negative
+/// `count` means 0 (both per the RFC); `count` above [`MAX_COUNT`] is clamped, and so is a
+/// start beyond `i64::MAX` (so storage offsets cannot overflow). Anything that is not an
+/// integer is 400 `invalidValue`.
+pub fn paging(start_index: Option<&str>, count: Option<&str>) -> Result<(u64, u64), ScimError> {
+    let start = match parse_int("startIndex", start_index)? {
+        None => 1,
+        Some(n) if n < 1 => 1,
+        Some(n) => n.min(i128::from(i64::MAX)) as u64,
+    };
+    let count = match parse_int("count", count)? {
+        None => DEFAULT_COUNT,
+        Some(n) if n < 0 => 0,
+        Some(n) => n.min(i128::from(MAX_COUNT)) as u64,
+    };
+    Ok((start, count))
+}
+
+/// An integer of any size, saturated to the `i128` range so absurd values still order
+/// correctly.
+fn parse_int(name: &str, v: Option<&str>) -> Result<Option<i128>, ScimError> {
+    let Some(s) = v.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let (neg, digits) = match s.strip_prefix('-') {
+        Some(d) => (true, d),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ScimError::invalid_value(format!(
+            "{name} must be an integer, not {s:?}"
+        )));
+    }
+    let mut n: i128 = 0;
+    for b in digits.bytes() {
+        n = n.saturating_mul(10).saturating_add(i128::from(b - b'0'));
+    }
+    Ok(Some(if neg { -n } else { n }))
+}
+
+/// A `ListResponse` (RFC 7644 §3.4.2): every number a JSON integer and `itemsPerPage` the
+/// number of resources actually returned (field-lessons #9).
+pub fn list_response(total: u64, start_index: u64, resources: Vec<Value>) -> Value {
+    json!({
+        "schemas": [LIST_RESPONSE_URN],
+        "totalResults": total,
+        "startIndex": start_index,
+        "itemsPerPage": resources.len(),
+        "Resources": resources,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paging_defaults_and_clamps() {
+        assert_eq!(paging(None, None).unwrap(), (1, DEFAULT_COUNT));
+        assert_eq!(paging(Some(""), Some(" ")).unwrap(), (1, DEFAULT_COUNT));
+        assert_eq!(paging(Some("1"), Some("2")).unwrap(), (1, 2));
+        assert_eq!(paging(Some("101"), Some("100")).unwrap(), (101, 100));
+        assert_eq!(paging(Some("0"), Some("0")).unwrap(), (1, 0));
+        assert_eq!(paging(Some("-5"), Some("-1")).unwrap(), (1, 0));
+        assert_eq!(paging(None, Some("5000")).unwrap(), (1, MAX_COUNT));
+        let huge = "9".repeat(100);
+        assert_eq!(
+            paging(Some(&huge), Some(&huge)).unwrap(),
+            (i64::MAX as u64, MAX_COUNT)
+        );
+        assert_eq!(
+            paging(Some(&format!("-{huge}")), Some(&format!("-{huge}"))).unwrap(),
+            (1, 0)
+        );
+    }
+
+    #[test]
+    fn paging_rejects_non_integers() {
+        for bad in ["abc", "1.5", "-", "1e3", "0x10"] {
+            let e = paging(Some(bad), None).unwrap_err();
+            assert_eq!(e.status, 400);
+            assert_eq!(e.scim_type, Some(crate::ScimType::InvalidValue));
+            assert!(paging(None, Some(bad)).is_err());
+        }
+    }
+
+    #[test]
+    fn list_response_counts_resources() {
+        let r = list_response(7, 3, vec![json!({"id": "a"}), json!({"id": "b"})]);
+        assert_eq!(r["schemas"][0], LIST_RESPONSE_URN);
+        assert_eq!(r["totalResults"], 7);
+        assert_eq!(r["startIndex"], 3);
+        assert_eq!(r["itemsPerPage"], 2);
+        assert!(r["itemsPerPage"].is_u64());
+        let empty = list_response(0, 1, Vec::new());
+        assert_eq!(empty["Resources"], json!([]));
+        assert_eq!(empty["itemsPerPage"], 0);
+    }
+}
