@@ -5,7 +5,9 @@
 
 pub mod discovery;
 pub mod error;
+pub mod filter;
 pub mod list;
+pub mod path;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
