@@ -8,6 +8,7 @@ pub mod error;
 pub mod filter;
 pub mod list;
 pub mod path;
+pub mod query;
 pub mod schema;
 
 pub use error::{ScimError, ScimType};
