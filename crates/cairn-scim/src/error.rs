@@ -79,6 +79,10 @@ impl ScimError {
     pub fn uniqueness(detail: impl Into<String>) -> Self {
         Self::new(409, Some(ScimType::Uniqueness), detail)
     }
+    /// 412: `If-Match` names no version the resource can have (RFC 7232 §3.1).
+    pub fn precondition_failed(detail: impl Into<String>) -> Self {
+        Self::new(412, None, detail)
+    }
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(404, None, detail)
     }

@@ -10,5 +10,6 @@ pub mod list;
 pub mod path;
 pub mod query;
 pub mod schema;
+pub mod user;
 
 pub use error::{ScimError, ScimType};
