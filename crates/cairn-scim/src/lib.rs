@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod filter;
 pub mod list;
+pub mod patch;
 pub mod path;
 pub mod query;
 pub mod schema;

@@ -433,7 +433,7 @@ impl Projection {
                 continue;
             }
             let def = rt.resolve(None, &key, None).ok().map(|r| r.attr);
-            self.project_attr(obj, &key, def, &[key.clone()], false);
+            self.project_attr(obj, &key, def, std::slice::from_ref(&key), false);
         }
         // `schemas` lists the extensions still present.
         let present: Vec<Value> = std::iter::once(json!(USER_URN))
