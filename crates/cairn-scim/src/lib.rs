@@ -14,3 +14,7 @@ pub mod schema;
 pub mod user;
 
 pub use error::{ScimError, ScimType};
+pub use filter::Expr;
+pub use patch::{apply_user_patch, parse_patch, PatchRequest};
+pub use schema::user_resource_type;
+pub use user::{render_user, user_from_request, Projection};
