@@ -5,10 +5,12 @@
 pub mod audit;
 pub mod auth;
 pub mod clock;
+pub mod dashboard;
 pub mod error;
 pub mod ids;
 pub mod query;
 pub mod service;
+pub mod session;
 pub mod store;
 pub mod tenant;
 pub mod user;

@@ -4,8 +4,10 @@
 
 use crate::audit::{AuditDraft, AuditEvent, AuditQuery};
 use crate::auth::{PasswordHash, TokenHash};
+use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::ids::{DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
+use crate::session::{SessionHash, SessionRecord};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{UserData, UserRecord};
 use crate::Result;
@@ -146,4 +148,54 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness check of the backend.
     async fn ping(&self) -> Result<()>;
+
+    // --- dashboard ---------------------------------------------------------------------
+    // Sessions are found by the hash of their id before the tenant is known.
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
+    /// The session and its dashboard user.
+    async fn get_session(&self, id: &SessionHash)
+        -> Result<Option<(SessionRecord, DashboardUser)>>;
+    async fn touch_session(&self, id: &SessionHash, at: OffsetDateTime) -> Result<()>;
+    async fn delete_session(&self, id: &SessionHash) -> Result<()>;
+    /// Deletes sessions past their absolute expiry (`now`) or idle since before
+    /// `idle_before`, and sign-in failures older than `failures_before`.
+    async fn delete_expired_sessions(
+        &self,
+        now: OffsetDateTime,
+        idle_before: OffsetDateTime,
+        failures_before: OffsetDateTime,
+    ) -> Result<()>;
+    /// Records one failed sign-in under each of the (hashed) throttle keys.
+    async fn record_login_failure(&self, keys: &[[u8; 32]], at: OffsetDateTime) -> Result<()>;
+    /// Failures under `key` since `since`: how many, and when the oldest of them was.
+    async fn login_failures_since(
+        &self,
+        key: &[u8; 32],
+        since: OffsetDateTime,
+    ) -> Result<(u32, Option<OffsetDateTime>)>;
+    async fn clear_login_failures(&self, key: &[u8; 32]) -> Result<()>;
+    /// Accounts of the dashboard list, soft-deleted ones included (see `AccountQuery`).
+    /// `total` counts all matches regardless of the cursor.
+    async fn list_accounts(
+        &self,
+        tenant: &TenantId,
+        query: &AccountQuery,
+    ) -> Result<Page<UserRecord>>;
+    /// Audit events matching `filter`, newest first, with ids below `before_id`.
+    async fn list_activity(
+        &self,
+        tenant: &TenantId,
+        filter: &ActivityFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>>;
+    /// Events matching `filter` since `since`, counted per UTC day and action.
+    async fn activity_per_day(
+        &self,
+        tenant: &TenantId,
+        filter: &ActivityFilter,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DayCount>>;
+    /// Distinct client User-Agents among the tenant's recent events.
+    async fn activity_clients(&self, tenant: &TenantId) -> Result<Vec<String>>;
 }

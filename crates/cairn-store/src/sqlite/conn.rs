@@ -7,7 +7,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/sqlite/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../migrations/sqlite/0002_dashboard.sql"),
+];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     let flags = if writer {

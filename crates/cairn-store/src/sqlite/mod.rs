@@ -1,6 +1,7 @@
 //! The embedded SQLite backend.
 
 mod conn;
+mod dashboard;
 mod filter;
 mod writer;
 
@@ -8,8 +9,10 @@ use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
 use cairn_core::clock::{format_ts, parse_ts};
+use cairn_core::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use cairn_core::ids::{fold_case, DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use cairn_core::query::{ListQuery, Page};
+use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
 use cairn_core::user::{UserData, UserRecord};
@@ -669,5 +672,67 @@ impl Store for SqliteStore {
         self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
             .await
             .map(|_| ())
+    }
+
+    // --- dashboard (sqlite/dashboard.rs) ------------------------------------------------
+    async fn create_session(&self, s: &SessionRecord) -> Result<()> {
+        self.dash_create_session(s).await
+    }
+    async fn get_session(
+        &self,
+        id: &SessionHash,
+    ) -> Result<Option<(SessionRecord, DashboardUser)>> {
+        self.dash_get_session(id).await
+    }
+    async fn touch_session(&self, id: &SessionHash, at: OffsetDateTime) -> Result<()> {
+        self.dash_touch_session(id, at).await
+    }
+    async fn delete_session(&self, id: &SessionHash) -> Result<()> {
+        self.dash_delete_session(id).await
+    }
+    async fn delete_expired_sessions(
+        &self,
+        now: OffsetDateTime,
+        idle_before: OffsetDateTime,
+        failures_before: OffsetDateTime,
+    ) -> Result<()> {
+        self.dash_delete_expired(now, idle_before, failures_before)
+            .await
+    }
+    async fn record_login_failure(&self, keys: &[[u8; 32]], at: OffsetDateTime) -> Result<()> {
+        self.dash_record_failure(keys, at).await
+    }
+    async fn login_failures_since(
+        &self,
+        key: &[u8; 32],
+        since: OffsetDateTime,
+    ) -> Result<(u32, Option<OffsetDateTime>)> {
+        self.dash_failures_since(key, since).await
+    }
+    async fn clear_login_failures(&self, key: &[u8; 32]) -> Result<()> {
+        self.dash_clear_failures(key).await
+    }
+    async fn list_accounts(&self, tenant: &TenantId, q: &AccountQuery) -> Result<Page<UserRecord>> {
+        self.dash_list_accounts(tenant, q).await
+    }
+    async fn list_activity(
+        &self,
+        tenant: &TenantId,
+        f: &ActivityFilter,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<AuditEvent>> {
+        self.dash_list_activity(tenant, f, before_id, limit).await
+    }
+    async fn activity_per_day(
+        &self,
+        tenant: &TenantId,
+        f: &ActivityFilter,
+        since: OffsetDateTime,
+    ) -> Result<Vec<DayCount>> {
+        self.dash_activity_per_day(tenant, f, since).await
+    }
+    async fn activity_clients(&self, tenant: &TenantId) -> Result<Vec<String>> {
+        self.dash_activity_clients(tenant).await
     }
 }
