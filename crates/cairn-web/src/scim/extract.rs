@@ -24,7 +24,13 @@ impl FromRequestParts<AppState> for Scim {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let tenant = tenant_segment(parts.uri.path()).unwrap_or_default();
+        // Inside `nest`, axum strips the matched prefix from `parts.uri`; the tenant is in
+        // the original URI.
+        let path = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(parts.uri.path(), |u| u.0.path());
+        let tenant = tenant_segment(path).unwrap_or_default();
         let auth = parts
             .headers
             .get(header::AUTHORIZATION)
