@@ -2,6 +2,7 @@
 //! operational endpoints `/healthz` and `/metrics`. Handlers are thin: they extract, call
 //! one `cairn_core::service::Services` method and map the result.
 
+pub mod dashboard;
 pub mod metrics;
 pub mod ops;
 pub mod scim;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
     let metrics = state.metrics.clone();
     Router::new()
         .merge(ops::routes())
+        .merge(dashboard::routes())
         .nest("/scim/v2/{tenant}", scim::routes())
         .fallback(ops::not_found)
         .with_state(state)
@@ -53,13 +55,20 @@ pub fn router(state: AppState) -> Router {
         ]))
 }
 
+/// The service `app` returns, for `axum::serve`.
+pub type App = axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
+    tower::util::MapRequest<Router, fn(Request) -> Request>,
+    std::net::SocketAddr,
+>;
+
 /// The complete service: path normalisation runs before routing, so `/Users/` and
 /// `//Users` (administrators paste base URLs ending in `/`) reach the same handlers.
-pub fn app(
-    state: AppState,
-) -> axum::routing::IntoMakeService<tower::util::MapRequest<Router, fn(Request) -> Request>> {
+/// Connections carry the peer address (dashboard sign-in throttling per address).
+pub fn app(state: AppState) -> App {
     let layer = tower::util::MapRequestLayer::new(normalize_path as fn(Request) -> Request);
-    axum::ServiceExt::<Request>::into_make_service(layer.layer(router(state)))
+    axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
+        layer.layer(router(state)),
+    )
 }
 
 fn normalize_path(mut req: Request) -> Request {

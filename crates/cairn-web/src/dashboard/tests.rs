@@ -1,0 +1,1 @@
+//! Tests of the dashboard through the router, against a real SQLite store.

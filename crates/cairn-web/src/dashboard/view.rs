@@ -1,0 +1,284 @@
+//! How domain values read on a page: times, sizes, statuses, clients, audit actions and
+//! changes. Everything returned here is plain text; the templates escape it.
+
+use cairn_core::audit::AuditEvent;
+use cairn_core::user::{AccountStatus, UserRecord};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+/// `2026-05-03 14:02 UTC`.
+pub fn datetime(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+/// `2026-05-03`.
+pub fn date(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+}
+
+/// "just now", "2 minutes ago", "3 hours ago", "5 days ago".
+pub fn ago(now: OffsetDateTime, t: OffsetDateTime) -> String {
+    let secs = (now - t).whole_seconds();
+    let unit = |n: i64, one: &str| {
+        if n == 1 {
+            format!("1 {one} ago")
+        } else {
+            format!("{n} {one}s ago")
+        }
+    };
+    match secs {
+        i64::MIN..=44 => "just now".into(),
+        45..=3599 => unit(((secs + 30) / 60).max(1), "minute"),
+        3600..=86_399 => unit(secs / 3600, "hour"),
+        _ => unit(secs / 86_400, "day"),
+    }
+}
+
+/// Bytes in binary units: `0 B`, `1.5 GiB`.
+pub fn bytes(n: i64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n.max(0) as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{} B", n.max(0))
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A readable name for the client behind a User-Agent ("Okta", "Microsoft Entra ID").
+pub fn client_name(user_agent: Option<&str>) -> String {
+    let Some(ua) = user_agent.map(str::trim).filter(|s| !s.is_empty()) else {
+        return "A SCIM client".into();
+    };
+    let l = ua.to_ascii_lowercase();
+    let known = [
+        ("okta", "Okta"),
+        ("microsoft", "Microsoft Entra ID"),
+        ("azure", "Microsoft Entra ID"),
+        ("entra", "Microsoft Entra ID"),
+        ("onelogin", "OneLogin"),
+        ("jumpcloud", "JumpCloud"),
+        ("google", "Google Workspace"),
+        ("rippling", "Rippling"),
+    ];
+    known
+        .iter()
+        .find(|(needle, _)| l.contains(needle))
+        .map(|(_, name)| (*name).to_owned())
+        .unwrap_or_else(|| ua.chars().take(40).collect())
+}
+
+pub fn status_label(s: AccountStatus) -> &'static str {
+    match s {
+        AccountStatus::Active => "Active",
+        AccountStatus::Suspended => "Suspended",
+        AccountStatus::Deleted => "Deleted",
+    }
+}
+
+pub fn status_class(s: AccountStatus) -> &'static str {
+    match s {
+        AccountStatus::Active => "active",
+        AccountStatus::Suspended => "suspended",
+        AccountStatus::Deleted => "deleted",
+    }
+}
+
+pub fn action_label(action: &str) -> &'static str {
+    match action {
+        "tenant_created" => "Organisation created",
+        "scim_enabled" => "SCIM enabled",
+        "scim_disabled" => "SCIM disabled",
+        "account_size_changed" => "Account Size changed",
+        "token_generated" => "API token generated",
+        "dashboard_user_created" => "Dashboard user created",
+        "user_created" => "Account created",
+        "user_updated" => "Account updated",
+        "user_suspended" => "Account suspended",
+        "user_reactivated" => "Account reactivated",
+        "user_deleted" => "Account deleted",
+        "user_restored" => "Account restored",
+        "user_purged" => "Account purged",
+        _ => "Other",
+    }
+}
+
+/// One account row of a list or the head of an account page.
+#[derive(Debug, Clone)]
+pub struct AccountRow {
+    pub id: String,
+    pub user_name: String,
+    pub display_name: String,
+    pub email: String,
+    pub status: &'static str,
+    pub status_class: &'static str,
+    /// For deleted accounts: when their data will be purged.
+    pub purge_on: Option<String>,
+    pub quota: String,
+    pub used: String,
+    pub scim: bool,
+    pub created: String,
+    pub updated: String,
+    pub external_id: String,
+    pub deleted: bool,
+}
+
+impl AccountRow {
+    pub fn of(u: &UserRecord) -> Self {
+        AccountRow {
+            id: u.id.to_string(),
+            user_name: u.user_name.to_string(),
+            display_name: u.display_name.clone().unwrap_or_default(),
+            email: u.email.clone().unwrap_or_default(),
+            status: status_label(u.status()),
+            status_class: status_class(u.status()),
+            purge_on: u.purge_at.map(date),
+            quota: u.quota_gb.to_string(),
+            used: bytes(u.used_bytes),
+            scim: u.scim_managed,
+            created: datetime(u.created_at),
+            updated: datetime(u.updated_at),
+            external_id: u.external_id.clone().unwrap_or_default(),
+            deleted: u.deleted_at.is_some(),
+        }
+    }
+}
+
+/// One audit event as a row.
+#[derive(Debug, Clone)]
+pub struct EventRow {
+    pub at: String,
+    pub ago: String,
+    pub action: &'static str,
+    pub action_class: &'static str,
+    pub target: String,
+    /// Link to the account's page when the event is about a backup account.
+    pub target_href: Option<String>,
+    pub actor: String,
+    pub changes: Vec<String>,
+    pub request_id: String,
+}
+
+fn actor_text(e: &AuditEvent) -> String {
+    match e.actor_kind.as_str() {
+        "token" => format!("{} (API token)", client_name(e.user_agent.as_deref())),
+        "dashboard_user" => e
+            .actor_id
+            .clone()
+            .unwrap_or_else(|| "Dashboard user".into()),
+        "operator" => "Operator (command line)".into(),
+        "system" => "Cairn (retention)".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn short(v: &Value) -> String {
+    let s = match v {
+        Value::Null => "—".to_owned(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if s.chars().count() > 60 {
+        format!("{}…", s.chars().take(60).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// `attribute: before → after` lines of an event's changes.
+pub fn change_lines(changes: &Value) -> Vec<String> {
+    let Some(map) = changes.as_object() else {
+        return Vec::new();
+    };
+    map.iter()
+        .take(12)
+        .map(|(k, v)| {
+            let before = v.get("before");
+            let after = v.get("after");
+            match (before, after) {
+                (Some(b), Some(a)) => format!("{k}: {} → {}", short(b), short(a)),
+                (None, Some(a)) => format!("{k}: {}", short(a)),
+                (Some(b), None) => format!("{k}: was {}", short(b)),
+                (None, None) => k.clone(),
+            }
+        })
+        .collect()
+}
+
+pub fn action_class(action: &str) -> &'static str {
+    match action {
+        "user_created" => "created",
+        "user_updated" | "user_reactivated" | "user_restored" => "updated",
+        "user_suspended" => "suspended",
+        "user_deleted" | "user_purged" => "deleted",
+        _ => "other",
+    }
+}
+
+impl EventRow {
+    pub fn of(e: &AuditEvent, now: OffsetDateTime) -> Self {
+        let is_user = e.target_type == "user";
+        EventRow {
+            at: datetime(e.at),
+            ago: ago(now, e.at),
+            action: action_label(&e.action),
+            action_class: action_class(&e.action),
+            target: e.target_name.clone().unwrap_or_default(),
+            target_href: (is_user && e.action != "user_purged")
+                .then(|| e.target_id.as_ref().map(|id| format!("/accounts/{id}")))
+                .flatten(),
+            actor: actor_text(e),
+            changes: change_lines(&e.changes),
+            request_id: e.request_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn relative_times() {
+        let now = datetime!(2026-05-03 12:00 UTC);
+        assert_eq!(ago(now, now), "just now");
+        assert_eq!(ago(now, datetime!(2026-05-03 11:58 UTC)), "2 minutes ago");
+        assert_eq!(ago(now, datetime!(2026-05-03 11:59 UTC)), "1 minute ago");
+        assert_eq!(ago(now, datetime!(2026-05-03 09:00 UTC)), "3 hours ago");
+        assert_eq!(ago(now, datetime!(2026-04-28 12:00 UTC)), "5 days ago");
+    }
+
+    #[test]
+    fn sizes_and_clients() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(client_name(Some("Okta SCIM Client 1.0.0")), "Okta");
+        assert_eq!(client_name(Some("OKTA SCIM Integration")), "Okta");
+        assert_eq!(client_name(None), "A SCIM client");
+        assert_eq!(client_name(Some("curl/8.0")), "curl/8.0");
+    }
+
+    #[test]
+    fn changes_read_as_lines() {
+        let c = serde_json::json!({"active": {"before": true, "after": false}, "quotaGb": {"after": 50}});
+        assert_eq!(
+            change_lines(&c),
+            vec!["active: true → false", "quotaGb: 50"]
+        );
+    }
+}
