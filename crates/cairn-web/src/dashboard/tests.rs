@@ -1,1 +1,858 @@
-//! Tests of the dashboard through the router, against a real SQLite store.
+//! Tests of the dashboard through the router (tower `oneshot`), against a real SQLite
+//! store and a clock the tests move: sessions, expiry, throttling, CSRF and origin
+//! checks, roles, the one-time token display, escaping, paging and restore.
+
+use crate::metrics::Metrics;
+use crate::{router, AppState};
+use axum::body::Body;
+use axum::extract::connect_info::ConnectInfo;
+use axum::http::{header, HeaderMap, Method, Request, StatusCode};
+use axum::Router;
+use cairn_core::audit::RequestMeta;
+use cairn_core::auth::{OperatorCtx, ScimCtx, TokenHash};
+use cairn_core::clock::Clock;
+use cairn_core::ids::{TenantId, UserName};
+use cairn_core::service::{Authority, Services};
+use cairn_core::store::{Role, SettingsChange};
+use cairn_core::user::UserData;
+use cairn_store::SqliteStore;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use time::OffsetDateTime;
+use tower::ServiceExt;
+
+const ORIGIN: &str = "http://cairn.test";
+const ADMIN: &str = "admin@acme.test";
+const VIEWER: &str = "viewer@acme.test";
+const PASSWORD: &str = "correct horse battery";
+
+struct TestClock(Mutex<OffsetDateTime>);
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().unwrap()
+    }
+}
+
+impl TestClock {
+    fn advance(&self, d: time::Duration) {
+        *self.0.lock().unwrap() += d;
+    }
+}
+
+struct Harness {
+    app: Router,
+    services: Arc<Services>,
+    clock: Arc<TestClock>,
+    tenant: TenantId,
+    _dir: tempfile::TempDir,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Resp {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    fn cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect()
+    }
+    /// The value of the first `name="csrf"` hidden field.
+    fn csrf(&self) -> String {
+        field_value(&self.body, "name=\"csrf\" value=\"")
+    }
+}
+
+fn field_value(body: &str, marker: &str) -> String {
+    let i = body.find(marker).expect("field in page") + marker.len();
+    body[i..].split('"').next().unwrap().to_owned()
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+impl Harness {
+    async fn new() -> Harness {
+        Harness::with_url(ORIGIN).await
+    }
+
+    async fn with_url(public_url: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("cairn.db")).unwrap());
+        let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
+        let services = Arc::new(Services::new(
+            store,
+            clock.clone(),
+            time::Duration::days(30),
+            public_url.to_owned(),
+            Duration::from_millis(0),
+        ));
+        let op = OperatorCtx::local_operator();
+        let tenant = services.create_tenant(&op, "Acme").await.unwrap();
+        for (email, role) in [(ADMIN, Role::Administrator), (VIEWER, Role::Viewer)] {
+            services
+                .create_dashboard_user(&op, &tenant.id, email, role, PASSWORD)
+                .await
+                .unwrap();
+        }
+        let app = router(AppState {
+            services: services.clone(),
+            metrics: Arc::new(Metrics::new()),
+        });
+        Harness {
+            app,
+            services,
+            clock,
+            tenant: tenant.id,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, req: Request<Body>) -> Resp {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Resp {
+        let mut b = Request::builder().method(Method::GET).uri(path);
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        self.send(b.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+        body: String,
+    ) -> Resp {
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            b = b.header(header::COOKIE, c);
+        }
+        if let Some(o) = origin {
+            b = b.header(header::ORIGIN, o);
+        }
+        let mut req = b.body(Body::from(body)).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
+        self.send(req).await
+    }
+
+    /// Signs in through the login form; returns the response of the POST and the
+    /// `name=value` session cookie it set, if any.
+    async fn try_sign_in(&self, email: &str, password: &str) -> (Resp, Option<String>) {
+        let page = self.get("/login", None).await;
+        assert_eq!(page.status, StatusCode::OK);
+        let login_cookie = page.cookies()[0].split(';').next().unwrap().to_owned();
+        let res = self
+            .post(
+                "/login",
+                Some(&login_cookie),
+                Some(ORIGIN),
+                form(&[
+                    ("csrf", &page.csrf()),
+                    ("email", email),
+                    ("password", password),
+                    ("next", "/accounts"),
+                ]),
+            )
+            .await;
+        let session = res
+            .cookies()
+            .into_iter()
+            .find(|c| c.contains("cairn_session=") && !c.contains("Max-Age=0"))
+            .map(|c| c.split(';').next().unwrap().to_owned());
+        (res, session)
+    }
+
+    async fn sign_in(&self, email: &str) -> String {
+        let (res, cookie) = self.try_sign_in(email, PASSWORD).await;
+        assert_eq!(res.status, StatusCode::SEE_OTHER, "{}", res.body);
+        cookie.expect("session cookie")
+    }
+
+    /// An authenticated SCIM capability, as the SCIM endpoints would get it.
+    async fn scim_ctx(&self) -> ScimCtx {
+        let op = OperatorCtx::local_operator();
+        let s = &self.services;
+        s.update_settings(
+            Authority::Operator(&op),
+            &self.tenant,
+            SettingsChange {
+                scim_enabled: Some(true),
+                account_size_gb: None,
+            },
+            &RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+        let (token, _) = s
+            .generate_token(
+                Authority::Operator(&op),
+                &self.tenant,
+                &RequestMeta::default(),
+            )
+            .await
+            .unwrap();
+        s.authenticate_scim(
+            self.tenant.as_str(),
+            Some(&format!("Bearer {}", token.expose())),
+            Some("Okta SCIM Client 1.0.0"),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn provision(&self, ctx: &ScimCtx, user_name: &str, display: &str) -> String {
+        let data = UserData {
+            user_name: UserName::parse(user_name).unwrap(),
+            external_id: None,
+            display_name: Some(display.to_owned()),
+            email: Some(user_name.to_owned()),
+            active: true,
+            doc: serde_json::json!({"userName": user_name, "displayName": display}),
+        };
+        let meta = RequestMeta {
+            user_agent: Some("Okta SCIM Client 1.0.0".into()),
+            request_id: None,
+        };
+        self.services
+            .create_user(ctx, data, &meta)
+            .await
+            .unwrap()
+            .id
+            .to_string()
+    }
+}
+
+#[tokio::test]
+async fn pages_need_a_session() {
+    let h = Harness::new().await;
+    for path in [
+        "/accounts",
+        "/activity",
+        "/settings/scim",
+        "/accounts/6f1c0000-0000-4000-8000-000000000000",
+    ] {
+        let r = h.get(path, None).await;
+        assert_eq!(r.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(r.location().starts_with("/login?next=%2F"), "{path}");
+    }
+    let forged = h
+        .get(
+            "/accounts",
+            Some(&format!("cairn_session={}", "a".repeat(64))),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::SEE_OTHER);
+    assert_eq!(h.get("/login", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sign_in_sets_a_strict_cookie_rotates_the_id_and_sign_out_ends_it() {
+    let h = Harness::new().await;
+    let (res, cookie) = h.try_sign_in(ADMIN, PASSWORD).await;
+    assert_eq!(res.location(), "/accounts");
+    let set = res
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("cairn_session="))
+        .unwrap();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
+    assert!(!set.contains("Secure"), "plain http: no Secure attribute");
+    let first = cookie.unwrap();
+    let page = h.get("/accounts", Some(&first)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains(ADMIN));
+
+    // Signing in again while holding a session yields a new id and ends the old one.
+    let login = h.get("/login", None).await;
+    let login_cookie = login.cookies()[0].split(';').next().unwrap().to_owned();
+    let res = h
+        .post(
+            "/login",
+            Some(&format!("{login_cookie}; {first}")),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &login.csrf()),
+                ("email", ADMIN),
+                ("password", PASSWORD),
+            ]),
+        )
+        .await;
+    let second = res
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("cairn_session="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        h.get("/accounts", Some(&first)).await.status,
+        StatusCode::SEE_OTHER
+    );
+    let page = h.get("/accounts", Some(&second)).await;
+    assert_eq!(page.status, StatusCode::OK);
+
+    let out = h
+        .post(
+            "/logout",
+            Some(&second),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf())]),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::SEE_OTHER);
+    assert!(out.cookies().iter().any(|c| c.contains("Max-Age=0")));
+    assert_eq!(
+        h.get("/accounts", Some(&second)).await.status,
+        StatusCode::SEE_OTHER
+    );
+}
+
+#[tokio::test]
+async fn https_public_url_gives_a_secure_host_cookie() {
+    let h = Harness::with_url("https://backup.example.com").await;
+    let page = h.get("/login", None).await;
+    let login_cookie = page.cookies()[0].split(';').next().unwrap().to_owned();
+    let res = h
+        .post(
+            "/login",
+            Some(&login_cookie),
+            Some("https://backup.example.com"),
+            form(&[
+                ("csrf", &page.csrf()),
+                ("email", ADMIN),
+                ("password", PASSWORD),
+            ]),
+        )
+        .await;
+    let set = res
+        .cookies()
+        .into_iter()
+        .find(|c| c.starts_with("__Host-cairn_session="))
+        .expect("__Host- cookie");
+    assert!(set.contains("; Secure") && set.contains("Path=/"));
+}
+
+#[tokio::test]
+async fn sessions_expire_when_idle_and_after_twelve_hours() {
+    let h = Harness::new().await;
+    let c = h.sign_in(ADMIN).await;
+    h.clock.advance(time::Duration::minutes(29));
+    assert_eq!(h.get("/accounts", Some(&c)).await.status, StatusCode::OK);
+    h.clock.advance(time::Duration::minutes(31));
+    assert_eq!(
+        h.get("/accounts", Some(&c)).await.status,
+        StatusCode::SEE_OTHER,
+        "idle for 31 minutes"
+    );
+
+    let c = h.sign_in(ADMIN).await;
+    for _ in 0..35 {
+        h.clock.advance(time::Duration::minutes(20));
+        assert_eq!(h.get("/accounts", Some(&c)).await.status, StatusCode::OK);
+    }
+    h.clock.advance(time::Duration::minutes(20));
+    assert_eq!(
+        h.get("/accounts", Some(&c)).await.status,
+        StatusCode::SEE_OTHER,
+        "past the absolute lifetime"
+    );
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_throttled_per_account_and_per_address() {
+    let h = Harness::new().await;
+    for _ in 0..5 {
+        let (r, c) = h.try_sign_in(ADMIN, "wrong password!!").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.body.contains("The email or password is incorrect."));
+        assert!(c.is_none());
+    }
+    // Even the right password is refused now, with a helpful message.
+    let (r, c) = h.try_sign_in(ADMIN, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.body.contains("Too many failed sign-in attempts"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("try again in 15 minutes"), "{}", r.body);
+    assert!(r.headers.contains_key(header::RETRY_AFTER));
+    assert!(c.is_none());
+    // Another account from the same address is not affected yet.
+    h.sign_in(VIEWER).await;
+    h.clock.advance(time::Duration::minutes(16));
+    h.sign_in(ADMIN).await;
+
+    // Per address: many unknown emails from one address.
+    for i in 0..20 {
+        let (r, _) = h
+            .try_sign_in(&format!("nobody{i}@acme.test"), "whatever password")
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let (r, _) = h.try_sign_in(VIEWER, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn posts_without_csrf_token_or_from_another_origin_are_refused() {
+    let h = Harness::new().await;
+    let c = h.sign_in(ADMIN).await;
+    let page = h.get("/settings/scim", Some(&c)).await;
+    let csrf = page.csrf();
+    let save = |token: &str| {
+        form(&[
+            ("csrf", token),
+            ("scim_enabled", "on"),
+            ("account_size_gb", "77"),
+            ("action", "save"),
+        ])
+    };
+    let r = h
+        .post("/settings/scim", Some(&c), Some(ORIGIN), save(""))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.body.contains("Form refused"));
+    let r = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some(ORIGIN),
+            save(&"0".repeat(64)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some("https://evil.example"),
+            save(&csrf),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h.post("/settings/scim", Some(&c), None, save(&csrf)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no Origin and no Referer");
+    assert_eq!(
+        h.services
+            .tenant(&h.tenant)
+            .await
+            .unwrap()
+            .account_size_gb
+            .get(),
+        10,
+        "nothing changed"
+    );
+
+    let r = h
+        .post("/settings/scim", Some(&c), Some(ORIGIN), save(&csrf))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        h.services
+            .tenant(&h.tenant)
+            .await
+            .unwrap()
+            .account_size_gb
+            .get(),
+        77
+    );
+
+    // Sign-in itself: the double-submit token must match its cookie.
+    let login = h.get("/login", None).await;
+    let r = h
+        .post(
+            "/login",
+            Some(&format!("cairn_login={}", "1".repeat(64))),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &login.csrf()),
+                ("email", ADMIN),
+                ("password", PASSWORD),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn viewers_may_look_but_not_change_settings_or_restore() {
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let id = h.provision(&ctx, "gone@acme.test", "Gone").await;
+    h.services
+        .delete_user(&ctx, &id, None, &RequestMeta::default())
+        .await
+        .unwrap();
+
+    let c = h.sign_in(VIEWER).await;
+    let accounts = h.get("/accounts", Some(&c)).await;
+    assert_eq!(accounts.status, StatusCode::OK);
+    assert!(
+        !accounts.body.contains("SCIM User Management"),
+        "menu hides it"
+    );
+    assert!(accounts.body.contains("viewer"));
+    assert_eq!(h.get("/activity", Some(&c)).await.status, StatusCode::OK);
+    let account = h.get(&format!("/accounts/{id}"), Some(&c)).await;
+    assert_eq!(account.status, StatusCode::OK);
+    assert!(!account.body.contains(">Restore<"));
+
+    let r = h.get("/settings/scim", Some(&c)).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let csrf = accounts.csrf();
+    let r = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("scim_enabled", "on"),
+                ("account_size_gb", "5"),
+                ("action", "save"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some(ORIGIN),
+            form(&[("csrf", &csrf), ("action", "generate-confirmed")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = h
+        .post(
+            &format!("/accounts/{id}/restore"),
+            Some(&c),
+            Some(ORIGIN),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let admin = h.sign_in(ADMIN).await;
+    let page = h.get("/accounts", Some(&admin)).await;
+    assert!(page.body.contains("SCIM User Management"));
+}
+
+#[tokio::test]
+async fn the_token_is_shown_once_and_stored_only_as_a_hash() {
+    let h = Harness::new().await;
+    let c = h.sign_in(ADMIN).await;
+    let page = h.get("/settings/scim", Some(&c)).await;
+    assert!(page.body.contains("No token yet"));
+    let csrf = page.csrf();
+    let r = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("token_id", ""),
+                ("scim_enabled", "on"),
+                ("account_size_gb", "50"),
+                ("action", "generate"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let token = field_value(&r.body, "id=\"new_token\" type=\"text\" value=\"");
+    assert!(token.starts_with("cairn_") && token.len() == 70);
+    assert!(r.body.contains("will not be shown again"));
+    assert!(
+        r.body.contains("unsaved changes"),
+        "typed values survive Generate"
+    );
+    assert!(r
+        .body
+        .contains("name=\"scim_enabled\" value=\"on\" checked"));
+    assert_eq!(r.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+
+    // Stored: SHA-256 only.
+    let state = h
+        .services
+        .store
+        .scim_auth_state(&h.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.tokens.len(), 1);
+    assert!(state.tokens[0].1.ct_eq(&TokenHash::of(&token)));
+    assert_ne!(&state.tokens[0].1.as_bytes()[..], token.as_bytes());
+
+    // A reload never shows it again.
+    let reload = h.get("/settings/scim", Some(&c)).await;
+    assert!(!reload.body.contains(&token));
+    assert!(!reload.body.contains("new_token"));
+    assert!(reload.body.contains("Not used yet"));
+    let token_id = field_value(&reload.body, "name=\"token_id\" value=\"");
+
+    // Resubmitting the same "Generate" (browser reload of the POST) changes nothing and
+    // shows no token.
+    let again = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("token_id", ""),
+                ("action", "generate-confirmed"),
+            ]),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(!again.body.contains("new_token"));
+
+    // With a token in place, Generate asks first (without the script's confirm()).
+    let ask = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("token_id", &token_id),
+                ("action", "generate"),
+            ]),
+        )
+        .await;
+    assert!(ask.body.contains("Generate a new token?"));
+    assert!(!ask.body.contains("new_token"));
+    let still = h.services.token_info(&h.tenant).await.unwrap().unwrap();
+    assert_eq!(still.id.to_string(), token_id);
+
+    let confirmed = h
+        .post(
+            "/settings/scim",
+            Some(&c),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("token_id", &token_id),
+                ("action", "generate-confirmed"),
+            ]),
+        )
+        .await;
+    let second = field_value(&confirmed.body, "id=\"new_token\" type=\"text\" value=\"");
+    assert_ne!(second, token);
+
+    // "Okta last connected …" after the token is used.
+    h.services
+        .update_settings(
+            Authority::Operator(&OperatorCtx::local_operator()),
+            &h.tenant,
+            SettingsChange {
+                scim_enabled: Some(true),
+                account_size_gb: None,
+            },
+            &RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    h.services
+        .authenticate_scim(
+            h.tenant.as_str(),
+            Some(&second),
+            Some("Okta SCIM Client 1.0.0"),
+        )
+        .await
+        .unwrap();
+    h.clock.advance(time::Duration::minutes(2));
+    let page = h.get("/settings/scim", Some(&c)).await;
+    assert!(
+        page.body.contains("Okta last connected 2 minutes ago"),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn account_size_is_validated_inline() {
+    let h = Harness::new().await;
+    let c = h.sign_in(ADMIN).await;
+    let csrf = h.get("/settings/scim", Some(&c)).await.csrf();
+    for bad in ["0", "abc", "5.5", "-1", "2000000", ""] {
+        let r = h
+            .post(
+                "/settings/scim",
+                Some(&c),
+                Some(ORIGIN),
+                form(&[
+                    ("csrf", &csrf),
+                    ("account_size_gb", bad),
+                    ("action", "save"),
+                ]),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+        assert!(r.body.contains("class=\"field-error\""), "{bad}");
+        assert!(r.body.contains("aria-invalid=\"true\""), "{bad}");
+    }
+    let saved = h.get("/settings/scim?saved=1", Some(&c)).await;
+    assert!(saved.body.contains("Settings saved"));
+    assert_eq!(
+        h.services
+            .tenant(&h.tenant)
+            .await
+            .unwrap()
+            .account_size_gb
+            .get(),
+        10
+    );
+}
+
+#[tokio::test]
+async fn identity_provider_values_are_escaped_everywhere() {
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let payload = "<img src=x onerror=alert(1)>";
+    let id = h.provision(&ctx, "xss@acme.test", payload).await;
+    let c = h.sign_in(ADMIN).await;
+    for path in [
+        "/accounts".to_owned(),
+        format!("/accounts/{id}"),
+        "/activity".to_owned(),
+        format!("/accounts?q={}", enc(payload)),
+    ] {
+        let r = h.get(&path, Some(&c)).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(!r.body.contains("<img"), "{path}");
+        let csp = r.headers.get(header::CONTENT_SECURITY_POLICY).unwrap();
+        assert!(csp.to_str().unwrap().contains("frame-ancestors 'none'"));
+        assert!(!r.body.contains("<script>"), "no inline script");
+    }
+    let r = h.get("/accounts", Some(&c)).await;
+    assert!(r.body.contains("&#60;img src=x onerror=alert(1)&#62;"));
+}
+
+#[tokio::test]
+async fn accounts_are_searched_and_paged_on_the_server() {
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    for i in 0..120 {
+        h.provision(&ctx, &format!("user{i:03}@acme.test"), &format!("User {i}"))
+            .await;
+    }
+    let c = h.sign_in(VIEWER).await;
+    let p1 = h.get("/accounts", Some(&c)).await;
+    assert!(p1.body.contains("120 accounts"));
+    assert_eq!(p1.body.matches("<tr class=\"status-").count(), 50);
+    assert!(p1.body.contains("user000@") && !p1.body.contains("user050@"));
+    assert!(!p1.body.contains("rel=\"prev\""));
+    let href = |body: &str, rel: &str| {
+        let i = body.find(&format!("rel=\"{rel}\"")).unwrap();
+        let start = body[..i].rfind("href=\"").unwrap() + 6;
+        body[start..]
+            .split('"')
+            .next()
+            .unwrap()
+            .replace("&#38;", "&")
+            .replace("&amp;", "&")
+    };
+    let p2 = h.get(&href(&p1.body, "next"), Some(&c)).await;
+    assert!(p2.body.contains("user050@") && p2.body.contains("user099@"));
+    assert!(!p2.body.contains("user049@") && !p2.body.contains("user100@"));
+    let p3 = h.get(&href(&p2.body, "next"), Some(&c)).await;
+    assert_eq!(p3.body.matches("<tr class=\"status-").count(), 20);
+    assert!(!p3.body.contains("rel=\"next\""));
+    let back = h.get(&href(&p3.body, "prev"), Some(&c)).await;
+    assert!(back.body.contains("user050@") && back.body.contains("user099@"));
+    let back1 = h.get(&href(&back.body, "prev"), Some(&c)).await;
+    assert!(back1.body.contains("user000@") && !back1.body.contains("rel=\"prev\""));
+
+    let s = h.get("/accounts?q=USER11", Some(&c)).await;
+    assert!(s.body.contains("10 accounts match"), "{}", s.body);
+    let s = h.get("/accounts?q=user%2011&status=active", Some(&c)).await;
+    // "User 11" and "User 110" … "User 119".
+    assert!(s.body.contains("11 accounts match"), "display name prefix");
+    let s = h.get("/accounts?status=suspended", Some(&c)).await;
+    assert!(s.body.contains("0 accounts match"));
+}
+
+#[tokio::test]
+async fn a_deleted_account_is_listed_and_restored_from_its_page() {
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let id = h.provision(&ctx, "pat@acme.test", "Pat").await;
+    h.services
+        .delete_user(&ctx, &id, None, &RequestMeta::default())
+        .await
+        .unwrap();
+    let c = h.sign_in(ADMIN).await;
+    let list = h.get("/accounts?status=deleted", Some(&c)).await;
+    assert!(list.body.contains("pat@acme.test"));
+    assert!(list.body.contains("data purged on"));
+    let page = h.get(&format!("/accounts/{id}"), Some(&c)).await;
+    assert!(page.body.contains(">Restore<"));
+    assert!(page.body.contains("Account deleted"));
+    assert!(page.body.contains("Account created"));
+    let r = h
+        .post(
+            &format!("/accounts/{id}/restore"),
+            Some(&c),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf())]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let page = h.get(r.location(), Some(&c)).await;
+    assert!(page.body.contains("Account restored"));
+    assert!(page.body.contains("status active"));
+    assert!(!page.body.contains(">Restore<"));
+
+    let act = h
+        .get(
+            "/activity?action=user_restored&account=PAT%40acme.test",
+            Some(&c),
+        )
+        .await;
+    assert!(act.body.contains("Account restored"));
+    assert!(act.body.contains("<svg class=\"chart\""));
+    let none = h.get("/activity?action=user_purged", Some(&c)).await;
+    assert!(none.body.contains("No activity matches these filters"));
+}
