@@ -1,6 +1,7 @@
-//! Tests of the dashboard through the router (tower `oneshot`), against a real SQLite
-//! store and a clock the tests move: sessions, expiry, throttling, CSRF and origin
-//! checks, roles, the one-time token display, escaping, paging and restore.
+//! Tests of the dashboard through the router (tower `oneshot`), against a real store
+//! (SQLite; PostgreSQL with `CAIRN_TEST_BACKEND=postgres`, server from
+//! `CAIRN_TEST_POSTGRES_URL`) and a clock the tests move: sessions, expiry, throttling,
+//! CSRF and origin checks, roles, the one-time token display, escaping, paging and restore.
 
 use crate::metrics::Metrics;
 use crate::{router, AppState};
@@ -13,9 +14,10 @@ use cairn_core::auth::{OperatorCtx, ScimCtx, TokenHash};
 use cairn_core::clock::Clock;
 use cairn_core::ids::{TenantId, UserName};
 use cairn_core::service::{Authority, Services};
+use cairn_core::store::Store;
 use cairn_core::store::{Role, SettingsChange};
 use cairn_core::user::UserData;
-use cairn_store::SqliteStore;
+use cairn_store::{PostgresStore, SqliteStore};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,6 +49,61 @@ struct Harness {
     clock: Arc<TestClock>,
     tenant: TenantId,
     _dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("CAIRN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Runs an administrative statement on its own thread and runtime (usable from `Drop`).
+fn pg_admin(sql: String) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.expect("admin statement");
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            pg_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+async fn test_store(dir: &std::path::Path) -> (Arc<dyn Store>, Option<String>) {
+    if std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "postgres") {
+        let name = format!(
+            "cairn_web_test_{}",
+            TenantId::random().to_string().replace('-', "")
+        );
+        pg_admin(format!("CREATE DATABASE {name}"));
+        let base = pg_admin_url();
+        let url = match base.rfind('/') {
+            Some(i) if i > base.find("://").map_or(0, |j| j + 2) => {
+                format!("{}/{name}", &base[..i])
+            }
+            _ => format!("{base}/{name}"),
+        };
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        (Arc::new(store), Some(name))
+    } else {
+        let store = SqliteStore::open(&dir.join("cairn.db")).unwrap();
+        (Arc::new(store), None)
+    }
 }
 
 struct Resp {
@@ -99,7 +156,7 @@ impl Harness {
 
     async fn with_url(public_url: &str) -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&dir.path().join("cairn.db")).unwrap());
+        let (store, pg_name) = test_store(dir.path()).await;
         let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
         let services = Arc::new(Services::new(
             store,
@@ -126,6 +183,7 @@ impl Harness {
             clock,
             tenant: tenant.id,
             _dir: dir,
+            pg_name,
         }
     }
 
