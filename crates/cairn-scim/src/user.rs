@@ -23,7 +23,8 @@
 //! - at most one value per multi-valued attribute may be `primary` (RFC 7643 §2.4);
 //! - limits: strings up to [`MAX_STRING_BYTES`], at most [`MAX_VALUES`] values per
 //!   multi-valued attribute;
-//! - `userName` is required; `active` defaults to `true` and is always stored.
+//! - `userName` is required; create and PUT store `active` (default `true`); only a PATCH
+//!   `remove` takes it out, and an account without it counts as active.
 
 use crate::schema::{
     split_urn, user_resource_type, AttrType, AttributeDef, Mutability, Returned, Unresolved,
@@ -46,7 +47,13 @@ pub fn user_from_request(body: &Value) -> Result<UserData, ScimError> {
     let obj = body
         .as_object()
         .ok_or_else(|| ScimError::invalid_syntax("a User must be a JSON object"))?;
-    user_data(normalise(obj)?)
+    let mut doc = normalise(obj)?;
+    // Create and PUT materialise the default, so every representation of an account
+    // carries an explicit boolean (idp-clients.md §6.24). Only a PATCH `remove active`
+    // takes it out again; the account then counts as active (RFC 7643 §4.1.1 leaves
+    // the meaning of an absent value to the provider).
+    doc.entry("active").or_insert(Value::Bool(true));
+    user_data(doc)
 }
 
 /// The stored document for a request object (see the module documentation).
@@ -75,7 +82,6 @@ pub(crate) fn normalise(obj: &Map<String, Value>) -> Result<Map<String, Value>, 
         }
         _ => return Err(ScimError::invalid_value("userName is required")),
     }
-    out.entry("active").or_insert(Value::Bool(true));
     Ok(out)
 }
 
@@ -353,8 +359,11 @@ pub fn render_user(u: &UserRecord, base_url: &str) -> Value {
     m.insert("id".into(), json!(u.id.as_str()));
     m.entry("userName")
         .or_insert_with(|| json!(u.user_name.as_str()));
-    // Always an explicit boolean (idp-clients.md §6.24–25); the column is authoritative.
-    m.insert("active".into(), Value::Bool(u.active));
+    // An explicit boolean whenever the document holds one (always, unless a PATCH
+    // removed it); the column is authoritative for its value.
+    if m.contains_key("active") {
+        m.insert("active".into(), Value::Bool(u.active));
+    }
     let mut schemas = vec![json!(USER_URN)];
     for (ext, _) in user_resource_type().schema_extensions {
         if m.contains_key(ext.id) {
@@ -752,6 +761,10 @@ mod tests {
         let plain = render_user(&record(json!({"userName":"x"})), "https://h");
         assert_eq!(plain["schemas"], json!([USER_URN]));
         assert_eq!(plain["active"], true);
+        // After a PATCH `remove active` the document has none: nothing is synthesised.
+        let mut removed = record(json!({"userName":"x"}));
+        removed.doc.as_object_mut().unwrap().remove("active");
+        assert!(render_user(&removed, "https://h").get("active").is_none());
     }
 
     #[test]

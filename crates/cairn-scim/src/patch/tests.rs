@@ -603,3 +603,22 @@ mod props {
         }
     }
 }
+
+#[test]
+fn remove_active_leaves_it_absent_and_the_account_active() {
+    let deactivated = run(
+        &base_doc(),
+        ops(json!([{"op":"replace","path":"active","value":false}])),
+    )
+    .unwrap();
+    let d = run(
+        &deactivated.doc,
+        ops(json!([{"op":"remove","path":"active"}])),
+    )
+    .unwrap();
+    assert!(d.doc.get("active").is_none(), "{}", d.doc);
+    assert!(d.active);
+    let d = run(&d.doc, ops(json!([{"op":"add","path":"active","value":false}]))).unwrap();
+    assert_eq!(d.doc["active"], false);
+    assert!(!d.active);
+}
