@@ -1,0 +1,21 @@
+//! Integration tests: the real `cairn` binary over HTTP and its CLI, on SQLite by
+//! default and on PostgreSQL with `CAIRN_TEST_BACKEND=postgres` (each test on a fresh
+//! database).
+
+mod support;
+
+// Replays of what identity providers send (../shared/reference/idp-clients.md).
+mod entra;
+mod okta;
+mod other_idps;
+// The external conformance checker (scim2-tester through scripts/scim2-check).
+mod conformance;
+// The service's own rules.
+mod audit;
+mod bad_input;
+mod cli;
+mod isolation;
+mod lifecycle;
+mod ops;
+mod races;
+mod smoke;

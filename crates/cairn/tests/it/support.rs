@@ -1,0 +1,464 @@
+//! The integration-test harness: each [`TestApp`] is the real `cairn` binary, serving on
+//! an ephemeral loopback port, with its own data directory (SQLite) or its own freshly
+//! created PostgreSQL database when `CAIRN_TEST_BACKEND=postgres`.
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+use reqwest::{header, Method, RequestBuilder, Response};
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const ENTERPRISE_URN: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
+pub const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+pub const SCIM_JSON: &str = "application/scim+json";
+
+pub fn backend_is_postgres() -> bool {
+    std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+fn pg_admin_url() -> String {
+    std::env::var("CAIRN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Runs one statement on the PostgreSQL test server (own thread and runtime, so it works
+/// from sync code and from inside a runtime alike).
+pub fn pg_admin(sql: String) {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
+                .await
+                .expect("connect to the test PostgreSQL server");
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.expect("admin statement");
+        })
+    })
+    .join()
+    .unwrap();
+}
+
+fn unique_suffix() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000,
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A database for one test: a SQLite file under a temporary directory, or a new
+/// PostgreSQL database that is dropped with the `Deployment`.
+pub struct Deployment {
+    pub data_dir: tempfile::TempDir,
+    /// `--database-url`, `None` for the SQLite default under `data_dir`.
+    pub database_url: Option<String>,
+    pg_name: Option<String>,
+}
+
+impl Deployment {
+    pub fn new() -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        if backend_is_postgres() {
+            let name = format!("cairn_it_{}", unique_suffix());
+            pg_admin(format!("CREATE DATABASE {name}"));
+            let base = pg_admin_url();
+            let root = &base[..base.rfind('/').unwrap()];
+            Deployment {
+                data_dir,
+                database_url: Some(format!("{root}/{name}")),
+                pg_name: Some(name),
+            }
+        } else {
+            Deployment {
+                data_dir,
+                database_url: None,
+                pg_name: None,
+            }
+        }
+    }
+
+    /// The global flags that point a `cairn` command at this deployment.
+    pub fn global_args(&self) -> Vec<String> {
+        let mut v = vec![
+            "--data-dir".to_owned(),
+            self.data_dir.path().display().to_string(),
+        ];
+        if let Some(url) = &self.database_url {
+            v.push("--database-url".into());
+            v.push(url.clone());
+        }
+        v
+    }
+}
+
+impl Default for Deployment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_name.take() {
+            pg_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+pub fn cairn_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cairn")
+}
+
+/// The output of one CLI run.
+#[derive(Debug)]
+pub struct Cli {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cli {
+    pub fn ok(self) -> Self {
+        assert!(
+            self.status.success(),
+            "cairn failed ({}):\nstdout: {}\nstderr: {}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl From<Output> for Cli {
+    fn from(o: Output) -> Self {
+        Cli {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// One running `cairn serve`.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`, also the public URL.
+    pub base: String,
+    pub client: reqwest::Client,
+    child: Option<Child>,
+    log: PathBuf,
+    /// Declared last: dropped (PostgreSQL database removed) after the process is gone.
+    pub deployment: std::sync::Arc<Deployment>,
+}
+
+/// Options for [`TestApp::spawn_with`].
+#[derive(Clone, Default)]
+pub struct Opts {
+    /// Extra environment for `cairn serve` (e.g. `CAIRN_CLOCK_OFFSET_SECS`).
+    pub env: Vec<(String, String)>,
+    /// Extra arguments after `serve`.
+    pub args: Vec<String>,
+}
+
+impl TestApp {
+    /// A fresh deployment and a server on it. Token and settings lookups are not cached
+    /// (`CAIRN_AUTH_CACHE_MS=0`) so CLI changes show at once; tests of the cache opt in.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Opts::default()).await
+    }
+
+    pub async fn spawn_with(opts: Opts) -> TestApp {
+        Self::spawn_on(std::sync::Arc::new(Deployment::new()), opts).await
+    }
+
+    /// A server on an existing deployment (a second instance, or a restart).
+    pub async fn spawn_on(deployment: std::sync::Arc<Deployment>, opts: Opts) -> TestApp {
+        let log = deployment
+            .data_dir
+            .path()
+            .join(format!("serve-{}.log", unique_suffix()));
+        let mut cmd = Command::new(cairn_bin());
+        cmd.args(deployment.global_args())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(&opts.args)
+            .env("CAIRN_AUTH_CACHE_MS", "0")
+            .env("CAIRN_LOG", "info")
+            .env_remove("CAIRN_PUBLIC_URL")
+            .env_remove("CAIRN_DATABASE_URL")
+            .env_remove("CAIRN_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start cairn serve");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {} // keep the pipe drained
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "cairn serve did not start:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_owned();
+        TestApp {
+            base,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            child: Some(child),
+            log,
+            deployment,
+        }
+    }
+
+    /// The server's log so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        wait_timeout(&mut child, Duration::from_secs(30))
+    }
+
+    /// Sends SIGKILL and reaps the process.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a `cairn` CLI command against this deployment (same database, public URL =
+    /// this server).
+    pub fn cli(&self, args: &[&str]) -> Cli {
+        self.cli_stdin(args, None)
+    }
+
+    pub fn cli_stdin(&self, args: &[&str], stdin: Option<&str>) -> Cli {
+        run_cli(&self.deployment, Some(&self.base), args, stdin)
+    }
+
+    /// A tenant with SCIM enabled (Account Size 50 GB) and a token.
+    pub fn tenant(&self, name: &str) -> Tenant {
+        let t = self
+            .cli(&["tenant", "create", "--name", name, "--json"])
+            .ok()
+            .json();
+        let id = t["id"].as_str().unwrap().to_owned();
+        self.cli(&["scim", "enable", "--tenant", &id, "--account-size-gb", "50"])
+            .ok();
+        let tok = self
+            .cli(&["scim", "token", "--tenant", &id, "--json"])
+            .ok()
+            .json();
+        assert_eq!(tok["tenant_url"], t["tenant_url"]);
+        Tenant {
+            id,
+            url: t["tenant_url"].as_str().unwrap().to_owned(),
+            token: tok["token"].as_str().unwrap().to_owned(),
+            client: self.client.clone(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(format!("{}{path}", self.base))
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs the CLI against a deployment, without a server.
+pub fn run_cli(
+    deployment: &Deployment,
+    public_url: Option<&str>,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Cli {
+    let mut cmd = Command::new(cairn_bin());
+    cmd.args(deployment.global_args())
+        .args(args)
+        .env_remove("CAIRN_PUBLIC_URL")
+        .env_remove("CAIRN_DATABASE_URL")
+        .env_remove("CAIRN_DATA_DIR")
+        .env("CAIRN_LOG", "warn")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(url) = public_url {
+        cmd.args(["--public-url", url]);
+    }
+    let mut child = cmd.spawn().expect("run cairn");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap().into()
+}
+
+/// A tenant with SCIM enabled, its Tenant URL and API token.
+#[derive(Clone)]
+pub struct Tenant {
+    pub id: String,
+    /// The Tenant URL, e.g. `http://127.0.0.1:PORT/scim/v2/{id}` (no trailing slash).
+    pub url: String,
+    pub token: String,
+    pub client: reqwest::Client,
+}
+
+impl Tenant {
+    /// A request to `{Tenant URL}{path}` with `Authorization: Bearer TOKEN`.
+    pub fn req(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+    }
+
+    /// A request without any Authorization header.
+    pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.url))
+    }
+
+    /// Sends a JSON body as `application/scim+json`.
+    pub fn send(&self, method: Method, path: &str, body: &Value) -> RequestBuilder {
+        self.req(method, path)
+            .header(header::CONTENT_TYPE, SCIM_JSON)
+            .body(body.to_string())
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        Reply::of(self.req(Method::GET, path).send().await.unwrap()).await
+    }
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        Reply::of(self.send(Method::POST, path, body).send().await.unwrap()).await
+    }
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        Reply::of(self.send(Method::PUT, path, body).send().await.unwrap()).await
+    }
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        Reply::of(self.send(Method::PATCH, path, body).send().await.unwrap()).await
+    }
+    pub async fn delete(&self, path: &str) -> Reply {
+        Reply::of(self.req(Method::DELETE, path).send().await.unwrap()).await
+    }
+
+    /// Creates a user and returns its representation (asserting 201).
+    pub async fn create_user(&self, body: &Value) -> Value {
+        let r = self.post("/Users", body).await;
+        assert_eq!(r.status, 201, "create: {}", r.text);
+        r.json()
+    }
+}
+
+/// A response read to the end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub async fn of(resp: Response) -> Reply {
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            text: resp.text().await.unwrap(),
+        }
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|e| panic!("not JSON ({e}), status {}: {}", self.status, self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Asserts a SCIM error body with this status (and `scimType` when given).
+    pub fn assert_scim_error(&self, status: u16, scim_type: Option<&str>) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        let v = self.json();
+        assert_eq!(v["schemas"], serde_json::json!([ERROR_URN]), "{v}");
+        assert_eq!(v["status"], status.to_string(), "{v}");
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+        if let Some(t) = scim_type {
+            assert_eq!(v["scimType"], t, "{v}");
+        }
+        v
+    }
+}
+
+/// The repository root (for scripts/).
+pub fn repo_root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
