@@ -618,7 +618,11 @@ fn remove_active_leaves_it_absent_and_the_account_active() {
     .unwrap();
     assert!(d.doc.get("active").is_none(), "{}", d.doc);
     assert!(d.active);
-    let d = run(&d.doc, ops(json!([{"op":"add","path":"active","value":false}]))).unwrap();
+    let d = run(
+        &d.doc,
+        ops(json!([{"op":"add","path":"active","value":false}])),
+    )
+    .unwrap();
     assert_eq!(d.doc["active"], false);
     assert!(!d.active);
 }
