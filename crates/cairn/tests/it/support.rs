@@ -462,3 +462,137 @@ impl Reply {
 pub fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
+
+// ---- helpers for the IdP replays (okta.rs, entra.rs, other_idps.rs) ----
+
+/// Asserts `Content-Type: application/scim+json` (parameters such as `charset` allowed).
+pub fn assert_scim_content_type(r: &Reply) {
+    let ct = r.header("content-type").unwrap_or("");
+    assert!(
+        ct.split(';').next().unwrap_or("").trim() == SCIM_JSON,
+        "Content-Type {ct:?} is not {SCIM_JSON} (status {}): {}",
+        r.status,
+        r.text
+    );
+}
+
+/// Asserts a 200 ListResponse (idp-clients.md §6 items 7, 8) and returns it.
+pub fn assert_list(r: &Reply) -> Value {
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_scim_content_type(r);
+    let v = r.json();
+    assert_eq!(v["schemas"], serde_json::json!([LIST_URN]), "{v}");
+    for k in ["totalResults", "startIndex", "itemsPerPage"] {
+        assert!(v[k].is_u64(), "{k} must be a JSON integer: {v}");
+    }
+    let res = v["Resources"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(v["itemsPerPage"], res.len(), "{v}");
+    v
+}
+
+/// The user ids of a ListResponse, in order.
+pub fn list_ids(v: &Value) -> Vec<String> {
+    v["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Asserts what every user representation must carry (idp-clients.md §6 items 22, 24).
+pub fn assert_user_shape(u: &Value) {
+    assert!(u["id"].as_str().is_some_and(|s| !s.is_empty()), "{u}");
+    assert!(u["userName"].as_str().is_some_and(|s| !s.is_empty()), "{u}");
+    assert!(
+        u["active"].is_boolean(),
+        "active must be a JSON boolean: {u}"
+    );
+    assert!(u.get("password").is_none(), "password returned: {u}");
+    assert!(
+        u["schemas"]
+            .as_array()
+            .is_some_and(|s| s.contains(&Value::from(USER_URN))),
+        "{u}"
+    );
+    assert_eq!(u["meta"]["resourceType"], "User", "{u}");
+    if let Some(emails) = u["emails"].as_array() {
+        let mut types: Vec<&str> = emails.iter().filter_map(|e| e["type"].as_str()).collect();
+        let n = types.len();
+        types.sort_unstable();
+        types.dedup();
+        assert_eq!(types.len(), n, "two emails with the same type: {u}");
+    }
+}
+
+/// Sends one raw HTTP/1.1 request whose request target goes on the wire exactly as given
+/// (e.g. raw `"` in a query, which URL libraries percent-encode), with `Connection: close`,
+/// and reads the whole reply.
+pub async fn raw_request(
+    base: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Reply {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let authority = base.strip_prefix("http://").expect("http base URL");
+    let authority = authority.split('/').next().unwrap();
+    let mut s = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let mut req =
+        format!("{method} {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of headers");
+    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
+    let mut raw_body = buf[split + 4..].to_vec();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut map = header::HeaderMap::new();
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            map.append(
+                header::HeaderName::from_bytes(k.trim().as_bytes()).unwrap(),
+                header::HeaderValue::from_str(v.trim()).unwrap(),
+            );
+        }
+    }
+    let chunked = map
+        .get(header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.to_str().unwrap_or("").contains("chunked"));
+    if chunked {
+        let mut out = Vec::new();
+        let mut rest = &raw_body[..];
+        loop {
+            let eol = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+            let size_text = String::from_utf8_lossy(&rest[..eol]).into_owned();
+            let size =
+                usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+            rest = &rest[eol + 2..];
+            if size == 0 {
+                break;
+            }
+            out.extend_from_slice(&rest[..size]);
+            rest = &rest[size + 2..];
+        }
+        raw_body = out;
+    }
+    Reply {
+        status,
+        headers: map,
+        text: String::from_utf8_lossy(&raw_body).into_owned(),
+    }
+}
