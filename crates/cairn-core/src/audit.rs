@@ -62,6 +62,11 @@ pub enum Action {
     UserDeleted,
     UserRestored,
     UserPurged,
+    GroupCreated,
+    GroupUpdated,
+    GroupDeleted,
+    GroupSizeChanged,
+    QuotaChanged,
 }
 
 impl Action {
@@ -80,6 +85,11 @@ impl Action {
             Action::UserDeleted => "user_deleted",
             Action::UserRestored => "user_restored",
             Action::UserPurged => "user_purged",
+            Action::GroupCreated => "group_created",
+            Action::GroupUpdated => "group_updated",
+            Action::GroupDeleted => "group_deleted",
+            Action::GroupSizeChanged => "group_size_changed",
+            Action::QuotaChanged => "quota_changed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -87,7 +97,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 13] = [
+pub const ALL_ACTIONS: [Action; 18] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -101,6 +111,11 @@ pub const ALL_ACTIONS: [Action; 13] = [
     Action::UserDeleted,
     Action::UserRestored,
     Action::UserPurged,
+    Action::GroupCreated,
+    Action::GroupUpdated,
+    Action::GroupDeleted,
+    Action::GroupSizeChanged,
+    Action::QuotaChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -42,6 +42,7 @@ uuid_id!(TenantId, "tenant");
 uuid_id!(UserId, "backup account");
 uuid_id!(TokenId, "SCIM API token");
 uuid_id!(DashboardUserId, "dashboard user");
+uuid_id!(GroupId, "group");
 
 /// A SCIM `userName`: kept exactly as sent, compared without regard to letter case
 /// (RFC 7643 §4.1.1 declares it `caseExact: false`).

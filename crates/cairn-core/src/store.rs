@@ -5,7 +5,8 @@
 use crate::audit::{AuditDraft, AuditEvent, AuditQuery};
 use crate::auth::{PasswordHash, TokenHash};
 use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
-use crate::ids::{DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
+use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
 use crate::session::{SessionHash, SessionRecord};
 use crate::tenant::{Tenant, TokenInfo};
@@ -138,6 +139,70 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes soft-deleted accounts whose retention window ended before `now`, auditing
     /// each. Returns the purged accounts.
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>>;
+
+    // --- groups (see `crate::group`) ----------------------------------------------------
+    /// Creates a group with these members. A group with the same folded displayName yields
+    /// `Error::Conflict { attribute: "displayName" }`; a member that is not a live account
+    /// of the tenant yields `Error::Invalid { field: "members" }`.
+    async fn create_group(
+        &self,
+        group: &GroupRecord,
+        members: &[UserId],
+        audit: AuditDraft,
+    ) -> Result<()>;
+    async fn get_group(&self, tenant: &TenantId, id: &GroupId) -> Result<Option<GroupRecord>>;
+    /// The group whose displayName equals `name` ignoring letter case.
+    async fn find_group_by_name(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<GroupRecord>>;
+    /// Groups matching the query; filters and sorts use the same `Filter` as users
+    /// (`id`, `displayName`, `externalId`, `meta.created`, `meta.lastModified`).
+    async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>>;
+    /// The live (not soft-deleted) members of a group, ordered by id.
+    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>>;
+    /// The groups of each of these accounts (for the read-only `groups` attribute).
+    async fn groups_of_users(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>>;
+    /// Applies a change of attributes (if `data` is given) and of members, atomically. With
+    /// `expected_version`, only if the group is still at that version
+    /// (`Error::VersionMismatch`). Members to add must be live accounts of the tenant;
+    /// removing a non-member is a no-op. Recomputes the quota of the accounts whose
+    /// membership changed when the group has a size. Nothing changes (and nothing is
+    /// audited) when neither the attributes nor any membership change. The audit entry's
+    /// time is the change's time; the store adds the member counts and ids to it.
+    async fn update_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        data: Option<&GroupData>,
+        members: &MemberChange,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord>;
+    /// Deletes a group and its memberships (never the accounts), recomputing the quota of
+    /// its members when it had a size.
+    async fn delete_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// Sets or clears a group's Account Size and recomputes its members' quotas.
+    async fn set_group_size(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        size: Option<QuotaGb>,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord>;
+    /// Groups by displayName with their live member counts, for the dashboard.
+    async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>>;
 
     // --- dashboard users ------------------------------------------------------------------
     async fn create_dashboard_user(&self, user: &DashboardUser, audit: AuditDraft) -> Result<()>;

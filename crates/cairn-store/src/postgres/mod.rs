@@ -4,13 +4,17 @@
 
 mod dashboard;
 mod filter;
+mod groups;
 
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
 use cairn_core::clock::{format_ts, parse_ts};
 use cairn_core::dashboard::{AccountQuery, ActivityFilter, DayCount};
-use cairn_core::ids::{fold_case, DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use cairn_core::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
+use cairn_core::ids::{
+    fold_case, DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName,
+};
 use cairn_core::query::{ListQuery, Page};
 use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
@@ -28,6 +32,7 @@ use tokio_postgres::{GenericClient, NoTls, Row};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
+    include_str!("../../migrations/postgres/0003_groups.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
@@ -44,6 +49,10 @@ fn map_err(e: tokio_postgres::Error) -> Error {
                     attribute: "userName",
                 },
                 Some("dashboard_users_email_fold_key") => Error::Conflict { attribute: "email" },
+                Some("groups_tenant_id_display_name_fold_key") => Error::Conflict {
+                    attribute: "displayName",
+                },
+                Some("groups_tenant_id_id_key") => Error::Conflict { attribute: "id" },
                 Some(c) if c.ends_with("_pkey") || c == "users_tenant_id_id_key" => {
                     Error::Conflict { attribute: "id" }
                 }
@@ -417,8 +426,8 @@ impl Store for PostgresStore {
         tx.execute(
             "INSERT INTO users (id, tenant_id, user_name, user_name_fold, external_id, display_name,
                 display_name_fold, email, email_fold, active, doc, quota_gb, used_bytes, scim_managed,
-                created_at, updated_at, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                created_at, updated_at, version, base_quota_gb)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $12)",
             &[
                 &u.id.as_str(),
                 &u.tenant_id.as_str(),
@@ -742,6 +751,72 @@ impl Store for PostgresStore {
         let c = self.pool.get().await.map_err(pool_err)?;
         c.query_one("SELECT 1", &[]).await.map_err(map_err)?;
         Ok(())
+    }
+
+    // --- groups (postgres/groups.rs) ----------------------------------------------------
+    async fn create_group(
+        &self,
+        group: &GroupRecord,
+        members: &[UserId],
+        audit: AuditDraft,
+    ) -> Result<()> {
+        self.grp_create(group, members, audit).await
+    }
+    async fn get_group(&self, tenant: &TenantId, id: &GroupId) -> Result<Option<GroupRecord>> {
+        self.grp_get(tenant, id).await
+    }
+    async fn find_group_by_name(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<GroupRecord>> {
+        self.grp_find_by_name(tenant, name).await
+    }
+    async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>> {
+        self.grp_list(tenant, query).await
+    }
+    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        self.grp_members(tenant, id).await
+    }
+    async fn groups_of_users(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>> {
+        self.grp_of_users(tenant, users).await
+    }
+    async fn update_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        data: Option<&GroupData>,
+        members: &MemberChange,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        self.grp_update(tenant, id, expected_version, data, members, audit)
+            .await
+    }
+    async fn delete_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        self.grp_delete(tenant, id, expected_version, audit).await
+    }
+    async fn set_group_size(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        size: Option<QuotaGb>,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        self.grp_set_size(tenant, id, size, audit).await
+    }
+    async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
+        self.grp_summaries(tenant).await
     }
 
     // --- dashboard (postgres/dashboard.rs) ----------------------------------------------

@@ -10,6 +10,7 @@ use std::time::Duration;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_init.sql"),
     include_str!("../../migrations/sqlite/0002_dashboard.sql"),
+    include_str!("../../migrations/sqlite/0003_groups.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
@@ -68,6 +69,14 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
                     return Error::Conflict {
                         attribute: "userName",
                     };
+                }
+                if msg.contains("groups.tenant_id, groups.display_name_fold") {
+                    return Error::Conflict {
+                        attribute: "displayName",
+                    };
+                }
+                if msg.contains("groups.tenant_id, groups.id") {
+                    return Error::Conflict { attribute: "id" };
                 }
                 if msg.contains("dashboard_users.email_fold") {
                     return Error::Conflict { attribute: "email" };

@@ -3,6 +3,7 @@
 mod conn;
 mod dashboard;
 mod filter;
+mod groups;
 mod writer;
 
 use async_trait::async_trait;
@@ -10,7 +11,10 @@ use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
 use cairn_core::clock::{format_ts, parse_ts};
 use cairn_core::dashboard::{AccountQuery, ActivityFilter, DayCount};
-use cairn_core::ids::{fold_case, DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use cairn_core::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
+use cairn_core::ids::{
+    fold_case, DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName,
+};
 use cairn_core::query::{ListQuery, Page};
 use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
@@ -357,8 +361,8 @@ impl Store for SqliteStore {
                 let mut st = db(c.prepare_cached(
                     "INSERT INTO users (id, tenant_id, user_name, user_name_fold, external_id, display_name,
                         display_name_fold, email, email_fold, active, doc, quota_gb, used_bytes, scim_managed,
-                        created_at, updated_at, version)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        created_at, updated_at, version, base_quota_gb)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?12)",
                 ))?;
                 db(st.execute(params![
                     u.id.as_str(),
@@ -672,6 +676,72 @@ impl Store for SqliteStore {
         self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
             .await
             .map(|_| ())
+    }
+
+    // --- groups (sqlite/groups.rs) ------------------------------------------------------
+    async fn create_group(
+        &self,
+        group: &GroupRecord,
+        members: &[UserId],
+        audit: AuditDraft,
+    ) -> Result<()> {
+        self.grp_create(group, members, audit).await
+    }
+    async fn get_group(&self, tenant: &TenantId, id: &GroupId) -> Result<Option<GroupRecord>> {
+        self.grp_get(tenant, id).await
+    }
+    async fn find_group_by_name(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<GroupRecord>> {
+        self.grp_find_by_name(tenant, name).await
+    }
+    async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>> {
+        self.grp_list(tenant, query).await
+    }
+    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        self.grp_members(tenant, id).await
+    }
+    async fn groups_of_users(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>> {
+        self.grp_of_users(tenant, users).await
+    }
+    async fn update_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        data: Option<&GroupData>,
+        members: &MemberChange,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        self.grp_update(tenant, id, expected_version, data, members, audit)
+            .await
+    }
+    async fn delete_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        self.grp_delete(tenant, id, expected_version, audit).await
+    }
+    async fn set_group_size(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        size: Option<QuotaGb>,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        self.grp_set_size(tenant, id, size, audit).await
+    }
+    async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
+        self.grp_summaries(tenant).await
     }
 
     // --- dashboard (sqlite/dashboard.rs) ------------------------------------------------

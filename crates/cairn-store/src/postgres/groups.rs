@@ -1,0 +1,543 @@
+//! PostgreSQL side of groups: the groups table, the membership relation (set-based
+//! statements over the k members a change names, never over the whole group) and the
+//! quota recompute of group-based account sizes. Called from the `Store` impl in `mod.rs`.
+
+use super::filter::{self, Sql};
+use super::{insert_audit, map_err, pool_err, refs, time_of, ts, PostgresStore};
+use cairn_core::audit::AuditDraft;
+use cairn_core::group::{
+    members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
+};
+use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
+use cairn_core::query::{ListQuery, Page};
+use cairn_core::{Error, Result};
+use std::collections::HashSet;
+use tokio_postgres::{GenericClient, Row};
+
+const GROUP_COLS: &str = "u.id, u.tenant_id, u.display_name, u.external_id, u.doc, \
+    u.size_gb, u.created_at, u.updated_at, u.version";
+
+fn group_from_row(r: &Row) -> Result<GroupRecord> {
+    let size: Option<i64> = r.get(5);
+    Ok(GroupRecord {
+        id: GroupId::from_trusted(r.get(0)),
+        tenant_id: TenantId::from_trusted(r.get(1)),
+        display_name: r.get(2),
+        external_id: r.get(3),
+        doc: r.get(4),
+        size_gb: size.and_then(|s| QuotaGb::new(s).ok()),
+        created_at: time_of(r.get(6))?,
+        updated_at: time_of(r.get(7))?,
+        version: r.get(8),
+    })
+}
+
+async fn get_group<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    id: &str,
+    lock: bool,
+) -> Result<Option<GroupRecord>> {
+    let lock = if lock { " FOR UPDATE" } else { "" };
+    let row = c
+        .query_opt(
+            &format!(
+                "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = $1 AND u.id = $2{lock}"
+            ),
+            &[&tenant, &id],
+        )
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(group_from_row).transpose()
+}
+
+fn strs(ids: &[UserId]) -> Vec<&str> {
+    ids.iter().map(UserId::as_str).collect()
+}
+
+async fn add_members<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    group: &str,
+    ids: &[UserId],
+) -> Result<Vec<UserId>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let wanted = strs(ids);
+    let live: HashSet<String> = c
+        .query(
+            "SELECT id FROM users WHERE tenant_id = $1 AND id = ANY($2) AND deleted_at IS NULL",
+            &[&tenant, &wanted],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if let Some(bad) = ids.iter().find(|u| !live.contains(u.as_str())) {
+        return Err(Error::Invalid {
+            field: "members",
+            reason: format!("{bad} is not a user of this tenant"),
+        });
+    }
+    let rows = c
+        .query(
+            "INSERT INTO group_members (tenant_id, group_id, user_id)
+             SELECT $1, $2, x FROM unnest($3::text[]) AS x
+             ON CONFLICT DO NOTHING RETURNING user_id",
+            &[&tenant, &group, &wanted],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| UserId::from_trusted(r.get(0)))
+        .collect())
+}
+
+async fn remove_members<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    group: &str,
+    ids: &[UserId],
+) -> Result<Vec<UserId>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = c
+        .query(
+            "DELETE FROM group_members WHERE tenant_id = $1 AND group_id = $2 AND user_id = ANY($3)
+             RETURNING user_id",
+            &[&tenant, &group, &strs(ids)],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| UserId::from_trusted(r.get(0)))
+        .collect())
+}
+
+async fn all_members<C: GenericClient>(c: &C, tenant: &str, group: &str) -> Result<Vec<UserId>> {
+    let rows = c
+        .query(
+            "SELECT user_id FROM group_members WHERE tenant_id = $1 AND group_id = $2 ORDER BY user_id",
+            &[&tenant, &group],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| UserId::from_trusted(r.get(0)))
+        .collect())
+}
+
+async fn apply_members<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    group: &str,
+    change: &MemberChange,
+) -> Result<(Vec<UserId>, Vec<UserId>)> {
+    match change {
+        MemberChange::Delta { add, remove } => {
+            let removed = remove_members(c, tenant, group, remove).await?;
+            let mut seen = HashSet::new();
+            let add: Vec<UserId> = add.iter().filter(|u| seen.insert(*u)).cloned().collect();
+            let added = add_members(c, tenant, group, &add).await?;
+            Ok((added, removed))
+        }
+        MemberChange::Replace(want) => {
+            let current: HashSet<UserId> =
+                all_members(c, tenant, group).await?.into_iter().collect();
+            let want_set: HashSet<&UserId> = want.iter().collect();
+            let to_remove: Vec<UserId> = current
+                .iter()
+                .filter(|u| !want_set.contains(u))
+                .cloned()
+                .collect();
+            let mut seen = HashSet::new();
+            let to_add: Vec<UserId> = want
+                .iter()
+                .filter(|u| !current.contains(*u) && seen.insert(*u))
+                .cloned()
+                .collect();
+            let removed = remove_members(c, tenant, group, &to_remove).await?;
+            let added = add_members(c, tenant, group, &to_add).await?;
+            Ok((added, removed))
+        }
+    }
+}
+
+/// Recomputes the effective quota of these accounts in one statement and audits each one
+/// that changed.
+async fn recompute_quotas<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    users: &[UserId],
+    cause: &AuditDraft,
+) -> Result<()> {
+    if users.is_empty() {
+        return Ok(());
+    }
+    let rows = c
+        .query(
+            "WITH calc AS (
+                 SELECT u.id, u.user_name, u.quota_gb AS before,
+                        GREATEST(u.base_quota_gb, COALESCE((
+                            SELECT MAX(g.size_gb) FROM group_members m
+                            JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+                            WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id), 0)) AS after
+                 FROM users u WHERE u.tenant_id = $1 AND u.id = ANY($2)
+             ), upd AS (
+                 UPDATE users u SET quota_gb = calc.after FROM calc
+                 WHERE u.tenant_id = $1 AND u.id = calc.id AND calc.before <> calc.after
+                 RETURNING u.id
+             )
+             SELECT id, user_name, before, after FROM calc WHERE before <> after",
+            &[&tenant, &strs(users)],
+        )
+        .await
+        .map_err(map_err)?;
+    for r in rows {
+        let (id, name, before, after): (String, String, i64, i64) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        insert_audit(c, &quota_audit(cause, &id, &name, before, after)).await?;
+    }
+    Ok(())
+}
+
+impl PostgresStore {
+    pub(super) async fn grp_create(
+        &self,
+        g: &GroupRecord,
+        members: &[UserId],
+        mut audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let t = g.tenant_id.as_str();
+        tx.execute(
+            "INSERT INTO groups (id, tenant_id, display_name, display_name_fold, external_id, doc,
+                size_gb, created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &g.id.as_str(),
+                &t,
+                &g.display_name,
+                &fold_case(&g.display_name),
+                &g.external_id,
+                &g.doc,
+                &g.size_gb.map(|s| i64::from(s.get())),
+                &ts(g.created_at),
+                &ts(g.updated_at),
+                &g.version,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        let mut seen = HashSet::new();
+        let members: Vec<UserId> = members
+            .iter()
+            .filter(|u| seen.insert(*u))
+            .cloned()
+            .collect();
+        let added = add_members(&*tx, t, g.id.as_str(), &members).await?;
+        if !added.is_empty() {
+            audit.changes["members"] = members_audit(&added, &[]);
+        }
+        insert_audit(&*tx, &audit).await?;
+        if g.size_gb.is_some() {
+            recompute_quotas(&*tx, t, &added, &audit).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub(super) async fn grp_get(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+    ) -> Result<Option<GroupRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        get_group(&**c, tenant.as_str(), id.as_str(), false).await
+    }
+
+    pub(super) async fn grp_find_by_name(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<GroupRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                &format!(
+                    "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = $1 AND u.display_name_fold = $2"
+                ),
+                &[&tenant.as_str(), &fold_case(name)],
+            )
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    pub(super) async fn grp_list(
+        &self,
+        tenant: &TenantId,
+        query: &ListQuery,
+    ) -> Result<Page<GroupRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        // The groups table names its columns like the users table, so the same filter and
+        // sort translation applies (alias `u`).
+        let mut w = Sql::default();
+        let t = w.bind(Box::new(tenant.to_string()));
+        w.text = format!("u.tenant_id = {t}");
+        if let Some(f) = &query.filter {
+            w.text.push_str(" AND ");
+            filter::push_where(f, &mut w);
+        }
+        let total: i64 = c
+            .query_one(
+                &format!("SELECT COUNT(*) FROM groups u WHERE {}", w.text),
+                &refs(&w.params),
+            )
+            .await
+            .map_err(map_err)?
+            .get(0);
+        let total = total.max(0) as u64;
+        let offset = query.start_index.saturating_sub(1);
+        if query.count == 0 || offset >= total {
+            return Ok(Page {
+                total,
+                items: Vec::new(),
+            });
+        }
+        let mut sql = w;
+        let where_text = std::mem::take(&mut sql.text);
+        filter::push_order_by(query.sort.as_ref(), &mut sql);
+        let order = std::mem::take(&mut sql.text);
+        let limit = sql.bind(Box::new(query.count.min(i64::MAX as u64) as i64));
+        let off = sql.bind(Box::new(offset.min(i64::MAX as u64) as i64));
+        let text = format!(
+            "SELECT {GROUP_COLS} FROM groups u WHERE {where_text}{order} LIMIT {limit} OFFSET {off}"
+        );
+        let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
+        let items = rows
+            .iter()
+            .map(group_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Page { total, items })
+    }
+
+    pub(super) async fn grp_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                "SELECT m.user_id FROM group_members m
+                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+                 WHERE m.tenant_id = $1 AND m.group_id = $2 AND u.deleted_at IS NULL
+                 ORDER BY m.user_id COLLATE \"C\"",
+                &[&tenant.as_str(), &id.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| UserId::from_trusted(r.get(0)))
+            .collect())
+    }
+
+    pub(super) async fn grp_of_users(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                "SELECT m.user_id, g.id, g.display_name FROM group_members m
+                 JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+                 WHERE m.tenant_id = $1 AND m.user_id = ANY($2)
+                 ORDER BY g.display_name_fold COLLATE \"C\", g.id COLLATE \"C\"",
+                &[&tenant.as_str(), &strs(users)],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    UserId::from_trusted(r.get(0)),
+                    GroupRef {
+                        id: GroupId::from_trusted(r.get(1)),
+                        display_name: r.get(2),
+                    },
+                )
+            })
+            .collect())
+    }
+
+    pub(super) async fn grp_update(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        data: Option<&GroupData>,
+        members: &MemberChange,
+        mut audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let (t, i) = (tenant.as_str(), id.as_str());
+        // The row lock orders concurrent changes of one group (and of its size).
+        let current = get_group(&*tx, t, i, true)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        if expected_version.is_some_and(|v| v != current.version) {
+            return Err(Error::VersionMismatch);
+        }
+        let (added, removed) = apply_members(&*tx, t, i, members).await?;
+        let data = data.filter(|d| **d != current.data());
+        if data.is_none() && added.is_empty() && removed.is_empty() {
+            return Ok(current);
+        }
+        let at = ts(audit.at);
+        match data {
+            Some(d) => tx
+                .execute(
+                    "UPDATE groups SET display_name = $1, display_name_fold = $2, external_id = $3, doc = $4,
+                        updated_at = $5, version = version + 1
+                     WHERE tenant_id = $6 AND id = $7",
+                    &[
+                        &d.display_name,
+                        &fold_case(&d.display_name),
+                        &d.external_id,
+                        &d.doc,
+                        &at,
+                        &t,
+                        &i,
+                    ],
+                )
+                .await
+                .map_err(map_err)?,
+            None => tx
+                .execute(
+                    "UPDATE groups SET updated_at = $1, version = version + 1 WHERE tenant_id = $2 AND id = $3",
+                    &[&at, &t, &i],
+                )
+                .await
+                .map_err(map_err)?,
+        };
+        if !added.is_empty() || !removed.is_empty() {
+            audit.changes["members"] = members_audit(&added, &removed);
+        }
+        if let Some(d) = data {
+            audit.target_name = Some(d.display_name.clone());
+        }
+        insert_audit(&*tx, &audit).await?;
+        if current.size_gb.is_some() {
+            let mut affected = added;
+            affected.extend(removed);
+            recompute_quotas(&*tx, t, &affected, &audit).await?;
+        }
+        let g = get_group(&*tx, t, i, false)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(g)
+    }
+
+    pub(super) async fn grp_delete(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let (t, i) = (tenant.as_str(), id.as_str());
+        let current = get_group(&*tx, t, i, true)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        if expected_version.is_some_and(|v| v != current.version) {
+            return Err(Error::VersionMismatch);
+        }
+        let members = if current.size_gb.is_some() {
+            all_members(&*tx, t, i).await?
+        } else {
+            Vec::new()
+        };
+        // Memberships go with the group (ON DELETE CASCADE); accounts stay.
+        tx.execute(
+            "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",
+            &[&t, &i],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        recompute_quotas(&*tx, t, &members, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub(super) async fn grp_set_size(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        size: Option<QuotaGb>,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let (t, i) = (tenant.as_str(), id.as_str());
+        let current = get_group(&*tx, t, i, true)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        if current.size_gb == size {
+            return Ok(current);
+        }
+        // The size is not a SCIM attribute: the version (ETag) stays.
+        tx.execute(
+            "UPDATE groups SET size_gb = $1 WHERE tenant_id = $2 AND id = $3",
+            &[&size.map(|s| i64::from(s.get())), &t, &i],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        let members = all_members(&*tx, t, i).await?;
+        recompute_quotas(&*tx, t, &members, &audit).await?;
+        let g = get_group(&*tx, t, i, false)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(g)
+    }
+
+    pub(super) async fn grp_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {GROUP_COLS}, (SELECT COUNT(*) FROM group_members m
+                         JOIN users us ON us.tenant_id = m.tenant_id AND us.id = m.user_id
+                         WHERE m.tenant_id = u.tenant_id AND m.group_id = u.id AND us.deleted_at IS NULL)
+                     FROM groups u WHERE u.tenant_id = $1
+                     ORDER BY u.display_name_fold COLLATE \"C\", u.seq"
+                ),
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.get(9);
+                Ok(GroupSummary {
+                    group: group_from_row(r)?,
+                    members: n.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,472 @@
+//! SQLite side of groups: the groups table, the membership relation (one indexed row per
+//! membership, so adding or removing k members touches k rows) and the quota recompute of
+//! group-based account sizes. Called from the `Store` impl in `mod.rs`.
+
+use super::{db, filter, insert_audit, parse_time, ts, SqliteStore};
+use cairn_core::audit::AuditDraft;
+use cairn_core::group::{
+    members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
+};
+use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
+use cairn_core::query::{ListQuery, Page};
+use cairn_core::{Error, Result};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use std::collections::HashSet;
+
+pub(super) const GROUP_COLS: &str = "u.id, u.tenant_id, u.display_name, u.external_id, u.doc, \
+    u.size_gb, u.created_at, u.updated_at, u.version";
+
+fn group_from_row(r: &Row<'_>) -> rusqlite::Result<GroupRecord> {
+    let doc: String = r.get(4)?;
+    let size: Option<i64> = r.get(5)?;
+    Ok(GroupRecord {
+        id: GroupId::from_trusted(r.get(0)?),
+        tenant_id: TenantId::from_trusted(r.get(1)?),
+        display_name: r.get(2)?,
+        external_id: r.get(3)?,
+        doc: serde_json::from_str(&doc).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(4, rusqlite::types::Type::Text, e.into())
+        })?,
+        size_gb: size.and_then(|s| QuotaGb::new(s).ok()),
+        created_at: parse_time(r.get(6)?)?,
+        updated_at: parse_time(r.get(7)?)?,
+        version: r.get(8)?,
+    })
+}
+
+fn get_group(c: &Connection, tenant: &str, id: &str) -> rusqlite::Result<Option<GroupRecord>> {
+    c.prepare_cached(&format!(
+        "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = ? AND u.id = ?"
+    ))?
+    .query_row([tenant, id], group_from_row)
+    .optional()
+}
+
+/// Fails with `Invalid { members }` unless every id is a live account of the tenant.
+fn check_members(c: &Connection, tenant: &str, ids: &[UserId]) -> Result<()> {
+    let mut st = db(c.prepare_cached(
+        "SELECT 1 FROM users WHERE tenant_id = ? AND id = ? AND deleted_at IS NULL",
+    ))?;
+    for u in ids {
+        if !db(st.exists(params![tenant, u.as_str()]))? {
+            return Err(Error::Invalid {
+                field: "members",
+                reason: format!("{u} is not a user of this tenant"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Adds memberships; returns the accounts that were not members before.
+fn add_members(c: &Connection, tenant: &str, group: &str, ids: &[UserId]) -> Result<Vec<UserId>> {
+    check_members(c, tenant, ids)?;
+    let mut st = db(c.prepare_cached(
+        "INSERT INTO group_members (tenant_id, group_id, user_id) VALUES (?, ?, ?)
+         ON CONFLICT DO NOTHING",
+    ))?;
+    let mut added = Vec::new();
+    for u in ids {
+        if db(st.execute(params![tenant, group, u.as_str()]))? == 1 {
+            added.push(u.clone());
+        }
+    }
+    Ok(added)
+}
+
+/// Removes memberships; returns the accounts that were members.
+fn remove_members(
+    c: &Connection,
+    tenant: &str,
+    group: &str,
+    ids: &[UserId],
+) -> Result<Vec<UserId>> {
+    let mut st = db(c.prepare_cached(
+        "DELETE FROM group_members WHERE tenant_id = ? AND group_id = ? AND user_id = ?",
+    ))?;
+    let mut removed = Vec::new();
+    for u in ids {
+        if db(st.execute(params![tenant, group, u.as_str()]))? == 1 {
+            removed.push(u.clone());
+        }
+    }
+    Ok(removed)
+}
+
+fn all_members(c: &Connection, tenant: &str, group: &str) -> rusqlite::Result<Vec<UserId>> {
+    let mut st = c.prepare_cached(
+        "SELECT user_id FROM group_members WHERE tenant_id = ? AND group_id = ? ORDER BY user_id",
+    )?;
+    let rows = st.query_map([tenant, group], |r| Ok(UserId::from_trusted(r.get(0)?)))?;
+    rows.collect()
+}
+
+/// Applies a member change; returns (added, removed).
+fn apply_members(
+    c: &Connection,
+    tenant: &str,
+    group: &str,
+    change: &MemberChange,
+) -> Result<(Vec<UserId>, Vec<UserId>)> {
+    match change {
+        MemberChange::Delta { add, remove } => {
+            let removed = remove_members(c, tenant, group, remove)?;
+            let added = add_members(c, tenant, group, add)?;
+            Ok((added, removed))
+        }
+        MemberChange::Replace(want) => {
+            let current: HashSet<UserId> = db(all_members(c, tenant, group))?.into_iter().collect();
+            let want_set: HashSet<&UserId> = want.iter().collect();
+            let to_remove: Vec<UserId> = current
+                .iter()
+                .filter(|u| !want_set.contains(u))
+                .cloned()
+                .collect();
+            let mut seen = HashSet::new();
+            let to_add: Vec<UserId> = want
+                .iter()
+                .filter(|u| !current.contains(*u) && seen.insert(*u))
+                .cloned()
+                .collect();
+            let removed = remove_members(c, tenant, group, &to_remove)?;
+            let added = add_members(c, tenant, group, &to_add)?;
+            Ok((added, removed))
+        }
+    }
+}
+
+/// Recomputes the effective quota of these accounts (largest of the base quota and the
+/// sizes of their groups) and audits each one that changed.
+fn recompute_quotas(
+    c: &Connection,
+    tenant: &str,
+    users: &[UserId],
+    cause: &AuditDraft,
+) -> Result<()> {
+    let mut read = db(c.prepare_cached(
+        "SELECT u.user_name, u.quota_gb, MAX(u.base_quota_gb, COALESCE((
+             SELECT MAX(g.size_gb) FROM group_members m
+             JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+             WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id), 0))
+         FROM users u WHERE u.tenant_id = ? AND u.id = ?",
+    ))?;
+    let mut write =
+        db(c.prepare_cached("UPDATE users SET quota_gb = ? WHERE tenant_id = ? AND id = ?"))?;
+    for u in users {
+        let row: Option<(String, i64, i64)> = db(read
+            .query_row(params![tenant, u.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional())?;
+        let Some((name, before, after)) = row else {
+            continue;
+        };
+        if before != after {
+            db(write.execute(params![after, tenant, u.as_str()]))?;
+            db(insert_audit(
+                c,
+                &quota_audit(cause, u.as_str(), &name, before, after),
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    pub(super) async fn grp_create(
+        &self,
+        g: &GroupRecord,
+        members: &[UserId],
+        mut audit: AuditDraft,
+    ) -> Result<()> {
+        let g = g.clone();
+        let members = members.to_vec();
+        self.writer
+            .write(move |c| {
+                let t = g.tenant_id.as_str();
+                db(c.execute(
+                    "INSERT INTO groups (id, tenant_id, display_name, display_name_fold, external_id, doc,
+                        size_gb, created_at, updated_at, version)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        g.id.as_str(),
+                        t,
+                        g.display_name,
+                        fold_case(&g.display_name),
+                        g.external_id,
+                        g.doc.to_string(),
+                        g.size_gb.map(|s| s.get()),
+                        ts(g.created_at),
+                        ts(g.updated_at),
+                        g.version,
+                    ],
+                ))?;
+                let added = add_members(c, t, g.id.as_str(), &members)?;
+                if !added.is_empty() {
+                    audit.changes["members"] = members_audit(&added, &[]);
+                }
+                db(insert_audit(c, &audit))?;
+                if g.size_gb.is_some() {
+                    recompute_quotas(c, t, &added, &audit)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    pub(super) async fn grp_get(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+    ) -> Result<Option<GroupRecord>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| get_group(c, &t, &i)).await
+    }
+
+    pub(super) async fn grp_find_by_name(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<GroupRecord>> {
+        let (t, n) = (tenant.to_string(), fold_case(name));
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = ? AND u.display_name_fold = ?"
+            ))?
+            .query_row([t, n], group_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    pub(super) async fn grp_list(
+        &self,
+        tenant: &TenantId,
+        query: &ListQuery,
+    ) -> Result<Page<GroupRecord>> {
+        let tenant = tenant.to_string();
+        let query = query.clone();
+        self.read(move |c| {
+            // The groups table names its columns like the users table, so the same
+            // filter and sort translation applies (alias `u`).
+            let mut where_sql = String::from("u.tenant_id = ?");
+            let mut params: Vec<SqlValue> = vec![SqlValue::Text(tenant)];
+            if let Some(f) = &query.filter {
+                let w = filter::where_clause(f);
+                where_sql.push_str(" AND ");
+                where_sql.push_str(&w.text);
+                params.extend(w.params);
+            }
+            let total: i64 = c
+                .prepare_cached(&format!("SELECT COUNT(*) FROM groups u WHERE {where_sql}"))?
+                .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
+            let total = total.max(0) as u64;
+            let offset = query.start_index.saturating_sub(1);
+            if query.count == 0 || offset >= total {
+                return Ok(Page {
+                    total,
+                    items: Vec::new(),
+                });
+            }
+            let order = filter::order_by(query.sort.as_ref());
+            params.extend(order.params);
+            params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
+            params.push(SqlValue::Integer(offset.min(i64::MAX as u64) as i64));
+            let sql = format!(
+                "SELECT {GROUP_COLS} FROM groups u WHERE {where_sql}{} LIMIT ? OFFSET ?",
+                order.text
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let items = st
+                .query_map(params_from_iter(params.iter()), group_from_row)?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(Page { total, items })
+        })
+        .await
+    }
+
+    pub(super) async fn grp_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.user_id FROM group_members m
+                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+                 WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
+                 ORDER BY m.user_id",
+            )?;
+            let rows = st.query_map([t, i], |r| Ok(UserId::from_trusted(r.get(0)?)))?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub(super) async fn grp_of_users(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>> {
+        let t = tenant.to_string();
+        let users = users.to_vec();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT g.id, g.display_name FROM group_members m
+                 JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+                 WHERE m.tenant_id = ? AND m.user_id = ? ORDER BY g.display_name_fold, g.id",
+            )?;
+            let mut out = Vec::new();
+            for u in users {
+                let rows = st.query_map(params![t, u.as_str()], |r| {
+                    Ok(GroupRef {
+                        id: GroupId::from_trusted(r.get(0)?),
+                        display_name: r.get(1)?,
+                    })
+                })?;
+                for g in rows {
+                    out.push((u.clone(), g?));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn grp_update(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        data: Option<&GroupData>,
+        members: &MemberChange,
+        mut audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        let data = data.cloned();
+        let members = members.clone();
+        self.writer
+            .write(move |c| {
+                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
+                if expected_version.is_some_and(|v| v != current.version) {
+                    return Err(Error::VersionMismatch);
+                }
+                let (added, removed) = apply_members(c, &t, &i, &members)?;
+                let data = data.filter(|d| *d != current.data());
+                if data.is_none() && added.is_empty() && removed.is_empty() {
+                    return Ok(current);
+                }
+                let at = ts(audit.at);
+                match &data {
+                    Some(d) => db(c.execute(
+                        "UPDATE groups SET display_name = ?, display_name_fold = ?, external_id = ?, doc = ?,
+                            updated_at = ?, version = version + 1
+                         WHERE tenant_id = ? AND id = ?",
+                        params![
+                            d.display_name,
+                            fold_case(&d.display_name),
+                            d.external_id,
+                            d.doc.to_string(),
+                            at,
+                            t,
+                            i
+                        ],
+                    ))?,
+                    None => db(c.execute(
+                        "UPDATE groups SET updated_at = ?, version = version + 1 WHERE tenant_id = ? AND id = ?",
+                        params![at, t, i],
+                    ))?,
+                };
+                if !added.is_empty() || !removed.is_empty() {
+                    audit.changes["members"] = members_audit(&added, &removed);
+                }
+                if let Some(d) = &data {
+                    audit.target_name = Some(d.display_name.clone());
+                }
+                db(insert_audit(c, &audit))?;
+                if current.size_gb.is_some() {
+                    let mut affected = added;
+                    affected.extend(removed);
+                    recompute_quotas(c, &t, &affected, &audit)?;
+                }
+                db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
+            })
+            .await
+    }
+
+    pub(super) async fn grp_delete(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.writer
+            .write(move |c| {
+                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
+                if expected_version.is_some_and(|v| v != current.version) {
+                    return Err(Error::VersionMismatch);
+                }
+                let members = if current.size_gb.is_some() {
+                    db(all_members(c, &t, &i))?
+                } else {
+                    Vec::new()
+                };
+                // Memberships go with the group (ON DELETE CASCADE); accounts stay.
+                db(c.execute(
+                    "DELETE FROM groups WHERE tenant_id = ? AND id = ?",
+                    params![t, i],
+                ))?;
+                db(insert_audit(c, &audit))?;
+                recompute_quotas(c, &t, &members, &audit)
+            })
+            .await
+    }
+
+    pub(super) async fn grp_set_size(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        size: Option<QuotaGb>,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.writer
+            .write(move |c| {
+                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
+                if current.size_gb == size {
+                    return Ok(current);
+                }
+                // The size is not a SCIM attribute: the version (ETag) stays.
+                db(c.execute(
+                    "UPDATE groups SET size_gb = ? WHERE tenant_id = ? AND id = ?",
+                    params![size.map(|s| s.get()), t, i],
+                ))?;
+                db(insert_audit(c, &audit))?;
+                let members = db(all_members(c, &t, &i))?;
+                recompute_quotas(c, &t, &members, &audit)?;
+                db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
+            })
+            .await
+    }
+
+    pub(super) async fn grp_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {GROUP_COLS}, (SELECT COUNT(*) FROM group_members m
+                     JOIN users us ON us.tenant_id = m.tenant_id AND us.id = m.user_id
+                     WHERE m.tenant_id = u.tenant_id AND m.group_id = u.id AND us.deleted_at IS NULL)
+                 FROM groups u WHERE u.tenant_id = ? ORDER BY u.display_name_fold, u.seq"
+            ))?;
+            let rows = st.query_map([t], |r| {
+                let n: i64 = r.get(9)?;
+                Ok(GroupSummary {
+                    group: group_from_row(r)?,
+                    members: n.max(0) as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}

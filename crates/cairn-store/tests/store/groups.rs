@@ -1,0 +1,476 @@
+//! Groups: uniqueness, members as a relation, tenant isolation, versions, audit, and the
+//! quota rule of group-based account sizes.
+
+use crate::support::*;
+use cairn_core::audit::{Action, AuditQuery};
+use cairn_core::group::{GroupData, GroupRecord, MemberChange};
+use cairn_core::ids::{GroupId, QuotaGb, TenantId, UserId};
+use cairn_core::query::{Attr, AttrKind, AttrTarget, CompareOp, Filter, ListQuery, Scalar};
+use cairn_core::store::Store;
+use cairn_core::Error;
+use serde_json::json;
+
+fn group(tenant: &TenantId, name: &str) -> GroupRecord {
+    GroupRecord {
+        id: GroupId::random(),
+        tenant_id: tenant.clone(),
+        display_name: name.into(),
+        external_id: None,
+        doc: json!({"displayName": name}),
+        size_gb: None,
+        created_at: now(),
+        updated_at: now(),
+        version: 1,
+    }
+}
+
+fn gdraft(tenant: &TenantId, action: Action) -> cairn_core::audit::AuditDraft {
+    let mut d = draft(tenant, action);
+    d.target_type = "group";
+    d
+}
+
+async fn users(store: &dyn Store, tenant: &TenantId, n: usize) -> Vec<UserId> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let name = format!("u{i}-{}@x.io", UserId::random());
+        let u = user(tenant, &name, json!({"userName": name}));
+        store
+            .create_user(&u, draft(tenant, Action::UserCreated))
+            .await
+            .unwrap();
+        out.push(u.id);
+    }
+    out
+}
+
+fn delta(add: &[UserId], remove: &[UserId]) -> MemberChange {
+    MemberChange::Delta {
+        add: add.to_vec(),
+        remove: remove.to_vec(),
+    }
+}
+
+async fn quota(store: &dyn Store, t: &TenantId, u: &UserId) -> u32 {
+    store.get_user(t, u).await.unwrap().unwrap().quota_gb.get()
+}
+
+#[tokio::test]
+async fn create_read_members_and_unique_display_name_any_case() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let other = tenant(s, "other").await;
+    let us = users(s, &t.id, 2).await;
+    let g = group(&t.id, "Engineering");
+    s.create_group(&g, &us, gdraft(&t.id, Action::GroupCreated))
+        .await
+        .unwrap();
+    let got = s.get_group(&t.id, &g.id).await.unwrap().unwrap();
+    assert_eq!(got.display_name, "Engineering");
+    assert_eq!(got.version, 1);
+    let mut want = us.clone();
+    want.sort();
+    assert_eq!(s.group_members(&t.id, &g.id).await.unwrap(), want);
+    // Same name in another case: 409 uniqueness; nothing written, nothing audited.
+    let before = audit_count(s, &t.id).await;
+    let err = s
+        .create_group(
+            &group(&t.id, "ENGINEERING"),
+            &[],
+            gdraft(&t.id, Action::GroupCreated),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Conflict {
+            attribute: "displayName"
+        }
+    );
+    assert_eq!(audit_count(s, &t.id).await, before);
+    // Another tenant may use it, and cannot see ours.
+    s.create_group(
+        &group(&other.id, "engineering"),
+        &[],
+        gdraft(&other.id, Action::GroupCreated),
+    )
+    .await
+    .unwrap();
+    assert!(s.get_group(&other.id, &g.id).await.unwrap().is_none());
+    assert_eq!(
+        s.find_group_by_name(&t.id, "engineERING")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        g.id
+    );
+    // The user's groups.
+    let of = s.groups_of_users(&t.id, &us[..1]).await.unwrap();
+    assert_eq!(of.len(), 1);
+    assert_eq!(of[0].1.id, g.id);
+}
+
+#[tokio::test]
+async fn members_of_another_tenant_are_rejected_and_never_linked() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let other = tenant(s, "other").await;
+    let theirs = users(s, &other.id, 1).await;
+    let ours = users(s, &t.id, 1).await;
+    let g = group(&t.id, "G");
+    let err = s
+        .create_group(&g, &theirs, gdraft(&t.id, Action::GroupCreated))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Invalid {
+            field: "members",
+            ..
+        }
+    ));
+    assert!(s.get_group(&t.id, &g.id).await.unwrap().is_none());
+    s.create_group(&g, &ours, gdraft(&t.id, Action::GroupCreated))
+        .await
+        .unwrap();
+    let err = s
+        .update_group(
+            &t.id,
+            &g.id,
+            None,
+            None,
+            &delta(&[theirs[0].clone()], &ours),
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Invalid {
+            field: "members",
+            ..
+        }
+    ));
+    // Atomic: the removal in the same change did not happen either.
+    assert_eq!(s.group_members(&t.id, &g.id).await.unwrap(), ours);
+    assert_eq!(s.get_group(&t.id, &g.id).await.unwrap().unwrap().version, 1);
+}
+
+#[tokio::test]
+async fn deltas_add_and_remove_exactly_the_named_members() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let us = users(s, &t.id, 4).await;
+    let g = group(&t.id, "G");
+    s.create_group(&g, &us[..3], gdraft(&t.id, Action::GroupCreated))
+        .await
+        .unwrap();
+    // Remove one, add one, re-add an existing one (no-op), remove a non-member (no-op).
+    let g2 = s
+        .update_group(
+            &t.id,
+            &g.id,
+            None,
+            None,
+            &delta(&[us[3].clone(), us[1].clone()], &[us[0].clone()]),
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(g2.version, 2);
+    let mut want = vec![us[1].clone(), us[2].clone(), us[3].clone()];
+    want.sort();
+    assert_eq!(s.group_members(&t.id, &g.id).await.unwrap(), want);
+    let ev = s
+        .list_audit(
+            &t.id,
+            &AuditQuery {
+                action: Some(Action::GroupUpdated),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ev[0].changes["members"]["added"], 1);
+    assert_eq!(ev[0].changes["members"]["removed"], 1);
+    // A change that changes nothing is not written.
+    let g3 = s
+        .update_group(
+            &t.id,
+            &g.id,
+            None,
+            None,
+            &delta(&[us[1].clone()], &[us[0].clone()]),
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(g3.version, 2);
+    // Full replacement.
+    let g4 = s
+        .update_group(
+            &t.id,
+            &g.id,
+            None,
+            None,
+            &MemberChange::Replace(vec![us[0].clone()]),
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(g4.version, 3);
+    assert_eq!(
+        s.group_members(&t.id, &g.id).await.unwrap(),
+        vec![us[0].clone()]
+    );
+    // Soft-deleted accounts are not listed as members.
+    s.soft_delete_user(
+        &t.id,
+        &us[0],
+        None,
+        now(),
+        now(),
+        draft(&t.id, Action::UserDeleted),
+    )
+    .await
+    .unwrap();
+    assert!(s.group_members(&t.id, &g.id).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn rename_checks_version_and_uniqueness() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let a = group(&t.id, "A");
+    let b = group(&t.id, "B");
+    for g in [&a, &b] {
+        s.create_group(g, &[], gdraft(&t.id, Action::GroupCreated))
+            .await
+            .unwrap();
+    }
+    let data = |n: &str| GroupData {
+        display_name: n.into(),
+        external_id: Some("ext".into()),
+        doc: json!({"displayName": n, "externalId": "ext"}),
+    };
+    let err = s
+        .update_group(
+            &t.id,
+            &a.id,
+            Some(7),
+            Some(&data("A2")),
+            &MemberChange::none(),
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err, Error::VersionMismatch);
+    let err = s
+        .update_group(
+            &t.id,
+            &a.id,
+            Some(1),
+            Some(&data("b")),
+            &MemberChange::none(),
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        Error::Conflict {
+            attribute: "displayName"
+        }
+    );
+    let r = s
+        .update_group(
+            &t.id,
+            &a.id,
+            Some(1),
+            Some(&data("A2")),
+            &MemberChange::none(),
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.display_name.as_str(), r.version), ("A2", 2));
+    assert_eq!(r.external_id.as_deref(), Some("ext"));
+    // Filter by displayName (case-insensitive, like users).
+    let q = ListQuery {
+        filter: Some(Filter::Compare {
+            attr: Attr {
+                target: AttrTarget::DisplayName,
+                kind: AttrKind::String,
+                case_exact: false,
+            },
+            op: CompareOp::Eq,
+            value: Scalar::String("a2".into()),
+        }),
+        ..Default::default()
+    };
+    let page = s.list_groups(&t.id, &q).await.unwrap();
+    assert_eq!(page.total, 1);
+    assert_eq!(page.items[0].id, a.id);
+    assert_eq!(
+        s.list_groups(&t.id, &ListQuery::default())
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+}
+
+#[tokio::test]
+async fn delete_keeps_the_accounts() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let us = users(s, &t.id, 2).await;
+    let g = group(&t.id, "G");
+    s.create_group(&g, &us, gdraft(&t.id, Action::GroupCreated))
+        .await
+        .unwrap();
+    s.delete_group(&t.id, &g.id, Some(1), gdraft(&t.id, Action::GroupDeleted))
+        .await
+        .unwrap();
+    assert!(s.get_group(&t.id, &g.id).await.unwrap().is_none());
+    for u in &us {
+        let u = s.get_user(&t.id, u).await.unwrap().unwrap();
+        assert!(u.active && u.deleted_at.is_none());
+    }
+    assert!(s.groups_of_users(&t.id, &us).await.unwrap().is_empty());
+    assert_eq!(
+        s.delete_group(&t.id, &g.id, None, gdraft(&t.id, Action::GroupDeleted))
+            .await
+            .unwrap_err(),
+        Error::NotFound("group")
+    );
+}
+
+#[tokio::test]
+async fn quota_is_the_largest_of_base_and_group_sizes() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await; // base quota of its accounts: 50 GB
+    let us = users(s, &t.id, 2).await;
+    let (u, v) = (&us[0], &us[1]);
+    let big = group(&t.id, "Big");
+    let bigger = group(&t.id, "Bigger");
+    for g in [&big, &bigger] {
+        s.create_group(g, &[], gdraft(&t.id, Action::GroupCreated))
+            .await
+            .unwrap();
+    }
+    s.set_group_size(
+        &t.id,
+        &big.id,
+        Some(QuotaGb::new(200).unwrap()),
+        gdraft(&t.id, Action::GroupSizeChanged),
+    )
+    .await
+    .unwrap();
+    s.set_group_size(
+        &t.id,
+        &bigger.id,
+        Some(QuotaGb::new(500).unwrap()),
+        gdraft(&t.id, Action::GroupSizeChanged),
+    )
+    .await
+    .unwrap();
+    // Join a sized group.
+    s.update_group(
+        &t.id,
+        &big.id,
+        None,
+        None,
+        &delta(&us, &[]),
+        gdraft(&t.id, Action::GroupUpdated),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quota(s, &t.id, u).await, 200);
+    assert_eq!(quota(s, &t.id, v).await, 200);
+    // Two sized groups: the larger wins.
+    s.update_group(
+        &t.id,
+        &bigger.id,
+        None,
+        None,
+        &delta(std::slice::from_ref(u), &[]),
+        gdraft(&t.id, Action::GroupUpdated),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quota(s, &t.id, u).await, 500);
+    // Leave the larger: back to the other group's size.
+    s.update_group(
+        &t.id,
+        &bigger.id,
+        None,
+        None,
+        &delta(&[], std::slice::from_ref(u)),
+        gdraft(&t.id, Action::GroupUpdated),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quota(s, &t.id, u).await, 200);
+    // Leave the last sized group: back to the base quota.
+    s.update_group(
+        &t.id,
+        &big.id,
+        None,
+        None,
+        &delta(&[], std::slice::from_ref(v)),
+        gdraft(&t.id, Action::GroupUpdated),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quota(s, &t.id, v).await, 50);
+    // A size below the base never lowers the quota.
+    s.set_group_size(
+        &t.id,
+        &big.id,
+        Some(QuotaGb::new(5).unwrap()),
+        gdraft(&t.id, Action::GroupSizeChanged),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quota(s, &t.id, u).await, 50);
+    s.set_group_size(
+        &t.id,
+        &big.id,
+        Some(QuotaGb::new(300).unwrap()),
+        gdraft(&t.id, Action::GroupSizeChanged),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quota(s, &t.id, u).await, 300);
+    // Group deleted: the quota falls back.
+    s.delete_group(&t.id, &big.id, None, gdraft(&t.id, Action::GroupDeleted))
+        .await
+        .unwrap();
+    assert_eq!(quota(s, &t.id, u).await, 50);
+    // Every recompute that changed a quota was audited against the account.
+    let ev = s
+        .list_audit(
+            &t.id,
+            &AuditQuery {
+                target_id: Some(u.to_string()),
+                action: Some(Action::QuotaChanged),
+                limit: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let afters: Vec<i64> = ev
+        .iter()
+        .rev()
+        .map(|e| e.changes["quotaGb"]["after"].as_i64().unwrap())
+        .collect();
+    assert_eq!(afters, vec![200, 500, 200, 50, 300, 50]);
+}
