@@ -779,8 +779,138 @@ async fn okta_import_paging_is_stable() {
     let v = assert_list(&okta(&t, Method::GET, "/Users?startIndex=1000&count=100", None).await);
     assert_eq!(v["totalResults"], total);
     assert_eq!(v["itemsPerPage"], 0);
+    // Over-large counts are clamped, not refused (#9).
+    let v = assert_list(&okta(&t, Method::GET, "/Users?startIndex=1&count=100000", None).await);
+    assert_eq!(list_ids(&v), paged);
     // startIndex < 1 is treated as 1.
     let v = assert_list(&okta(&t, Method::GET, "/Users?startIndex=0&count=2", None).await);
     assert_eq!(v["startIndex"], 1);
     assert_eq!(list_ids(&v), paged[..2].to_vec());
+}
+
+/// §2.7 details of Okta's PUT echo (#26): the body's `id`, stale `meta`, `groups` and
+/// `password` are ignored, `middleName: ""` is stored as sent (#23), a userName that only
+/// changes letter case is no conflict with itself (#34), and a PUT of a stale echo after
+/// another change still applies (Okta sends no If-Match).
+#[tokio::test]
+async fn okta_put_echo_details() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Okta Echo");
+    let r = okta(
+        &t,
+        Method::POST,
+        "/Users",
+        Some(&okta_create_body("echo.user@okta.local", "00uecho")),
+    )
+    .await;
+    let created = assert_created(&t, &r);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let stale = created.clone();
+
+    // Another change lands first (e.g. an admin's PATCH).
+    let r = okta(
+        &t,
+        Method::PATCH,
+        &format!("/Users/{id}"),
+        Some(&json!({"schemas":[PATCH_URN],"Operations":[{"op":"replace","path":"displayName","value":"Changed Elsewhere"}]})),
+    )
+    .await;
+    assert_user_reply(&r, 200);
+
+    // Okta PUTs its (stale) copy: old meta, a foreign id, groups, password, middleName "".
+    let mut obj = stale.clone();
+    obj["id"] = json!("ffffffff-ffff-ffff-ffff-ffffffffffff");
+    obj["meta"] = json!({"resourceType":"User","version":"W/\"1\"","created":"2001-01-01T00:00:00Z",
+        "lastModified":"2001-01-01T00:00:00Z","location":"https://elsewhere.example/Users/x"});
+    obj["groups"] = json!([{"value":"g1","display":"Group One"}]);
+    obj["password"] = json!("pw");
+    obj["name"] = json!({"givenName":"Echo","middleName":"","familyName":"User"});
+    obj["userName"] = json!("Echo.User@OKTA.local");
+    let r = okta(&t, Method::PUT, &format!("/Users/{id}"), Some(&obj)).await;
+    let u = assert_user_reply(&r, 200);
+    assert_eq!(u["id"], id.as_str(), "id from the URL, not the body");
+    assert_eq!(u["meta"]["created"], created["meta"]["created"]);
+    assert_ne!(u["meta"]["version"], "W/\"1\"");
+    assert_eq!(
+        u["meta"]["location"],
+        format!("{}/Users/{id}", t.url).as_str()
+    );
+    assert!(
+        u.get("groups").is_none_or(|g| g == &json!([])),
+        "groups are read-only: {u}"
+    );
+    assert_eq!(
+        u["userName"], "Echo.User@OKTA.local",
+        "#34 case-only rename"
+    );
+    assert_eq!(u["name"], obj["name"], "#23 as sent");
+    assert_eq!(u["displayName"], "Test User", "full replace: {u}");
+    assert!(u.get("password").is_none());
+    let got = assert_user_reply(
+        &okta(&t, Method::GET, &format!("/Users/{id}"), None).await,
+        200,
+    );
+    assert_eq!(got["userName"], "Echo.User@OKTA.local");
+    assert_eq!(
+        list_ids(&okta_lookup(&t, "echo.user@okta.local").await),
+        vec![id.clone()]
+    );
+    assert_eq!(
+        assert_list(&okta(&t, Method::GET, "/Users", None).await)["totalResults"],
+        1
+    );
+    // The foreign id did not become a resource.
+    let r = okta(
+        &t,
+        Method::GET,
+        "/Users/ffffffff-ffff-ffff-ffff-ffffffffffff",
+        None,
+    )
+    .await;
+    r.assert_scim_error(404, None);
+    // PUT to an unknown id is 404, never an upsert.
+    let r = okta(&t, Method::PUT, "/Users/00919288221112222", Some(&obj)).await;
+    r.assert_scim_error(404, None);
+    assert_eq!(
+        assert_list(&okta(&t, Method::GET, "/Users", None).await)["totalResults"],
+        1
+    );
+}
+
+/// #13, #20 beyond ASCII: user names with non-ASCII letters and `+` tags match and clash
+/// case-insensitively on every backend.
+#[tokio::test]
+async fn okta_user_names_beyond_ascii() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Okta Unicode");
+    let un = "élise.müller+backup@exämple.test";
+    let r = okta(
+        &t,
+        Method::POST,
+        "/Users",
+        Some(&okta_create_body(un, "00uelise")),
+    )
+    .await;
+    let u = assert_created(&t, &r);
+    let id = u["id"].as_str().unwrap().to_owned();
+    assert_eq!(u["userName"], un, "#23 stored as sent");
+    for q in [
+        un.to_owned(),
+        un.to_uppercase(),
+        "ÉLISE.müller+backup@exämple.test".to_owned(),
+    ] {
+        let v = okta_lookup(&t, &q).await;
+        assert_eq!(list_ids(&v), vec![id.clone()], "{q}: {v}");
+    }
+    let r = okta(
+        &t,
+        Method::POST,
+        "/Users",
+        Some(&okta_create_body(&un.to_uppercase(), "00uelise2")),
+    )
+    .await;
+    r.assert_scim_error(409, Some("uniqueness"));
+    // `+` must be %2B-encoded to survive; a `+` left raw means a space, so no match.
+    let v = okta_lookup(&t, "élise.müller backup@exämple.test").await;
+    assert_eq!(v["totalResults"], 0, "{v}");
 }
