@@ -155,13 +155,19 @@ struct CacheEntry {
 
 /// Authenticates SCIM requests. Token hashes and settings are cached for a short time
 /// (`ttl`), so a request costs one SHA-256 and no database round trip; a token regenerated
-/// on another instance stops working within `ttl`, one regenerated here at once.
+/// on another instance stops working within `ttl`, one regenerated here at once. A new
+/// token (or SCIM just enabled) elsewhere is honoured at once: a refusal based on a cached
+/// view older than 250 ms is checked again against the database.
 pub struct ScimAuthenticator {
     store: Arc<dyn Store>,
     ttl: Duration,
     cache: Mutex<HashMap<TenantId, CacheEntry>>,
     touched: Mutex<HashMap<TokenId, Instant>>,
 }
+
+/// A refused token is checked once more against the database when the cached view it
+/// was refused on is at least this old (see [`ScimAuthenticator::authenticate`]).
+const MIN_RECHECK_AGE: Duration = Duration::from_millis(250);
 
 /// How often the last-used time of a token is written back.
 const TOUCH_INTERVAL: Duration = Duration::from_secs(30);
@@ -191,19 +197,18 @@ impl ScimAuthenticator {
             .and_then(token_from_header)
             .ok_or(Error::Unauthorized)?;
         let tenant_id = TenantId::parse(tenant_in_url).ok_or(Error::Unauthorized)?;
-        let state = self.state(&tenant_id).await?.ok_or(Error::Unauthorized)?;
-        if !state.tenant.scim_enabled {
-            return Err(Error::Unauthorized);
-        }
         let hash = TokenHash::of(presented);
-        // Compare against every live token without stopping early.
-        let mut found: Option<TokenId> = None;
-        for (id, stored) in &state.tokens {
-            if stored.ct_eq(&hash) {
-                found = Some(id.clone());
-            }
+        let (mut state, mut cached_for) = self.state(&tenant_id, false).await?;
+        let mut accepted = Self::accept(state.as_ref(), &hash);
+        // Refused on a cached view that is not brand new: the token may have been
+        // generated (or SCIM enabled) on another instance a moment ago, so look once more
+        // in the database. The age floor bounds what bad tokens can cost the database.
+        if accepted.is_none() && cached_for.is_some_and(|age| age >= MIN_RECHECK_AGE) {
+            (state, cached_for) = self.state(&tenant_id, true).await?;
+            debug_assert!(cached_for.is_none());
+            accepted = Self::accept(state.as_ref(), &hash);
         }
-        let token_id = found.ok_or(Error::Unauthorized)?;
+        let (tenant, token_id) = accepted.ok_or(Error::Unauthorized)?;
         let due = {
             let mut touched = self.touched.lock().expect("touch map");
             let now = Instant::now();
@@ -215,21 +220,41 @@ impl ScimAuthenticator {
                 }
             }
         };
-        Ok((
-            ScimCtx {
-                tenant: state.tenant,
-                token_id,
-            },
-            due,
-        ))
+        Ok((ScimCtx { tenant, token_id }, due))
     }
 
-    async fn state(&self, tenant: &TenantId) -> Result<Option<crate::store::ScimAuthState>> {
-        {
+    /// The tenant and token id when `hash` is a live token of a tenant with SCIM enabled.
+    fn accept(
+        state: Option<&crate::store::ScimAuthState>,
+        hash: &TokenHash,
+    ) -> Option<(crate::tenant::Tenant, TokenId)> {
+        let state = state?;
+        if !state.tenant.scim_enabled {
+            return None;
+        }
+        // Compare against every live token without stopping early.
+        let mut found: Option<TokenId> = None;
+        for (id, stored) in &state.tokens {
+            if stored.ct_eq(hash) {
+                found = Some(id.clone());
+            }
+        }
+        found.map(|id| (state.tenant.clone(), id))
+    }
+
+    /// The tenant's settings and live token hashes, and how old the cached copy served
+    /// is (`None`: just read from the database). `fresh` bypasses the cache.
+    async fn state(
+        &self,
+        tenant: &TenantId,
+        fresh: bool,
+    ) -> Result<(Option<crate::store::ScimAuthState>, Option<Duration>)> {
+        if !fresh {
             let cache = self.cache.lock().expect("auth cache");
             if let Some(e) = cache.get(tenant) {
-                if e.fetched.elapsed() < self.ttl {
-                    return Ok(e.state.clone());
+                let age = e.fetched.elapsed();
+                if age < self.ttl {
+                    return Ok((e.state.clone(), Some(age)));
                 }
             }
         }
@@ -245,7 +270,7 @@ impl ScimAuthenticator {
                 state: state.clone(),
             },
         );
-        Ok(state)
+        Ok((state, None))
     }
 }
 

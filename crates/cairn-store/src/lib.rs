@@ -3,6 +3,7 @@
 //! shared durable commits while each request keeps its own outcome. PostgreSQL serves
 //! deployments where several stateless instances share one database.
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 

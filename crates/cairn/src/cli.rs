@@ -93,6 +93,26 @@ pub enum Command {
     /// Manage backup accounts.
     #[command(subcommand)]
     Account(AccountCmd),
+    /// Move a deployment between databases.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCmd {
+    /// Copy every tenant, account, token hash, dashboard user, session and audit event
+    /// from one database into a new, empty one (SQLite ⇄ PostgreSQL), then verify the
+    /// row counts. Stop the instances writing to the source first.
+    Copy {
+        /// Source: sqlite:PATH or postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        from: String,
+        /// Target (must be empty): sqlite:PATH or postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -204,22 +224,54 @@ pub enum Database {
 pub fn database(g: &Global) -> Result<Database> {
     match &g.database_url {
         None => Ok(Database::Sqlite(g.data_dir.join("cairn.db"))),
-        Some(url) => {
-            if let Some(p) = url
-                .strip_prefix("sqlite://")
-                .or_else(|| url.strip_prefix("sqlite:"))
-            {
-                if p.is_empty() {
-                    bail!("--database-url {url}: no file path after sqlite:");
-                }
-                Ok(Database::Sqlite(PathBuf::from(p)))
-            } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Ok(Database::Postgres(url.clone()))
-            } else {
-                bail!("--database-url: expected sqlite:PATH or postgres://USER@HOST:PORT/DB")
-            }
-        }
+        Some(url) => parse_database_url("--database-url", url),
     }
+}
+
+fn parse_database_url(flag: &str, url: &str) -> Result<Database> {
+    if let Some(p) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        if p.is_empty() {
+            bail!("{flag} {url}: no file path after sqlite:");
+        }
+        Ok(Database::Sqlite(PathBuf::from(p)))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Database::Postgres(url.to_owned()))
+    } else {
+        bail!("{flag}: expected sqlite:PATH or postgres://USER@HOST:PORT/DB")
+    }
+}
+
+fn copy_endpoint(flag: &str, url: &str) -> Result<cairn_store::copy::Endpoint> {
+    Ok(match parse_database_url(flag, url)? {
+        Database::Sqlite(p) => cairn_store::copy::Endpoint::Sqlite(p),
+        Database::Postgres(u) => cairn_store::copy::Endpoint::Postgres(u),
+    })
+}
+
+async fn db_copy(from: &str, to: &str, json: bool) -> Result<()> {
+    let (src, dst) = (copy_endpoint("--from", from)?, copy_endpoint("--to", to)?);
+    let report = cairn_store::copy::copy(&src, &dst)
+        .await
+        .with_context(|| format!("copying {src} to {dst}"))?;
+    if json {
+        let tables: serde_json::Map<String, serde_json::Value> = report
+            .tables
+            .iter()
+            .map(|(t, n)| (t.clone(), json!(n)))
+            .collect();
+        print_json(
+            &json!({"from": src.to_string(), "to": dst.to_string(), "tables": tables, "verified": true}),
+        );
+    } else {
+        for (t, n) in &report.tables {
+            println!("{t:<20} {n:>10} rows");
+        }
+        println!("Copied {src} to {dst}; row counts verified.");
+    }
+    Ok(())
 }
 
 pub async fn open_store(g: &Global) -> Result<Arc<dyn Store>> {
@@ -268,6 +320,9 @@ pub async fn run(cli: Cli) -> Result<()> {
     if let Command::Serve(args) = cli.command {
         return crate::serve::serve(&g, args).await;
     }
+    if let Command::Db(DbCmd::Copy { from, to, json }) = &cli.command {
+        return db_copy(from, to, *json).await;
+    }
     let op = OperatorCtx::local_operator();
     let svc = services(&g, public_url_for_cli(&g)).await?;
     let meta = RequestMeta {
@@ -275,7 +330,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         request_id: None,
     };
     match cli.command {
-        Command::Serve(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Db(_) => unreachable!("handled above"),
         Command::Tenant(TenantCmd::Create { name, json }) => {
             let t = svc.create_tenant(&op, &name).await?;
             let url = svc.tenant_url(&t.id);

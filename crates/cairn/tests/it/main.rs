@@ -18,4 +18,5 @@ mod isolation;
 mod lifecycle;
 mod ops;
 mod races;
+mod scale_out;
 mod smoke;

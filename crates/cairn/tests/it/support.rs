@@ -72,24 +72,42 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// The backend under test (`CAIRN_TEST_BACKEND`).
     pub fn new() -> Self {
-        let data_dir = tempfile::tempdir().unwrap();
         if backend_is_postgres() {
-            let name = format!("cairn_it_{}", unique_suffix());
-            pg_admin(format!("CREATE DATABASE {name}"));
-            let base = pg_admin_url();
-            let root = &base[..base.rfind('/').unwrap()];
-            Deployment {
-                data_dir,
-                database_url: Some(format!("{root}/{name}")),
-                pg_name: Some(name),
-            }
+            Self::postgres()
         } else {
-            Deployment {
-                data_dir,
-                database_url: None,
-                pg_name: None,
-            }
+            Self::sqlite()
+        }
+    }
+
+    /// SQLite under a temporary data directory, whatever the backend under test.
+    pub fn sqlite() -> Self {
+        Deployment {
+            data_dir: tempfile::tempdir().unwrap(),
+            database_url: None,
+            pg_name: None,
+        }
+    }
+
+    /// A new PostgreSQL database, whatever the backend under test.
+    pub fn postgres() -> Self {
+        let name = format!("cairn_it_{}", unique_suffix());
+        pg_admin(format!("CREATE DATABASE {name}"));
+        let base = pg_admin_url();
+        let root = &base[..base.rfind('/').unwrap()];
+        Deployment {
+            data_dir: tempfile::tempdir().unwrap(),
+            database_url: Some(format!("{root}/{name}")),
+            pg_name: Some(name),
+        }
+    }
+
+    /// The database as a `--database-url` value (`sqlite:PATH` for SQLite).
+    pub fn url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite:{}", self.data_dir.path().join("cairn.db").display()),
         }
     }
 
@@ -178,6 +196,8 @@ pub struct Opts {
     pub env: Vec<(String, String)>,
     /// Extra arguments after `serve`.
     pub args: Vec<String>,
+    /// Reach the deployment's database through this URL instead (e.g. a proxy).
+    pub database_url: Option<String>,
 }
 
 impl TestApp {
@@ -197,8 +217,13 @@ impl TestApp {
             .data_dir
             .path()
             .join(format!("serve-{}.log", unique_suffix()));
+        let mut global = deployment.global_args();
+        if let Some(url) = &opts.database_url {
+            global.retain(|a| a != "--database-url" && Some(a) != deployment.database_url.as_ref());
+            global.extend(["--database-url".to_owned(), url.clone()]);
+        }
         let mut cmd = Command::new(cairn_bin());
-        cmd.args(deployment.global_args())
+        cmd.args(global)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(&opts.args)
             .env("CAIRN_AUTH_CACHE_MS", "0")
