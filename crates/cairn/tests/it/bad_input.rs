@@ -112,8 +112,8 @@ async fn run_cases(app: &TestApp, t: &Tenant, ids: &[String], cases: Vec<Case>) 
             Err(e) => failures.push(format!("{label}: body not JSON ({e}): {}", r.text)),
             Ok(v) => {
                 if v["schemas"] != json!([ERROR_URN])
-                    || v["status"] != c.status.to_string()
-                    || !v["detail"].as_str().is_some_and(|d| !d.is_empty())
+                    || v["status"].as_str() != Some(c.status.to_string().as_str())
+                    || v["detail"].as_str().is_none_or(str::is_empty)
                 {
                     failures.push(format!("{label}: not a SCIM error body: {v}"));
                 }
