@@ -62,8 +62,8 @@ enum Kind {
 
 struct Table {
     name: &'static str,
-    /// A unique column the rows are read in order of (keyset paging).
-    key: &'static str,
+    /// Unique columns the rows are read in order of (keyset paging).
+    key: &'static [&'static str],
     cols: &'static [(&'static str, Kind)],
     /// A PostgreSQL serial column whose sequence must continue after the copied rows.
     serial: Option<&'static str>,
@@ -71,11 +71,44 @@ struct Table {
 
 use Kind::*;
 
+impl Table {
+    /// The values of the key columns of a row.
+    fn key_of(&self, row: &[Cell]) -> Vec<Cell> {
+        self.key
+            .iter()
+            .map(|k| {
+                let i = self
+                    .cols
+                    .iter()
+                    .position(|(c, _)| c == k)
+                    .expect("key column");
+                row[i].clone()
+            })
+            .collect()
+    }
+
+    /// One batch in key order, after the given key when `paged` (row-value comparison,
+    /// which SQLite and PostgreSQL both support); `param(i)` spells placeholder `i`.
+    fn select_sql(&self, cols: &str, paged: bool, param: impl Fn(usize) -> String) -> String {
+        let key = self.key.join(", ");
+        let filter = if paged {
+            let params: Vec<String> = (1..=self.key.len()).map(param).collect();
+            format!("WHERE ({key}) > ({})", params.join(", "))
+        } else {
+            String::new()
+        };
+        format!(
+            "SELECT {cols} FROM {} {filter} ORDER BY {key} LIMIT {BATCH}",
+            self.name
+        )
+    }
+}
+
 /// Every copied table, parents before children (foreign keys).
 const TABLES: &[Table] = &[
     Table {
         name: "tenants",
-        key: "id",
+        key: &["id"],
         cols: &[
             ("id", Text),
             ("name", Text),
@@ -87,7 +120,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "scim_tokens",
-        key: "id",
+        key: &["id"],
         cols: &[
             ("id", Text),
             ("tenant_id", Text),
@@ -102,7 +135,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "users",
-        key: "seq",
+        key: &["seq"],
         cols: &[
             ("seq", Int),
             ("id", Text),
@@ -117,6 +150,7 @@ const TABLES: &[Table] = &[
             ("active", Bool),
             ("doc", Json),
             ("quota_gb", Int),
+            ("base_quota_gb", Int),
             ("used_bytes", Int),
             ("scim_managed", Bool),
             ("created_at", Text),
@@ -128,8 +162,32 @@ const TABLES: &[Table] = &[
         serial: Some("seq"),
     },
     Table {
+        name: "groups",
+        key: &["seq"],
+        cols: &[
+            ("seq", Int),
+            ("id", Text),
+            ("tenant_id", Text),
+            ("display_name", Text),
+            ("display_name_fold", Text),
+            ("external_id", Text),
+            ("doc", Json),
+            ("size_gb", Int),
+            ("created_at", Text),
+            ("updated_at", Text),
+            ("version", Int),
+        ],
+        serial: Some("seq"),
+    },
+    Table {
+        name: "group_members",
+        key: &["tenant_id", "group_id", "user_id"],
+        cols: &[("tenant_id", Text), ("group_id", Text), ("user_id", Text)],
+        serial: None,
+    },
+    Table {
         name: "dashboard_users",
-        key: "id",
+        key: &["id"],
         cols: &[
             ("id", Text),
             ("tenant_id", Text),
@@ -143,7 +201,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "dashboard_sessions",
-        key: "id_hash",
+        key: &["id_hash"],
         cols: &[
             ("id_hash", Bytes),
             ("tenant_id", Text),
@@ -157,7 +215,7 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "audit_events",
-        key: "id",
+        key: &["id"],
         cols: &[
             ("id", Int),
             ("tenant_id", Text),
@@ -246,15 +304,14 @@ pub async fn copy(from: &Endpoint, to: &Endpoint) -> Result<CopyReport> {
     let result = async {
         let mut report = Vec::new();
         for t in TABLES {
-            let mut after: Option<Cell> = None;
+            let mut after: Option<Vec<Cell>> = None;
             let mut copied = 0u64;
             loop {
                 let rows = src.read_batch(t, after.as_ref()).await?;
                 if rows.is_empty() {
                     break;
                 }
-                let key_idx = t.cols.iter().position(|(c, _)| *c == t.key).unwrap_or(0);
-                after = rows.last().map(|r| r[key_idx].clone());
+                after = rows.last().map(|r| t.key_of(r));
                 copied += rows.len() as u64;
                 dst.write_batch(t, &rows).await?;
                 if rows.len() < BATCH {
@@ -404,7 +461,7 @@ impl Db {
         }
     }
 
-    async fn read_batch(&self, t: &Table, after: Option<&Cell>) -> Result<Vec<Vec<Cell>>> {
+    async fn read_batch(&self, t: &Table, after: Option<&Vec<Cell>>) -> Result<Vec<Vec<Cell>>> {
         match &self.conn {
             Conn::Sqlite(c) => {
                 let cols = t
@@ -413,19 +470,11 @@ impl Db {
                     .map(|(c, _)| *c)
                     .collect::<Vec<_>>()
                     .join(", ");
-                let sql = match after {
-                    None => format!(
-                        "SELECT {cols} FROM {} ORDER BY {} LIMIT {BATCH}",
-                        t.name, t.key
-                    ),
-                    Some(_) => format!(
-                        "SELECT {cols} FROM {} WHERE {} > ?1 ORDER BY {} LIMIT {BATCH}",
-                        t.name, t.key, t.key
-                    ),
-                };
+                let sql = t.select_sql(&cols, after.is_some(), |i| format!("?{i}"));
                 let mut st = c.prepare(&sql).map_err(sqlite_err)?;
-                let params: Vec<Box<dyn rusqlite::ToSql>> =
-                    after.map(sqlite_param).into_iter().collect();
+                let params: Vec<Box<dyn rusqlite::ToSql>> = after
+                    .map(|k| k.iter().map(sqlite_param).collect())
+                    .unwrap_or_default();
                 let mut rows = st
                     .query(rusqlite::params_from_iter(params.iter()))
                     .map_err(sqlite_err)?;
@@ -449,30 +498,15 @@ impl Db {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                let after_param = after.map(pg_param);
-                let rows = match &after_param {
-                    None => {
-                        c.query(
-                            &format!(
-                                "SELECT {cols} FROM {} ORDER BY {} LIMIT {BATCH}",
-                                t.name, t.key
-                            ),
-                            &[],
-                        )
-                        .await
-                    }
-                    Some(p) => {
-                        c.query(
-                            &format!(
-                                "SELECT {cols} FROM {} WHERE {} > $1 ORDER BY {} LIMIT {BATCH}",
-                                t.name, t.key, t.key
-                            ),
-                            &[p.as_ref()],
-                        )
-                        .await
-                    }
-                }
-                .map_err(pg_err)?;
+                let params: Vec<Box<dyn ToSql + Sync + Send>> = after
+                    .map(|k| k.iter().map(pg_param).collect())
+                    .unwrap_or_default();
+                let refs: Vec<&(dyn ToSql + Sync)> = params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                let sql = t.select_sql(&cols, after.is_some(), |i| format!("${i}"));
+                let rows = c.query(&sql, &refs).await.map_err(pg_err)?;
                 let mut out = Vec::with_capacity(rows.len());
                 for r in &rows {
                     let mut row = Vec::with_capacity(t.cols.len());
