@@ -247,6 +247,37 @@ async fn entra_matching_filters() {
         assert_eq!(list_ids(&v), want, "{f}: {v}");
         assert_eq!(v["totalResults"], want.len());
     }
+    // Values holding SQL wildcard and quoting characters match literally (#13, #14).
+    let w1 = create(
+        &t,
+        &entra_create("o'brien_%x@contoso.com", "o'brien_%x@contoso.com", "w_1%"),
+    )
+    .await;
+    let w2 = create(
+        &t,
+        &entra_create("o'brienA%Bx@contoso.com", "o'brienAxBx@contoso.com", "wA1B"),
+    )
+    .await;
+    let w1_id = w1["id"].as_str().unwrap().to_owned();
+    let w2_id = w2["id"].as_str().unwrap().to_owned();
+    for (f, want) in [
+        ("userName eq \"o'brien_%x@contoso.com\"", vec![&w1_id]),
+        ("userName eq \"O'BRIEN_%X@contoso.com\"", vec![&w1_id]),
+        ("userName eq \"o'brienA%Bx@contoso.com\"", vec![&w2_id]),
+        ("emails.value eq \"o'brien_%x@contoso.com\"", vec![&w1_id]),
+        (
+            "emails[type eq \"work\"].value eq \"o'brien_%x@contoso.com\"",
+            vec![&w1_id],
+        ),
+        ("externalId eq \"w_1%\"", vec![&w1_id]),
+        ("externalId eq \"w%\"", vec![]),
+        ("userName eq \"%\"", vec![]),
+        ("userName eq \"o'brien__x@contoso.com\"", vec![]),
+    ] {
+        let v = filter(&t, f).await;
+        let want: Vec<String> = want.into_iter().cloned().collect();
+        assert_eq!(list_ids(&v), want, "{f}: {v}");
+    }
     // The tutorial's unquoted sample `externalId eq jyoung` is not valid SCIM; we either
     // match (tolerance) or say invalidFilter — never a 5xx or a wrong match.
     let r = t
@@ -782,4 +813,48 @@ async fn entra_and_okta_request_content_types() {
         assert_eq!(r.status, 200, "{ct}: {}", r.text);
         assert_scim_content_type(&r);
     }
+}
+
+/// §5.4 step 7: a PATCH applies atomically — when one of Entra's per-attribute ops is
+/// refused, none of the others is stored; the 400 is a SCIM error (#16-style actionable
+/// detail) and the ETag does not move.
+#[tokio::test]
+async fn entra_patch_is_atomic() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Entra Atomic");
+    let u = create(
+        &t,
+        &entra_create("atomic@contoso.com", "atomic@contoso.com", "atomic"),
+    )
+    .await;
+    let id = u["id"].as_str().unwrap().to_owned();
+    let before = get_user(&t, &id).await;
+    let r = t
+        .patch(
+            &format!("/Users/{id}"),
+            &patch(json!([
+                {"op":"Replace","path":"displayName","value":"Half Done"},
+                {"op":"Replace","path":"active","value":"False"},
+                {"op":"Replace","path":"noSuchAttribute","value":"x"}])),
+        )
+        .await;
+    let e = r.assert_scim_error(400, None);
+    assert!(
+        ["invalidPath", "noTarget", "invalidValue"].contains(&e["scimType"].as_str().unwrap_or("")),
+        "{e}"
+    );
+    assert_scim_content_type(&r);
+    let after = get_user(&t, &id).await;
+    assert_eq!(after, before, "nothing applied");
+    // A wrong-typed value (not a boolean-ish string) is refused the same way (#25).
+    let r = t
+        .patch(
+            &format!("/Users/{id}"),
+            &patch(json!([
+                {"op":"Replace","path":"displayName","value":"Half Done"},
+                {"op":"Replace","path":"active","value":"Maybe"}])),
+        )
+        .await;
+    r.assert_scim_error(400, None);
+    assert_eq!(get_user(&t, &id).await, before);
 }
