@@ -914,3 +914,63 @@ async fn okta_user_names_beyond_ascii() {
     let v = okta_lookup(&t, "élise.müller backup@exämple.test").await;
     assert_eq!(v["totalResults"], 0, "{v}");
 }
+
+/// The Okta SCIM 2.0 CRUD test (§2.13; #46): what Okta sends (AIW: PUT) between the
+/// steps, and the read-backs the suite asserts with `{{SCIMAuth}}`.
+#[tokio::test]
+async fn okta_crud_test_read_backs() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Okta CRUD");
+    let email = "crud.user@okta.local";
+    // Steps 2–3: user created in Okta and assigned (givenName, familyName, email, work).
+    assert_eq!(okta_lookup(&t, email).await["totalResults"], 0);
+    let mut body = okta_create_body(email, "00ucrud");
+    body["name"] = json!({"givenName":"Crud","familyName":"Tester"});
+    let created = assert_created(&t, &okta(&t, Method::POST, "/Users", Some(&body)).await);
+
+    // Step 4: filter by userName; Resources[0] carries the same email and names.
+    let v = okta_lookup(&t, email).await;
+    let r0 = &v["Resources"][0];
+    assert_eq!(r0["userName"], email);
+    assert_eq!(r0["emails"][0]["value"], email);
+    assert_eq!(r0["name"]["familyName"], "Tester");
+    assert_eq!(r0["name"]["givenName"], "Crud");
+    let scim_id = r0["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["id"], scim_id.as_str());
+    let path = format!("/Users/{scim_id}");
+
+    // Step 5: firstName changed in Okta ⇒ PUT; step 6 reads the new givenName.
+    let mut obj = assert_user_reply(&okta(&t, Method::GET, &path, None).await, 200);
+    obj["name"]["givenName"] = json!("Changed");
+    assert_user_reply(&okta(&t, Method::PUT, &path, Some(&obj)).await, 200);
+    let got = assert_user_reply(&okta(&t, Method::GET, &path, None).await, 200);
+    assert_eq!(got["name"]["givenName"], "Changed");
+
+    // Step 7: Okta user deactivated ⇒ PUT active=false; step 8: still 200, active false.
+    let mut obj = got.clone();
+    obj["active"] = json!(false);
+    assert_user_reply(&okta(&t, Method::PUT, &path, Some(&obj)).await, 200);
+    let got = assert_user_reply(&okta(&t, Method::GET, &path, None).await, 200);
+    assert_eq!(got["active"], false);
+
+    // Step 9: reactivated and re-assigned ⇒ the existence check finds the same user and
+    // Okta PUTs active=true; step 10: same id, active true.
+    let v = okta_lookup(&t, email).await;
+    assert_eq!(list_ids(&v), vec![scim_id.clone()]);
+    let mut obj = v["Resources"][0].clone();
+    obj["active"] = json!(true);
+    assert_user_reply(&okta(&t, Method::PUT, &path, Some(&obj)).await, 200);
+    let got = assert_user_reply(&okta(&t, Method::GET, &path, None).await, 200);
+    assert_eq!(got["active"], true);
+    assert_eq!(got["id"], scim_id.as_str());
+
+    // Step 11: app assignment removed ⇒ PUT active=false (never DELETE); step 12: 200,
+    // active false.
+    let mut obj = got.clone();
+    obj["active"] = json!(false);
+    assert_user_reply(&okta(&t, Method::PUT, &path, Some(&obj)).await, 200);
+    let got = assert_user_reply(&okta(&t, Method::GET, &path, None).await, 200);
+    assert_eq!(got["active"], false);
+    assert_eq!(got["name"]["givenName"], "Changed");
+    assert_eq!(got["meta"]["created"], created["meta"]["created"]);
+}
