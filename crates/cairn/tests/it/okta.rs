@@ -779,6 +779,11 @@ async fn okta_import_paging_is_stable() {
     let v = assert_list(&okta(&t, Method::GET, "/Users?startIndex=1000&count=100", None).await);
     assert_eq!(v["totalResults"], total);
     assert_eq!(v["itemsPerPage"], 0);
+    // Without parameters: startIndex 1 and a page of at least 100 (#7, #9).
+    let v = assert_list(&okta(&t, Method::GET, "/Users", None).await);
+    assert_eq!(v["startIndex"], 1);
+    assert!(v["itemsPerPage"].as_u64().unwrap() >= 100, "default count");
+    assert_eq!(list_ids(&v), paged[..list_ids(&v).len()].to_vec());
     // Over-large counts are clamped, not refused (#9).
     let v = assert_list(&okta(&t, Method::GET, "/Users?startIndex=1&count=100000", None).await);
     assert_eq!(list_ids(&v), paged);
