@@ -1,1 +1,316 @@
-//! (to be written)
+//! Operations: `/healthz`, Prometheus `/metrics`, the request id on every response and in
+//! the logs, SCIM 404/405 bodies for unknown paths and methods, and SIGTERM draining
+//! in-flight requests before a clean exit.
+
+use crate::support::*;
+use reqwest::{header, Method};
+use serde_json::json;
+use std::time::Duration;
+
+/// The value of the sample of `metric` whose labels include all of `labels`, 0 if none.
+fn sample(metrics: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.split(['{', ' '])
+                .next()
+                .is_some_and(|name| name == metric)
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum()
+}
+
+async fn metrics(app: &TestApp) -> String {
+    let r = app.get("/metrics").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let ct = r.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        ct.starts_with("application/openmetrics-text") || ct.starts_with("text/plain"),
+        "{ct}"
+    );
+    r.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_count_requests() {
+    let app = TestApp::spawn().await;
+    let h = app.get("/healthz").send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    assert!(h.headers().get("x-request-id").is_some());
+    assert_eq!(
+        h.json::<serde_json::Value>().await.unwrap(),
+        json!({"status":"ok"})
+    );
+
+    let t = app.tenant("Metered");
+    let users_route = [
+        ("method", "GET"),
+        ("route", "/scim/v2/{tenant}/Users"),
+        ("status", "200"),
+    ];
+    let before = metrics(&app).await;
+    let list_before = sample(&before, "cairn_http_requests_total", &users_route);
+    for _ in 0..5 {
+        assert_eq!(t.get("/Users").await.status, 200);
+    }
+    for i in 0..3 {
+        t.create_user(&json!({"schemas":[USER_URN],"userName":format!("m{i}@metrics.test")}))
+            .await;
+    }
+    let bad = Tenant {
+        token: "cairn_wrong".into(),
+        ..t.clone()
+    };
+    for _ in 0..2 {
+        assert_eq!(bad.get("/Users").await.status, 401);
+    }
+    let after = metrics(&app).await;
+    assert_eq!(
+        sample(&after, "cairn_http_requests_total", &users_route) - list_before,
+        5.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "cairn_http_requests_total",
+            &[
+                ("method", "POST"),
+                ("route", "/scim/v2/{tenant}/Users"),
+                ("status", "201")
+            ]
+        ),
+        3.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "cairn_http_requests_total",
+            &[
+                ("method", "GET"),
+                ("route", "/scim/v2/{tenant}/Users"),
+                ("status", "401")
+            ]
+        ),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "cairn_provisioning_changes_total",
+            &[("action", "user_created")]
+        ),
+        3.0,
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "cairn_http_request_duration_seconds_count",
+            &[("method", "GET"), ("route", "/scim/v2/{tenant}/Users")]
+        ) >= 5.0,
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "cairn_http_requests_total",
+            &[("route", "/healthz")]
+        ) >= 1.0
+    );
+    assert!(after.trim_end().ends_with("# EOF"), "{after}");
+    // Labels carry route patterns, never tenant or user ids (unbounded cardinality).
+    assert!(!after.contains(&t.id), "tenant id in metrics");
+    assert!(!after.contains("metrics.test"));
+}
+
+#[tokio::test]
+async fn request_ids_are_returned_echoed_and_logged() {
+    let app = TestApp::spawn_with(Opts {
+        env: vec![("CAIRN_LOG".into(), "debug".into())],
+        ..Default::default()
+    })
+    .await;
+    let t = app.tenant("Traced");
+    // Generated: present on every kind of response, unique.
+    let mut seen = std::collections::HashSet::new();
+    for r in [
+        t.get("/Users").await,
+        t.get("/Nope").await,
+        t.get("/ServiceProviderConfig").await,
+    ] {
+        let id = r.header("x-request-id").expect("x-request-id").to_owned();
+        assert!(!id.is_empty());
+        assert!(seen.insert(id), "request ids must differ");
+    }
+    let r = Reply::of(app.get("/no/such/page").send().await.unwrap()).await;
+    assert!(r.header("x-request-id").is_some());
+    let r = Reply::of(t.anon(Method::GET, "/Users").send().await.unwrap()).await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("x-request-id").is_some());
+
+    // A proxy's request id is kept, returned and logged with the request.
+    let r = Reply::of(
+        t.req(Method::GET, "/Users")
+            .header("x-request-id", "proxy-trace-4711")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-request-id"), Some("proxy-trace-4711"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = app.log();
+    assert!(log.contains("proxy-trace-4711"), "{log}");
+    assert!(!log.contains(&t.token), "the token is logged");
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_get_scim_errors_under_the_tenant_url() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Routes");
+    for p in [
+        "/Nope",
+        "/users/x/y",
+        "/Users/x/y",
+        "/Groups/abc/def",
+        "/Me/x",
+        "/Bulk/x",
+        "/Schemas/urn:nope",
+        "/ResourceTypes/Nope",
+    ] {
+        let r = t.get(p).await;
+        assert_eq!(r.status, 404, "{p}: {}", r.text);
+        r.assert_scim_error(404, None);
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with(SCIM_JSON)),
+            "{p}"
+        );
+    }
+    for (m, p) in [
+        (Method::DELETE, "/Users"),
+        (Method::PUT, "/Users"),
+        (Method::PATCH, "/Users"),
+        (Method::POST, "/Users/00000000-0000-4000-8000-000000000000"),
+        (Method::DELETE, "/ServiceProviderConfig"),
+        (Method::PUT, "/Schemas"),
+        (Method::GET, "/Users/.search"),
+    ] {
+        let r = Reply::of(
+            t.req(m.clone(), p)
+                .header(header::CONTENT_TYPE, SCIM_JSON)
+                .body("{}")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(r.status == 405 || r.status == 404, "{m} {p}: {}", r.text);
+        r.assert_scim_error(r.status, None);
+    }
+    // Trailing slashes and doubled slashes reach the same handlers.
+    let r = Reply::of(
+        app.client
+            .get(format!("{}/Users/", t.url))
+            .bearer_auth(&t.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = Reply::of(
+        app.client
+            .get(format!("{}//Users", t.url))
+            .bearer_auth(&t.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // Outside the SCIM tree a plain 404.
+    let r = Reply::of(app.get("/nothing-here").send().await.unwrap()).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn sigterm_drains_in_flight_requests_and_exits_zero() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut app = TestApp::spawn().await;
+    let t = app.tenant("Draining");
+    let rest = t.url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+
+    // Start a request and leave its body unfinished.
+    let body = json!({"schemas":[USER_URN],"userName":"inflight@drain.test"}).to_string();
+    let (first, second) = body.split_at(10);
+    let mut s = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let head = format!(
+        "POST {path}/Users HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\nContent-Type: {SCIM_JSON}\r\nContent-Length: {}\r\n\r\n{first}",
+        t.token,
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // SIGTERM while it is in flight.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &app.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The in-flight request completes.
+    s.write_all(second.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if String::from_utf8_lossy(&buf).contains("inflight@drain.test") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the in-flight request was answered");
+    let reply = String::from_utf8_lossy(&buf).into_owned();
+    assert!(reply.starts_with("HTTP/1.1 201"), "{reply}");
+    drop(s);
+
+    // Then the process exits 0 and stops accepting connections.
+    let code = app.terminate();
+    assert!(code.success(), "exit status {code}: {}", app.log());
+    assert!(tokio::net::TcpStream::connect(authority).await.is_err());
+
+    // The drained write was durable: a restarted server has the user.
+    let again = TestApp::spawn_on(app.deployment.clone(), Opts::default()).await;
+    let t2 = Tenant {
+        url: format!("{}{path}", again.base),
+        ..t.clone()
+    };
+    let r = t2
+        .get("/Users?filter=userName%20eq%20%22inflight%40drain.test%22")
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["totalResults"], 1);
+}
