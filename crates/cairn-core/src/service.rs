@@ -6,7 +6,8 @@ use crate::auth::{
     hash_password, DashboardCtx, OperatorCtx, ScimAuthenticator, ScimCtx, ScimToken,
 };
 use crate::clock::Clock;
-use crate::ids::{DashboardUserId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
+use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
 use crate::store::{DashboardUser, Role, SettingsChange, Store};
 use crate::tenant::{validate_tenant_name, Tenant, TokenInfo};
@@ -509,5 +510,197 @@ impl Services {
         self.store
             .soft_delete_user(ctx.tenant_id(), &id, if_match, now, purge_at, audit)
             .await
+    }
+
+    // --- groups -------------------------------------------------------------------------
+
+    fn group_target(g: &GroupRecord) -> (&'static str, Option<String>, Option<String>) {
+        (
+            "group",
+            Some(g.id.to_string()),
+            Some(g.display_name.clone()),
+        )
+    }
+
+    /// Creates a group with these members (accounts of the tenant).
+    pub async fn create_group(
+        &self,
+        ctx: &ScimCtx,
+        data: GroupData,
+        members: &[UserId],
+        meta: &RequestMeta,
+    ) -> Result<GroupRecord> {
+        let now = self.clock.now();
+        let g = GroupRecord {
+            id: GroupId::random(),
+            tenant_id: ctx.tenant_id().clone(),
+            display_name: data.display_name,
+            external_id: data.external_id,
+            doc: data.doc,
+            size_gb: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let audit = self.draft(
+            ctx.tenant_id(),
+            Self::token_actor(ctx),
+            Action::GroupCreated,
+            Self::group_target(&g),
+            diff(&json!({}), &g.doc),
+            meta,
+        );
+        self.store.create_group(&g, members, audit).await?;
+        Ok(g)
+    }
+
+    pub async fn get_group(&self, ctx: &ScimCtx, id: &str) -> Result<GroupRecord> {
+        let id = GroupId::parse(id).ok_or(Error::NotFound("group"))?;
+        self.store
+            .get_group(ctx.tenant_id(), &id)
+            .await?
+            .ok_or(Error::NotFound("group"))
+    }
+
+    pub async fn list_groups(&self, ctx: &ScimCtx, query: &ListQuery) -> Result<Page<GroupRecord>> {
+        self.store.list_groups(ctx.tenant_id(), query).await
+    }
+
+    /// The live members of a group: O(size of the group); called only when the client
+    /// asked for `members`.
+    pub async fn group_members(&self, ctx: &ScimCtx, id: &GroupId) -> Result<Vec<UserId>> {
+        self.store.group_members(ctx.tenant_id(), id).await
+    }
+
+    /// The groups of these accounts (the read-only `groups` attribute of a User).
+    pub async fn groups_of_users(
+        &self,
+        ctx: &ScimCtx,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>> {
+        self.store.groups_of_users(ctx.tenant_id(), users).await
+    }
+
+    /// Changes a group: `change` computes the new attributes and the member change from
+    /// the current record (PUT ignores it, PATCH applies its operations). Membership deltas
+    /// commute, so only a change of attributes without `If-Match` is re-read and re-applied
+    /// when another request changed the group in between; with `if_match` the write
+    /// happens only at that version (412 otherwise).
+    pub async fn update_group<E>(
+        &self,
+        ctx: &ScimCtx,
+        id: &str,
+        if_match: Option<i64>,
+        meta: &RequestMeta,
+        mut change: impl FnMut(&GroupRecord) -> Result<(GroupData, MemberChange), E>,
+    ) -> Result<GroupRecord, E>
+    where
+        E: From<Error>,
+    {
+        let id = GroupId::parse(id).ok_or(Error::NotFound("group"))?;
+        for _ in 0..UPDATE_RETRIES {
+            let current = self
+                .store
+                .get_group(ctx.tenant_id(), &id)
+                .await?
+                .ok_or(Error::NotFound("group"))?;
+            if let Some(v) = if_match {
+                if v != current.version {
+                    return Err(Error::VersionMismatch.into());
+                }
+            }
+            let (data, members) = change(&current)?;
+            let renamed = data != current.data();
+            if !renamed && members.is_none() {
+                return Ok(current);
+            }
+            let expected = if_match.or(renamed.then_some(current.version));
+            let changes = if renamed {
+                diff(&current.doc, &data.doc)
+            } else {
+                json!({})
+            };
+            let audit = self.draft(
+                ctx.tenant_id(),
+                Self::token_actor(ctx),
+                Action::GroupUpdated,
+                Self::group_target(&current),
+                changes,
+                meta,
+            );
+            let data = renamed.then_some(&data);
+            match self
+                .store
+                .update_group(ctx.tenant_id(), &id, expected, data, &members, audit)
+                .await
+            {
+                Err(Error::VersionMismatch) if if_match.is_none() => continue,
+                other => return other.map_err(E::from),
+            }
+        }
+        Err(Error::Unavailable("too many concurrent changes to one group".into()).into())
+    }
+
+    /// Deletes a group. Its members' accounts are neither deleted nor suspended; their
+    /// quotas fall back if the group had a size.
+    pub async fn delete_group(
+        &self,
+        ctx: &ScimCtx,
+        id: &str,
+        if_match: Option<i64>,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        let g = self.get_group(ctx, id).await?;
+        let audit = self.draft(
+            ctx.tenant_id(),
+            Self::token_actor(ctx),
+            Action::GroupDeleted,
+            Self::group_target(&g),
+            json!({"displayName": {"before": g.display_name}}),
+            meta,
+        );
+        self.store
+            .delete_group(ctx.tenant_id(), &g.id, if_match, audit)
+            .await
+    }
+
+    /// Sets (or with `None` clears) a group's own Account Size; its members' quotas are
+    /// recomputed (see `crate::group`).
+    pub async fn set_group_size(
+        &self,
+        who: Authority<'_>,
+        tenant: &TenantId,
+        group: &GroupId,
+        size: Option<QuotaGb>,
+        meta: &RequestMeta,
+    ) -> Result<GroupRecord> {
+        let actor = self.admin_actor(who, tenant)?;
+        let g = self
+            .store
+            .get_group(tenant, group)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        let audit = self.draft(
+            tenant,
+            actor,
+            Action::GroupSizeChanged,
+            Self::group_target(&g),
+            json!({"sizeGb": {"before": g.size_gb.map(QuotaGb::get), "after": size.map(QuotaGb::get)}}),
+            meta,
+        );
+        self.store.set_group_size(tenant, group, size, audit).await
+    }
+
+    /// A group of the tenant by displayName (any letter case), for the CLI.
+    pub async fn find_group(&self, tenant: &TenantId, name: &str) -> Result<GroupRecord> {
+        self.store
+            .find_group_by_name(tenant, name)
+            .await?
+            .ok_or(Error::NotFound("group"))
+    }
+
+    /// Every group of the tenant with its member count, for the dashboard.
+    pub async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
+        self.store.group_summaries(tenant).await
     }
 }

@@ -166,10 +166,10 @@ mod tests {
     }
 
     #[test]
-    fn schemas_list_user_and_enterprise_without_nulls() {
+    fn schemas_list_user_enterprise_and_group_without_nulls() {
         let l = schemas(&format!("{BASE}/"));
-        assert_eq!(l["totalResults"], 2);
-        assert_eq!(l["itemsPerPage"], 2);
+        assert_eq!(l["totalResults"], 3);
+        assert_eq!(l["itemsPerPage"], 3);
         assert!(!has_null(&l));
         let user = &l["Resources"][0];
         assert_eq!(user["id"], USER_URN);
@@ -190,14 +190,23 @@ mod tests {
         assert_eq!(password["returned"], "never");
         assert_eq!(password["mutability"], "writeOnly");
         assert_eq!(l["Resources"][1]["id"], ENTERPRISE_USER_URN);
+        let group = &l["Resources"][2];
+        assert_eq!(group["id"], crate::schema::GROUP_URN);
+        let members = group["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "members")
+            .unwrap();
+        assert_eq!(members["multiValued"], true);
         assert!(schema(BASE, &ENTERPRISE_USER_URN.to_uppercase()).is_some());
         assert!(schema(BASE, "urn:nope").is_none());
     }
 
     #[test]
-    fn resource_types_list_user() {
+    fn resource_types_list_user_and_group() {
         let l = resource_types(BASE);
-        assert_eq!(l["totalResults"], 1);
+        assert_eq!(l["totalResults"], 2);
         let u = &l["Resources"][0];
         assert_eq!(u["endpoint"], "/Users");
         assert_eq!(u["schema"], USER_URN);
@@ -205,6 +214,9 @@ mod tests {
         assert_eq!(u["schemaExtensions"][0]["required"], false);
         assert_eq!(u["meta"]["location"], format!("{BASE}/ResourceTypes/User"));
         assert_eq!(resource_type(BASE, "user").unwrap()["id"], "User");
-        assert!(resource_type(BASE, "Group").is_none());
+        let g = resource_type(BASE, "group").unwrap();
+        assert_eq!(g["endpoint"], "/Groups");
+        assert_eq!(g["schema"], crate::schema::GROUP_URN);
+        assert!(resource_type(BASE, "Device").is_none());
     }
 }

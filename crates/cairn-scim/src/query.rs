@@ -11,7 +11,8 @@
 
 use crate::filter::{AttrPath, Expr, Test};
 use crate::schema::{
-    user_resource_type, AttrType, AttributeDef, ResolvedAttr, ResourceTypeDef, Returned, Unresolved,
+    group_resource_type, user_resource_type, AttrType, AttributeDef, ResolvedAttr, ResourceTypeDef,
+    Returned, Unresolved,
 };
 use crate::ScimError;
 use cairn_core::clock::canonical_ts;
@@ -41,6 +42,46 @@ pub fn resolve_user_sort(
     sort_by: Option<&str>,
     sort_order: Option<&str>,
 ) -> Result<Option<SortKey>, ScimError> {
+    resolve_sort(user_resource_type(), sort_by, sort_order)
+}
+
+/// Resolves a parsed filter on `/Groups` (`displayName`, `externalId`, `id`, `meta.*`;
+/// the same rules as on `/Users`). Filtering on `members` is 400 `invalidFilter`: members
+/// are a relation, not part of the stored document.
+pub fn resolve_group_filter(expr: &Expr) -> Result<Filter, ScimError> {
+    let f = resolve(group_resource_type(), expr)?;
+    if mentions_members(&f) {
+        return Err(ScimError::invalid_filter(
+            "filtering groups by members is not supported; read /Users/{id} (its groups attribute) instead",
+        ));
+    }
+    Ok(f)
+}
+
+fn mentions_members(f: &Filter) -> bool {
+    match f {
+        Filter::And(a, b) | Filter::Or(a, b) => mentions_members(a) || mentions_members(b),
+        Filter::Not(a) => mentions_members(a),
+        Filter::Any { path, .. } => path.first().is_some_and(|p| p == "members"),
+        Filter::Present(a) | Filter::Compare { attr: a, .. } => {
+            matches!(&a.target, AttrTarget::Json(k) if k.first().is_some_and(|p| p == "members"))
+        }
+    }
+}
+
+/// Resolves `sortBy` and `sortOrder` on `/Groups`, with the rules of [`resolve_user_sort`].
+pub fn resolve_group_sort(
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+) -> Result<Option<SortKey>, ScimError> {
+    resolve_sort(group_resource_type(), sort_by, sort_order)
+}
+
+fn resolve_sort(
+    rt: &ResourceTypeDef,
+    sort_by: Option<&str>,
+    sort_order: Option<&str>,
+) -> Result<Option<SortKey>, ScimError> {
     let Some(by) = sort_by.map(str::trim).filter(|s| !s.is_empty()) else {
         return Ok(None);
     };
@@ -54,7 +95,7 @@ pub fn resolve_user_sort(
         }
     };
     let bad = |why: &str| ScimError::invalid_value(format!("cannot sort by {by:?}: {why}"));
-    let r = user_resource_type()
+    let r = rt
         .find_attribute(by)
         .map_err(|_| bad("no such attribute"))?;
     if r.attr.returned == Returned::Never || r.leaf().returned == Returned::Never {

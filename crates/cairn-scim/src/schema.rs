@@ -417,14 +417,67 @@ pub static USER_RESOURCE_TYPE: ResourceTypeDef = ResourceTypeDef {
     schema_extensions: &[(&ENTERPRISE_USER_SCHEMA, false)],
 };
 
+pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+/// RFC 7643 §4.2 members: only accounts (`User`) can be members here, nested groups are
+/// not provisioned (Entra does not push them either, idp-clients.md §3.11). `display` is
+/// accepted on requests and ignored (Okta sends it); it is not stored, so it is not
+/// published.
+const MEMBER_SUBS: &[AttributeDef] = &[
+    AttributeDef::string("value", "Identifier of the member of this Group.")
+        .mutability(M::Immutable),
+    AttributeDef::new(
+        "$ref",
+        T::Reference,
+        "The URI corresponding to a SCIM resource that is a member of this Group.",
+    )
+    .refs(&["User"])
+    .mutability(M::Immutable),
+    AttributeDef::string(
+        "type",
+        "A label indicating the type of resource, e.g., 'User' or 'Group'.",
+    )
+    .canonical(&["User"])
+    .mutability(M::Immutable),
+];
+
+const GROUP_ATTRS: &[AttributeDef] = &[
+    // Required and unique per tenant regardless of letter case (a 409 on a second group
+    // with the same name in any case).
+    AttributeDef::string("displayName", "A human-readable name for the Group.")
+        .required()
+        .unique(Uniqueness::Server),
+    AttributeDef::complex("members", "A list of members of the Group.", MEMBER_SUBS).multi(),
+];
+
+pub static GROUP_SCHEMA: SchemaDef = SchemaDef {
+    id: GROUP_URN,
+    name: "Group",
+    description: "Group",
+    attributes: GROUP_ATTRS,
+};
+
+pub static GROUP_RESOURCE_TYPE: ResourceTypeDef = ResourceTypeDef {
+    id: "Group",
+    name: "Group",
+    endpoint: "/Groups",
+    description: "Group (a set of backup accounts, optionally with its own Account Size)",
+    schema: &GROUP_SCHEMA,
+    schema_extensions: &[],
+};
+
 /// Every schema served at `/Schemas`.
-pub static SCHEMAS: &[&SchemaDef] = &[&USER_SCHEMA, &ENTERPRISE_USER_SCHEMA];
+pub static SCHEMAS: &[&SchemaDef] = &[&USER_SCHEMA, &ENTERPRISE_USER_SCHEMA, &GROUP_SCHEMA];
 
 /// Every resource type served at `/ResourceTypes`.
-pub static RESOURCE_TYPES: &[&ResourceTypeDef] = &[&USER_RESOURCE_TYPE];
+pub static RESOURCE_TYPES: &[&ResourceTypeDef] = &[&USER_RESOURCE_TYPE, &GROUP_RESOURCE_TYPE];
 
 pub fn user_resource_type() -> &'static ResourceTypeDef {
     &USER_RESOURCE_TYPE
+}
+
+pub fn group_resource_type() -> &'static ResourceTypeDef {
+    &GROUP_RESOURCE_TYPE
 }
 
 /// The schema with this URN (compared without letter case).

@@ -27,8 +27,8 @@
 //!   `remove` takes it out, and an account without it counts as active.
 
 use crate::schema::{
-    split_urn, user_resource_type, AttrType, AttributeDef, Mutability, Returned, Unresolved,
-    ENTERPRISE_USER_URN, USER_URN,
+    split_urn, user_resource_type, AttrType, AttributeDef, Mutability, ResourceTypeDef, Returned,
+    Unresolved, ENTERPRISE_USER_URN, USER_URN,
 };
 use crate::ScimError;
 use cairn_core::clock::format_ts;
@@ -393,6 +393,8 @@ pub struct Projection {
     /// `[URN,"manager"]`); empty means "the default set".
     attributes: Vec<Vec<String>>,
     excluded: Vec<Vec<String>>,
+    /// The resource type the names resolve against; `None` is User.
+    rt: Option<&'static ResourceTypeDef>,
 }
 
 impl Projection {
@@ -400,10 +402,39 @@ impl Projection {
         attributes: Option<&str>,
         excluded_attributes: Option<&str>,
     ) -> Result<Projection, ScimError> {
+        Self::for_resource_type(user_resource_type(), attributes, excluded_attributes)
+    }
+
+    /// The same for another resource type (`/Groups`).
+    pub fn for_resource_type(
+        rt: &'static ResourceTypeDef,
+        attributes: Option<&str>,
+        excluded_attributes: Option<&str>,
+    ) -> Result<Projection, ScimError> {
         Ok(Projection {
-            attributes: key_paths(attributes),
-            excluded: key_paths(excluded_attributes),
+            attributes: key_paths(rt, attributes),
+            excluded: key_paths(rt, excluded_attributes),
+            rt: Some(rt),
         })
+    }
+
+    fn rt(&self) -> &'static ResourceTypeDef {
+        self.rt.unwrap_or_else(user_resource_type)
+    }
+
+    /// Whether the top-level attribute `name` (canonical spelling) can appear in the
+    /// projected resource, so callers can skip loading what would be dropped
+    /// (`excludedAttributes=members` never reads a group's members).
+    pub fn wants(&self, name: &str) -> bool {
+        if self.excluded.iter().any(|p| p.len() == 1 && p[0] == name) {
+            return false;
+        }
+        self.attributes.is_empty() || self.attributes.iter().any(|p| p[0] == name)
+    }
+
+    /// Whether the client named any attributes at all.
+    pub fn is_requested(&self) -> bool {
+        !self.attributes.is_empty() || !self.excluded.is_empty()
     }
 
     /// Applies the projection to a rendered resource. `returned: always` attributes (`id`,
@@ -413,7 +444,7 @@ impl Projection {
         let Some(obj) = resource.as_object_mut() else {
             return;
         };
-        let rt = user_resource_type();
+        let rt = self.rt();
         let keys: Vec<String> = obj.keys().cloned().collect();
         for key in keys {
             if key == "schemas" {
@@ -445,7 +476,7 @@ impl Projection {
             self.project_attr(obj, &key, def, std::slice::from_ref(&key), false);
         }
         // `schemas` lists the extensions still present.
-        let present: Vec<Value> = std::iter::once(json!(USER_URN))
+        let present: Vec<Value> = std::iter::once(json!(rt.schema.id))
             .chain(
                 rt.schema_extensions
                     .iter()
@@ -549,8 +580,7 @@ fn retain_subs(
 }
 
 /// Resolves a comma-separated attribute list to key paths, ignoring unknown names.
-fn key_paths(list: Option<&str>) -> Vec<Vec<String>> {
-    let rt = user_resource_type();
+fn key_paths(rt: &ResourceTypeDef, list: Option<&str>) -> Vec<Vec<String>> {
     list.unwrap_or("")
         .split(',')
         .map(str::trim)

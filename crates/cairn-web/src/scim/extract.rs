@@ -18,6 +18,7 @@ pub const MAX_BODY: usize = 1 << 20;
 
 /// The authenticated tenant of a SCIM request. Every SCIM handler takes one, so no route
 /// can be reached without a live token of the tenant named in the URL.
+#[derive(Clone)]
 pub struct Scim(pub ScimCtx);
 
 impl FromRequestParts<AppState> for Scim {

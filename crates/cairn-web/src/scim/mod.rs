@@ -2,6 +2,7 @@
 
 pub mod discovery;
 pub mod extract;
+pub mod groups;
 pub mod response;
 pub mod users;
 
@@ -21,10 +22,18 @@ pub fn routes() -> Router<AppState> {
                 .patch(users::patch_user)
                 .delete(users::delete_user),
         )
-        .route("/.search", post(users::search_users))
+        .route("/.search", post(groups::search_all))
         .route(
             "/Groups",
-            get(users::list_groups).post(users::groups_unsupported),
+            get(groups::list_groups).post(groups::create_group),
+        )
+        .route("/Groups/.search", post(groups::search_groups))
+        .route(
+            "/Groups/{id}",
+            get(groups::get_group)
+                .put(groups::replace_group)
+                .patch(groups::patch_group)
+                .delete(groups::delete_group),
         )
         .route(
             "/ServiceProviderConfig",

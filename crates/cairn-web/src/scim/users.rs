@@ -16,18 +16,18 @@ use serde_json::Value;
 
 /// The SCIM parameters of a listing, from the query string or a `.search` body.
 #[derive(Default)]
-struct ListParams {
-    filter: Option<String>,
-    sort_by: Option<String>,
-    sort_order: Option<String>,
-    start_index: Option<String>,
-    count: Option<String>,
-    attributes: Option<String>,
-    excluded_attributes: Option<String>,
+pub(crate) struct ListParams {
+    pub(crate) filter: Option<String>,
+    pub(crate) sort_by: Option<String>,
+    pub(crate) sort_order: Option<String>,
+    pub(crate) start_index: Option<String>,
+    pub(crate) count: Option<String>,
+    pub(crate) attributes: Option<String>,
+    pub(crate) excluded_attributes: Option<String>,
 }
 
 impl ListParams {
-    fn from_query(p: &Params) -> Self {
+    pub(crate) fn from_query(p: &Params) -> Self {
         let s = |n: &str| p.get(n).map(str::to_owned);
         ListParams {
             filter: s("filter"),
@@ -41,7 +41,7 @@ impl ListParams {
     }
 
     /// RFC 7644 §3.4.3: a SearchRequest body carries the same parameters as JSON.
-    fn from_search_body(body: &Value) -> Result<Self, ScimError> {
+    pub(crate) fn from_search_body(body: &Value) -> Result<Self, ScimError> {
         let obj = body
             .as_object()
             .ok_or_else(|| ScimError::invalid_syntax("a SearchRequest must be a JSON object"))?;
@@ -89,7 +89,47 @@ fn base_url(ctx: &Scim, state: &AppState) -> String {
     state.services.tenant_url(ctx.0.tenant_id())
 }
 
-async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<Response> {
+/// Fills the read-only `groups` attribute (RFC 7643 §4.1.2) of rendered users, with one
+/// store read for all of them, when the projection keeps it.
+async fn add_groups(
+    ctx: &Scim,
+    state: &AppState,
+    proj: &Projection,
+    users: &[&UserRecord],
+    rendered: &mut [Value],
+) -> ApiResult<()> {
+    if !proj.wants("groups") || users.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<_> = users.iter().map(|u| u.id.clone()).collect();
+    let groups = state.services.groups_of_users(&ctx.0, &ids).await?;
+    if groups.is_empty() {
+        return Ok(());
+    }
+    let base = base_url(ctx, state);
+    for (u, r) in users.iter().zip(rendered.iter_mut()) {
+        let mine: Vec<Value> = groups
+            .iter()
+            .filter(|(uid, _)| *uid == u.id)
+            .map(|(_, g)| {
+                serde_json::json!({
+                    "value": g.id.as_str(),
+                    "$ref": format!("{base}/Groups/{}", g.id),
+                    "display": g.display_name,
+                    "type": "direct",
+                })
+            })
+            .collect();
+        if !mine.is_empty() {
+            if let Some(o) = r.as_object_mut() {
+                o.insert("groups".into(), Value::Array(mine));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<Response> {
     let proj = projection(&p)?;
     let filter = match p.filter.as_deref() {
         Some(f) if !f.trim().is_empty() => Some(query::resolve_user_filter(&filter::parse(f)?)?),
@@ -105,15 +145,12 @@ async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<Respon
     };
     let page = state.services.list_users(&ctx.0, &q).await?;
     let base = base_url(&ctx, &state);
-    let resources = page
-        .items
-        .iter()
-        .map(|u| {
-            let mut r = render_user(u, &base);
-            proj.apply(&mut r);
-            r
-        })
-        .collect();
+    let mut resources: Vec<Value> = page.items.iter().map(|u| render_user(u, &base)).collect();
+    let refs: Vec<&UserRecord> = page.items.iter().collect();
+    add_groups(&ctx, &state, &proj, &refs, &mut resources).await?;
+    for r in &mut resources {
+        proj.apply(r);
+    }
     Ok(ScimJson(
         StatusCode::OK,
         list::list_response(page.total, start_index, resources),
@@ -137,9 +174,20 @@ pub async fn search_users(
     run_list(ctx, state, ListParams::from_search_body(&body)?).await
 }
 
-/// One user with its `ETag` (and `Location` for creates).
-fn user_response(status: StatusCode, u: &UserRecord, base: &str, proj: &Projection) -> Response {
-    let mut body = render_user(u, base);
+/// One user with its `ETag` (and `Location` for creates), and its groups.
+async fn user_response(
+    ctx: &Scim,
+    state: &AppState,
+    status: StatusCode,
+    u: &UserRecord,
+    proj: &Projection,
+) -> ApiResult<Response> {
+    let base = &base_url(ctx, state);
+    let mut body = [render_user(u, base)];
+    if status != StatusCode::CREATED {
+        add_groups(ctx, state, proj, &[u], &mut body).await?;
+    }
+    let [mut body] = body;
     proj.apply(&mut body);
     let mut resp = ScimJson(status, body).into_response();
     if let Ok(v) = HeaderValue::from_str(&etag(u.version)) {
@@ -150,7 +198,7 @@ fn user_response(status: StatusCode, u: &UserRecord, base: &str, proj: &Projecti
             resp.headers_mut().insert(header::LOCATION, v);
         }
     }
-    resp
+    Ok(resp)
 }
 
 pub async fn create_user(
@@ -164,12 +212,7 @@ pub async fn create_user(
     let data = scim_user::user_from_request(&body)?;
     let u = state.services.create_user(&ctx.0, data, &meta).await?;
     state.metrics.provisioning_change("user_created");
-    Ok(user_response(
-        StatusCode::CREATED,
-        &u,
-        &base_url(&ctx, &state),
-        &proj,
-    ))
+    user_response(&ctx, &state, StatusCode::CREATED, &u, &proj).await
 }
 
 pub async fn get_user(
@@ -180,12 +223,7 @@ pub async fn get_user(
 ) -> ApiResult<Response> {
     let proj = projection(&ListParams::from_query(&params))?;
     let u = state.services.get_user(&ctx.0, &id).await?;
-    Ok(user_response(
-        StatusCode::OK,
-        &u,
-        &base_url(&ctx, &state),
-        &proj,
-    ))
+    user_response(&ctx, &state, StatusCode::OK, &u, &proj).await
 }
 
 pub async fn replace_user(
@@ -207,12 +245,7 @@ pub async fn replace_user(
         .update_user::<ApiError>(&ctx.0, &id, if_match, &meta, |_| Ok(data.clone()))
         .await?;
     state.metrics.provisioning_change("user_replaced");
-    Ok(user_response(
-        StatusCode::OK,
-        &u,
-        &base_url(&ctx, &state),
-        &proj,
-    ))
+    user_response(&ctx, &state, StatusCode::OK, &u, &proj).await
 }
 
 pub async fn patch_user(
@@ -234,12 +267,7 @@ pub async fn patch_user(
         .await?;
     state.metrics.provisioning_change("user_patched");
     // Both Okta and Entra accept 200 with the full resource (RFC 7644 §3.5.2).
-    Ok(user_response(
-        StatusCode::OK,
-        &u,
-        &base_url(&ctx, &state),
-        &proj,
-    ))
+    user_response(&ctx, &state, StatusCode::OK, &u, &proj).await
 }
 
 pub async fn delete_user(
@@ -255,23 +283,4 @@ pub async fn delete_user(
         .await?;
     state.metrics.provisioning_change("user_deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// Groups are not provisioned yet; Okta's SPEC test and Entra's probes still list them, and
-/// expect an empty ListResponse rather than an error (idp-clients.md §6 item 36).
-pub async fn list_groups(_ctx: Scim, params: Params) -> ApiResult<Response> {
-    let (start_index, _) = list::paging(params.get("startIndex"), params.get("count"))?;
-    Ok(ScimJson(
-        StatusCode::OK,
-        list::list_response(0, start_index, Vec::new()),
-    )
-    .into_response())
-}
-
-pub async fn groups_unsupported(_ctx: Scim) -> ApiError {
-    ApiError(ScimError::new(
-        501,
-        None,
-        "group provisioning is not supported by this service provider yet",
-    ))
 }
