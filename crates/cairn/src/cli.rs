@@ -93,6 +93,9 @@ pub enum Command {
     /// Manage backup accounts.
     #[command(subcommand)]
     Account(AccountCmd),
+    /// Manage groups (pushed by identity providers): list them, set their Account Size.
+    #[command(subcommand)]
+    Group(GroupCmd),
     /// Move a deployment between databases.
     #[command(subcommand)]
     Db(DbCmd),
@@ -153,7 +156,9 @@ pub enum ScimCmd {
         #[arg(long)]
         tenant: String,
         /// Quota in GB for each backup account that provisioning creates.
-        #[arg(long)]
+        // Negative numbers are parsed as values so that `-1` gets the range message
+        // ("at least 1 GB") instead of clap's "unexpected argument '-1'".
+        #[arg(long, allow_negative_numbers = true)]
         account_size_gb: i64,
     },
     /// Turn SCIM user management off: every SCIM call gets 401.
@@ -195,6 +200,33 @@ pub struct AuditArgs {
     /// Most events printed.
     #[arg(long, default_value_t = 1000)]
     pub limit: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Give a group its own Account Size (`--gb N`) or take it away (`--clear`). Each
+    /// member's quota becomes the largest of the tenant's Account Size at its creation
+    /// and the sizes of its groups.
+    Size {
+        #[arg(long)]
+        tenant: String,
+        /// The group's displayName (letter case does not matter).
+        #[arg(long)]
+        group: String,
+        #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
+        gb: Option<i64>,
+        #[arg(long)]
+        clear: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a tenant's groups with their member counts and sizes.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -478,6 +510,59 @@ pub async fn run(cli: Cli) -> Result<()> {
                 print_json(&json!({"id": u.id, "user_name": u.user_name, "status": u.status()}));
             } else {
                 println!("Restored {} ({})", u.user_name, u.id);
+            }
+        }
+        Command::Group(GroupCmd::Size {
+            tenant,
+            group,
+            gb,
+            clear,
+            json,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let size = match (gb, clear) {
+                (Some(gb), false) => Some(QuotaGb::new(gb).map_err(|e| anyhow::anyhow!(e))?),
+                _ => None,
+            };
+            let g = svc.find_group(&id, &group).await?;
+            let g = svc
+                .set_group_size(Authority::Operator(&op), &id, &g.id, size, &meta)
+                .await?;
+            let size = g.size_gb.map(QuotaGb::get);
+            if json {
+                print_json(&json!({"id": g.id, "display_name": g.display_name, "size_gb": size}));
+            } else {
+                match size {
+                    Some(n) => {
+                        println!("Group {} now has an Account Size of {n} GB", g.display_name)
+                    }
+                    None => println!("Group {} has no Account Size of its own", g.display_name),
+                }
+            }
+        }
+        Command::Group(GroupCmd::List { tenant, json }) => {
+            let id = tenant_id(&tenant)?;
+            let groups = svc.group_summaries(&id).await?;
+            if json {
+                let v: Vec<_> = groups
+                    .iter()
+                    .map(|s| {
+                        json!({"id": s.group.id, "display_name": s.group.display_name,
+                               "members": s.members, "size_gb": s.group.size_gb.map(QuotaGb::get)})
+                    })
+                    .collect();
+                print_json(&json!(v));
+            } else {
+                for s in &groups {
+                    let size = s
+                        .group
+                        .size_gb
+                        .map_or_else(|| "-".to_owned(), |g| format!("{} GB", g.get()));
+                    println!(
+                        "{}  {}  members={}  size={size}",
+                        s.group.id, s.group.display_name, s.members
+                    );
+                }
             }
         }
         Command::Account(AccountCmd::PurgeExpired { json }) => {
