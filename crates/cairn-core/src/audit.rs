@@ -138,7 +138,8 @@ pub struct AuditDraft {
 pub struct AuditEvent {
     pub id: i64,
     pub tenant_id: TenantId,
-    #[serde(with = "time::serde::rfc3339")]
+    /// Fixed-width UTC with milliseconds (`2026-11-29T04:20:00.120Z`), as stored.
+    #[serde(serialize_with = "serialize_ts")]
     pub at: OffsetDateTime,
     pub actor_kind: String,
     pub actor_id: Option<String>,
@@ -149,6 +150,10 @@ pub struct AuditEvent {
     pub changes: Value,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
+}
+
+fn serialize_ts<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::clock::format_ts(*t))
 }
 
 /// Filters for reading the audit log.
@@ -216,5 +221,26 @@ mod tests {
                 "title": {"before": null, "after": "t"}
             })
         );
+    }
+
+    #[test]
+    fn event_times_serialise_fixed_width() {
+        let at = time::macros::datetime!(2026-11-29 04:20:06.210 UTC);
+        let e = AuditEvent {
+            id: 1,
+            tenant_id: TenantId::random(),
+            at,
+            actor_kind: "token".into(),
+            actor_id: None,
+            action: "user_created".into(),
+            target_type: "user".into(),
+            target_id: None,
+            target_name: None,
+            changes: json!({}),
+            user_agent: None,
+            request_id: None,
+        };
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["at"], "2026-11-29T04:20:06.210Z");
     }
 }
