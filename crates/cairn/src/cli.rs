@@ -48,7 +48,7 @@ pub struct Global {
     pub public_url: Option<String>,
     /// Days a soft-deleted account's data is kept before it is purged.
     #[arg(long, global = true, env = "CAIRN_RETENTION_DAYS", default_value_t = 30,
-          value_parser = clap::value_parser!(u32).range(1..=3650))]
+          value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
     pub retention_days: u32,
     /// Log format: `text` or `json`.
     #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", default_value = "text",
