@@ -6,6 +6,7 @@ mod support;
 
 // Replays of what identity providers send (../shared/reference/idp-clients.md).
 mod entra;
+mod groups;
 mod okta;
 mod other_idps;
 // The external conformance checker (scim2-tester through scripts/scim2-check).

@@ -1,0 +1,546 @@
+//! Groups against the real binary: Okta's Push Groups and Entra's group provisioning
+//! replayed request by request (idp-clients.md §2.11, §3.11), cross-tenant members,
+//! uniqueness and ETags, and the group-based account size rule (README "Group-based
+//! account size").
+
+use crate::support::*;
+use reqwest::header;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+const PATCH_URN: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+
+async fn user(t: &Tenant, name: &str) -> String {
+    let u = t
+        .create_user(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": name,
+            "active": true,
+        }))
+        .await;
+    u["id"].as_str().unwrap().to_owned()
+}
+
+fn ops(operations: Value) -> Value {
+    json!({"schemas": [PATCH_URN], "Operations": operations})
+}
+
+async fn patch_204(t: &Tenant, id: &str, body: Value) {
+    let r = t.patch(&format!("/Groups/{id}"), &body).await;
+    assert_eq!(r.status, 204, "PATCH {body}: {}", r.text);
+    assert!(r.header("etag").is_some());
+}
+
+/// The member ids of a group, sorted.
+async fn members(t: &Tenant, id: &str) -> Vec<String> {
+    let r = t.get(&format!("/Groups/{id}")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut v: Vec<String> = r.json()["members"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|m| {
+                    assert_eq!(m["type"], "User");
+                    assert!(m["$ref"]
+                        .as_str()
+                        .unwrap()
+                        .ends_with(&format!("/Users/{}", m["value"].as_str().unwrap())));
+                    m["value"].as_str().unwrap().to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn sorted(mut v: Vec<&String>) -> Vec<String> {
+    v.sort();
+    v.into_iter().cloned().collect()
+}
+
+#[tokio::test]
+async fn okta_push_groups_sequence() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Okta groups");
+    let u1 = user(&t, "test.user1@okta.local").await;
+    let u2 = user(&t, "test.user2@okta.local").await;
+    let u3 = user(&t, "test.user3@okta.local").await;
+
+    // Push group: create with no members.
+    let r = t
+        .post(
+            "/Groups",
+            &json!({"schemas": [GROUP_URN], "displayName": "Test SCIMv2", "members": []}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_scim_content_type(&r);
+    let g = r.json();
+    let id = g["id"].as_str().unwrap().to_owned();
+    assert_eq!(g["displayName"], "Test SCIMv2");
+    assert_eq!(g["schemas"], json!([GROUP_URN]));
+    assert_eq!(g["meta"]["resourceType"], "Group");
+    assert_eq!(
+        r.header("location").unwrap(),
+        format!("{}/Groups/{id}", t.url)
+    );
+    assert_eq!(r.header("etag").unwrap(), "W/\"1\"");
+
+    // Import / list, paged like users.
+    let v = assert_list(&t.get("/Groups?startIndex=1&count=100").await);
+    assert_eq!(list_ids(&v), vec![id.clone()]);
+    assert_eq!(t.get(&format!("/Groups/{id}")).await.status, 200);
+
+    // Rename without a path, carrying `id` in the value (sent on every membership update).
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "replace", "value": {"id": id, "displayName": "Test SCIMv2"}}])),
+    )
+    .await;
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "replace", "value": {"id": id, "displayName": "Engineering"}}])),
+    )
+    .await;
+    let g = t.get(&format!("/Groups/{id}")).await.json();
+    assert_eq!(g["displayName"], "Engineering");
+
+    // Membership: add with value + display.
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "add", "path": "members", "value": [
+            {"value": u1, "display": "test.user1@okta.local"},
+            {"value": u2, "display": "test.user2@okta.local"}
+        ]}])),
+    )
+    .await;
+    assert_eq!(members(&t, &id).await, sorted(vec![&u1, &u2]));
+
+    // Remove by value filter and add in one PATCH.
+    patch_204(
+        &t,
+        &id,
+        ops(json!([
+            {"op": "remove", "path": format!("members[value eq \"{u1}\"]")},
+            {"op": "add", "path": "members", "value": [{"value": u3, "display": "test.user3@okta.local"}]}
+        ])),
+    )
+    .await;
+    assert_eq!(members(&t, &id).await, sorted(vec![&u2, &u3]));
+
+    // The user's read-only groups attribute.
+    let u = t.get(&format!("/Users/{u2}")).await.json();
+    assert_eq!(u["groups"][0]["value"], id.as_str());
+    assert_eq!(u["groups"][0]["display"], "Engineering");
+    let u = t.get(&format!("/Users/{u1}")).await.json();
+    assert!(u.get("groups").is_none(), "{u}");
+
+    // Full membership push.
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "replace", "path": "members", "value": [{"value": u1}, {"value": u3}]}])),
+    )
+    .await;
+    assert_eq!(members(&t, &id).await, sorted(vec![&u1, &u3]));
+
+    // AIW integrations rename with PUT (a full replace, members included).
+    let r = t
+        .put(
+            &format!("/Groups/{id}"),
+            &json!({"schemas": [GROUP_URN], "id": id, "displayName": "Eng", "members": [{"value": u2}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["members"][0]["value"], u2.as_str());
+    assert_eq!(members(&t, &id).await, vec![u2.clone()]);
+
+    // Unlink and delete in app: the group goes, the accounts stay as they were.
+    let r = t.delete(&format!("/Groups/{id}")).await;
+    assert_eq!(r.status, 204, "{}", r.text);
+    t.get(&format!("/Groups/{id}"))
+        .await
+        .assert_scim_error(404, None);
+    for u in [&u1, &u2, &u3] {
+        let r = t.get(&format!("/Users/{u}")).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["active"], true);
+        assert!(r.json().get("groups").is_none());
+    }
+    let v = assert_list(&t.get("/Groups").await);
+    assert_eq!(v["totalResults"], 0);
+}
+
+#[tokio::test]
+async fn entra_group_sequence() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Entra groups");
+    let a = user(&t, "a@contoso.com").await;
+    let b = user(&t, "b@contoso.com").await;
+    let c = user(&t, "c@contoso.com").await;
+
+    // Create (without members), with Entra's extra schema and meta.
+    let r = t
+        .post(
+            "/Groups",
+            &json!({
+                "schemas": [GROUP_URN, "http://schemas.microsoft.com/2006/11/ResourceManagement/ADSCIM/2.0/Group"],
+                "externalId": "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159",
+                "displayName": "displayName",
+                "meta": {"resourceType": "Group"}
+            }),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+
+    // Get and query without members.
+    let r = t
+        .get(&format!("/Groups/{id}?excludedAttributes=members"))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("members").is_none());
+    assert_eq!(
+        r.json()["externalId"],
+        "8aa1a0c0-c4c3-4bc0-b4a5-2ef676900159"
+    );
+    let v = assert_list(
+        &t.get("/Groups?excludedAttributes=members&filter=displayName%20eq%20%22displayName%22")
+            .await,
+    );
+    assert_eq!(list_ids(&v), vec![id.clone()]);
+    let v = assert_list(
+        &t.get("/Groups?filter=externalId%20eq%20%228aa1a0c0-c4c3-4bc0-b4a5-2ef676900159%22")
+            .await,
+    );
+    assert_eq!(v["totalResults"], 1);
+    let v = assert_list(
+        &t.get("/Groups?excludedAttributes=members&filter=displayName%20eq%20%22nope%22")
+            .await,
+    );
+    assert_eq!(v["totalResults"], 0);
+
+    // Rename (capitalised op).
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "Replace", "path": "displayName", "value": "Renamed"}])),
+    )
+    .await;
+
+    // Add members with "$ref": null.
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "Add", "path": "members", "value": [
+            {"$ref": null, "value": a}, {"$ref": null, "value": b}, {"$ref": null, "value": c}
+        ]}])),
+    )
+    .await;
+    assert_eq!(members(&t, &id).await, sorted(vec![&a, &b, &c]));
+
+    // The non-standard Remove with a value array removes exactly those members.
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "Remove", "path": "members", "value": [{"value": b}]}])),
+    )
+    .await;
+    assert_eq!(members(&t, &id).await, sorted(vec![&a, &c]));
+
+    // The flag form (aadOptscim062020): lowercase, remove by filter.
+    let r = t
+        .send(
+            Method::PATCH,
+            &format!("/Groups/{id}?aadOptscim062020"),
+            &ops(json!([{"op": "remove", "path": format!("members[value eq \"{a}\"]")}])),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(members(&t, &id).await, vec![c.clone()]);
+
+    // Several membership changes in one PATCH.
+    patch_204(
+        &t,
+        &id,
+        ops(json!([
+            {"op": "Add", "path": "members", "value": [{"value": a}]},
+            {"op": "Add", "path": "members", "value": [{"value": b}]},
+            {"op": "Remove", "path": "members", "value": [{"value": c}]}
+        ])),
+    )
+    .await;
+    assert_eq!(members(&t, &id).await, sorted(vec![&a, &b]));
+
+    // Retries are harmless: adding a member twice, removing a non-member.
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "Add", "path": "members", "value": [{"value": a}]}])),
+    )
+    .await;
+    patch_204(
+        &t,
+        &id,
+        ops(json!([{"op": "Remove", "path": "members", "value": [{"value": c}]}])),
+    )
+    .await;
+    assert_eq!(members(&t, &id).await, sorted(vec![&a, &b]));
+
+    // Asking for attributes gets a 200 with the projected group.
+    let r = t
+        .patch(
+            &format!("/Groups/{id}?excludedAttributes=members"),
+            &ops(json!([{"op": "Replace", "path": "displayName", "value": "Again"}])),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["displayName"], "Again");
+    assert!(r.json().get("members").is_none());
+
+    // Delete: 204; the accounts are untouched.
+    assert_eq!(t.delete(&format!("/Groups/{id}")).await.status, 204);
+    for u in [&a, &b, &c] {
+        assert_eq!(t.get(&format!("/Users/{u}")).await.json()["active"], true);
+    }
+}
+
+#[tokio::test]
+async fn members_must_be_users_of_this_tenant() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Ours");
+    let other = app.tenant("Theirs");
+    let mine = user(&t, "me@ours.io").await;
+    let theirs = user(&other, "them@theirs.io").await;
+
+    let r = t
+        .post(
+            "/Groups",
+            &json!({"displayName": "G", "members": [{"value": theirs}]}),
+        )
+        .await;
+    let e = r.assert_scim_error(400, Some("invalidValue"));
+    assert!(e["detail"].as_str().unwrap().contains(&theirs), "{e}");
+    // Nothing was created.
+    assert_eq!(assert_list(&t.get("/Groups").await)["totalResults"], 0);
+
+    let r = t
+        .post(
+            "/Groups",
+            &json!({"displayName": "G", "members": [{"value": mine}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    for value in [theirs.as_str(), "00919288221112222", id.as_str()] {
+        let r = t
+            .patch(
+                &format!("/Groups/{id}"),
+                &ops(json!([
+                    {"op": "remove", "path": "members", "value": [{"value": mine}]},
+                    {"op": "add", "path": "members", "value": [{"value": value}]}
+                ])),
+            )
+            .await;
+        r.assert_scim_error(400, Some("invalidValue"));
+    }
+    // Atomic: the removal in the rejected PATCH did not happen.
+    assert_eq!(members(&t, &id).await, vec![mine.clone()]);
+    // The other tenant cannot see or change the group.
+    other
+        .get(&format!("/Groups/{id}"))
+        .await
+        .assert_scim_error(404, None);
+    other
+        .patch(
+            &format!("/Groups/{id}"),
+            &ops(json!([{"op": "add", "path": "members", "value": [{"value": theirs}]}])),
+        )
+        .await
+        .assert_scim_error(404, None);
+    assert_eq!(assert_list(&other.get("/Groups").await)["totalResults"], 0);
+    // The other tenant's user has no groups.
+    assert!(other
+        .get(&format!("/Users/{theirs}"))
+        .await
+        .json()
+        .get("groups")
+        .is_none());
+}
+
+#[tokio::test]
+async fn display_names_are_unique_in_any_case_and_etags_guard_changes() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Unique");
+    let r = t.post("/Groups", &json!({"displayName": "Sales"})).await;
+    assert_eq!(r.status, 201);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    t.post("/Groups", &json!({"displayName": "SALES"}))
+        .await
+        .assert_scim_error(409, Some("uniqueness"));
+    let r = t.post("/Groups", &json!({"displayName": "Support"})).await;
+    let other = r.json()["id"].as_str().unwrap().to_owned();
+    t.patch(
+        &format!("/Groups/{other}"),
+        &ops(json!([{"op": "replace", "path": "displayName", "value": "sales"}])),
+    )
+    .await
+    .assert_scim_error(409, Some("uniqueness"));
+
+    // If-Match with a stale version: 412, nothing changes.
+    let stale = t
+        .send(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            &ops(json!([{"op": "replace", "path": "displayName", "value": "X"}])),
+        )
+        .header(header::IF_MATCH, "W/\"9\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let fresh = t
+        .send(
+            Method::PATCH,
+            &format!("/Groups/{id}"),
+            &ops(json!([{"op": "replace", "path": "displayName", "value": "X"}])),
+        )
+        .header(header::IF_MATCH, "W/\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 204);
+    assert_eq!(
+        fresh.headers().get("etag").unwrap().to_str().unwrap(),
+        "W/\"2\""
+    );
+    let del = t
+        .req(Method::DELETE, &format!("/Groups/{id}"))
+        .header(header::IF_MATCH, "W/\"1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 412);
+    // Unknown ids and ids that are not ours are 404.
+    t.get("/Groups/00919288221112222")
+        .await
+        .assert_scim_error(404, None);
+    // Discovery advertises the Group resource type and schema.
+    let v = assert_list(&t.get("/ResourceTypes").await);
+    assert!(v["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r["endpoint"] == "/Groups" && r["schema"] == GROUP_URN));
+    assert_eq!(t.get(&format!("/Schemas/{GROUP_URN}")).await.status, 200);
+}
+
+/// The current quota of an account: the `after` of its latest `quota_changed` audit entry,
+/// or the base quota (50 GB, the test tenant's Account Size) if it never changed.
+fn quota(app: &TestApp, t: &Tenant, user: &str) -> i64 {
+    let events = app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().json();
+    events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "quota_changed" && e["target_id"] == user)
+        .map_or(50, |e| e["changes"]["quotaGb"]["after"].as_i64().unwrap())
+}
+
+fn size(app: &TestApp, t: &Tenant, group: &str, gb: Option<u32>) {
+    let gb = gb.map(|g| g.to_string());
+    let mut args = vec!["group", "size", "--tenant", &t.id, "--group", group];
+    match &gb {
+        Some(g) => args.extend(["--gb", g]),
+        None => args.push("--clear"),
+    }
+    app.cli(&args).ok();
+}
+
+#[tokio::test]
+async fn group_sizes_raise_quotas_while_members_belong() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Sized");
+    let u = user(&t, "u@sized.io").await;
+    let v = user(&t, "v@sized.io").await;
+    let big = t
+        .post("/Groups", &json!({"displayName": "Big"}))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bigger = t
+        .post("/Groups", &json!({"displayName": "Bigger"}))
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    size(&app, &t, "big", Some(200));
+    size(&app, &t, "BIGGER", Some(500));
+    assert_eq!(quota(&app, &t, &u), 50);
+
+    // Join a sized group.
+    let add = |who: &str| ops(json!([{"op": "add", "path": "members", "value": [{"value": who}]}]));
+    let remove =
+        |who: &str| ops(json!([{"op": "remove", "path": format!("members[value eq \"{who}\"]")}]));
+    patch_204(&t, &big, add(&u)).await;
+    patch_204(&t, &big, add(&v)).await;
+    assert_eq!(quota(&app, &t, &u), 200);
+    assert_eq!(quota(&app, &t, &v), 200);
+    // Two sized groups: the larger applies.
+    patch_204(&t, &bigger, add(&u)).await;
+    assert_eq!(quota(&app, &t, &u), 500);
+    // Leave it: back to the other group's size.
+    patch_204(&t, &bigger, remove(&u)).await;
+    assert_eq!(quota(&app, &t, &u), 200);
+    // Leave the last sized group: back to the base quota.
+    patch_204(&t, &big, remove(&v)).await;
+    assert_eq!(quota(&app, &t, &v), 50);
+    // Changing and clearing a size applies to the members at once.
+    size(&app, &t, "Big", Some(300));
+    assert_eq!(quota(&app, &t, &u), 300);
+    size(&app, &t, "Big", None);
+    assert_eq!(quota(&app, &t, &u), 50);
+    size(&app, &t, "Big", Some(250));
+    assert_eq!(quota(&app, &t, &u), 250);
+    // The group deleted: the quota falls back, the account stays active.
+    assert_eq!(t.delete(&format!("/Groups/{big}")).await.status, 204);
+    assert_eq!(quota(&app, &t, &u), 50);
+    assert_eq!(t.get(&format!("/Users/{u}")).await.json()["active"], true);
+
+    // Every recompute was audited with its cause.
+    let events = app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().json();
+    let quota_events: Vec<&Value> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "quota_changed" && e["target_id"] == u.as_str())
+        .collect();
+    let afters: Vec<i64> = quota_events
+        .iter()
+        .rev()
+        .map(|e| e["changes"]["quotaGb"]["after"].as_i64().unwrap())
+        .collect();
+    assert_eq!(afters, vec![200, 500, 200, 300, 50, 250, 50]);
+    assert_eq!(
+        quota_events[0]["changes"]["cause"]["action"],
+        "group_deleted"
+    );
+    // The group list shows sizes and member counts.
+    let groups = app
+        .cli(&["group", "list", "--tenant", &t.id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(groups[0]["display_name"], "Bigger");
+    assert_eq!(groups[0]["size_gb"], 500);
+    assert_eq!(groups[0]["members"], 0);
+}
