@@ -297,3 +297,104 @@ async fn disabled_scim_and_regenerated_tokens_lock_out_clients() {
     .await;
     r.assert_scim_error(401, None);
 }
+
+const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+#[tokio::test]
+async fn groups_and_memberships_stay_within_their_tenant() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant("Alpha");
+    let b = app.tenant("Beta");
+    let au = a.create_user(&user("amember@alpha.test")).await;
+    let bu = b.create_user(&user("bmember@beta.test")).await;
+    let (au, bu) = (au["id"].as_str().unwrap(), bu["id"].as_str().unwrap());
+    // The same displayName may exist in both tenants.
+    let r = b
+        .post(
+            "/Groups",
+            &json!({"schemas":[GROUP_URN],"displayName":"Staff","members":[{"value":bu}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let bg = r.json()["id"].as_str().unwrap().to_owned();
+    let r = a
+        .post(
+            "/Groups",
+            &json!({"schemas":[GROUP_URN],"displayName":"Staff","members":[{"value":au}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let ag = r.json()["id"].as_str().unwrap().to_owned();
+    let bg_path = format!("/Groups/{bg}");
+    let b_group_before = b.get(&bg_path).await.text;
+    let b_user_before = b.get(&format!("/Users/{bu}")).await.text;
+
+    // A cannot reach B's group by id.
+    a.get(&bg_path).await.assert_scim_error(404, None);
+    a.put(
+        &bg_path,
+        &json!({"schemas":[GROUP_URN],"displayName":"Taken"}),
+    )
+    .await
+    .assert_scim_error(404, None);
+    a.patch(
+        &bg_path,
+        &json!({"schemas":[PATCH_URN],"Operations":[{"op":"add","path":"members","value":[{"value":au}]}]}),
+    )
+    .await
+    .assert_scim_error(404, None);
+    a.delete(&bg_path).await.assert_scim_error(404, None);
+    with_token(&b, &a)
+        .get(&bg_path)
+        .await
+        .assert_scim_error(401, None);
+
+    // A cannot make B's user a member of its own group, by POST, PUT or PATCH.
+    let ag_path = format!("/Groups/{ag}");
+    let r = a
+        .post(
+            "/Groups",
+            &json!({"schemas":[GROUP_URN],"displayName":"Mixed","members":[{"value":bu}]}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    r.assert_scim_error(400, None);
+    let r = a
+        .put(
+            &ag_path,
+            &json!({"schemas":[GROUP_URN],"displayName":"Staff","members":[{"value":au},{"value":bu}]}),
+        )
+        .await;
+    r.assert_scim_error(400, None);
+    let r = a
+        .patch(
+            &ag_path,
+            &json!({"schemas":[PATCH_URN],"Operations":[{"op":"add","path":"members","value":[{"value":bu}]}]}),
+        )
+        .await;
+    r.assert_scim_error(400, None);
+
+    // Lists and searches of A show only A's group; B's group and user are unchanged.
+    let r = a.get("/Groups").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(ids_of(&r.json()), vec![ag.clone()]);
+    let r = a.get("/Groups?filter=displayName%20eq%20%22staff%22").await;
+    assert_eq!(ids_of(&r.json()), vec![ag.clone()]);
+    let r = a
+        .post(
+            "/.search",
+            &json!({"filter":"displayName pr or userName pr"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let ids = ids_of(&r.json());
+    assert!(
+        !ids.contains(&bg) && !ids.iter().any(|i| i == bu),
+        "{ids:?}"
+    );
+    assert_eq!(b.get(&bg_path).await.text, b_group_before);
+    assert_eq!(b.get(&format!("/Users/{bu}")).await.text, b_user_before);
+    let a_user = a.get(&format!("/Users/{au}")).await.json();
+    let groups = a_user["groups"].as_array().cloned().unwrap_or_default();
+    assert!(groups.iter().all(|g| g["value"] == ag.as_str()), "{a_user}");
+}
