@@ -331,3 +331,167 @@ async fn concurrent_updates_without_if_match_all_land() {
         .count();
     assert_eq!(deletes, 1);
 }
+
+#[tokio::test]
+async fn unicode_case_variants_conflict_and_match_on_every_backend() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Unicode");
+    for (name, variant) in [
+        ("ÅSA@Example.test", "åsa@example.TEST"),
+        ("ÉMILE@x.test", "émile@X.test"),
+        ("ΣΊΣΥΦΟΣ@x.test", "σίσυφος@x.test"),
+        ("ЖЕНЯ@x.test", "женя@x.test"),
+        ("ǅemal@x.test", "ǆemal@x.test"),
+    ] {
+        t.create_user(&json!({"schemas":[USER_URN],"userName":name}))
+            .await;
+        let q = |op: &str, v: &str| {
+            let f = format!("userName {op} \"{v}\"");
+            let enc: String = f
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            format!("/Users?filter={enc}")
+        };
+        let r = t.get(&q("eq", variant)).await.json();
+        assert_eq!(r["totalResults"], 1, "{name} eq {variant}: {r}");
+        assert_eq!(r["Resources"][0]["userName"], name);
+        let prefix: String = variant.chars().take(3).collect();
+        let r = t.get(&q("sw", &prefix)).await.json();
+        assert_eq!(r["totalResults"], 1, "{name} sw {prefix}: {r}");
+        t.post("/Users", &json!({"schemas":[USER_URN],"userName":variant}))
+            .await
+            .assert_scim_error(409, Some("uniqueness"));
+    }
+    assert_eq!(t.get("/Users").await.json()["totalResults"], 5);
+}
+
+#[tokio::test]
+async fn racing_renames_and_cross_tenant_creates() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Renames");
+    const N: usize = 12;
+    let mut paths = Vec::new();
+    for i in 0..N {
+        let u = t
+            .create_user(&json!({"schemas":[USER_URN],"userName":format!("old{i}@x.test")}))
+            .await;
+        paths.push(format!("/Users/{}", u["id"].as_str().unwrap()));
+    }
+    // Every user is renamed to one userName (varied case) at once: one wins.
+    let replies = all_at_once(N, |i| {
+        let t = t.clone();
+        let path = paths[i].clone();
+        let body = json!({"schemas":[USER_URN],
+            "userName": if i % 2 == 0 { "Taken@X.test" } else { "taken@x.TEST" }});
+        async move { t.put(&path, &body).await }
+    })
+    .await;
+    assert_eq!(
+        replies.iter().filter(|r| r.status == 200).count(),
+        1,
+        "{:?}",
+        statuses(&replies)
+    );
+    for r in replies.iter().filter(|r| r.status != 200) {
+        r.assert_scim_error(409, Some("uniqueness"));
+    }
+    let r = t
+        .get("/Users?filter=userName%20eq%20%22taken%40x.test%22")
+        .await
+        .json();
+    assert_eq!(r["totalResults"], 1, "{r}");
+    assert_eq!(t.get("/Users").await.json()["totalResults"], N);
+
+    // The same userName created at once in different tenants: all succeed.
+    let tenants: Vec<Tenant> = (0..6).map(|i| app.tenant(&format!("T{i}"))).collect();
+    let replies = all_at_once(tenants.len(), |i| {
+        let t = tenants[i].clone();
+        async move {
+            t.post(
+                "/Users",
+                &json!({"schemas":[USER_URN],"userName":"everywhere@x.test"}),
+            )
+            .await
+        }
+    })
+    .await;
+    assert!(
+        replies.iter().all(|r| r.status == 201),
+        "{:?}",
+        statuses(&replies)
+    );
+    for t in &tenants {
+        assert_eq!(t.get("/Users").await.json()["totalResults"], 1);
+    }
+}
+
+#[tokio::test]
+async fn restore_racing_a_new_create_never_yields_two_live_accounts() {
+    let app = Arc::new(TestApp::spawn().await);
+    let t = app.tenant("Revive");
+    let u = t
+        .create_user(&json!({"schemas":[USER_URN],"userName":"phoenix@x.test"}))
+        .await;
+    assert_eq!(
+        t.delete(&format!("/Users/{}", u["id"].as_str().unwrap()))
+            .await
+            .status,
+        204
+    );
+    // A POST of the same userName and an operator restore at the same moment.
+    let restore = {
+        let app = app.clone();
+        let tid = t.id.clone();
+        tokio::task::spawn_blocking(move || {
+            app.cli(&[
+                "account",
+                "restore",
+                "--tenant",
+                &tid,
+                "--user-name",
+                "PHOENIX@x.test",
+            ])
+        })
+    };
+    let posts = all_at_once(4, |_| {
+        let t = t.clone();
+        async move {
+            t.post(
+                "/Users",
+                &json!({"schemas":[USER_URN],"userName":"Phoenix@X.test"}),
+            )
+            .await
+        }
+    })
+    .await;
+    let restore = restore.await.unwrap();
+    assert!(!restore.stderr.contains("panicked"), "{restore:?}");
+    let created = posts.iter().filter(|r| r.status == 201).count();
+    for r in posts.iter().filter(|r| r.status != 201) {
+        r.assert_scim_error(409, Some("uniqueness"));
+    }
+    // Exactly one live account, whichever side won.
+    let live = t
+        .get("/Users?filter=userName%20eq%20%22phoenix%40x.test%22")
+        .await
+        .json();
+    assert_eq!(
+        live["totalResults"],
+        1,
+        "{live} {restore:?} {:?}",
+        statuses(&posts)
+    );
+    assert_eq!(
+        created + usize::from(restore.status.success()),
+        1,
+        "{restore:?} {:?}",
+        statuses(&posts)
+    );
+}
