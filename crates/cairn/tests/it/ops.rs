@@ -314,3 +314,68 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(r.json()["totalResults"], 1);
 }
+
+/// PostgreSQL only: while the database refuses connections, SCIM requests fail fast with
+/// 503 and a SCIM body, `/healthz` says 503; service resumes when it is back.
+#[tokio::test]
+async fn database_outage_is_503_and_service_resumes() {
+    if !backend_is_postgres() {
+        return;
+    }
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Outage");
+    let u = t
+        .create_user(&json!({"schemas":[USER_URN],"userName":"steady@outage.test"}))
+        .await;
+    let path = format!("/Users/{}", u["id"].as_str().unwrap());
+    let url = app.deployment.database_url.clone().unwrap();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    pg_admin(format!(
+        "ALTER DATABASE {db} ALLOW_CONNECTIONS false;
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+          WHERE datname = '{db}' AND pid <> pg_backend_pid();"
+    ));
+
+    for p in [path.as_str(), "/Users"] {
+        let start = std::time::Instant::now();
+        let r = t.get(p).await;
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "took {:?}",
+            start.elapsed()
+        );
+        r.assert_scim_error(503, None);
+        assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    }
+    let r = t
+        .post(
+            "/Users",
+            &json!({"schemas":[USER_URN],"userName":"lost@outage.test"}),
+        )
+        .await;
+    r.assert_scim_error(503, None);
+    let h = app.get("/healthz").send().await.unwrap();
+    assert_eq!(h.status(), 503);
+    assert!(!app.log().contains("panicked"));
+
+    pg_admin(format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"));
+    let start = std::time::Instant::now();
+    loop {
+        let r = t.get(&path).await;
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "did not recover: {} {}",
+            r.status,
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+    // The write attempted during the outage did not happen; writes work again.
+    assert_eq!(t.get("/Users").await.json()["totalResults"], 1);
+    t.create_user(&json!({"schemas":[USER_URN],"userName":"after@outage.test"}))
+        .await;
+}
