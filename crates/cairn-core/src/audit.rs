@@ -67,6 +67,8 @@ pub enum Action {
     GroupDeleted,
     GroupSizeChanged,
     QuotaChanged,
+    BackupKeyGenerated,
+    VaultPurged,
 }
 
 impl Action {
@@ -90,6 +92,8 @@ impl Action {
             Action::GroupDeleted => "group_deleted",
             Action::GroupSizeChanged => "group_size_changed",
             Action::QuotaChanged => "quota_changed",
+            Action::BackupKeyGenerated => "backup_key_generated",
+            Action::VaultPurged => "vault_purged",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -97,7 +101,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 18] = [
+pub const ALL_ACTIONS: [Action; 20] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -116,6 +120,8 @@ pub const ALL_ACTIONS: [Action; 18] = [
     Action::GroupDeleted,
     Action::GroupSizeChanged,
     Action::QuotaChanged,
+    Action::BackupKeyGenerated,
+    Action::VaultPurged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -15,5 +15,6 @@ pub mod session;
 pub mod store;
 pub mod tenant;
 pub mod user;
+pub mod vault;
 
 pub use error::{Error, Result};

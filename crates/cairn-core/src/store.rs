@@ -11,6 +11,7 @@ use crate::query::{ListQuery, Page};
 use crate::session::{SessionHash, SessionRecord};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{UserData, UserRecord};
+use crate::vault::BackupKeyRecord;
 use crate::Result;
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -139,6 +140,25 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes soft-deleted accounts whose retention window ended before `now`, auditing
     /// each. Returns the purged accounts.
     async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>>;
+
+    // --- backup vault (see `crate::vault`) ----------------------------------------------
+    /// Stores an account's backup key, replacing any earlier one, with its audit entry.
+    async fn set_backup_key(&self, key: &BackupKeyRecord, audit: AuditDraft) -> Result<()>;
+    /// The account's backup key (soft-deleted accounts keep theirs).
+    async fn backup_key(&self, tenant: &TenantId, user: &UserId)
+        -> Result<Option<BackupKeyRecord>>;
+    /// Adds `delta` (negative: frees) to the account's `used_bytes`, never below 0. With
+    /// `limit`, a positive delta is applied only if the result stays within it; returns
+    /// whether it was applied.
+    async fn add_used_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<bool>;
+    /// Writes an audit entry that has no row change of its own (the vault purge).
+    async fn record_audit(&self, audit: AuditDraft) -> Result<()>;
 
     // --- groups (see `crate::group`) ----------------------------------------------------
     /// Creates a group with these members. A group with the same folded displayName yields

@@ -186,6 +186,18 @@ const TABLES: &[Table] = &[
         serial: None,
     },
     Table {
+        name: "backup_keys",
+        key: &["tenant_id", "user_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("user_id", Text),
+            ("key_user", Text),
+            ("secret_hash", Bytes),
+            ("created_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
         name: "dashboard_users",
         key: &["id"],
         cols: &[

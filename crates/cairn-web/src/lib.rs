@@ -1,4 +1,5 @@
 //! Cairn's HTTP surface: the SCIM 2.0 service provider under `/scim/v2/{tenant}`, and the
+//! backup vault (restic's REST protocol) under `/backup/{tenant}/{account}`, and the
 //! operational endpoints `/healthz` and `/metrics`. Handlers are thin: they extract, call
 //! one `cairn_core::service::Services` method and map the result.
 
@@ -6,6 +7,7 @@ pub mod dashboard;
 pub mod metrics;
 pub mod ops;
 pub mod scim;
+pub mod vault;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, Uri};
@@ -24,6 +26,8 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct AppState {
     pub services: Arc<Services>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The backup vault's repositories (restic REST protocol under `/backup`).
+    pub vault: Arc<vault::VaultConfig>,
 }
 
 /// The application router with its middleware, before path normalisation.
@@ -32,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ops::routes())
         .merge(dashboard::routes())
+        .merge(vault::routes())
         .nest("/scim/v2/{tenant}", scim::routes())
         .fallback(ops::not_found)
         .with_state(state)

@@ -73,6 +73,43 @@ pub struct Global {
         allow_negative_numbers = true
     )]
     pub clock_offset_secs: i64,
+    /// Bytes per GB of Account Size in the backup vault's quota (tests fill accounts with
+    /// a few megabytes).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_VAULT_QUOTA_UNIT_BYTES",
+        default_value_t = 1_000_000_000,
+        hide = true
+    )]
+    pub vault_quota_unit_bytes: u64,
+}
+
+impl Global {
+    /// The backup vault under `<data-dir>/vault`.
+    pub fn vault(&self) -> cairn_web::vault::VaultConfig {
+        cairn_web::vault::VaultConfig {
+            vault: cairn_vault::Vault::new(self.data_dir.join("vault")),
+            quota_unit: cairn_core::vault::QuotaUnit(self.vault_quota_unit_bytes.max(1)),
+        }
+    }
+}
+
+/// The retention purge: deletes accounts past their retention window (audited by the
+/// store), then their backup repositories (audited here, `vault_purged`).
+pub async fn purge_expired(
+    svc: &Services,
+    vault: &cairn_vault::Vault,
+) -> Result<Vec<cairn_core::user::UserRecord>> {
+    let purged = svc.purge_expired().await?;
+    for u in &purged {
+        let bytes = vault
+            .remove_repo(u.tenant_id.as_str(), u.id.as_str())
+            .await
+            .with_context(|| format!("removing the backup repository of account {}", u.id))?;
+        svc.record_vault_purged(u, bytes).await?;
+    }
+    Ok(purged)
 }
 
 #[derive(Subcommand, Debug)]
@@ -233,6 +270,16 @@ pub enum GroupCmd {
 pub enum AccountCmd {
     /// Restore a soft-deleted backup account (same id, same data).
     Restore {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a backup key for an account's restic repository (shown once); the
+    /// account's earlier key stops working.
+    Key {
         #[arg(long)]
         tenant: String,
         #[arg(long)]
@@ -565,8 +612,29 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Account(AccountCmd::Key {
+            tenant,
+            user_name,
+            json,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let k = svc
+                .generate_backup_key(Authority::Operator(&op), &id, &user_name, &meta)
+                .await?;
+            let url = svc.repository_url(&id, &k.account.id, Some((&k.key_user, &k.secret)));
+            if json {
+                print_json(&json!({"repository": url, "user": k.key_user,
+                    "secret": k.secret.expose(), "account_id": k.account.id}));
+            } else {
+                println!(
+                    "Repository (shown once, store it now): {url}\nUser: {}\nSecret: {}",
+                    k.key_user,
+                    k.secret.expose()
+                );
+            }
+        }
         Command::Account(AccountCmd::PurgeExpired { json }) => {
-            let purged = svc.purge_expired().await?;
+            let purged = purge_expired(&svc, &g.vault().vault).await?;
             if json {
                 let v: Vec<_> = purged
                     .iter()

@@ -1,6 +1,6 @@
 //! `cairn serve`: telemetry, the HTTP listener, graceful shutdown and the retention purge.
 
-use crate::cli::{services, Global, ServeArgs};
+use crate::cli::{purge_expired, services, Global, ServeArgs};
 use anyhow::{Context, Result};
 use cairn_web::{metrics::Metrics, AppState};
 use std::io::Write;
@@ -35,15 +35,17 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(Metrics::new()),
+        vault: Arc::new(g.vault()),
     };
 
     let purge_svc = svc.clone();
+    let purge_vault = g.vault().vault;
     let interval = Duration::from_secs(args.purge_interval_secs.max(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
-            match purge_svc.purge_expired().await {
+            match purge_expired(&purge_svc, &purge_vault).await {
                 Ok(p) if !p.is_empty() => {
                     tracing::info!(count = p.len(), "purged accounts past retention")
                 }

@@ -5,6 +5,7 @@
 mod dashboard;
 mod filter;
 mod groups;
+mod vault;
 
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
@@ -20,6 +21,7 @@ use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
 use cairn_core::user::{UserData, UserRecord};
+use cairn_core::vault::BackupKeyRecord;
 use cairn_core::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use filter::{Param, Sql};
@@ -33,6 +35,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
     include_str!("../../migrations/postgres/0003_groups.sql"),
+    include_str!("../../migrations/postgres/0004_backup_keys.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
@@ -418,6 +421,33 @@ impl Store for PostgresStore {
         .await
         .map_err(map_err)?;
         Ok(())
+    }
+
+    async fn set_backup_key(&self, key: &BackupKeyRecord, audit: AuditDraft) -> Result<()> {
+        vault::set_backup_key(self, key, audit).await
+    }
+
+    async fn backup_key(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<BackupKeyRecord>> {
+        vault::backup_key(self, tenant, user).await
+    }
+
+    async fn add_used_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<bool> {
+        vault::add_used_bytes(self, tenant, user, delta, limit).await
+    }
+
+    async fn record_audit(&self, audit: AuditDraft) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        insert_audit(&**c, &audit).await
     }
 
     async fn create_user(&self, u: &UserRecord, audit: AuditDraft) -> Result<()> {

@@ -4,6 +4,7 @@ mod conn;
 mod dashboard;
 mod filter;
 mod groups;
+mod vault;
 mod writer;
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
 use cairn_core::user::{UserData, UserRecord};
+use cairn_core::vault::BackupKeyRecord;
 use cairn_core::{Error, Result};
 use conn::map_err;
 use rusqlite::types::Value as SqlValue;
@@ -351,6 +353,34 @@ impl Store for SqliteStore {
                 ))
                 .map(|_| ())
             })
+            .await
+    }
+
+    async fn set_backup_key(&self, key: &BackupKeyRecord, audit: AuditDraft) -> Result<()> {
+        vault::set_backup_key(self, key, audit).await
+    }
+
+    async fn backup_key(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<BackupKeyRecord>> {
+        vault::backup_key(self, tenant, user).await
+    }
+
+    async fn add_used_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        delta: i64,
+        limit: Option<i64>,
+    ) -> Result<bool> {
+        vault::add_used_bytes(self, tenant, user, delta, limit).await
+    }
+
+    async fn record_audit(&self, audit: AuditDraft) -> Result<()> {
+        self.writer
+            .write(move |c| db(insert_audit(c, &audit)))
             .await
     }
 

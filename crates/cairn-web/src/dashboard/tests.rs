@@ -176,6 +176,10 @@ impl Harness {
         let app = router(AppState {
             services: services.clone(),
             metrics: Arc::new(Metrics::new()),
+            vault: Arc::new(crate::vault::VaultConfig {
+                vault: cairn_vault::Vault::new(dir.path().join("vault")),
+                quota_unit: Default::default(),
+            }),
         });
         Harness {
             app,
