@@ -55,8 +55,17 @@ async fn snapshot(app: &TestApp, t: &Tenant, ids: &[String]) -> Vec<String> {
     let r = t.get("/Users?count=1000&sortBy=userName").await;
     assert_eq!(r.status, 200, "{}", r.text);
     out.push(r.text);
+    let r = t.get("/Groups?count=1000").await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    out.push(r.text);
+    // User ids, or paths of other resources.
     for id in ids {
-        let r = t.get(&format!("/Users/{id}")).await;
+        let path = if id.starts_with('/') {
+            id.clone()
+        } else {
+            format!("/Users/{id}")
+        };
+        let r = t.get(&path).await;
         out.push(format!("{} {:?} {}", r.status, r.header("etag"), r.text));
     }
     out.push(app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().stdout);
@@ -700,4 +709,142 @@ async fn post_chunked(t: &Tenant, n: usize, size: usize) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line: {text}"));
     (status, text)
+}
+
+const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+#[tokio::test]
+async fn bad_group_requests_are_4xx_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let (t, mut ids) = setup(&app).await;
+    let r = t
+        .post(
+            "/Groups",
+            &json!({"schemas":[GROUP_URN],"displayName":"Engineering","members":[{"value":ids[0]}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let gid = r.json()["id"].as_str().unwrap().to_owned();
+    let gpath = format!("/Groups/{gid}");
+    // The snapshot reads the group too.
+    let member = ids[0].clone();
+    ids.push(gpath.clone());
+    let mut cases = Vec::new();
+    for (what, body) in [
+        ("truncated JSON", r#"{"displayName":"#.to_owned()),
+        ("array", "[]".to_owned()),
+        ("empty", String::new()),
+    ] {
+        cases.push(case(what, Method::POST, "/Groups").body(body.clone()));
+        cases.push(case(what, Method::PUT, gpath.clone()).body(body.clone()));
+        cases.push(case(what, Method::PATCH, gpath.clone()).body(body));
+    }
+    for (what, v) in [
+        ("displayName missing", json!({"schemas":[GROUP_URN]})),
+        (
+            "displayName a number",
+            json!({"schemas":[GROUP_URN],"displayName":5}),
+        ),
+        (
+            "displayName empty",
+            json!({"schemas":[GROUP_URN],"displayName":""}),
+        ),
+        (
+            "member value a number",
+            json!({"schemas":[GROUP_URN],"displayName":"X","members":[{"value":5}]}),
+        ),
+        (
+            "member without value",
+            json!({"schemas":[GROUP_URN],"displayName":"X","members":[{}]}),
+        ),
+        (
+            "unknown member",
+            json!({"schemas":[GROUP_URN],"displayName":"X","members":[{"value":"00000000-0000-4000-8000-000000000000"}]}),
+        ),
+        (
+            "member not an id",
+            json!({"schemas":[GROUP_URN],"displayName":"X","members":[{"value":"garbage"}]}),
+        ),
+        (
+            "a valid and an unknown member",
+            json!({"schemas":[GROUP_URN],"displayName":"X","members":[{"value":member},{"value":"nope"}]}),
+        ),
+    ] {
+        cases.push(case(what, Method::POST, "/Groups").json(v.clone()));
+        cases.push(case(what, Method::PUT, gpath.clone()).json(v));
+    }
+    cases.push(
+        case("duplicate displayName", Method::POST, "/Groups")
+            .json(json!({"schemas":[GROUP_URN],"displayName":"ENGINEERING"}))
+            .expect(409, Some("uniqueness")),
+    );
+    let patch = |ops: Value| json!({"schemas":[PATCH_URN],"Operations":ops});
+    for (what, ops, st) in [
+        (
+            "unknown path",
+            json!([{"op":"replace","path":"nope","value":1}]),
+            Some("invalidPath"),
+        ),
+        (
+            "unclosed member filter",
+            json!([{"op":"remove","path":"members[value eq"}]),
+            None,
+        ),
+        (
+            "unknown op",
+            json!([{"op":"x","path":"displayName","value":"y"}]),
+            Some("invalidSyntax"),
+        ),
+        (
+            "displayName a number",
+            json!([{"op":"replace","path":"displayName","value":5}]),
+            Some("invalidValue"),
+        ),
+        (
+            "add an unknown member",
+            json!([{"op":"add","path":"members","value":[{"value":"00000000-0000-4000-8000-000000000000"}]}]),
+            Some("invalidValue"),
+        ),
+        (
+            "remove all members, then a bad path",
+            json!([{"op":"remove","path":"members"},{"op":"replace","path":"nope","value":1}]),
+            Some("invalidPath"),
+        ),
+        (
+            "rename, then a bad op",
+            json!([{"op":"replace","path":"displayName","value":"Renamed"},{"op":"frob"}]),
+            Some("invalidSyntax"),
+        ),
+    ] {
+        cases.push(
+            case(what, Method::PATCH, gpath.clone())
+                .json(patch(ops))
+                .expect(400, st),
+        );
+    }
+    for (k, v) in [("count", "abc"), ("startIndex", "x"), ("sortBy", "nope")] {
+        cases.push(
+            case(format!("{k}={v}"), Method::GET, format!("/Groups?{k}={v}"))
+                .expect(400, Some("invalidValue")),
+        );
+    }
+    cases.push(
+        case("bad filter", Method::GET, "/Groups?filter=displayName%20eq")
+            .expect(400, Some("invalidFilter")),
+    );
+    cases.push(
+        case("body over 1 MiB", Method::POST, "/Groups")
+            .json(json!({"schemas":[GROUP_URN],"displayName":"x".repeat(1 << 20)}))
+            .expect(413, None),
+    );
+    cases.push(
+        case(
+            "unknown id",
+            Method::GET,
+            "/Groups/00000000-0000-4000-8000-000000000000",
+        )
+        .expect(404, None),
+    );
+    cases.push(case("unknown id", Method::DELETE, "/Groups/nope").expect(404, None));
+    run_cases(&app, &t, &ids, cases).await;
 }
