@@ -484,3 +484,75 @@ async fn quota_is_the_account_size_at_creation() {
         .clone();
     assert_eq!(me["account_size_gb"], 75, "{me}");
 }
+
+const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
+
+fn member_ids(g: &Value) -> Vec<String> {
+    g["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|x| x["value"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn deleted_restored_and_purged_accounts_in_groups() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Grouped");
+    let u = t.create_user(&full_user("member@life.test")).await;
+    let keep = t.create_user(&full_user("keep@life.test")).await;
+    let (uid, kid) = (
+        u["id"].as_str().unwrap().to_owned(),
+        keep["id"].as_str().unwrap().to_owned(),
+    );
+    let r = t
+        .post(
+            "/Groups",
+            &json!({"schemas":[GROUP_URN],"displayName":"Team","members":[{"value":uid},{"value":kid}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let gpath = format!("/Groups/{}", r.json()["id"].as_str().unwrap());
+
+    // A soft-deleted account is not listed as a member (SCIM says it does not exist).
+    assert_eq!(t.delete(&format!("/Users/{uid}")).await.status, 204);
+    let g = t.get(&gpath).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    assert_eq!(member_ids(&g.json()), vec![kid.clone()], "{}", g.text);
+
+    // Restored, it is a member again (nothing an IdP sent removed it).
+    app.cli(&[
+        "account",
+        "restore",
+        "--tenant",
+        &t.id,
+        "--user-name",
+        "member@life.test",
+    ])
+    .ok();
+    let mut m = member_ids(&t.get(&gpath).await.json());
+    m.sort();
+    let mut want = vec![uid.clone(), kid.clone()];
+    want.sort();
+    assert_eq!(m, want);
+
+    // Deleted again and purged: the purge succeeds and the group keeps its other member.
+    assert_eq!(t.delete(&format!("/Users/{uid}")).await.status, 204);
+    let purged = purge(&app, 31 * DAY);
+    assert_eq!(purged.as_array().map(Vec::len), Some(1), "{purged}");
+    assert_eq!(purged[0]["id"], uid.as_str());
+    let g = t.get(&gpath).await;
+    assert_eq!(g.status, 200, "{}", g.text);
+    assert_eq!(member_ids(&g.json()), vec![kid.clone()]);
+    // The group can still be changed.
+    let r = t
+        .patch(
+            &gpath,
+            &json!({"schemas":[PATCH_URN],"Operations":[{"op":"replace","path":"displayName","value":"Team 2"}]}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+}
