@@ -343,6 +343,15 @@ impl Store for PostgresStore {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await.map_err(map_err)?;
         let at = ts(token.created_at);
+        // Serialise generations per tenant. Without the lock, two concurrent ones each
+        // revoke only the tokens committed before their UPDATE began (READ COMMITTED), so
+        // both new tokens stayed live.
+        tx.execute(
+            "SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE",
+            &[&tenant.as_str()],
+        )
+        .await
+        .map_err(map_err)?;
         tx.execute(
             "UPDATE scim_tokens SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL",
             &[&at, &tenant.as_str()],

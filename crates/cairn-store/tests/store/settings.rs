@@ -72,3 +72,45 @@ async fn a_new_token_revokes_the_old_one() {
     assert!(info.last_used_at.is_some());
     assert!(!info.hint.contains(ids[1].1.expose()));
 }
+
+#[tokio::test]
+async fn concurrent_token_generations_leave_one_live_token() {
+    let db = db_async().await;
+    let t = tenant(&*db.store, "acme").await;
+    for _round in 0..3 {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let store = db.store.clone();
+            let tid = t.id.clone();
+            set.spawn(async move {
+                let tok = ScimToken::generate();
+                let info = TokenInfo {
+                    id: TokenId::random(),
+                    tenant_id: tid.clone(),
+                    hint: tok.hint(),
+                    created_at: now(),
+                    last_used_at: None,
+                    last_user_agent: None,
+                };
+                store
+                    .replace_token(
+                        &tid,
+                        &info,
+                        &tok.hash(),
+                        draft(&tid, Action::TokenGenerated),
+                    )
+                    .await
+                    .unwrap();
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+        let state = db.store.scim_auth_state(&t.id).await.unwrap().unwrap();
+        assert_eq!(
+            state.tokens.len(),
+            1,
+            "each generation revokes every other token"
+        );
+    }
+}
