@@ -495,3 +495,60 @@ async fn restore_racing_a_new_create_never_yields_two_live_accounts() {
         statuses(&posts)
     );
 }
+
+#[tokio::test]
+async fn racing_token_regenerations_leave_exactly_one_live_token() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Tokens");
+    for _round in 0..3 {
+        // Several operators (or dashboard sessions) press "Generate" at once.
+        let barrier = Arc::new(std::sync::Barrier::new(6));
+        let handles: Vec<_> = (0..6)
+            .map(|_| {
+                let d = app.deployment.clone();
+                let base = app.base.clone();
+                let id = t.id.clone();
+                let b = barrier.clone();
+                std::thread::spawn(move || {
+                    b.wait();
+                    run_cli(
+                        &d,
+                        Some(&base),
+                        &["scim", "token", "--tenant", &id, "--json"],
+                        None,
+                    )
+                })
+            })
+            .collect();
+        let tokens: Vec<String> = handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap().ok().json()["token"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        let mut live = Vec::new();
+        for tok in &tokens {
+            let c = Tenant {
+                token: tok.clone(),
+                ..t.clone()
+            };
+            let r = c.get("/Users").await;
+            match r.status {
+                200 => live.push(tok.clone()),
+                401 => {}
+                s => panic!("{s}: {}", r.text),
+            }
+        }
+        assert_eq!(
+            live.len(),
+            1,
+            "every generation revokes all earlier tokens; {} of {} still work",
+            live.len(),
+            tokens.len()
+        );
+        t.get("/Users").await.assert_scim_error(401, None);
+    }
+}
