@@ -120,9 +120,11 @@ impl FromRequestParts<AppState> for Access {
             }),
             Ok(Err(VaultDenied::Unauthenticated)) => Err(unauthorized()),
             Ok(Err(VaultDenied::Suspended)) => {
-                Err(plain(StatusCode::FORBIDDEN, "Account suspended"))
+                Err(with_reason(StatusCode::FORBIDDEN, "Account suspended"))
             }
-            Ok(Err(VaultDenied::Deleted)) => Err(plain(StatusCode::FORBIDDEN, "Account deleted")),
+            Ok(Err(VaultDenied::Deleted)) => {
+                Err(with_reason(StatusCode::FORBIDDEN, "Account deleted"))
+            }
             Err(e) => Err(internal(&e.to_string())),
         }
     }
@@ -325,8 +327,13 @@ async fn read(repo: &Repo, obj: &Object, headers: &HeaderMap) -> Response {
 /// (`server response unexpected: 507 Account quota (50 GB) exceeded`).
 fn quota_exceeded(ctx: &VaultCtx) -> Response {
     let msg = format!("Account quota ({}) exceeded", ctx.quota_gb());
-    let mut r = plain(StatusCode::INSUFFICIENT_STORAGE, &msg);
-    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(msg.into_bytes()) {
+    with_reason(StatusCode::INSUFFICIENT_STORAGE, &msg)
+}
+
+/// A response whose status line and body both carry `msg`.
+fn with_reason(status: StatusCode, msg: &str) -> Response {
+    let mut r = plain(status, msg);
+    if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(msg.as_bytes().to_vec()) {
         r.extensions_mut().insert(reason);
     }
     r

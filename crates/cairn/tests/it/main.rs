@@ -21,3 +21,4 @@ mod ops;
 mod races;
 mod scale_out;
 mod smoke;
+mod vault;

@@ -1,0 +1,310 @@
+//! The backup vault end to end with the real restic client (Debian's restic 0.14, see
+//! `.ci/run`): init, backup, snapshots, restore (byte-identical), check, forget --prune;
+//! the quota (507 mid-backup, repository still consistent); suspension, reactivation,
+//! soft delete and restore over SCIM and the CLI; the retention purge; one account's key
+//! never opens another account's repository.
+
+use crate::support::*;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn restic(repo: &str, args: &[&str]) -> Output {
+    let cache = std::env::temp_dir();
+    Command::new("restic")
+        .args(["--no-cache", "-r", repo])
+        .args(args)
+        .env("RESTIC_PASSWORD", PASSWORD)
+        .env_remove("RESTIC_REPOSITORY")
+        .env("XDG_CACHE_HOME", cache)
+        .output()
+        .expect("restic is installed (apt-get install restic; .ci/run does)")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[track_caller]
+fn ok(o: Output) -> String {
+    assert!(o.status.success(), "restic failed: {}", text(&o));
+    text(&o)
+}
+
+/// A pseudo-random tree: a few files of incompressible bytes, nested directories, an
+/// empty file.
+fn make_tree(root: &Path, seed: u64, total: usize) {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    std::fs::create_dir_all(root.join("a/b")).unwrap();
+    std::fs::write(root.join("empty"), b"").unwrap();
+    let sizes = [total / 2, total / 4, total / 8, 1000, 1];
+    for (i, size) in sizes.iter().enumerate() {
+        let mut data = Vec::with_capacity(*size + 8);
+        while data.len() < *size {
+            data.extend_from_slice(&next().to_le_bytes());
+        }
+        data.truncate(*size);
+        let dir = if i % 2 == 0 { "a" } else { "a/b" };
+        std::fs::write(root.join(dir).join(format!("f{i}.bin")), data).unwrap();
+    }
+}
+
+#[track_caller]
+fn assert_same_tree(a: &Path, b: &Path) {
+    for entry in std::fs::read_dir(a).unwrap() {
+        let entry = entry.unwrap();
+        let other = b.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            assert_same_tree(&entry.path(), &other);
+        } else {
+            assert!(
+                std::fs::read(entry.path()).unwrap() == std::fs::read(&other).unwrap(),
+                "{} differs after restore",
+                other.display()
+            );
+        }
+    }
+}
+
+fn user_body(name: &str) -> Value {
+    json!({"schemas": [USER_URN], "userName": name, "active": true})
+}
+
+fn set_active(active: bool) -> Value {
+    json!({"schemas": [PATCH_URN], "Operations": [{"op": "replace", "value": {"active": active}}]})
+}
+
+struct Account {
+    id: String,
+    repo: String,
+    user: String,
+    secret: String,
+}
+
+async fn account(app: &TestApp, t: &Tenant, name: &str) -> Account {
+    let created = t.post("/Users", &user_body(name)).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let key = app
+        .cli(&[
+            "account",
+            "key",
+            "--tenant",
+            &t.id,
+            "--user-name",
+            name,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(key["account_id"], id.as_str(), "{key}");
+    let repo = key["repository"].as_str().unwrap().to_owned();
+    assert!(
+        repo.starts_with("rest:http://") && repo.ends_with(&format!("/backup/{}/{id}/", t.id)),
+        "{repo}"
+    );
+    Account {
+        id,
+        repo,
+        user: key["user"].as_str().unwrap().to_owned(),
+        secret: key["secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// The repository URL with other credentials.
+fn with_creds(repo: &str, user: &str, secret: &str) -> String {
+    let (scheme, rest) = repo.split_once("://").unwrap();
+    let host = rest.split_once('@').unwrap().1;
+    format!("{scheme}://{user}:{secret}@{host}")
+}
+
+#[tokio::test]
+async fn restic_backs_up_restores_and_is_refused_by_account_state() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Vault");
+    let alice = account(&app, &t, "alice@example.com").await;
+    let bob = account(&app, &t, "bob@example.com").await;
+
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    make_tree(&src, 7, 3 << 20);
+
+    ok(restic(&alice.repo, &["init"]));
+    // The config is written once.
+    assert!(!restic(&alice.repo, &["init"]).status.success());
+    ok(restic(&alice.repo, &["backup", src.to_str().unwrap()]));
+    // A second backup after a change: deduplicated, a second snapshot.
+    std::fs::write(src.join("a/new.txt"), b"second snapshot").unwrap();
+    ok(restic(&alice.repo, &["backup", src.to_str().unwrap()]));
+    let snaps: Value =
+        serde_json::from_str(&ok(restic(&alice.repo, &["snapshots", "--json"]))).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2, "{snaps}");
+
+    let out = work.path().join("restore");
+    ok(restic(
+        &alice.repo,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    ));
+    let restored = out.join(src.strip_prefix("/").unwrap());
+    assert_same_tree(&src, &restored);
+    assert_same_tree(&restored, &src);
+    ok(restic(&alice.repo, &["check", "--read-data"]));
+    ok(restic(
+        &alice.repo,
+        &["forget", "--keep-last", "1", "--prune"],
+    ));
+    ok(restic(&alice.repo, &["check"]));
+
+    // One account's key never opens another account's repository.
+    let stolen = with_creds(&bob.repo, &alice.user, &alice.secret);
+    let o = restic(&stolen, &["snapshots"]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let wrong = with_creds(&alice.repo, &alice.user, "not-the-secret");
+    assert!(!restic(&wrong, &["snapshots"]).status.success());
+    let http = app
+        .client
+        .head(format!("{}/backup/{}/{}/config", app.base, t.id, alice.id))
+        .basic_auth(&bob.user, Some(&bob.secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(http.status(), 401);
+    let anon = app
+        .client
+        .head(format!("{}/backup/{}/{}/config", app.base, t.id, alice.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+
+    // Suspended over SCIM: refused from the first request on; reactivated: same data.
+    let path = format!("/Users/{}", alice.id);
+    assert_eq!(t.patch(&path, &set_active(false)).await.status, 200);
+    let o = restic(&alice.repo, &["snapshots"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("403"), "{}", text(&o));
+    assert_eq!(t.patch(&path, &set_active(true)).await.status, 200);
+    ok(restic(&alice.repo, &["check"]));
+
+    // Soft-deleted: refused, data kept; restored by the CLI: works again.
+    assert_eq!(t.delete(&path).await.status, 204);
+    let o = restic(&alice.repo, &["snapshots"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("403"), "{}", text(&o));
+    app.cli(&[
+        "account",
+        "restore",
+        "--tenant",
+        &t.id,
+        "--user-name",
+        "alice@example.com",
+    ])
+    .ok();
+    let snaps: Value =
+        serde_json::from_str(&ok(restic(&alice.repo, &["snapshots", "--json"]))).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
+    let out2 = work.path().join("restore2");
+    ok(restic(
+        &alice.repo,
+        &["restore", "latest", "--target", out2.to_str().unwrap()],
+    ));
+    assert_same_tree(&src, &out2.join(src.strip_prefix("/").unwrap()));
+
+    // Only the retention purge deletes the repository, and it is audited.
+    let repo_dir = app
+        .deployment
+        .data_dir
+        .path()
+        .join("vault")
+        .join(&t.id)
+        .join(&alice.id);
+    assert!(repo_dir.join("config").is_file());
+    assert_eq!(t.delete(&path).await.status, 204);
+    let mut args = app.deployment.global_args();
+    args.extend(["account", "purge-expired", "--json"].map(String::from));
+    let purged: Cli = Command::new(cairn_bin())
+        .args(&args)
+        .env("CAIRN_CLOCK_OFFSET_SECS", (31 * 86_400).to_string())
+        .env_remove("CAIRN_DATABASE_URL")
+        .env_remove("CAIRN_DATA_DIR")
+        .env("CAIRN_LOG", "warn")
+        .output()
+        .unwrap()
+        .into();
+    let purged = purged.ok().json();
+    assert_eq!(purged.as_array().unwrap().len(), 1, "{purged}");
+    assert!(!repo_dir.exists());
+    let audit = app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().json();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"vault_purged"), "{actions:?}");
+    assert!(actions.contains(&"backup_key_generated"), "{actions:?}");
+    // No secret in the audit log.
+    assert!(!audit.to_string().contains(&alice.secret));
+    // Bob's repository is untouched by all of this.
+    assert!(!restic(&bob.repo, &["snapshots"]).status.success()); // not initialised
+    ok(restic(&bob.repo, &["init"]));
+}
+
+#[tokio::test]
+async fn quota_exceeded_mid_backup_fails_with_507_and_keeps_the_repository_consistent() {
+    // 1 "GB" of Account Size = 4 MB here, so a few megabytes fill the account.
+    let app = TestApp::spawn_with(Opts {
+        env: vec![("CAIRN_VAULT_QUOTA_UNIT_BYTES".into(), "4000000".into())],
+        ..Opts::default()
+    })
+    .await;
+    let t = app.tenant("Quota");
+    app.cli(&[
+        "scim",
+        "enable",
+        "--tenant",
+        &t.id,
+        "--account-size-gb",
+        "1",
+    ])
+    .ok();
+    let a = account(&app, &t, "carol@example.com").await;
+    let work = tempfile::tempdir().unwrap();
+    let small = work.path().join("small");
+    make_tree(&small, 3, 1 << 20);
+    let big = work.path().join("big");
+    make_tree(&big, 11, 8 << 20);
+
+    ok(restic(&a.repo, &["init"]));
+    ok(restic(&a.repo, &["backup", small.to_str().unwrap()]));
+    // restic retries the refused upload for about 45 s, then gives up with our message.
+    let o = restic(&a.repo, &["backup", big.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("507 Account quota (1 GB) exceeded"),
+        "{}",
+        text(&o)
+    );
+    // Nothing half-written: the repository checks clean, the first snapshot restores.
+    ok(restic(&a.repo, &["check", "--read-data"]));
+    let out = work.path().join("restore");
+    ok(restic(
+        &a.repo,
+        &["restore", "latest", "--target", out.to_str().unwrap()],
+    ));
+    assert_same_tree(&small, &out.join(small.strip_prefix("/").unwrap()));
+    // A full account can still lock, forget and prune (locks and deletes are allowed).
+    ok(restic(&a.repo, &["forget", "--keep-last", "1", "--prune"]));
+}
