@@ -398,3 +398,71 @@ async fn groups_and_memberships_stay_within_their_tenant() {
     let groups = a_user["groups"].as_array().cloned().unwrap_or_default();
     assert!(groups.iter().all(|g| g["value"] == ag.as_str()), "{a_user}");
 }
+
+/// With the auth cache on (as in production), a token regenerated or SCIM disabled
+/// elsewhere (the CLI, another instance) stops working on every instance within
+/// `CAIRN_AUTH_CACHE_MS`.
+#[tokio::test]
+async fn cached_credentials_expire_on_every_instance() {
+    let cache = Opts {
+        env: vec![("CAIRN_AUTH_CACHE_MS".into(), "500".into())],
+        ..Default::default()
+    };
+    let one = TestApp::spawn_with(cache.clone()).await;
+    let two = TestApp::spawn_on(one.deployment.clone(), cache).await;
+    let t1 = one.tenant("Cached");
+    let t2 = Tenant {
+        url: t1.url.replace(&one.base, &two.base),
+        ..t1.clone()
+    };
+    for t in [&t1, &t2] {
+        assert_eq!(t.get("/Users").await.status, 200); // warms the cache
+    }
+    let fresh = one
+        .cli(&["scim", "token", "--tenant", &t1.id, "--json"])
+        .ok()
+        .json()["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for t in [&t1, &t2] {
+        loop {
+            let r = t.get("/Users").await;
+            if r.status == 401 {
+                r.assert_scim_error(401, None);
+                break;
+            }
+            assert_eq!(r.status, 200, "{}", r.text);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the old token still works on {}",
+                t.url
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let n = Tenant {
+            token: fresh.clone(),
+            ..t.clone()
+        };
+        assert_eq!(n.get("/Users").await.status, 200);
+    }
+    // Disabling SCIM reaches both instances the same way.
+    one.cli(&["scim", "disable", "--tenant", &t1.id]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for t in [&t1, &t2] {
+        let n = Tenant {
+            token: fresh.clone(),
+            ..t.clone()
+        };
+        loop {
+            let r = n.get("/Users").await;
+            if r.status == 401 {
+                r.assert_scim_error(401, None);
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "still enabled");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
