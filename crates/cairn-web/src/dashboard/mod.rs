@@ -12,6 +12,7 @@ pub mod accounts;
 pub mod activity;
 pub mod chart;
 pub mod csrf;
+pub mod groups;
 pub mod login;
 pub mod scim_settings;
 pub mod session;
@@ -42,6 +43,12 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))
+        .route(
+            "/accounts/{id}/backup-key",
+            post(accounts::generate_backup_key),
+        )
+        .route("/groups", get(groups::list_groups))
+        .route("/groups/{id}/size", post(groups::set_group_size))
         .route("/activity", get(activity::show_activity))
         .route("/static/app.css", get(static_css))
         .route("/static/app.js", get(static_js))
@@ -135,7 +142,7 @@ pub struct Nav {
     pub role: &'static str,
     pub admin: bool,
     pub csrf: String,
-    /// Which menu entry is current: `accounts`, `activity` or `settings`.
+    /// Which menu entry is current: `accounts`, `groups`, `activity` or `settings`.
     pub section: &'static str,
 }
 

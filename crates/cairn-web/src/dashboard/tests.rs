@@ -180,6 +180,7 @@ impl Harness {
                 vault: cairn_vault::Vault::new(dir.path().join("vault")),
                 quota_unit: Default::default(),
             }),
+            scim_rate_limit: None,
         });
         Harness {
             app,
@@ -917,4 +918,102 @@ async fn a_deleted_account_is_listed_and_restored_from_its_page() {
     assert!(act.body.contains("<svg class=\"chart\""));
     let none = h.get("/activity?action=user_purged", Some(&c)).await;
     assert!(none.body.contains("No activity matches these filters"));
+}
+
+#[tokio::test]
+async fn groups_page_lists_groups_and_administrators_set_their_size() {
+    use cairn_core::group::GroupData;
+    use cairn_core::ids::UserId;
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let u = h.provision(&ctx, "member@acme.test", "Member").await;
+    let g = h
+        .services
+        .create_group(
+            &ctx,
+            GroupData {
+                display_name: "<Engineering>".into(),
+                external_id: None,
+                doc: serde_json::json!({"displayName": "<Engineering>"}),
+            },
+            &[UserId::parse(&u).unwrap()],
+            &RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+
+    // Viewers see the page, without the form, and cannot post it.
+    let v = h.sign_in(VIEWER).await;
+    let page = h.get("/groups", Some(&v)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("&#60;Engineering&#62;"), "escaped");
+    assert!(!page.body.contains("<Engineering>"));
+    assert!(!page.body.contains("name=\"size_gb\""));
+    let r = h
+        .post(
+            &format!("/groups/{}/size", g.id),
+            Some(&v),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf()), ("size_gb", "200")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let a = h.sign_in(ADMIN).await;
+    let page = h.get("/groups", Some(&a)).await;
+    assert!(page.body.contains("name=\"size_gb\""));
+    assert!(page.body.contains(">1<"), "member count: {}", page.body);
+    // Without the CSRF token: refused.
+    let r = h
+        .post(
+            &format!("/groups/{}/size", g.id),
+            Some(&a),
+            Some(ORIGIN),
+            form(&[("size_gb", "200")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Invalid size: shown inline, nothing saved.
+    let r = h
+        .post(
+            &format!("/groups/{}/size", g.id),
+            Some(&a),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf()), ("size_gb", "lots")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let r = h
+        .post(
+            &format!("/groups/{}/size", g.id),
+            Some(&a),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf()), ("size_gb", "200")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    assert_eq!(r.location(), "/groups?saved=1");
+    let user = h.services.get_user(&ctx, &u).await.unwrap();
+    assert_eq!(user.quota_gb.get(), 200);
+    let page = h.get("/groups?saved=1", Some(&a)).await;
+    assert!(page.body.contains("value=\"200\""));
+    // Clear: back to the tenant's Account Size at creation.
+    let r = h
+        .post(
+            &format!("/groups/{}/size", g.id),
+            Some(&a),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &page.csrf()),
+                ("size_gb", "200"),
+                ("action", "clear"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+    let user = h.services.get_user(&ctx, &u).await.unwrap();
+    assert_eq!(user.quota_gb.get(), 10);
+    // The activity page names the new actions.
+    let act = h.get("/activity", Some(&a)).await;
+    assert!(act.body.contains("Quota changed"));
 }

@@ -113,6 +113,11 @@ pub fn action_label(action: &str) -> &'static str {
         "user_deleted" => "Account deleted",
         "user_restored" => "Account restored",
         "user_purged" => "Account purged",
+        "group_created" => "Group created",
+        "group_updated" => "Group updated",
+        "group_deleted" => "Group deleted",
+        "group_size_changed" => "Group Account Size changed",
+        "quota_changed" => "Quota changed",
         _ => "Other",
     }
 }
