@@ -168,6 +168,14 @@ pub struct ServeArgs {
         hide = true
     )]
     pub purge_interval_secs: u64,
+    /// After SIGTERM, the longest wait for in-flight requests before exiting anyway.
+    #[arg(
+        long,
+        env = "CAIRN_DRAIN_TIMEOUT_SECS",
+        default_value_t = 30,
+        hide = true
+    )]
+    pub drain_timeout_secs: u64,
 }
 
 #[derive(Subcommand, Debug)]

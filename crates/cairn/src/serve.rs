@@ -3,6 +3,7 @@
 use crate::cli::{purge_expired, services, Global, ServeArgs};
 use anyhow::{Context, Result};
 use cairn_web::{metrics::Metrics, AppState};
+use std::future::IntoFuture;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -60,10 +61,32 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     println!("listening on http://{addr}");
     let _ = std::io::stdout().flush();
 
-    axum::serve(listener, cairn_web::app(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("server error")?;
+    // Draining waits for in-flight requests, but not for ever: a client that stalls in
+    // the middle of its body would otherwise keep the process alive after SIGTERM.
+    let drain_limit = Duration::from_secs(args.drain_timeout_secs);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, cairn_web::app(state))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stopping_tx.send(());
+        })
+        .into_future();
+    let drain_deadline = async move {
+        match stopping_rx.await {
+            Ok(()) => tokio::time::sleep(drain_limit).await,
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        r = server => r.context("server error")?,
+        () = drain_deadline => {
+            tracing::warn!(
+                secs = drain_limit.as_secs(),
+                "requests still in flight after the drain limit; exiting"
+            );
+            return Ok(());
+        }
+    }
     tracing::info!("shut down cleanly");
     Ok(())
 }
