@@ -379,3 +379,36 @@ async fn database_outage_is_503_and_service_resumes() {
     t.create_user(&json!({"schemas":[USER_URN],"userName":"after@outage.test"}))
         .await;
 }
+
+/// A client that stalls in the middle of its body cannot keep the process alive after
+/// SIGTERM: draining ends after `CAIRN_DRAIN_TIMEOUT_SECS` and the exit is still 0.
+#[tokio::test]
+async fn sigterm_drain_is_bounded_when_a_client_stalls() {
+    use tokio::io::AsyncWriteExt;
+    let mut app = TestApp::spawn_with(Opts {
+        env: vec![("CAIRN_DRAIN_TIMEOUT_SECS".into(), "1".into())],
+        ..Default::default()
+    })
+    .await;
+    let t = app.tenant("Stalled");
+    let rest = t.url.strip_prefix("http://").unwrap();
+    let (authority, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let head = format!(
+        "POST {path}/Users HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {}\r\nContent-Type: {SCIM_JSON}\r\nContent-Length: 100\r\n\r\n{{",
+        t.token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    // An idle keep-alive connection as well.
+    assert_eq!(t.get("/Users").await.status, 200);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = std::time::Instant::now();
+    let code = app.terminate();
+    assert!(code.success(), "exit status {code}: {}", app.log());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    drop(s);
+}
