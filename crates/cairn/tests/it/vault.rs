@@ -308,3 +308,153 @@ async fn quota_exceeded_mid_backup_fails_with_507_and_keeps_the_repository_consi
     // A full account can still lock, forget and prune (locks and deletes are allowed).
     ok(restic(&a.repo, &["forget", "--keep-last", "1", "--prune"]));
 }
+
+/// Signs in to the dashboard and returns the session cookie (`name=value`).
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> String {
+    use reqwest::header;
+    let page = app.get("/login").send().await.unwrap();
+    let login_cookie = page
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("cairn_login="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("login CSRF cookie");
+    let html = page.text().await.unwrap();
+    let csrf = csrf_of(&html);
+    let body = format!(
+        "email={}&password={}&csrf={csrf}",
+        email.replace('@', "%40"),
+        password.replace(' ', "+")
+    );
+    let r = app
+        .client
+        .post(format!("{}/login", app.base))
+        .header(header::ORIGIN, &app.base)
+        .header(header::COOKIE, login_cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    r.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("cairn_session="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .expect("session cookie")
+}
+
+fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf field")
+        .to_owned()
+}
+
+/// Unescapes what askama escapes in the values we read back.
+fn unescape(s: &str) -> String {
+    s.replace("&#x2f;", "/")
+        .replace("&#47;", "/")
+        .replace("&#58;", ":")
+        .replace("&amp;", "&")
+}
+
+fn code_after(html: &str, label: &str) -> String {
+    let rest = html
+        .split(&format!("<dt>{label}</dt><dd><code"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {label} in {html}"));
+    let v = rest.split('>').nth(1).unwrap().split('<').next().unwrap();
+    unescape(v)
+}
+
+#[tokio::test]
+async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
+    use reqwest::header;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("VaultDash");
+    let created = t.post("/Users", &user_body("dana@example.com")).await;
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let pw = "dashboard password 1";
+    app.cli_stdin(
+        &[
+            "user",
+            "create",
+            "--tenant",
+            &t.id,
+            "--email",
+            "admin@vault.test",
+            "--role",
+            "administrator",
+            "--password-stdin",
+        ],
+        Some(pw),
+    )
+    .ok();
+    let cookie = sign_in(&app, "admin@vault.test", pw).await;
+    let page = app
+        .get(&format!("/accounts/{id}"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let repo = code_after(&html, "Backup repository");
+    assert_eq!(repo, format!("rest:{}/backup/{}/{id}/", app.base, t.id));
+    assert!(html.contains("<meter class=\"usage\""), "{html}");
+    assert!(html.contains("Generate backup key"), "{html}");
+
+    // Without the CSRF token the form is refused.
+    let refused = app
+        .client
+        .post(format!("{}/accounts/{id}/backup-key", app.base))
+        .header(header::ORIGIN, &app.base)
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body("csrf=wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    let r = app
+        .client
+        .post(format!("{}/accounts/{id}/backup-key", app.base))
+        .header(header::ORIGIN, &app.base)
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("csrf={}", csrf_of(&html)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get(header::CACHE_CONTROL).unwrap(), "no-store");
+    let html = r.text().await.unwrap();
+    let with_key = code_after(&html, "Repository");
+    let secret = code_after(&html, "Secret");
+    assert!(with_key.contains(&secret), "{with_key}");
+    ok(restic(&with_key, &["init"]));
+    ok(restic(&with_key, &["snapshots"]));
+
+    // The secret is not shown again, and usage shows after an upload.
+    let html = app
+        .get(&format!("/accounts/{id}"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!html.contains(&secret));
+    assert!(
+        !html.contains(">0 B<") && !html.contains("<dd>0 B "),
+        "{html}"
+    );
+}
