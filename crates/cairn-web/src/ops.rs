@@ -52,3 +52,9 @@ pub fn panic_response(_err: Box<dyn std::any::Any + Send + 'static>) -> Response
     crate::scim::response::ApiError(cairn_scim::ScimError::new(500, None, "internal error"))
         .into_response()
 }
+
+/// `GET /_bench/floor` (only with `cairn serve --bench-floor`): the cheapest JSON answer
+/// the stack can give, the baseline `cairn-bench` divides every SCIM operation by.
+pub async fn bench_floor() -> Response {
+    Json(json!({"ok": true})).into_response()
+}

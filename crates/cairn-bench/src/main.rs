@@ -1,0 +1,341 @@
+//! `cairn-bench`: Cairn's benchmark suite. For each user count it starts the real `cairn`
+//! binary on a fresh database, seeds users over SCIM, measures each SCIM operation with wrk
+//! over loopback against a floor (a trivial handler behind the same middleware), and
+//! writes a table, JSON and an SVG chart. `scripts/bench` is the documented entry point.
+
+mod report;
+mod seed;
+mod server;
+mod wrk;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use wrk::{Load, Measured};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn-bench",
+    about = "Benchmark Cairn's SCIM API against a bare-handler floor"
+)]
+struct Args {
+    /// User counts to run, comma-separated (each on a fresh database), e.g. 1000,10000,100000.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    users: Vec<usize>,
+    /// Seconds of load per operation.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Smoke test: 1,000 users, 2 s per operation, few connections. Asserts no timings,
+    /// only that every operation ran and mostly succeeded.
+    #[arg(long)]
+    short: bool,
+    /// Run on PostgreSQL (a database created and dropped on 127.0.0.1:5432, user postgres).
+    #[arg(long)]
+    postgres: bool,
+    /// Run SQLite and then PostgreSQL for each user count.
+    #[arg(long, conflicts_with = "postgres")]
+    both: bool,
+    /// The cairn binary to measure.
+    #[arg(long, env = "CAIRN_BENCH_BIN", default_value = "target/release/cairn")]
+    bin: PathBuf,
+    /// wrk connections.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Concurrent clients while seeding.
+    #[arg(long, default_value_t = 16)]
+    seed_concurrency: usize,
+    /// Largest group measured against a one-member group.
+    #[arg(long, default_value_t = 100_000)]
+    group_size: usize,
+    /// Skip the group operations.
+    #[arg(long)]
+    no_groups: bool,
+    /// Only these operations (comma-separated names from the table); the floor always runs.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where the JSON goes; the chart is written beside it as .svg.
+    #[arg(long, default_value = "target/bench/results.json")]
+    out: PathBuf,
+}
+
+/// One backend at one user count.
+pub struct Run {
+    pub backend: &'static str,
+    pub users: usize,
+    pub seed_secs: f64,
+    pub group_size: Option<usize>,
+    pub rss_peak_kib: u64,
+    pub rss_after_seed_kib: u64,
+    pub ops: Vec<(String, String, Measured)>,
+}
+
+impl Run {
+    pub fn floor_rps(&self) -> f64 {
+        self.ops
+            .iter()
+            .find(|(n, _, _)| n == "floor")
+            .map(|(_, _, m)| m.rps())
+            .unwrap_or(0.0)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let mut args = Args::parse();
+    if args.short {
+        args.users = vec![1000];
+        args.duration = 2;
+        args.connections = args.connections.min(8);
+        args.seed_concurrency = args.seed_concurrency.min(8);
+    }
+    if !args.bin.exists() {
+        bail!(
+            "{} not found: build it first (scripts/bench does) or pass --bin",
+            args.bin.display()
+        );
+    }
+    let load = Load {
+        threads: args.threads,
+        connections: args.connections,
+        secs: args.duration,
+    };
+    let backends: Vec<bool> = if args.both {
+        vec![false, true]
+    } else {
+        vec![args.postgres]
+    };
+    let mut runs = Vec::new();
+    let mut failed = Vec::new();
+    for &n in &args.users {
+        for &pg in &backends {
+            let run = run_one(&args, &load, n, pg).await?;
+            for (name, _, m) in &run.ops {
+                if m.failure_share() > 0.5 {
+                    failed.push(format!(
+                        "{} {} users: {name}: {} of {} requests failed",
+                        run.backend,
+                        n,
+                        m.non_2xx + m.socket_errors,
+                        m.requests
+                    ));
+                }
+            }
+            report::print_table(&run);
+            runs.push(run);
+            // Write as we go: a long run that dies later keeps what it measured.
+            report::write(&args.out, &runs, &load, &machine())?;
+        }
+    }
+    println!("\nresults: {}", args.out.display());
+    if let Some(svg) = report::chart_path(&args.out, &runs) {
+        println!("chart:   {}", svg.display());
+    }
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("FAILED: {f}");
+        }
+        bail!("{} operation(s) mostly failed", failed.len());
+    }
+    Ok(())
+}
+
+async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<Run> {
+    let backend = if postgres { "postgres" } else { "sqlite" };
+    println!("\n## {backend}, {n} users");
+    let dep = server::Deployment::new(&args.bin, postgres).await?;
+    let server = dep.serve().await?;
+    let base = server.base.clone();
+    let tenant = dep
+        .cli(&["tenant", "create", "--name", "Bench", "--json"], &base)
+        .await?;
+    let tenant_id = tenant["id"].as_str().context("tenant id")?.to_owned();
+    dep.cli(
+        &[
+            "scim",
+            "enable",
+            "--tenant",
+            &tenant_id,
+            "--account-size-gb",
+            "50",
+        ],
+        &base,
+    )
+    .await?;
+    let tok = dep
+        .cli(&["scim", "token", "--tenant", &tenant_id, "--json"], &base)
+        .await?;
+    let token = tok["token"].as_str().context("token")?.to_owned();
+    let scim_url = tok["tenant_url"]
+        .as_str()
+        .or(tenant["tenant_url"].as_str())
+        .context("tenant_url")?
+        .trim_end_matches('/')
+        .to_owned();
+    let scim_path = scim_url
+        .strip_prefix(&base)
+        .context("tenant_url is not under the server's address")?
+        .to_owned();
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.seed_concurrency)
+        .build()?;
+    let seeded = seed::users(&client, &scim_url, &token, n, args.seed_concurrency).await?;
+    println!(
+        "seeded {n} users in {:.1} s: {:.0} users/s ({} clients)",
+        seeded.secs,
+        n as f64 / seeded.secs,
+        args.seed_concurrency
+    );
+
+    // Groups: a one-member group and a big one; the users left out of the big group
+    // are the members the benchmark adds (and removes again).
+    let pool_len = (n / 10).clamp(1, 1000);
+    let big = args.group_size.min(n - pool_len);
+    let want_groups =
+        !args.no_groups && wanted(args, "group_add_1") | wanted(args, "group_add_big");
+    let groups = if want_groups {
+        let started = std::time::Instant::now();
+        let small =
+            seed::group(&client, &scim_url, &token, "bench-small", &seeded.ids[..1]).await?;
+        let large = seed::group(
+            &client,
+            &scim_url,
+            &token,
+            "bench-large",
+            &seeded.ids[..big],
+        )
+        .await?;
+        println!(
+            "groups: 1 and {big} members in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        Some((small, large))
+    } else {
+        None
+    };
+    let (_, rss_after_seed_kib) = server.memory_kib();
+
+    let dir = tempfile::Builder::new()
+        .prefix("cairn-bench-lua-")
+        .tempdir()?;
+    let scripts = wrk::Scripts::new(dir.path(), &token, &scim_path);
+    // A sample of seeded users spread over the whole range, for the by-id operations.
+    let step = (n / 10_000).max(1);
+    let sample: Vec<String> = (0..n)
+        .step_by(step)
+        .map(|i| format!("{} {i}", seeded.ids[i]))
+        .collect();
+    let sample = scripts.write_lines("sample.txt", &sample)?;
+    let pool: Vec<String> = (n - pool_len..n)
+        .map(|i| format!("{} {i}", seeded.ids[i]))
+        .collect();
+    let pool = scripts.write_lines("pool.txt", &pool)?;
+    let run_id = format!("{}{}", std::process::id(), n);
+    let deep = n.saturating_sub(99).max(1);
+
+    let mut plan: Vec<(&str, String, String)> = vec![
+        (
+            "floor",
+            "GET /_bench/floor".into(),
+            wrk::get_fixed("/_bench/floor"),
+        ),
+        (
+            "get_filter",
+            "GET /Users?filter=userName eq".into(),
+            wrk::get_filter(n),
+        ),
+        ("get_id", "GET /Users/{id}".into(), wrk::get_id(&sample)),
+        (
+            "page_first",
+            "GET /Users?startIndex=1&count=100".into(),
+            wrk::get_fixed(&format!("{scim_path}/Users?startIndex=1&count=100")),
+        ),
+        (
+            "page_deep",
+            format!("GET /Users?startIndex={deep}&count=100"),
+            wrk::get_fixed(&format!("{scim_path}/Users?startIndex={deep}&count=100")),
+        ),
+        (
+            "put_okta",
+            "PUT /Users/{id} (Okta profile)".into(),
+            wrk::put_user(&sample),
+        ),
+        (
+            "patch_entra",
+            "PATCH /Users/{id} active False (Entra)".into(),
+            wrk::patch_disable(&sample),
+        ),
+    ];
+    if let Some((small, large)) = &groups {
+        plan.push((
+            "group_add_1",
+            "PATCH /Groups add+remove member, size 1".into(),
+            wrk::group_add_member(small, &pool),
+        ));
+        plan.push((
+            "group_add_big",
+            format!("PATCH /Groups add+remove member, size {big}"),
+            wrk::group_add_member(large, &pool),
+        ));
+    }
+    // Last: it adds users, which would change N for the operations after it.
+    plan.push(("post", "POST /Users".into(), wrk::post_user(&run_id)));
+
+    let mut ops = Vec::new();
+    for (name, label, lua) in plan {
+        if name != "floor" && !wanted(args, name) {
+            continue;
+        }
+        let script = scripts.write(name, &lua)?;
+        let m = wrk::run(&base, &script, load).await?;
+        println!(
+            "  {name:<14} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  failed {}",
+            m.rps(),
+            m.p50_ms,
+            m.p99_ms,
+            m.non_2xx + m.socket_errors
+        );
+        ops.push((name.to_owned(), label, m));
+    }
+    let (rss_peak_kib, _) = server.memory_kib();
+    server.stop().await;
+    drop(dep);
+    Ok(Run {
+        backend,
+        users: n,
+        seed_secs: seeded.secs,
+        group_size: groups.map(|_| big),
+        rss_peak_kib,
+        rss_after_seed_kib,
+        ops,
+    })
+}
+
+fn wanted(args: &Args, name: &str) -> bool {
+    args.only.is_empty() || args.only.iter().any(|o| o == name)
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "mem_gib": wrk::round(mem_kib as f64 / 1048576.0, 1),
+    })
+}
