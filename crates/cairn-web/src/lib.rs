@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// The backup vault's repositories (restic REST protocol under `/backup`).
     pub vault: Arc<vault::VaultConfig>,
+    /// The per-tenant SCIM request budget (`None`: unlimited).
+    pub scim_rate_limit: Option<Arc<scim::rate_limit::RateLimiter>>,
 }
 
 /// The application router with its middleware, before path normalisation.

@@ -176,6 +176,10 @@ pub struct ServeArgs {
         hide = true
     )]
     pub drain_timeout_secs: u64,
+    /// SCIM requests per second allowed to each tenant, with bursts of twice that; beyond
+    /// it requests get 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "CAIRN_SCIM_RATE_LIMIT", default_value_t = 100)]
+    pub scim_rate_limit: u32,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,6 +2,7 @@
 
 use crate::cli::{purge_expired, services, Global, ServeArgs};
 use anyhow::{Context, Result};
+use cairn_web::scim::rate_limit::RateLimiter;
 use cairn_web::{metrics::Metrics, AppState};
 use std::future::IntoFuture;
 use std::io::Write;
@@ -37,6 +38,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         services: svc.clone(),
         metrics: Arc::new(Metrics::new()),
         vault: Arc::new(g.vault()),
+        scim_rate_limit: RateLimiter::per_second(args.scim_rate_limit).map(Arc::new),
     };
 
     let purge_svc = svc.clone();

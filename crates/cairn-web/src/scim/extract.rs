@@ -40,12 +40,23 @@ impl FromRequestParts<AppState> for Scim {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
-        state
-            .services
-            .authenticate_scim(tenant, auth, ua)
-            .await
-            .map(Scim)
-            .map_err(ApiError::from)
+        let ctx = state.services.authenticate_scim(tenant, auth, ua).await?;
+        // Charged after authentication: see `rate_limit` for why.
+        if let Some(limit) = &state.scim_rate_limit {
+            if let Err(wait) = limit.check(ctx.tenant_id(), std::time::Instant::now()) {
+                tracing::debug!(tenant = %ctx.tenant_id(), "SCIM rate limit exceeded");
+                return Err(ApiError(ScimError::new(
+                    429,
+                    None,
+                    format!(
+                        "this tenant is sending more than {} SCIM requests per second; retry after {} s",
+                        limit.rate(),
+                        super::rate_limit::retry_after_secs(wait)
+                    ),
+                )));
+            }
+        }
+        Ok(Scim(ctx))
     }
 }
 

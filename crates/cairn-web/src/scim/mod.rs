@@ -3,6 +3,7 @@
 pub mod discovery;
 pub mod extract;
 pub mod groups;
+pub mod rate_limit;
 pub mod response;
 pub mod users;
 

@@ -19,6 +19,7 @@ mod isolation;
 mod lifecycle;
 mod ops;
 mod races;
+mod rate_limit;
 mod scale_out;
 mod smoke;
 mod vault;

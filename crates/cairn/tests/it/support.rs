@@ -202,7 +202,9 @@ pub struct Opts {
 
 impl TestApp {
     /// A fresh deployment and a server on it. Token and settings lookups are not cached
-    /// (`CAIRN_AUTH_CACHE_MS=0`) so CLI changes show at once; tests of the cache opt in.
+    /// (`CAIRN_AUTH_CACHE_MS=0`) so CLI changes show at once, and the SCIM rate limit is
+    /// off (`CAIRN_SCIM_RATE_LIMIT=0`) so load and race tests measure the store; tests of
+    /// the cache and the limit opt in.
     pub async fn spawn() -> TestApp {
         Self::spawn_with(Opts::default()).await
     }
@@ -227,6 +229,7 @@ impl TestApp {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(&opts.args)
             .env("CAIRN_AUTH_CACHE_MS", "0")
+            .env("CAIRN_SCIM_RATE_LIMIT", "0")
             .env("CAIRN_LOG", "info")
             .env_remove("CAIRN_PUBLIC_URL")
             .env_remove("CAIRN_DATABASE_URL")
