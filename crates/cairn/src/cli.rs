@@ -15,6 +15,23 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `println!` for command output. A closed standard output (`cairn audit --json | head`)
+/// becomes an error ("writing to standard output: Broken pipe") and a non-zero exit
+/// instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).context("writing to standard output")?
+    }};
+}
+
+/// Prints a JSON document (pretty) as command output.
+macro_rules! print_json {
+    ($v:expr $(,)?) => {
+        outln!("{}", serde_json::to_string_pretty($v).unwrap_or_default())
+    };
+}
+
 #[derive(Parser, Debug)]
 #[command(
     name = "cairn",
@@ -353,14 +370,14 @@ async fn db_copy(from: &str, to: &str, json: bool) -> Result<()> {
             .iter()
             .map(|(t, n)| (t.clone(), json!(n)))
             .collect();
-        print_json(
+        print_json!(
             &json!({"from": src.to_string(), "to": dst.to_string(), "tables": tables, "verified": true}),
         );
     } else {
         for (t, n) in &report.tables {
-            println!("{t:<20} {n:>10} rows");
+            outln!("{t:<20} {n:>10} rows");
         }
-        println!("Copied {src} to {dst}; row counts verified.");
+        outln!("Copied {src} to {dst}; row counts verified.");
     }
     Ok(())
 }
@@ -402,10 +419,6 @@ fn tenant_id(s: &str) -> Result<TenantId> {
     })
 }
 
-fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
-}
-
 pub async fn run(cli: Cli) -> Result<()> {
     let g = cli.global;
     if let Command::Serve(args) = cli.command {
@@ -426,9 +439,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             let t = svc.create_tenant(&op, &name).await?;
             let url = svc.tenant_url(&t.id);
             if json {
-                print_json(&json!({"id": t.id, "name": t.name, "tenant_url": url}));
+                print_json!(&json!({"id": t.id, "name": t.name, "tenant_url": url}));
             } else {
-                println!("Created tenant {} ({})\nTenant URL: {url}", t.name, t.id);
+                outln!("Created tenant {} ({})\nTenant URL: {url}", t.name, t.id);
             }
         }
         Command::Tenant(TenantCmd::List { json }) => {
@@ -441,10 +454,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                         "scim_enabled": t.scim_enabled, "account_size_gb": t.account_size_gb.get()})
                     })
                     .collect();
-                print_json(&json!(v));
+                print_json!(&json!(v));
             } else {
                 for t in ts {
-                    println!(
+                    outln!(
                         "{}\t{}\tscim={}\t{}",
                         t.id,
                         t.name,
@@ -471,9 +484,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                     &meta,
                 )
                 .await?;
-            println!(
+            outln!(
                 "SCIM user management enabled for {} with Account Size {}",
-                t.name, t.account_size_gb
+                t.name,
+                t.account_size_gb
             );
         }
         Command::Scim(ScimCmd::Disable { tenant }) => {
@@ -489,7 +503,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     &meta,
                 )
                 .await?;
-            println!("SCIM user management disabled for {}", t.name);
+            outln!("SCIM user management disabled for {}", t.name);
         }
         Command::Scim(ScimCmd::Token { tenant, json }) => {
             let id = tenant_id(&tenant)?;
@@ -498,9 +512,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?;
             let url = svc.tenant_url(&id);
             if json {
-                print_json(&json!({"token": token.expose(), "tenant_url": url}));
+                print_json!(&json!({"token": token.expose(), "tenant_url": url}));
             } else {
-                println!(
+                outln!(
                     "Tenant URL: {url}\nAPI token (shown once, store it now): {}",
                     token.expose()
                 );
@@ -522,7 +536,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let u = svc
                 .create_dashboard_user(&op, &id, &email, role, &password)
                 .await?;
-            println!(
+            outln!(
                 "Created dashboard user {} ({}) in tenant {}",
                 u.email,
                 u.role.as_str(),
@@ -542,10 +556,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 )
                 .await?;
             if a.json {
-                print_json(&serde_json::to_value(&events)?);
+                print_json!(&serde_json::to_value(&events)?);
             } else {
                 for e in events {
-                    println!(
+                    outln!(
                         "{}\t{}\t{}\t{}\t{}",
                         cairn_core::clock::format_ts(e.at),
                         e.action,
@@ -566,9 +580,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .restore_user(Authority::Operator(&op), &id, &user_name, &meta)
                 .await?;
             if json {
-                print_json(&json!({"id": u.id, "user_name": u.user_name, "status": u.status()}));
+                print_json!(&json!({"id": u.id, "user_name": u.user_name, "status": u.status()}));
             } else {
-                println!("Restored {} ({})", u.user_name, u.id);
+                outln!("Restored {} ({})", u.user_name, u.id);
             }
         }
         Command::Group(GroupCmd::Size {
@@ -589,13 +603,13 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?;
             let size = g.size_gb.map(QuotaGb::get);
             if json {
-                print_json(&json!({"id": g.id, "display_name": g.display_name, "size_gb": size}));
+                print_json!(&json!({"id": g.id, "display_name": g.display_name, "size_gb": size}));
             } else {
                 match size {
                     Some(n) => {
-                        println!("Group {} now has an Account Size of {n} GB", g.display_name)
+                        outln!("Group {} now has an Account Size of {n} GB", g.display_name)
                     }
-                    None => println!("Group {} has no Account Size of its own", g.display_name),
+                    None => outln!("Group {} has no Account Size of its own", g.display_name),
                 }
             }
         }
@@ -610,16 +624,18 @@ pub async fn run(cli: Cli) -> Result<()> {
                                "members": s.members, "size_gb": s.group.size_gb.map(QuotaGb::get)})
                     })
                     .collect();
-                print_json(&json!(v));
+                print_json!(&json!(v));
             } else {
                 for s in &groups {
                     let size = s
                         .group
                         .size_gb
                         .map_or_else(|| "-".to_owned(), |g| format!("{} GB", g.get()));
-                    println!(
+                    outln!(
                         "{}  {}  members={}  size={size}",
-                        s.group.id, s.group.display_name, s.members
+                        s.group.id,
+                        s.group.display_name,
+                        s.members
                     );
                 }
             }
@@ -635,10 +651,10 @@ pub async fn run(cli: Cli) -> Result<()> {
                 .await?;
             let url = svc.repository_url(&id, &k.account.id, Some((&k.key_user, &k.secret)));
             if json {
-                print_json(&json!({"repository": url, "user": k.key_user,
+                print_json!(&json!({"repository": url, "user": k.key_user,
                     "secret": k.secret.expose(), "account_id": k.account.id}));
             } else {
-                println!(
+                outln!(
                     "Repository (shown once, store it now): {url}\nUser: {}\nSecret: {}",
                     k.key_user,
                     k.secret.expose()
@@ -654,9 +670,9 @@ pub async fn run(cli: Cli) -> Result<()> {
                         |u| json!({"tenant_id": u.tenant_id, "id": u.id, "user_name": u.user_name}),
                     )
                     .collect();
-                print_json(&json!(v));
+                print_json!(&json!(v));
             } else {
-                println!("Purged {} account(s)", purged.len());
+                outln!("Purged {} account(s)", purged.len());
             }
         }
     }
