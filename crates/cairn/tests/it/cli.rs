@@ -447,3 +447,40 @@ fn bad_databases_and_listen_addresses_fail_clearly() {
     let c = raw(&["--data-dir", &dd, "serve", "--listen", &addr]);
     assert_fails(&c, &[&addr]);
 }
+
+/// `cairn audit --json | head -1` and the like: a reader that goes away early is an
+/// ordinary error, not a panic.
+#[test]
+fn a_closed_standard_output_is_an_error_not_a_panic() {
+    let d = Deployment::new();
+    let id = cli(&d, &["tenant", "create", "--name", "Piped", "--json"])
+        .ok()
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for args in [
+        vec!["audit", "--tenant", id.as_str(), "--json"],
+        vec!["audit", "--tenant", id.as_str()],
+        vec!["tenant", "list", "--json"],
+        vec!["scim", "token", "--tenant", id.as_str(), "--json"],
+    ] {
+        let mut child = Command::new(cairn_bin())
+            .args(d.global_args())
+            .args(&args)
+            .env("CAIRN_LOG", "warn")
+            .env_remove("CAIRN_DATABASE_URL")
+            .env_remove("CAIRN_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before anything is written
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains("standard output"), "{args:?}: {stderr}");
+    }
+}
