@@ -7,3 +7,4 @@ mod accounts;
 mod filters;
 mod groups;
 mod settings;
+mod vault;
