@@ -99,7 +99,7 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
     m.latency
@@ -116,4 +116,37 @@ pub async fn track(State(m): State<Arc<Metrics>>, req: Request, next: Next) -> R
         })
         .inc();
     resp
+}
+
+/// The `method` label: the standard methods by name, anything else as `other`. Clients
+/// choose the method freely (`FOO123 /healthz`), so using it verbatim would let anyone
+/// create unbounded numbers of series.
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn method_labels_are_bounded() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"X12345").unwrap()),
+            "other"
+        );
+        assert_eq!(method_label(&Method::TRACE), "other");
+    }
 }
