@@ -412,3 +412,28 @@ async fn sigterm_drain_is_bounded_when_a_client_stalls() {
     );
     drop(s);
 }
+
+/// Clients choose the HTTP method freely; made-up methods must not each become a new
+/// metrics series (unbounded memory and /metrics size).
+#[tokio::test]
+async fn made_up_methods_do_not_grow_the_metrics() {
+    let app = TestApp::spawn().await;
+    for i in 0..20 {
+        let m = Method::from_bytes(format!("X{i}FOO").as_bytes()).unwrap();
+        for path in ["/healthz", "/nope", "/scim/v2/x/Users"] {
+            let r = app
+                .client
+                .request(m.clone(), format!("{}{path}", app.base))
+                .send()
+                .await
+                .unwrap();
+            assert!(r.status().is_client_error(), "{m} {path}: {}", r.status());
+        }
+    }
+    let m = metrics(&app).await;
+    assert!(!m.contains("FOO"), "{m}");
+    assert!(
+        sample(&m, "cairn_http_requests_total", &[("method", "other")]) >= 60.0,
+        "{m}"
+    );
+}
