@@ -458,3 +458,251 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
         "{html}"
     );
 }
+
+fn sha256_hex(data: &[u8]) -> String {
+    // The harness has no SHA-256 crate; sha256sum is in coreutils (.ci/run checks it).
+    let mut child = Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}
+
+#[tokio::test]
+async fn rest_protocol_details_restic_depends_on() {
+    use reqwest::{header, Method};
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Proto");
+    let a = account(&app, &t, "erin@example.com").await;
+    let base = format!("{}/backup/{}/{}", app.base, t.id, a.id);
+    let req = |m: Method, path: &str| {
+        app.client
+            .request(m, format!("{base}{path}"))
+            .basic_auth(&a.user, Some(&a.secret))
+    };
+
+    let anon = app
+        .client
+        .head(format!("{base}/config"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+    assert!(anon.headers().contains_key(header::WWW_AUTHENTICATE));
+
+    // Before init: no config; create, then config once.
+    assert_eq!(
+        req(Method::HEAD, "/config").send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(req(Method::POST, "/").send().await.unwrap().status(), 400);
+    let created = req(Method::POST, "/?create=true").send().await.unwrap();
+    assert_eq!(created.status(), 200);
+    let cfg = req(Method::POST, "/config")
+        .body("cfg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cfg.status(), 200);
+    let again = req(Method::POST, "/config")
+        .body("other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 403);
+    let got = req(Method::GET, "/config").send().await.unwrap();
+    assert_eq!(got.text().await.unwrap(), "cfg");
+
+    // Objects: the name must be the content's SHA-256, and nothing is overwritten.
+    let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    let name = sha256_hex(&data);
+    let wrong = sha256_hex(b"something else");
+    let r = req(Method::POST, &format!("/data/{wrong}"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        req(Method::HEAD, &format!("/data/{wrong}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let r = req(Method::POST, &format!("/data/{name}"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = req(Method::POST, &format!("/data/{name}"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let on_disk = app.deployment.data_dir.path().join(format!(
+        "vault/{}/{}/data/{}/{name}",
+        t.id,
+        a.id,
+        &name[..2]
+    ));
+    assert_eq!(std::fs::read(on_disk).unwrap(), data);
+    assert_eq!(
+        req(Method::POST, "/data/..%2Fconfig")
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        req(Method::POST, "/data/NOTAHASH")
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    // A body without a declared length cannot be charged against the quota up front.
+    let status = raw_chunked_post(&app.base, &format!("{base}/index/{name}"), &a).await;
+    assert!(status.starts_with("HTTP/1.1 411"), "{status}");
+
+    // HEAD gives the size; GET honours single ranges.
+    let h = req(Method::HEAD, &format!("/data/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
+    assert_eq!(h.headers()[header::CONTENT_LENGTH], "10000");
+    for (range, first, last) in [
+        ("bytes=2-5", 2, 5),
+        ("bytes=9990-", 9990, 9999),
+        ("bytes=-3", 9997, 9999),
+        ("bytes=9000-20000", 9000, 9999),
+    ] {
+        let r = req(Method::GET, &format!("/data/{name}"))
+            .header(header::RANGE, range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206, "{range}");
+        assert_eq!(
+            r.headers()[header::CONTENT_RANGE],
+            format!("bytes {first}-{last}/10000").as_str(),
+            "{range}"
+        );
+        assert_eq!(r.bytes().await.unwrap(), data[first..=last], "{range}");
+    }
+    let r = req(Method::GET, &format!("/data/{name}"))
+        .header(header::RANGE, "bytes=10000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 416);
+    assert_eq!(r.headers()[header::CONTENT_RANGE], "bytes */10000");
+    let r = req(Method::GET, &format!("/data/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), data);
+
+    // Listing, v1 and v2.
+    let v1 = req(Method::GET, "/data/").send().await.unwrap();
+    assert_eq!(
+        v1.headers()[header::CONTENT_TYPE],
+        "application/vnd.x.restic.rest.v1"
+    );
+    assert_eq!(v1.json::<Value>().await.unwrap(), json!([name]));
+    let v2 = req(Method::GET, "/data/")
+        .header(header::ACCEPT, "application/vnd.x.restic.rest.v2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        v2.headers()[header::CONTENT_TYPE],
+        "application/vnd.x.restic.rest.v2"
+    );
+    assert_eq!(
+        v2.json::<Value>().await.unwrap(),
+        json!([{"name": name, "size": 10000}])
+    );
+    let empty = req(Method::GET, "/snapshots/").send().await.unwrap();
+    assert_eq!(empty.json::<Value>().await.unwrap(), json!([]));
+    assert_eq!(
+        req(Method::GET, "/bogus/").send().await.unwrap().status(),
+        404
+    );
+
+    // Delete, then it is gone.
+    let r = req(Method::DELETE, &format!("/data/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = req(Method::DELETE, &format!("/data/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        req(Method::GET, &format!("/data/{name}"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+/// POSTs a body with `Transfer-Encoding: chunked` (no Content-Length) over a raw
+/// connection; returns the status line.
+async fn raw_chunked_post(app_base: &str, url: &str, a: &Account) -> String {
+    use base64_lite::encode;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = app_base.trim_start_matches("http://");
+    let path = url.trim_start_matches(app_base);
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    let auth = encode(format!("{}:{}", a.user, a.secret).as_bytes());
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Basic {auth}\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+mod base64_lite {
+    /// Standard base64 with padding (RFC 4648 §4), enough for a basic-auth header.
+    pub fn encode(data: &[u8]) -> String {
+        const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for c in data.chunks(3) {
+            let b = [c[0], *c.get(1).unwrap_or(&0), *c.get(2).unwrap_or(&0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+}
