@@ -197,6 +197,23 @@ pub struct ServeArgs {
     /// it requests get 429 with Retry-After. 0 turns the limit off.
     #[arg(long, env = "CAIRN_SCIM_RATE_LIMIT", default_value_t = 100)]
     pub scim_rate_limit: u32,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. TLS 1.2
+    /// and 1.3 only.
+    #[arg(
+        long,
+        env = "CAIRN_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(
+        long,
+        env = "CAIRN_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,6 +2,7 @@
 
 mod cli;
 mod serve;
+mod tls;
 
 use clap::Parser;
 

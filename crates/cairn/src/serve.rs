@@ -1,11 +1,14 @@
 //! `cairn serve`: telemetry, the HTTP listener, graceful shutdown and the retention purge.
 
 use crate::cli::{purge_expired, services, Global, ServeArgs};
+use crate::tls::TlsListener;
 use anyhow::{Context, Result};
+use axum::serve::ListenerExt;
 use cairn_web::scim::rate_limit::RateLimiter;
 use cairn_web::{metrics::Metrics, AppState};
-use std::future::IntoFuture;
+use std::future::{Future, IntoFuture};
 use std::io::Write;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -29,10 +32,16 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    // Read before anything else starts, so a bad certificate or key stops `serve` at once.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let public_url = g
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let svc = services(g, public_url.clone()).await?;
     let state = AppState {
         services: svc.clone(),
@@ -60,19 +69,32 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
 
     tracing::info!(%addr, %public_url, "cairn listening");
     // Scripts and tests wait for this line.
-    println!("listening on http://{addr}");
+    println!("listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();
 
     // Draining waits for in-flight requests, but not for ever: a client that stalls in
     // the middle of its body would otherwise keep the process alive after SIGTERM.
     let drain_limit = Duration::from_secs(args.drain_timeout_secs);
     let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, cairn_web::app(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stopping_tx.send(());
-        })
-        .into_future();
+    let graceful = async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    };
+    let app = cairn_web::app(state);
+    let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
+        None => Box::pin(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .into_future(),
+        ),
+        // `tap_io` only so that axum hands the peer address to `ConnectInfo`, as it does
+        // for a plain `TcpListener`.
+        Some(config) => Box::pin(
+            axum::serve(TlsListener::new(listener, config)?.tap_io(|_| {}), app)
+                .with_graceful_shutdown(graceful)
+                .into_future(),
+        ),
+    };
     let drain_deadline = async move {
         match stopping_rx.await {
             Ok(()) => tokio::time::sleep(drain_limit).await,

@@ -22,4 +22,5 @@ mod races;
 mod rate_limit;
 mod scale_out;
 mod smoke;
+mod tls;
 mod vault;
