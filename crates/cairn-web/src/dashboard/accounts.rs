@@ -24,9 +24,29 @@ struct AccountsPage {
     q: String,
     status: String,
     total: u64,
-    rows: Vec<AccountRow>,
+    rows: Vec<ListedAccount>,
     prev_href: Option<String>,
     next_href: Option<String>,
+}
+
+/// A row of the list: the account and its usage bar.
+struct ListedAccount {
+    row: AccountRow,
+    usage_pct: u64,
+}
+
+impl std::ops::Deref for ListedAccount {
+    type Target = AccountRow;
+    fn deref(&self) -> &AccountRow {
+        &self.row
+    }
+}
+
+/// Used space against the quota in percent (0–100), as the vault counts it.
+fn usage_pct(state: &AppState, u: &cairn_core::user::UserRecord) -> u64 {
+    let quota = u128::from(u.quota_gb.get()) * u128::from(state.vault.quota_unit.0);
+    let used = u128::try_from(u.used_bytes.max(0)).unwrap_or(0);
+    (used * 100).checked_div(quota).unwrap_or(0).min(100) as u64
 }
 
 #[derive(Deserialize, Default)]
@@ -76,7 +96,14 @@ pub async fn list_accounts(
             q,
             status,
             total: page.total,
-            rows: page.items.iter().map(AccountRow::of).collect(),
+            rows: page
+                .items
+                .iter()
+                .map(|u| ListedAccount {
+                    row: AccountRow::of(u),
+                    usage_pct: usage_pct(&state, u),
+                })
+                .collect(),
             prev_href: page.prev.map(|id| format!("{base}&before={id}")),
             next_href: page.next.map(|id| format!("{base}&after={id}")),
         },
@@ -116,9 +143,7 @@ impl AccountPage {
     ) -> Self {
         let now = state.services.clock.now();
         let row = AccountRow::of(account);
-        let quota = u128::from(account.quota_gb.get()) * u128::from(state.vault.quota_unit.0);
-        let used = u128::try_from(account.used_bytes.max(0)).unwrap_or(0);
-        let usage_pct = (used * 100).checked_div(quota).unwrap_or(0).min(100) as u64;
+        let usage_pct = usage_pct(state, account);
         AccountPage {
             can_restore: nav.admin && row.deleted,
             can_generate_key: nav.admin && !row.deleted,

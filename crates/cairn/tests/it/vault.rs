@@ -453,6 +453,16 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
         .await
         .unwrap();
     assert!(!html.contains(&secret));
+    let list = app
+        .get("/accounts")
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(list.contains("<meter class=\"usage\""), "{list}");
     assert!(
         !html.contains(">0 B<") && !html.contains("<dd>0 B "),
         "{html}"
