@@ -232,6 +232,13 @@ fn coerce_single(
                         "{label} is longer than {MAX_STRING_BYTES} bytes"
                     )))
                 }
+                // Valid in JSON, but PostgreSQL text and jsonb cannot hold it (a 500 there)
+                // and no identity provider means it.
+                Value::String(s) if s.contains('\0') => {
+                    return Err(ScimError::invalid_value(format!(
+                        "{label} must not contain NUL characters"
+                    )))
+                }
                 Value::String(s) => Some(Value::String(s.clone())),
                 _ => return wrong("a string"),
             }
@@ -733,6 +740,11 @@ mod tests {
             (
                 json!({"userName":"u","title":"x".repeat(MAX_STRING_BYTES + 1)}),
                 "longer",
+            ),
+            (json!({"userName":"u","displayName":"a\u{0}b"}), "NUL"),
+            (
+                json!({"userName":"u","emails":[{"value":"a\u{0}@x.test","type":"work"}]}),
+                "NUL",
             ),
             (json!({"userName":"u","username":"v"}), "more than once"),
             (
