@@ -848,3 +848,47 @@ async fn bad_group_requests_are_4xx_and_change_nothing() {
     cases.push(case("unknown id", Method::DELETE, "/Groups/nope").expect(404, None));
     run_cases(&app, &t, &ids, cases).await;
 }
+
+/// NUL characters (valid in JSON strings, rejected by PostgreSQL text columns) and other
+/// control characters in attribute values and filters: a 4xx or an accepted value, never
+/// a 5xx, on either backend.
+#[tokio::test]
+async fn nul_and_control_characters_never_cause_a_5xx() {
+    let app = TestApp::spawn().await;
+    let (t, ids) = setup(&app).await;
+    let path = format!("/Users/{}", ids[0]);
+    let mut seen = Vec::new();
+    let mut failures = Vec::new();
+    for (what, r) in [
+        ("POST userName", t.post("/Users", &json!({"schemas":[USER_URN],"userName":"nul\u{0}@bad.test"})).await),
+        ("POST displayName", t.post("/Users", &json!({"schemas":[USER_URN],"userName":"nul2@bad.test","displayName":"a\u{0}b"})).await),
+        ("POST email", t.post("/Users", &json!({"schemas":[USER_URN],"userName":"nul3@bad.test","emails":[{"value":"x\u{0}@bad.test","type":"work"}]})).await),
+        ("POST externalId", t.post("/Users", &json!({"schemas":[USER_URN],"userName":"nul4@bad.test","externalId":"e\u{0}"})).await),
+        ("POST title", t.post("/Users", &json!({"schemas":[USER_URN],"userName":"nul5@bad.test","title":"t\u{0}"})).await),
+        ("POST enterprise", t.post("/Users", &json!({"schemas":[USER_URN],"userName":"nul6@bad.test",ENTERPRISE_URN:{"department":"d\u{0}"}})).await),
+        ("POST key", t.post("/Users", &json!({"schemas":[USER_URN],"userName":"nul7@bad.test","x\u{0}y":"z"})).await),
+        ("PUT displayName", t.put(&path, &json!({"schemas":[USER_URN],"userName":"ann@bad.test","displayName":"\u{0}"})).await),
+        ("PATCH title", t.patch(&path, &json!({"schemas":[PATCH_URN],"Operations":[{"op":"replace","path":"title","value":"\u{0}"}]})).await),
+        ("filter eq", t.get("/Users?filter=userName%20eq%20%22%00%22").await),
+        ("filter co", t.get("/Users?filter=displayName%20co%20%22a%00%22").await),
+        ("filter sw", t.get("/Users?filter=emails.value%20sw%20%22%00%22").await),
+        ("filter externalId", t.get("/Users?filter=externalId%20eq%20%22%00%22").await),
+        ("search", t.post("/Users/.search", &json!({"filter":"title eq \"\u{0}\""})).await),
+        ("group", t.post("/Groups", &json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"g\u{0}"})).await),
+        ("group filter", t.get("/Groups?filter=displayName%20eq%20%22%00%22").await),
+        ("sortBy", t.get("/Users?sortBy=%00").await),
+        ("attributes", t.get("/Users?attributes=%00").await),
+    ] {
+        seen.push(format!("{what}: {}", r.status));
+        if r.status >= 500 {
+            failures.push(format!("{what}: {} {}", r.status, r.text));
+        } else if r.status >= 400 {
+            r.assert_scim_error(r.status, None);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // Whatever was accepted reads back.
+    let r = t.get("/Users?count=1000").await;
+    assert_eq!(r.status, 200, "{seen:?}: {}", r.text);
+    assert!(!app.log().contains("panicked"));
+}
