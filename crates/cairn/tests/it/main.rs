@@ -15,6 +15,7 @@ mod conformance;
 mod audit;
 mod bad_input;
 mod cli;
+mod crash;
 mod isolation;
 mod lifecycle;
 mod ops;
