@@ -41,6 +41,10 @@ use std::collections::HashSet;
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
 /// Most values accepted in one multi-valued attribute.
 pub const MAX_VALUES: usize = 100;
+/// Longest value, in bytes, of the attributes stored in indexed columns (`externalId`,
+/// `displayName`, the primary email). PostgreSQL B-tree entries hold at most about
+/// 2.7 kB, so longer values were a 500 there; this leaves room for case folding.
+pub const MAX_INDEXED_BYTES: usize = 1024;
 
 /// Maps a POST or PUT body to the account data to store.
 pub fn user_from_request(body: &Value) -> Result<UserData, ScimError> {
@@ -270,11 +274,24 @@ pub(crate) fn user_data(doc: Map<String, Value>) -> Result<UserData, ScimError> 
     let text = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_owned);
     let user_name = UserName::parse(doc.get("userName").and_then(Value::as_str).unwrap_or(""))
         .map_err(|e| ScimError::invalid_value(format!("userName: {e}")))?;
+    let (external_id, display_name, email) =
+        (text("externalId"), text("displayName"), primary_email(&doc));
+    for (label, v) in [
+        ("externalId", &external_id),
+        ("displayName", &display_name),
+        ("the primary email", &email),
+    ] {
+        if v.as_ref().is_some_and(|v| v.len() > MAX_INDEXED_BYTES) {
+            return Err(ScimError::invalid_value(format!(
+                "{label} is longer than {MAX_INDEXED_BYTES} bytes"
+            )));
+        }
+    }
     Ok(UserData {
         user_name,
-        external_id: text("externalId"),
-        display_name: text("displayName"),
-        email: primary_email(&doc),
+        external_id,
+        display_name,
+        email,
         active: doc.get("active").and_then(Value::as_bool).unwrap_or(true),
         doc: Value::Object(doc),
     })
@@ -742,6 +759,18 @@ mod tests {
                 "longer",
             ),
             (json!({"userName":"u","displayName":"a\u{0}b"}), "NUL"),
+            (
+                json!({"userName":"u","displayName":"x".repeat(MAX_INDEXED_BYTES + 1)}),
+                "longer",
+            ),
+            (
+                json!({"userName":"u","externalId":"x".repeat(MAX_INDEXED_BYTES + 1)}),
+                "longer",
+            ),
+            (
+                json!({"userName":"u","emails":[{"value":"x".repeat(MAX_INDEXED_BYTES + 1),"type":"work"}]}),
+                "longer",
+            ),
             (
                 json!({"userName":"u","emails":[{"value":"a\u{0}@x.test","type":"work"}]}),
                 "NUL",
