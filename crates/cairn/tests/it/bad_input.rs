@@ -892,3 +892,44 @@ async fn nul_and_control_characters_never_cause_a_5xx() {
     assert_eq!(r.status, 200, "{seen:?}: {}", r.text);
     assert!(!app.log().contains("panicked"));
 }
+
+/// Long values of indexed attributes (externalId, the primary email, displayName; group
+/// displayName) up to the documented string limit: stored or refused with a 4xx, never a
+/// 5xx (PostgreSQL B-tree entries are limited to about 2.7 kB).
+#[tokio::test]
+async fn long_indexed_values_never_cause_a_5xx() {
+    let app = TestApp::spawn().await;
+    let (t, ids) = setup(&app).await;
+    // Incompressible text: index entries cannot be shrunk by compression.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut noise = |n: usize| -> String {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(x % 36) as usize])
+            })
+            .collect()
+    };
+    let mut failures = Vec::new();
+    for n in [3000, 9000, 60_000] {
+        let long = noise(n);
+        for (what, r) in [
+            ("externalId", t.post("/Users", &json!({"schemas":[USER_URN],"userName":format!("ext{n}@bad.test"),"externalId":long})).await),
+            ("displayName", t.post("/Users", &json!({"schemas":[USER_URN],"userName":format!("dn{n}@bad.test"),"displayName":long})).await),
+            ("email", t.post("/Users", &json!({"schemas":[USER_URN],"userName":format!("em{n}@bad.test"),"emails":[{"value":format!("{long}@bad.test"),"type":"work","primary":true}]})).await),
+            ("PATCH displayName", t.patch(&format!("/Users/{}", ids[0]), &json!({"schemas":[PATCH_URN],"Operations":[{"op":"replace","path":"displayName","value":long}]})).await),
+            ("group displayName", t.post("/Groups", &json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":long})).await),
+            ("filter", t.post("/Users/.search", &json!({"filter":format!("displayName eq \"{}\"", &long[..long.len().min(4000)])})).await),
+        ] {
+            if r.status >= 500 {
+                failures.push(format!("{what} ({n} chars): {} {}", r.status, r.text));
+            } else if r.status >= 400 {
+                r.assert_scim_error(r.status, None);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(t.get("/Users?count=1000").await.status, 200);
+}
