@@ -34,8 +34,20 @@ pub struct AppState {
 
 /// The application router with its middleware, before path normalisation.
 pub fn router(state: AppState) -> Router {
+    router_with(state, false)
+}
+
+/// [`router`], plus `GET /_bench/floor` when `bench_floor` is set: a trivial JSON handler
+/// behind the same middleware, without auth or database, that `cairn-bench` measures as
+/// the floor the SCIM operations are compared with. Off unless `cairn serve` is started
+/// with the hidden `--bench-floor`.
+pub fn router_with(state: AppState, bench_floor: bool) -> Router {
     let metrics = state.metrics.clone();
-    Router::new()
+    let mut routes = Router::new();
+    if bench_floor {
+        routes = routes.route("/_bench/floor", axum::routing::get(ops::bench_floor));
+    }
+    routes
         .merge(ops::routes())
         .merge(dashboard::routes())
         .merge(vault::routes())
@@ -72,9 +84,14 @@ pub type App = axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
 /// `//Users` (administrators paste base URLs ending in `/`) reach the same handlers.
 /// Connections carry the peer address (dashboard sign-in throttling per address).
 pub fn app(state: AppState) -> App {
+    app_with(state, false)
+}
+
+/// [`app`] over [`router_with`].
+pub fn app_with(state: AppState, bench_floor: bool) -> App {
     let layer = tower::util::MapRequestLayer::new(normalize_path as fn(Request) -> Request);
     axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(
-        layer.layer(router(state)),
+        layer.layer(router_with(state, bench_floor)),
     )
 }
 

@@ -214,6 +214,9 @@ pub struct ServeArgs {
         value_name = "FILE"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Mount `GET /_bench/floor`, the trivial handler `cairn-bench` measures as its floor.
+    #[arg(long, env = "CAIRN_BENCH_FLOOR", hide = true)]
+    pub bench_floor: bool,
 }
 
 #[derive(Subcommand, Debug)]

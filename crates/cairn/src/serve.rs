@@ -80,7 +80,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         shutdown_signal().await;
         let _ = stopping_tx.send(());
     };
-    let app = cairn_web::app(state);
+    let app = cairn_web::app_with(state, args.bench_floor);
     let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
         None => Box::pin(
             axum::serve(listener, app)
