@@ -262,7 +262,19 @@ pub struct Repo {
     dir: PathBuf,
 }
 
-/// Part of an object read for a GET.
+/// An object opened for a GET, positioned at the range's start.
+#[derive(Debug)]
+pub struct Reader {
+    /// Yields exactly `len` bytes (unless the file shrank, which objects never do).
+    pub file: tokio::io::Take<tokio::fs::File>,
+    /// Inclusive first and last byte, when a range was asked for.
+    pub range: Option<(u64, u64)>,
+    pub len: u64,
+    /// The whole object's size.
+    pub total: u64,
+}
+
+/// Part of an object read into memory.
 #[derive(Debug)]
 pub struct Slice {
     pub bytes: Vec<u8>,
@@ -326,27 +338,38 @@ impl Repo {
         Ok(meta.len())
     }
 
-    /// Reads an object, or the part of it a `Range` asks for.
-    pub async fn read(&self, obj: &Object, range: Option<ByteRange>) -> Result<Slice> {
+    /// Opens an object, or the part of it a `Range` asks for, for streaming: the object
+    /// is never held in memory whole (packs can be 128 MiB).
+    pub async fn open(&self, obj: &Object, range: Option<ByteRange>) -> Result<Reader> {
         let mut f = tokio::fs::File::open(self.path(obj))
             .await
             .map_err(not_found_or)?;
         let total = f.metadata().await?.len();
         let Some(range) = range else {
-            let mut bytes = Vec::with_capacity(total as usize);
-            f.read_to_end(&mut bytes).await?;
-            return Ok(Slice {
-                total: bytes.len() as u64,
-                bytes,
+            return Ok(Reader {
+                file: f.take(total),
                 range: None,
+                len: total,
+                total,
             });
         };
         let (first, last) = range.resolve(total)?;
         let len = last - first + 1;
         f.seek(SeekFrom::Start(first)).await?;
-        let mut bytes = Vec::with_capacity(len as usize);
-        f.take(len).read_to_end(&mut bytes).await?;
-        if bytes.len() as u64 != len {
+        Ok(Reader {
+            file: f.take(len),
+            range: Some((first, last)),
+            len,
+            total,
+        })
+    }
+
+    /// Reads an object (or a range of it) into memory.
+    pub async fn read(&self, obj: &Object, range: Option<ByteRange>) -> Result<Slice> {
+        let mut r = self.open(obj, range).await?;
+        let mut bytes = Vec::with_capacity(r.len as usize);
+        r.file.read_to_end(&mut bytes).await?;
+        if bytes.len() as u64 != r.len {
             return Err(VaultError::Io(std::io::Error::new(
                 ErrorKind::UnexpectedEof,
                 "object shrank while read",
@@ -354,8 +377,8 @@ impl Repo {
         }
         Ok(Slice {
             bytes,
-            range: Some((first, last)),
-            total,
+            range: r.range,
+            total: r.total,
         })
     }
 

@@ -292,19 +292,23 @@ async fn read(repo: &Repo, obj: &Object, headers: &HeaderMap) -> Response {
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
         .and_then(ByteRange::parse);
-    match repo.read(obj, range).await {
-        Ok(slice) => {
-            let mut r = Response::new(Body::from(slice.bytes));
+    match repo.open(obj, range).await {
+        Ok(reader) => {
+            let (len, range, total) = (reader.len, reader.range, reader.total);
+            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                reader.file,
+                256 << 10,
+            ));
+            let mut r = Response::new(body);
             let h = r.headers_mut();
             h.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/octet-stream"),
             );
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-            if let Some((first, last)) = slice.range {
-                if let Ok(v) =
-                    HeaderValue::from_str(&format!("bytes {first}-{last}/{}", slice.total))
-                {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            if let Some((first, last)) = range {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes {first}-{last}/{total}")) {
                     h.insert(header::CONTENT_RANGE, v);
                 }
                 *r.status_mut() = StatusCode::PARTIAL_CONTENT;
