@@ -16,9 +16,14 @@ use tracing_subscriber::EnvFilter;
 
 fn init_tracing(format: &str) {
     let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // A log line that cannot be written (stderr redirected to a full disk) is dropped.
+    // With internal-error logging on, tracing-subscriber reports it with `eprintln!`,
+    // which panics when stderr fails too — in the SQLite writer thread that panic
+    // stopped every later write, so the service never recovered from a full disk.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let _ = if format == "json" {
         builder.json().try_init()
     } else {

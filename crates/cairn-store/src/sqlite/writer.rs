@@ -69,22 +69,37 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let e = map_err(e);
-            for job in batch {
-                // The job never ran; answer it with the failure to start a transaction.
-                fail_unstarted(job, e.clone());
+        let mut delivers: Vec<Deliver> = Vec::with_capacity(batch.len());
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
+            if conn.is_autocommit() {
+                // No transaction: either this is the batch's first job, or a failing
+                // statement made SQLite roll back the whole transaction (SQLITE_FULL,
+                // SQLITE_IOERR, SQLITE_NOMEM… — "Response To Errors Within A
+                // Transaction", sqlite.org/lang_transaction.html). The writes already
+                // released into it are gone, so they are answered as failed, never as
+                // committed; the rest of the batch starts a new transaction.
+                fail_all(&mut delivers);
+                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                    // Read-only, locked by another process, no space: the jobs never run.
+                    let e = map_err(e);
+                    fail_unstarted(job, e.clone());
+                    jobs.by_ref().for_each(|j| fail_unstarted(j, e.clone()));
+                    break;
+                }
             }
-            continue;
-        }
-        let mut delivers = Vec::with_capacity(batch.len());
-        for job in batch {
             if conn.execute_batch("SAVEPOINT w").is_err() {
                 fail_unstarted(job, Error::Unavailable("savepoint failed".into()));
                 continue;
             }
             match catch_unwind(AssertUnwindSafe(|| job(Some(&conn)))) {
                 Ok((ok, deliver)) => {
+                    if conn.is_autocommit() {
+                        // The job's own failing statement took the transaction with it;
+                        // its error says why.
+                        deliver(ok.then(lost));
+                        continue;
+                    }
                     let end = if ok {
                         "RELEASE w"
                     } else {
@@ -102,6 +117,10 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
                 }
             }
         }
+        if conn.is_autocommit() {
+            fail_all(&mut delivers);
+            continue;
+        }
         match conn.execute_batch("COMMIT") {
             Ok(()) => delivers.into_iter().for_each(|d| d(None)),
             Err(e) => {
@@ -116,8 +135,175 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// The answer to a write whose transaction SQLite rolled back after it had succeeded.
+fn lost() -> Error {
+    Error::Unavailable("the database rolled back the transaction (disk full or I/O error)".into())
+}
+
+/// Answers the writes released into a transaction that is gone.
+fn fail_all(delivers: &mut Vec<Deliver>) {
+    if !delivers.is_empty() {
+        tracing::error!(
+            count = delivers.len(),
+            "the database rolled back a group commit; its writes are answered as failed"
+        );
+    }
+    for d in delivers.drain(..) {
+        d(Some(lost()));
+    }
+}
+
 /// Answers a job that never ran (its transaction could not start) with `e`.
 fn fail_unstarted(job: Job, e: Error) {
     let (_, deliver) = job(None);
     deliver(Some(e));
+}
+
+#[cfg(test)]
+mod tests {
+    //! Storage faults at the writer: a full disk (`SQLITE_FULL`, simulated with
+    //! `max_page_count`) and a read-only database (`SQLITE_READONLY`, with `query_only`)
+    //! answer each write with `Unavailable` (503 at the edge), never `Internal`; nothing of
+    //! a failed write remains; and writes succeed again once the fault clears.
+
+    use super::*;
+    use crate::sqlite::conn;
+
+    async fn writer() -> (Writer, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = conn::open(&dir.path().join("w.db"), true).unwrap();
+        conn::migrate(&mut c).unwrap();
+        c.execute_batch("CREATE TABLE blobs (n INTEGER PRIMARY KEY, b BLOB NOT NULL)")
+            .unwrap();
+        (Writer::start(c), dir)
+    }
+
+    /// Inserts row `n` with a blob of `size` bytes.
+    async fn insert(w: &Writer, n: i64, size: i64) -> Result<()> {
+        w.write(move |c| {
+            c.execute(
+                "INSERT INTO blobs (n, b) VALUES (?1, zeroblob(?2))",
+                rusqlite::params![n, size],
+            )
+            .map(drop)
+            .map_err(map_err)
+        })
+        .await
+    }
+
+    async fn rows(w: &Writer) -> Vec<i64> {
+        w.write(|c| {
+            let mut s = c
+                .prepare("SELECT n FROM blobs ORDER BY n")
+                .map_err(map_err)?;
+            let v = s
+                .query_map([], |r| r.get(0))
+                .map_err(map_err)?
+                .collect::<rusqlite::Result<Vec<i64>>>()
+                .map_err(map_err);
+            v
+        })
+        .await
+        .unwrap()
+    }
+
+    fn assert_unavailable(r: Result<()>) {
+        assert!(matches!(r, Err(Error::Unavailable(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_unavailable_and_recovers() {
+        let (w, _dir) = writer().await;
+        insert(&w, 1, 10).await.unwrap();
+        // The database may not grow by more than a few pages from now on.
+        w.write(|c| {
+            let pages: i64 = c
+                .query_row("PRAGMA page_count", [], |r| r.get(0))
+                .map_err(map_err)?;
+            c.query_row(
+                &format!("PRAGMA max_page_count = {}", pages + 2),
+                [],
+                |_| Ok(()),
+            )
+            .map_err(map_err)
+        })
+        .await
+        .unwrap();
+        assert_unavailable(insert(&w, 2, 1 << 20).await);
+
+        // Many writes at once, so they share batches with failing ones: every answer is
+        // either success or Unavailable, and exactly the successful ones are stored.
+        let mut set = tokio::task::JoinSet::new();
+        for n in 10..60 {
+            let w = w.clone();
+            let size = if n % 2 == 0 { 1 << 20 } else { 10 };
+            set.spawn(async move { (n, insert(&w, n, size).await) });
+        }
+        let mut ok = vec![1];
+        while let Some(r) = set.join_next().await {
+            let (n, r) = r.unwrap();
+            match r {
+                Ok(()) => ok.push(n),
+                Err(Error::Unavailable(_)) => {}
+                Err(e) => panic!("write {n}: {e:?}"),
+            }
+        }
+        ok.sort_unstable();
+        assert_eq!(rows(&w).await, ok);
+
+        // Space again: writes succeed.
+        w.write(|c| {
+            c.query_row("PRAGMA max_page_count = 1000000", [], |_| Ok(()))
+                .map_err(map_err)
+        })
+        .await
+        .unwrap();
+        insert(&w, 2, 1 << 20).await.unwrap();
+        ok.push(2);
+        ok.sort_unstable();
+        assert_eq!(rows(&w).await, ok);
+    }
+
+    #[tokio::test]
+    async fn a_read_only_database_is_unavailable_and_recovers() {
+        let (w, _dir) = writer().await;
+        insert(&w, 1, 10).await.unwrap();
+        // A write that meets a read-only database in the middle of its transaction
+        // (`query_only` gives the same SQLITE_READONLY as a file turned read-only).
+        let r = w
+            .write(|c| {
+                c.execute_batch("PRAGMA query_only = ON").map_err(map_err)?;
+                let r = c
+                    .execute("INSERT INTO blobs (n, b) VALUES (2, zeroblob(10))", [])
+                    .map(drop)
+                    .map_err(map_err);
+                c.execute_batch("PRAGMA query_only = OFF")
+                    .map_err(map_err)?;
+                r
+            })
+            .await;
+        assert_unavailable(r);
+        insert(&w, 3, 10).await.unwrap();
+        assert_eq!(rows(&w).await, [1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_database_locked_by_another_process_is_unavailable_and_recovers() {
+        let (w, dir) = writer().await;
+        let other = rusqlite::Connection::open(dir.path().join("w.db")).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        // BEGIN IMMEDIATE waits out the busy timeout, then every write of the batch is
+        // refused without running.
+        let mut set = tokio::task::JoinSet::new();
+        for n in 10..15 {
+            let w = w.clone();
+            set.spawn(async move { insert(&w, n, 10).await });
+        }
+        while let Some(r) = set.join_next().await {
+            assert_unavailable(r.unwrap());
+        }
+        other.execute_batch("ROLLBACK").unwrap();
+        insert(&w, 1, 10).await.unwrap();
+        assert_eq!(rows(&w).await, [1]);
+    }
 }

@@ -16,6 +16,7 @@ mod audit;
 mod bad_input;
 mod cli;
 mod crash;
+mod faults;
 mod isolation;
 mod lifecycle;
 mod ops;
