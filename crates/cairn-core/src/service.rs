@@ -699,6 +699,31 @@ impl Services {
             .ok_or(Error::NotFound("group"))
     }
 
+    /// A group's dashboard page: the group, its number of live members and the first
+    /// `limit` of them (by id).
+    pub async fn group_page(
+        &self,
+        ctx: &DashboardCtx,
+        id: &str,
+        limit: usize,
+    ) -> Result<(GroupRecord, usize, Vec<UserRecord>)> {
+        let id = GroupId::parse(id).ok_or(Error::NotFound("group"))?;
+        let tenant = ctx.tenant_id();
+        let g = self
+            .store
+            .get_group(tenant, &id)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        let ids = self.store.group_members(tenant, &id).await?;
+        let mut users = Vec::with_capacity(limit.min(ids.len()));
+        for u in ids.iter().take(limit) {
+            if let Some(r) = self.store.get_user(tenant, u).await? {
+                users.push(r);
+            }
+        }
+        Ok((g, ids.len(), users))
+    }
+
     /// Every group of the tenant with its member count, for the dashboard.
     pub async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
         self.store.group_summaries(tenant).await

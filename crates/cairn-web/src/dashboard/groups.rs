@@ -5,6 +5,7 @@
 use super::csrf::CheckedForm;
 use super::scim_settings::parse_account_size;
 use super::session::SignedIn;
+use super::view::AccountRow;
 use super::{render, see_other, Nav, PageError};
 use crate::scim::extract::request_meta;
 use crate::AppState;
@@ -32,6 +33,47 @@ struct GroupRow {
     members: u64,
     /// The size as shown and as put in the form ("" when none).
     size: String,
+}
+
+/// Members shown on a group's page.
+const MEMBERS_SHOWN: usize = 100;
+
+#[derive(Template)]
+#[template(path = "group.html")]
+struct GroupPage {
+    nav: Option<Nav>,
+    name: String,
+    size: String,
+    total: usize,
+    members: Vec<AccountRow>,
+}
+
+pub async fn show_group(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    user: SignedIn,
+) -> Response {
+    let nav = user.nav("groups");
+    match state
+        .services
+        .group_page(&user.session.ctx, &id, MEMBERS_SHOWN)
+        .await
+    {
+        Ok((g, total, members)) => render(
+            StatusCode::OK,
+            &GroupPage {
+                nav: Some(nav),
+                name: g.display_name,
+                size: g
+                    .size_gb
+                    .map(|s| format!("{} GB", s.get()))
+                    .unwrap_or_else(|| "None (members keep their own Account Size)".into()),
+                total,
+                members: members.iter().map(AccountRow::of).collect(),
+            },
+        ),
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -48,6 +48,7 @@ pub fn routes() -> Router<AppState> {
             post(accounts::generate_backup_key),
         )
         .route("/groups", get(groups::list_groups))
+        .route("/groups/{id}", get(groups::show_group))
         .route("/groups/{id}/size", post(groups::set_group_size))
         .route("/activity", get(activity::show_activity))
         .route("/static/app.css", get(static_css))

@@ -1016,4 +1016,13 @@ async fn groups_page_lists_groups_and_administrators_set_their_size() {
     // The activity page names the new actions.
     let act = h.get("/activity", Some(&a)).await;
     assert!(act.body.contains("Quota changed"));
+    // The group's page lists its members, for viewers too.
+    let gp = h.get(&format!("/groups/{}", g.id), Some(&v)).await;
+    assert_eq!(gp.status, StatusCode::OK);
+    assert!(gp.body.contains("member@acme.test"));
+    assert!(gp.body.contains("1 member"));
+    let missing = h
+        .get("/groups/6f1c0000-0000-4000-8000-000000000000", Some(&v))
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
