@@ -93,6 +93,51 @@ async fn names(db: &Db, t: &cairn_core::tenant::Tenant, f: Filter) -> Vec<String
         .collect()
 }
 
+/// SQL injection through a filter: values and attribute paths full of SQL syntax are data
+/// (bound parameters), never SQL — nothing matches that should not, nothing breaks, the
+/// other tenant stays invisible, and the table is still there afterwards.
+#[tokio::test]
+async fn sql_in_filter_values_and_paths_is_data() {
+    let (db, t, _) = seeded().await;
+    let hostile = [
+        "' OR '1'='1",
+        "x'); DROP TABLE users; --",
+        "\" OR 1=1 --",
+        "'",
+        "\\",
+        "%' OR 1=1 OR '%",
+        "alice@example.com' --",
+        "$.userName",
+    ];
+    for v in hostile {
+        for op in [CompareOp::Eq, CompareOp::Co, CompareOp::Sw, CompareOp::Ew] {
+            assert!(
+                names(&db, &t, cmp(user_name(), op, s(v))).await.is_empty(),
+                "{op:?} {v}"
+            );
+            let path = json_attr(&["name", v], false);
+            assert!(
+                names(&db, &t, cmp(path, op, s(v))).await.is_empty(),
+                "path {v}"
+            );
+        }
+        assert_eq!(
+            names(&db, &t, cmp(user_name(), CompareOp::Ne, s(v)))
+                .await
+                .len(),
+            4,
+            "ne {v}"
+        );
+        let path = json_attr(&[v], false);
+        assert!(
+            names(&db, &t, Filter::Present(path)).await.is_empty(),
+            "pr {v}"
+        );
+    }
+    let all = names(&db, &t, Filter::Present(user_name())).await;
+    assert_eq!(all.len(), 4, "{all:?}");
+}
+
 #[tokio::test]
 async fn hand_picked_filters() {
     let (db, t, _) = seeded().await;
