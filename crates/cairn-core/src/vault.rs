@@ -284,6 +284,28 @@ impl Services {
             .map(|_| ())
     }
 
+    /// Sets an account's used space to what its repository holds (`actual`, measured by
+    /// the caller), e.g. after a crash left an interrupted upload's charge counted. Run it
+    /// while the account is idle: an upload in flight would be counted twice or not at
+    /// all. Returns the account and the correction applied.
+    pub async fn recount_vault(
+        &self,
+        _op: &crate::auth::OperatorCtx,
+        tenant: &TenantId,
+        user_name: &str,
+        actual: impl AsyncFnOnce(&UserRecord) -> Result<u64>,
+    ) -> Result<(UserRecord, i64)> {
+        let account = self.find_account(tenant, user_name).await?;
+        let bytes = actual(&account).await?;
+        let delta = bytes as i64 - account.used_bytes;
+        if delta != 0 {
+            self.store
+                .add_used_bytes(tenant, &account.id, delta, None)
+                .await?;
+        }
+        Ok((account, delta))
+    }
+
     /// Audits the removal of a purged account's repository (the retention purge).
     pub async fn record_vault_purged(&self, account: &UserRecord, bytes: u64) -> Result<()> {
         let audit = AuditDraft {

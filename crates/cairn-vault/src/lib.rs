@@ -186,6 +186,19 @@ impl Vault {
         }
     }
 
+    /// The bytes an account's repository's objects occupy (temporary upload files
+    /// excluded); 0 for a missing repository.
+    pub async fn repo_size(&self, tenant: &str, account: &str) -> Result<u64> {
+        let dir = self.repo(tenant, account).dir;
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let total = dir_size(&dir)?;
+            let tmp = dir_size(&dir.join("tmp"))?;
+            Ok(total - tmp.min(total))
+        })
+        .await
+        .map_err(|e| VaultError::Io(std::io::Error::other(e)))?
+    }
+
     /// Deletes an account's repository and everything in it (the retention purge).
     /// Returns the bytes the objects occupied; a missing repository is 0.
     pub async fn remove_repo(&self, tenant: &str, account: &str) -> Result<u64> {

@@ -336,6 +336,16 @@ pub enum AccountCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Set an account's used space to what its backup repository holds (after a crash
+    /// cut uploads short); run it while the account is idle.
+    Recount {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Purge accounts whose retention window has ended, now.
     PurgeExpired {
         #[arg(long)]
@@ -679,6 +689,29 @@ pub async fn run(cli: Cli) -> Result<()> {
                     k.key_user,
                     k.secret.expose()
                 );
+            }
+        }
+        Command::Account(AccountCmd::Recount {
+            tenant,
+            user_name,
+            json,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let vault = g.vault().vault;
+            let (u, delta) = svc
+                .recount_vault(&op, &id, &user_name, async |u| {
+                    vault
+                        .repo_size(u.tenant_id.as_str(), u.id.as_str())
+                        .await
+                        .map_err(|e| cairn_core::Error::Internal(e.to_string()))
+                })
+                .await?;
+            let used = u.used_bytes + delta;
+            if json {
+                print_json!(&json!({"id": u.id, "user_name": u.user_name,
+                    "used_bytes": used, "corrected_by": delta}));
+            } else {
+                outln!("{}: used {used} bytes (corrected by {delta})", u.user_name);
             }
         }
         Command::Account(AccountCmd::PurgeExpired { json }) => {

@@ -123,6 +123,24 @@ async fn account(app: &TestApp, t: &Tenant, name: &str) -> Account {
     }
 }
 
+#[track_caller]
+fn assert_recount_is_exact(app: &TestApp, t: &Tenant, user_name: &str) {
+    let r = app
+        .cli(&[
+            "account",
+            "recount",
+            "--tenant",
+            &t.id,
+            "--user-name",
+            user_name,
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["corrected_by"], 0, "{r}");
+    assert!(r["used_bytes"].as_i64().unwrap() > 0, "{r}");
+}
+
 /// The repository URL with other credentials.
 fn with_creds(repo: &str, user: &str, secret: &str) -> String {
     let (scheme, rest) = repo.split_once("://").unwrap();
@@ -166,6 +184,8 @@ async fn restic_backs_up_restores_and_is_refused_by_account_state() {
         &["forget", "--keep-last", "1", "--prune"],
     ));
     ok(restic(&alice.repo, &["check"]));
+
+    assert_recount_is_exact(&app, &t, "alice@example.com");
 
     // One account's key never opens another account's repository.
     let stolen = with_creds(&bob.repo, &alice.user, &alice.secret);
@@ -307,6 +327,9 @@ async fn quota_exceeded_mid_backup_fails_with_507_and_keeps_the_repository_consi
     assert_same_tree(&small, &out.join(small.strip_prefix("/").unwrap()));
     // A full account can still lock, forget and prune (locks and deletes are allowed).
     ok(restic(&a.repo, &["forget", "--keep-last", "1", "--prune"]));
+    // The counter matches what the repository holds, byte for byte, after refused
+    // uploads, prunes and deletes.
+    assert_recount_is_exact(&app, &t, "carol@example.com");
 }
 
 /// Signs in to the dashboard and returns the session cookie (`name=value`).
