@@ -180,6 +180,14 @@ async fn recompute_quotas<C: GenericClient>(
     if users.is_empty() {
         return Ok(());
     }
+    // Lock the accounts in id order first, so two changes of different sized groups with
+    // overlapping members cannot deadlock on each other's quota updates.
+    c.execute(
+        "SELECT 1 FROM users WHERE tenant_id = $1 AND id = ANY($2) ORDER BY id FOR NO KEY UPDATE",
+        &[&tenant, &strs(users)],
+    )
+    .await
+    .map_err(map_err)?;
     let rows = c
         .query(
             "WITH calc AS (
