@@ -231,7 +231,10 @@ fn compare(attr: &Attr, op: CompareOp, value: &Scalar, scope: Scope, sql: &mut S
             let v = sql.bind(Box::new(val));
             let c = "COLLATE \"C\"";
             sql.text.push_str(&match op {
-                CompareOp::Eq => format!("COALESCE({lhs} = {v}, false)"),
+                // Never NULL (so `not (… eq …)` matches an absent value), like COALESCE,
+                // but in a form the planner serves from the (tenant_id, user_name_fold)
+                // and (tenant_id, external_id) indexes; COALESCE hides the column.
+                CompareOp::Eq => format!("({lhs} = {v} AND {lhs} IS NOT NULL)"),
                 CompareOp::Ne => format!("({lhs} IS DISTINCT FROM {v})"),
                 CompareOp::Co => format!("COALESCE(strpos({lhs}, {v}) > 0, false)"),
                 CompareOp::Sw => format!("COALESCE(starts_with({lhs}, {v}), false)"),

@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_dashboard.sql"),
     include_str!("../../migrations/postgres/0003_groups.sql"),
     include_str!("../../migrations/postgres/0004_backup_keys.sql"),
+    include_str!("../../migrations/postgres/0005_users_paging_index.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

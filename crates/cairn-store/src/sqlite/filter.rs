@@ -210,6 +210,15 @@ fn compare(attr: &Attr, op: CompareOp, value: &Scalar, scope: Scope, sql: &mut S
         }
         Scalar::String(s) => {
             let text = match op {
+                // Same truth table as the COALESCE form below (false, never NULL, for an
+                // absent value, so `not (… eq …)` still matches it), but SQLite can serve
+                // `column = ?` from an index, and can't look through COALESCE: with it,
+                // Okta's and Entra's `userName eq "…"` read every row of the tenant.
+                // Only for columns: a json_extract target binds a parameter of its own.
+                CompareOp::Eq if !matches!(attr.target, AttrTarget::Json(_)) => {
+                    sql.params.push(param(s));
+                    format!("({lhs} = ? AND {lhs} IS NOT NULL)")
+                }
                 CompareOp::Eq => {
                     sql.params.push(param(s));
                     format!("COALESCE({lhs} = ?, 0)")
