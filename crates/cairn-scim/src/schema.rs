@@ -631,7 +631,13 @@ impl ResourceTypeDef {
 /// (`…:enterprise:2.0:User`) but attribute names never contain colons, so the split is
 /// at the last colon.
 pub fn split_urn(path: &str) -> (Option<&str>, &str) {
-    if path.len() > 4 && path[..4].eq_ignore_ascii_case("urn:") {
+    // `get`, not `[..4]`: a client's attribute name may have a multi-byte character
+    // there (found by fuzz/user_request: `"urnĖ…"` panicked, a 500).
+    if path.len() > 4
+        && path
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("urn:"))
+    {
         if let Some(i) = path.rfind(':') {
             return (Some(&path[..i]), &path[i + 1..]);
         }
@@ -651,6 +657,25 @@ pub fn user_attr(name: &str) -> Option<&'static AttributeDef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_urn_takes_any_text() {
+        assert_eq!(
+            split_urn("urn:ietf:params:scim:schemas:core:2.0:User:userName"),
+            (
+                Some("urn:ietf:params:scim:schemas:core:2.0:User"),
+                "userName"
+            )
+        );
+        assert_eq!(split_urn("userName"), (None, "userName"));
+        for odd in ["urnĖetf:x", "urĖ:x", "uĖ", "ĖĖĖĖĖ:a", "urn:", "urn:x"] {
+            let _ = split_urn(odd);
+        }
+        // Unknown attributes are ignored; this one used to panic first.
+        let body = serde_json::json!({"userName": "a", "urnĖetf:p0:UsealId": "x"});
+        let u = crate::user::user_from_request(&body).unwrap();
+        assert_eq!(u.user_name.to_string(), "a");
+    }
 
     #[test]
     fn lookup_is_case_insensitive_and_canonical() {
