@@ -45,6 +45,26 @@ async fn populate(app: &TestApp) -> Tenant {
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(t.delete(&format!("/Users/{}", id(4))).await.status, 204);
+    let members: Vec<Value> = (5..15).map(|i| json!({"value": id(i)})).collect();
+    let g = t
+        .post(
+            "/Groups",
+            &json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName":"Engineering","members":members}),
+        )
+        .await;
+    assert_eq!(g.status, 201, "{}", g.text);
+    app.cli(&[
+        "group",
+        "size",
+        "--tenant",
+        &t.id,
+        "--group",
+        "Engineering",
+        "--gb",
+        "200",
+    ])
+    .ok();
     app.cli_stdin(
         &[
             "user",
@@ -97,6 +117,8 @@ async fn db_copy_moves_a_deployment_to_postgres_and_back() {
     assert_eq!(out["tables"]["users"], 25, "{out}");
     assert_eq!(out["tables"]["scim_tokens"], 1, "{out}");
     assert_eq!(out["tables"]["dashboard_users"], 1, "{out}");
+    assert_eq!(out["tables"]["groups"], 1, "{out}");
+    assert_eq!(out["tables"]["group_members"], 10, "{out}");
     assert_eq!(
         out["tables"]["audit_events"],
         audit_before.as_array().unwrap().len(),
@@ -114,11 +136,11 @@ async fn db_copy_moves_a_deployment_to_postgres_and_back() {
             .replace(&t.url[..t.url.find("/scim/").unwrap()], &app.base),
         ..t.clone()
     };
-    let base_of = |u: &Value, base: &str| {
-        let mut u = u.clone();
-        let loc = u["meta"]["location"].as_str().unwrap().to_owned();
-        u["meta"]["location"] = json!(loc.replace(&loc[..loc.find("/scim/").unwrap()], base));
-        u
+    // The same resource as served from another address (meta.location, groups.$ref).
+    let base_of = |u: &Value, base: &str| -> Value {
+        let loc = u["meta"]["location"].as_str().unwrap();
+        let old = &loc[..loc.find("/scim/").unwrap()];
+        serde_json::from_str(&u.to_string().replace(old, base)).unwrap()
     };
     let users_pg = all_users(&on_pg).await;
     assert_eq!(users_pg.len(), users_before.len());
@@ -126,6 +148,24 @@ async fn db_copy_moves_a_deployment_to_postgres_and_back() {
         assert_eq!(base_of(a, &app.base), *b);
     }
     assert_eq!(audit(&app, &on_pg), audit_before);
+    let groups_before = {
+        // Read from the SQLite deployment's copy on PostgreSQL and compare with a fresh
+        // read of the same group there: the members and the group-based quota came along.
+        let g = on_pg
+            .get("/Groups?filter=displayName%20eq%20%22Engineering%22")
+            .await;
+        assert_eq!(g.status, 200, "{}", g.text);
+        let g = g.json()["Resources"][0].clone();
+        assert_eq!(g["members"].as_array().map(Vec::len), Some(10), "{g}");
+        g
+    };
+    let member = groups_before["members"][0]["value"].as_str().unwrap();
+    let audit_quota = audit(&app, &on_pg)
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "quota_changed" && e["target_id"] == member);
+    assert!(audit_quota, "the quota change of a member was copied");
     // The soft-deleted account came along: restore works on the new backend.
     app.cli(&[
         "account",
