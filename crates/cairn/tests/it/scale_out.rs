@@ -623,3 +623,38 @@ async fn a_database_outage_fails_fast_with_503_and_service_resumes_with_nothing_
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
     assert!(acked.len() > 5);
 }
+
+#[tokio::test]
+async fn instances_starting_together_migrate_a_new_database_once() {
+    let pg = Arc::new(Deployment::postgres());
+    // Six processes open the empty database at the same moment; each runs the embedded
+    // migrations at start-up, under PostgreSQL's advisory lock.
+    let runs: Vec<_> = (0..6)
+        .map(|i| {
+            let pg = pg.clone();
+            std::thread::spawn(move || {
+                run_cli(
+                    &pg,
+                    None,
+                    &["tenant", "create", "--name", &format!("T{i}"), "--json"],
+                    None,
+                )
+            })
+        })
+        .collect();
+    for r in runs {
+        r.join().unwrap().ok();
+    }
+    let tenants = run_cli(&pg, None, &["tenant", "list", "--json"], None)
+        .ok()
+        .json();
+    assert_eq!(tenants.as_array().unwrap().len(), 6);
+    // Two servers started together on it both serve.
+    let (a, b) = tokio::join!(
+        TestApp::spawn_on(pg.clone(), Opts::default()),
+        TestApp::spawn_on(pg.clone(), Opts::default())
+    );
+    for app in [&a, &b] {
+        assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+    }
+}
