@@ -357,49 +357,6 @@ async fn a_regenerated_token_stops_working_on_every_instance_within_two_seconds(
     }
 }
 
-/// Signs in on `app` and returns the session cookie (`name=value`).
-async fn sign_in(app: &TestApp, email: &str, password: &str) -> String {
-    let page = app.get("/login").send().await.unwrap();
-    let login_cookie = page
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("cairn_login="))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .expect("login CSRF cookie");
-    let html = page.text().await.unwrap();
-    let csrf = html
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("csrf field")
-        .to_owned();
-    let body = format!(
-        "email={}&password={}&csrf={csrf}",
-        email.replace('@', "%40"),
-        password.replace(' ', "+")
-    );
-    let r = app
-        .client
-        .post(format!("{}/login", app.base))
-        .header(header::ORIGIN, &app.base)
-        .header(header::COOKIE, login_cookie)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
-    r.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("cairn_session="))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .expect("session cookie")
-}
-
 #[tokio::test]
 async fn a_session_opened_on_one_instance_is_valid_on_the_other() {
     let (a, b, ta, _tb) = two_instances(Opts::default()).await;
@@ -419,7 +376,9 @@ async fn a_session_opened_on_one_instance_is_valid_on_the_other() {
         Some("correct horse battery staple\n"),
     )
     .ok();
-    let cookie = sign_in(&a, "admin@two.test", "correct horse battery staple").await;
+    let cookie = a
+        .sign_in("admin@two.test", "correct horse battery staple")
+        .await;
     for app in [&a, &b] {
         let r = app
             .get("/accounts")

@@ -337,6 +337,45 @@ impl TestApp {
     pub fn get(&self, path: &str) -> RequestBuilder {
         self.client.get(format!("{}{path}", self.base))
     }
+
+    /// Signs in to the dashboard (the login form's CSRF cookie and field, a same-origin
+    /// POST) and returns the session cookie as `name=value`.
+    pub async fn sign_in(&self, email: &str, password: &str) -> String {
+        let page = self.get("/login").send().await.unwrap();
+        let login_cookie = cookie_set_by(page.headers(), "cairn_login").expect("login CSRF cookie");
+        let csrf = csrf_of(&page.text().await.unwrap());
+        let r = self
+            .client
+            .post(format!("{}/login", self.base))
+            .header(header::ORIGIN, &self.base)
+            .header(header::COOKIE, login_cookie)
+            .form(&[("email", email), ("password", password), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        let headers = r.headers().clone();
+        assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+        cookie_set_by(&headers, "cairn_session").expect("session cookie")
+    }
+}
+
+/// The `name=value` of the cookie `name` that a response sets.
+pub fn cookie_set_by(headers: &header::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.split('=').next() == Some(name))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+}
+
+/// The value of the first hidden `csrf` field of a dashboard page.
+pub fn csrf_of(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("csrf field")
+        .to_owned()
 }
 
 impl Drop for TestApp {

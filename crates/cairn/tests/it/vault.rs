@@ -332,53 +332,6 @@ async fn quota_exceeded_mid_backup_fails_with_507_and_keeps_the_repository_consi
     assert_recount_is_exact(&app, &t, "carol@example.com");
 }
 
-/// Signs in to the dashboard and returns the session cookie (`name=value`).
-async fn sign_in(app: &TestApp, email: &str, password: &str) -> String {
-    use reqwest::header;
-    let page = app.get("/login").send().await.unwrap();
-    let login_cookie = page
-        .headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("cairn_login="))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .expect("login CSRF cookie");
-    let html = page.text().await.unwrap();
-    let csrf = csrf_of(&html);
-    let body = format!(
-        "email={}&password={}&csrf={csrf}",
-        email.replace('@', "%40"),
-        password.replace(' ', "+")
-    );
-    let r = app
-        .client
-        .post(format!("{}/login", app.base))
-        .header(header::ORIGIN, &app.base)
-        .header(header::COOKIE, login_cookie)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
-    r.headers()
-        .get_all(header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("cairn_session="))
-        .map(|c| c.split(';').next().unwrap().to_owned())
-        .expect("session cookie")
-}
-
-fn csrf_of(html: &str) -> String {
-    html.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .expect("csrf field")
-        .to_owned()
-}
-
 /// Unescapes what askama escapes in the values we read back.
 fn unescape(s: &str) -> String {
     s.replace("&#x2f;", "/")
@@ -419,7 +372,7 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
         Some(pw),
     )
     .ok();
-    let cookie = sign_in(&app, "admin@vault.test", pw).await;
+    let cookie = app.sign_in("admin@vault.test", pw).await;
     let page = app
         .get(&format!("/accounts/{id}"))
         .header(header::COOKIE, &cookie)
