@@ -106,24 +106,21 @@ async fn add_groups(
     if groups.is_empty() {
         return Ok(());
     }
+    // One pass over the memberships, grouped by user: a page of 1,000 users is not
+    // compared against every membership of the page.
     let base = base_url(ctx, state);
+    let mut by_user: std::collections::HashMap<_, Vec<Value>> = std::collections::HashMap::new();
+    for (uid, g) in &groups {
+        by_user.entry(uid).or_default().push(serde_json::json!({
+            "value": g.id.as_str(),
+            "$ref": format!("{base}/Groups/{}", g.id),
+            "display": g.display_name,
+            "type": "direct",
+        }));
+    }
     for (u, r) in users.iter().zip(rendered.iter_mut()) {
-        let mine: Vec<Value> = groups
-            .iter()
-            .filter(|(uid, _)| *uid == u.id)
-            .map(|(_, g)| {
-                serde_json::json!({
-                    "value": g.id.as_str(),
-                    "$ref": format!("{base}/Groups/{}", g.id),
-                    "display": g.display_name,
-                    "type": "direct",
-                })
-            })
-            .collect();
-        if !mine.is_empty() {
-            if let Some(o) = r.as_object_mut() {
-                o.insert("groups".into(), Value::Array(mine));
-            }
+        if let (Some(mine), Some(o)) = (by_user.remove(&u.id), r.as_object_mut()) {
+            o.insert("groups".into(), Value::Array(mine));
         }
     }
     Ok(())
