@@ -322,3 +322,48 @@ async fn unknown_ids_are_not_found() {
         .unwrap()
         .is_none());
 }
+
+/// Every instance runs the retention purge; run at once, they purge each expired account
+/// exactly once between them (PostgreSQL claims rows with `FOR UPDATE SKIP LOCKED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_purges_purge_each_account_once() {
+    let db = db_async().await;
+    let t = tenant(&*db.store, "acme").await;
+    let at = now();
+    for i in 0..60 {
+        let name = format!("old{i}@x.io");
+        let u = user(&t.id, &name, json!({ "userName": name }));
+        db.store
+            .create_user(&u, draft(&t.id, Action::UserCreated))
+            .await
+            .unwrap();
+        db.store
+            .soft_delete_user(
+                &t.id,
+                &u.id,
+                None,
+                at,
+                at,
+                draft(&t.id, Action::UserDeleted),
+            )
+            .await
+            .unwrap();
+    }
+    let later = at + time::Duration::seconds(1);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = db.store.clone();
+            tokio::spawn(async move { store.purge_expired(later).await.unwrap() })
+        })
+        .collect();
+    let mut purged = Vec::new();
+    for r in runs {
+        purged.extend(r.await.unwrap().into_iter().map(|u| u.id));
+    }
+    let total = purged.len();
+    purged.sort();
+    purged.dedup();
+    assert_eq!(total, 60, "each account purged once in all");
+    assert_eq!(purged.len(), 60);
+    assert!(db.store.purge_expired(later).await.unwrap().is_empty());
+}
