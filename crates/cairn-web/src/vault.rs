@@ -149,7 +149,21 @@ fn vault_error(e: VaultError) -> Response {
             StatusCode::BAD_REQUEST,
             "Body length differs from Content-Length",
         ),
+        VaultError::TooLarge => plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "Object larger than this vault's storage backend accepts ({} MiB)",
+                cairn_vault::MAX_REMOTE_OBJECT >> 20
+            ),
+        ),
         VaultError::Io(e) => internal(&e.to_string()),
+        VaultError::Unavailable(detail) => {
+            tracing::warn!(error = %detail, "vault object store unavailable");
+            let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "Storage unavailable");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r
+        }
     }
 }
 
@@ -295,10 +309,7 @@ async fn read(repo: &Repo, obj: &Object, headers: &HeaderMap) -> Response {
     match repo.open(obj, range).await {
         Ok(reader) => {
             let (len, range, total) = (reader.len, reader.range, reader.total);
-            let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                reader.file,
-                256 << 10,
-            ));
+            let body = Body::from_stream(reader.body);
             let mut r = Response::new(body);
             let h = r.headers_mut();
             h.insert(
@@ -381,7 +392,7 @@ async fn save(
 
 /// Streams the body into a new object; dropping the upload on any error removes it.
 async fn store_body(repo: &Repo, obj: Object, len: u64, mut body: Body) -> Result<(), VaultError> {
-    let mut upload = repo.begin_upload(obj).await?;
+    let mut upload = repo.begin_upload(obj, len).await?;
     while let Some(frame) = body.frame().await {
         // A client that goes away mid-body: the object is as absent as if never sent.
         let frame = frame.map_err(|_| VaultError::Truncated)?;
@@ -389,7 +400,7 @@ async fn store_body(repo: &Repo, obj: Object, len: u64, mut body: Body) -> Resul
             if upload.written() + chunk.len() as u64 > len {
                 return Err(VaultError::Truncated);
             }
-            upload.write(&chunk).await?;
+            upload.write(chunk).await?;
         }
     }
     upload.finish(Some(len)).await.map(|_| ())

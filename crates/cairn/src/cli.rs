@@ -100,15 +100,30 @@ pub struct Global {
         hide = true
     )]
     pub vault_quota_unit_bytes: u64,
+    /// Where backup repositories are stored: `s3://BUCKET[/PREFIX]` for an S3-compatible
+    /// object store (credentials, region and endpoint from the `AWS_*` variables:
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+    /// `AWS_ALLOW_HTTP`). Default: the directory `<data-dir>/vault`.
+    #[arg(long, global = true, env = "CAIRN_VAULT_URL", value_name = "URL")]
+    pub vault_url: Option<String>,
 }
 
 impl Global {
-    /// The backup vault under `<data-dir>/vault`.
-    pub fn vault(&self) -> cairn_web::vault::VaultConfig {
-        cairn_web::vault::VaultConfig {
-            vault: cairn_vault::Vault::new(self.data_dir.join("vault")),
+    /// The backup vault: `--vault-url`, or the directory `<data-dir>/vault`.
+    pub fn vault(&self) -> Result<cairn_web::vault::VaultConfig> {
+        let vault = match self.vault_url.as_deref() {
+            None | Some("") => cairn_vault::Vault::new(self.data_dir.join("vault")),
+            Some(url) if url.starts_with("s3://") => {
+                cairn_vault::Vault::s3(url).map_err(anyhow::Error::msg)?
+            }
+            Some(url) => {
+                bail!("--vault-url: expected s3://BUCKET[/PREFIX], got {url:?}")
+            }
+        };
+        Ok(cairn_web::vault::VaultConfig {
+            vault,
             quota_unit: cairn_core::vault::QuotaUnit(self.vault_quota_unit_bytes.max(1)),
-        }
+        })
     }
 }
 
@@ -697,7 +712,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             json,
         }) => {
             let id = tenant_id(&tenant)?;
-            let vault = g.vault().vault;
+            let vault = g.vault()?.vault;
             let (u, delta) = svc
                 .recount_vault(&op, &id, &user_name, async |u| {
                     vault
@@ -715,7 +730,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Account(AccountCmd::PurgeExpired { json }) => {
-            let purged = purge_expired(&svc, &g.vault().vault).await?;
+            let purged = purge_expired(&svc, &g.vault()?.vault).await?;
             if json {
                 let v: Vec<_> = purged
                     .iter()

@@ -47,16 +47,17 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
+    let vault = g.vault()?;
     let svc = services(g, public_url.clone()).await?;
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(Metrics::new()),
-        vault: Arc::new(g.vault()),
+        vault: Arc::new(vault.clone()),
         scim_rate_limit: RateLimiter::per_second(args.scim_rate_limit).map(Arc::new),
     };
 
     let purge_svc = svc.clone();
-    let purge_vault = g.vault().vault;
+    let purge_vault = vault.vault.clone();
     let interval = Duration::from_secs(args.purge_interval_secs.max(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -72,7 +73,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         }
     });
 
-    tracing::info!(%addr, %public_url, "cairn listening");
+    tracing::info!(%addr, %public_url, vault = %vault.vault.location(), "cairn listening");
     // Scripts and tests wait for this line.
     println!("listening on {scheme}://{addr}");
     let _ = std::io::stdout().flush();

@@ -69,6 +69,12 @@ pub struct Deployment {
     /// `--database-url`, `None` for the SQLite default under `data_dir`.
     pub database_url: Option<String>,
     pg_name: Option<String>,
+    /// Environment for every `cairn` process of this deployment, server and CLI alike
+    /// (the S3 vault's settings).
+    pub env: Vec<(String, String)>,
+    /// The S3-compatible server and bucket holding this deployment's vault; the server
+    /// is stopped on drop.
+    s3: Option<(S3Server, String)>,
 }
 
 impl Deployment {
@@ -87,6 +93,8 @@ impl Deployment {
             data_dir: tempfile::tempdir().unwrap(),
             database_url: None,
             pg_name: None,
+            env: Vec::new(),
+            s3: None,
         }
     }
 
@@ -100,7 +108,80 @@ impl Deployment {
             data_dir: tempfile::tempdir().unwrap(),
             database_url: Some(format!("{root}/{name}")),
             pg_name: Some(name),
+            env: Vec::new(),
+            s3: None,
         }
+    }
+
+    /// Backup repositories in a bucket of a private S3-compatible server (moto's server
+    /// mode, from PyPI: `requirements-dev.txt`) instead of the data directory.
+    pub fn with_s3_vault(mut self) -> Self {
+        let s3 = S3Server::start();
+        let bucket = format!("cairn-it-{}", unique_suffix().replace('_', "-"));
+        s3.create_bucket(&bucket);
+        self.env.extend(
+            [
+                ("CAIRN_VAULT_URL", format!("s3://{bucket}/vault")),
+                ("AWS_ENDPOINT", s3.endpoint.clone()),
+                ("AWS_ALLOW_HTTP", "true".to_owned()),
+                ("AWS_ACCESS_KEY_ID", "cairn-test".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY", "cairn-test-secret".to_owned()),
+                ("AWS_REGION", "us-east-1".to_owned()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        self.s3 = Some((s3, bucket));
+        self
+    }
+
+    /// The objects stored for one account's repository, as keys relative to it
+    /// (`config`, `data/ab/ab12…`) with their sizes, sorted; read from the data directory
+    /// or the bucket, whichever holds the vault.
+    pub fn vault_objects(&self, tenant: &str, account: &str) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        match &self.s3 {
+            Some((server, bucket)) => {
+                let prefix = format!("vault/{tenant}/{account}/");
+                for (key, size) in server.list(bucket, &prefix) {
+                    let rel = key.strip_prefix(&prefix).unwrap().to_owned();
+                    if rel != "cairn-repository" {
+                        out.push((rel, size));
+                    }
+                }
+            }
+            None => {
+                fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, u64)>) {
+                    let Ok(entries) = std::fs::read_dir(dir) else {
+                        return;
+                    };
+                    for e in entries {
+                        let e = e.unwrap();
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let key = if rel.is_empty() {
+                            name
+                        } else {
+                            format!("{rel}/{name}")
+                        };
+                        if e.file_type().unwrap().is_dir() {
+                            if key != "tmp" {
+                                walk(&e.path(), &key, out);
+                            }
+                        } else {
+                            out.push((key, e.metadata().unwrap().len()));
+                        }
+                    }
+                }
+                let root = self
+                    .data_dir
+                    .path()
+                    .join("vault")
+                    .join(tenant)
+                    .join(account);
+                walk(&root, "", &mut out);
+            }
+        }
+        out.sort();
+        out
     }
 
     /// The database as a `--database-url` value (`sqlite:PATH` for SQLite).
@@ -136,6 +217,111 @@ impl Drop for Deployment {
         if let Some(name) = self.pg_name.take() {
             pg_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
         }
+    }
+}
+
+/// moto's S3 server on a loopback port, killed on drop. `moto_server` comes from the
+/// test virtualenv (`scripts/test` puts `.venv/bin` first on PATH) or `CAIRN_MOTO_SERVER`.
+pub struct S3Server {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        for _ in 0..5 {
+            let port = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                l.local_addr().unwrap().port()
+            };
+            let mut child = Command::new(&bin)
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "start {bin}: {e} (pip install 'moto[s3]' flask flask-cors; \
+                         scripts/test installs it into .venv)"
+                    )
+                });
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::time::Instant::now() < deadline {
+                if child.try_wait().unwrap().is_some() {
+                    break; // lost the port to someone else: try another
+                }
+                if plain_http(&endpoint, "GET", "/moto-api/").is_ok_and(|r| r.0 == 200) {
+                    return S3Server { endpoint, child };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("{bin} did not start");
+    }
+
+    fn call(&self, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+        plain_http(&self.endpoint, method, path)
+    }
+
+    pub fn create_bucket(&self, bucket: &str) {
+        let (status, body) = self.call("PUT", &format!("/{bucket}")).unwrap();
+        assert_eq!(status, 200, "create bucket {bucket}: {body}");
+    }
+
+    /// The keys stored under a prefix of a bucket, with their sizes (ListObjectsV2).
+    pub fn list(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+        let (status, xml) = self
+            .call(
+                "GET",
+                &format!("/{bucket}?list-type=2&max-keys=10000&prefix={prefix}"),
+            )
+            .unwrap();
+        assert_eq!(status, 200, "{xml}");
+        let mut out = Vec::new();
+        for item in xml.split("<Contents>").skip(1) {
+            let field = |tag: &str| {
+                let start = item.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+                let end = item.find(&format!("</{tag}>")).unwrap();
+                item[start..end].to_owned()
+            };
+            out.push((field("Key"), field("Size").parse().unwrap()));
+        }
+        out
+    }
+}
+
+/// One plain HTTP/1.1 request (std only: these run inside async tests, where a blocking
+/// client's runtime may not be used). Returns status and body.
+fn plain_http(endpoint: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::Read;
+    let host = endpoint.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not HTTP: {text:.100}")))?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    Ok((status, body.to_owned()))
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -237,7 +423,7 @@ impl TestApp {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
-        for (k, v) in &opts.env {
+        for (k, v) in deployment.env.iter().chain(&opts.env) {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("start cairn serve");
@@ -412,6 +598,7 @@ pub fn run_cli(
         .env_remove("CAIRN_DATABASE_URL")
         .env_remove("CAIRN_DATA_DIR")
         .env("CAIRN_LOG", "warn")
+        .envs(deployment.env.iter().map(|(k, v)| (k, v)))
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

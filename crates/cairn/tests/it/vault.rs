@@ -150,7 +150,16 @@ fn with_creds(repo: &str, user: &str, secret: &str) -> String {
 
 #[tokio::test]
 async fn restic_backs_up_restores_and_is_refused_by_account_state() {
-    let app = TestApp::spawn().await;
+    restic_lifecycle(Deployment::new()).await;
+}
+
+#[tokio::test]
+async fn restic_lifecycle_on_the_s3_backend() {
+    restic_lifecycle(Deployment::new().with_s3_vault()).await;
+}
+
+async fn restic_lifecycle(deployment: Deployment) {
+    let app = TestApp::spawn_on(std::sync::Arc::new(deployment), Opts::default()).await;
     let t = app.tenant("Vault");
     let alice = account(&app, &t, "alice@example.com").await;
     let bob = account(&app, &t, "bob@example.com").await;
@@ -243,14 +252,12 @@ async fn restic_backs_up_restores_and_is_refused_by_account_state() {
     assert_same_tree(&src, &out2.join(src.strip_prefix("/").unwrap()));
 
     // Only the retention purge deletes the repository, and it is audited.
-    let repo_dir = app
-        .deployment
-        .data_dir
-        .path()
-        .join("vault")
-        .join(&t.id)
-        .join(&alice.id);
-    assert!(repo_dir.join("config").is_file());
+    let stored = app.deployment.vault_objects(&t.id, &alice.id);
+    assert!(stored.iter().any(|(k, _)| k == "config"), "{stored:?}");
+    assert!(
+        stored.iter().any(|(k, _)| k.starts_with("data/")),
+        "{stored:?}"
+    );
     assert_eq!(t.delete(&path).await.status, 204);
     let mut args = app.deployment.global_args();
     args.extend(["account", "purge-expired", "--json"].map(String::from));
@@ -260,12 +267,14 @@ async fn restic_backs_up_restores_and_is_refused_by_account_state() {
         .env_remove("CAIRN_DATABASE_URL")
         .env_remove("CAIRN_DATA_DIR")
         .env("CAIRN_LOG", "warn")
+        .envs(app.deployment.env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap()
         .into();
     let purged = purged.ok().json();
     assert_eq!(purged.as_array().unwrap().len(), 1, "{purged}");
-    assert!(!repo_dir.exists());
+    let left = app.deployment.vault_objects(&t.id, &alice.id);
+    assert!(left.is_empty(), "{left:?}");
     let audit = app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().json();
     let actions: Vec<&str> = audit
         .as_array()
@@ -284,12 +293,21 @@ async fn restic_backs_up_restores_and_is_refused_by_account_state() {
 
 #[tokio::test]
 async fn quota_exceeded_mid_backup_fails_with_507_and_keeps_the_repository_consistent() {
+    quota_exceeded_mid_backup(Deployment::new()).await;
+}
+
+#[tokio::test]
+async fn quota_exceeded_mid_backup_on_the_s3_backend() {
+    quota_exceeded_mid_backup(Deployment::new().with_s3_vault()).await;
+}
+
+async fn quota_exceeded_mid_backup(deployment: Deployment) {
     // 1 "GB" of Account Size = 4 MB here, so a few megabytes fill the account.
-    let app = TestApp::spawn_with(Opts {
+    let opts = Opts {
         env: vec![("CAIRN_VAULT_QUOTA_UNIT_BYTES".into(), "4000000".into())],
         ..Opts::default()
-    })
-    .await;
+    };
+    let app = TestApp::spawn_on(std::sync::Arc::new(deployment), opts).await;
     let t = app.tenant("Quota");
     app.cli(&[
         "scim",
@@ -460,8 +478,17 @@ fn sha256_hex(data: &[u8]) -> String {
 
 #[tokio::test]
 async fn rest_protocol_details_restic_depends_on() {
+    rest_protocol_details(Deployment::new()).await;
+}
+
+#[tokio::test]
+async fn rest_protocol_details_on_the_s3_backend() {
+    rest_protocol_details(Deployment::new().with_s3_vault()).await;
+}
+
+async fn rest_protocol_details(deployment: Deployment) {
     use reqwest::{header, Method};
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_on(std::sync::Arc::new(deployment), Opts::default()).await;
     let t = app.tenant("Proto");
     let a = account(&app, &t, "erin@example.com").await;
     let base = format!("{}/backup/{}/{}", app.base, t.id, a.id);
@@ -533,13 +560,12 @@ async fn rest_protocol_details_restic_depends_on() {
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-    let on_disk = app.deployment.data_dir.path().join(format!(
-        "vault/{}/{}/data/{}/{name}",
-        t.id,
-        a.id,
-        &name[..2]
-    ));
-    assert_eq!(std::fs::read(on_disk).unwrap(), data);
+    let key = format!("data/{}/{name}", &name[..2]);
+    let stored = app.deployment.vault_objects(&t.id, &a.id);
+    assert!(
+        stored.contains(&(key, data.len() as u64)),
+        "stored where rest-server would: {stored:?}"
+    );
     assert_eq!(
         req(Method::POST, "/data/..%2Fconfig")
             .body("x")

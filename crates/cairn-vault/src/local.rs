@@ -1,0 +1,304 @@
+//! The local filesystem backend, laid out the way restic's rest-server lays it out
+//! (`<root>/<tenant>/<account>/{config,data/xx/…,keys,locks,snapshots,index}`).
+//!
+//! An upload becomes visible only after its bytes and its directory entry are durable
+//! (temporary file, fsync, hard link, fsync of the directory); the hard link fails when
+//! the target exists, so nothing is ever replaced.
+
+use crate::{to_hex, ByteRange, ByteStream, Kind, Object, ObjectName, Reader, Result, VaultError};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::io::{ErrorKind, SeekFrom};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+fn not_found_or(e: std::io::Error) -> VaultError {
+    if e.kind() == ErrorKind::NotFound {
+        VaultError::NotFound
+    } else {
+        VaultError::Io(e)
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> VaultError {
+    VaultError::Io(std::io::Error::other(e))
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LocalVault {
+    pub(crate) root: PathBuf,
+}
+
+impl LocalVault {
+    pub(crate) fn repo(&self, tenant: &str, account: &str) -> LocalRepo {
+        LocalRepo {
+            dir: self.root.join(tenant).join(account),
+        }
+    }
+
+    pub(crate) async fn repo_size(&self, tenant: &str, account: &str) -> Result<u64> {
+        let dir = self.repo(tenant, account).dir;
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let total = dir_size(&dir)?;
+            let tmp = dir_size(&dir.join("tmp"))?;
+            Ok(total - tmp.min(total))
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    pub(crate) async fn remove_repo(&self, tenant: &str, account: &str) -> Result<u64> {
+        let dir = self.repo(tenant, account).dir;
+        tokio::task::spawn_blocking(move || -> Result<u64> {
+            let bytes = dir_size(&dir)?;
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+            if let Some(parent) = dir.parent() {
+                sync_dir_blocking(parent)?;
+            }
+            Ok(bytes)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+fn dir_size(dir: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            total += dir_size(&entry.path())?;
+        } else {
+            total += meta.len();
+        }
+    }
+    Ok(total)
+}
+
+fn sync_dir_blocking(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+async fn sync_dir(dir: PathBuf) -> Result<()> {
+    tokio::task::spawn_blocking(move || sync_dir_blocking(&dir))
+        .await
+        .map_err(join_err)??;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct LocalRepo {
+    pub(crate) dir: PathBuf,
+}
+
+impl LocalRepo {
+    fn path(&self, obj: &Object) -> PathBuf {
+        match obj {
+            Object::Config => self.dir.join("config"),
+            // rest-server's layout: data files sharded by their first two hex digits.
+            Object::Item(Kind::Data, name) => self
+                .dir
+                .join("data")
+                .join(&name.as_str()[..2])
+                .join(name.as_str()),
+            Object::Item(kind, name) => self.dir.join(kind.as_str()).join(name.as_str()),
+        }
+    }
+
+    pub(crate) async fn exists(&self) -> Result<bool> {
+        Ok(tokio::fs::metadata(self.dir.join("keys"))
+            .await
+            .is_ok_and(|m| m.is_dir()))
+    }
+
+    pub(crate) async fn create(&self) -> Result<()> {
+        for kind in Kind::ALL {
+            tokio::fs::create_dir_all(self.dir.join(kind.as_str())).await?;
+        }
+        let data = self.dir.join("data");
+        for i in 0..=255u8 {
+            tokio::fs::create_dir_all(data.join(to_hex(&[i]))).await?;
+        }
+        tokio::fs::create_dir_all(self.dir.join("tmp")).await?;
+        sync_dir(data).await?;
+        sync_dir(self.dir.clone()).await?;
+        if let Some(parent) = self.dir.parent() {
+            sync_dir(parent.to_owned()).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn size(&self, obj: &Object) -> Result<u64> {
+        let meta = tokio::fs::metadata(self.path(obj))
+            .await
+            .map_err(not_found_or)?;
+        if !meta.is_file() {
+            return Err(VaultError::NotFound);
+        }
+        Ok(meta.len())
+    }
+
+    pub(crate) async fn open(&self, obj: &Object, range: Option<ByteRange>) -> Result<Reader> {
+        let mut f = tokio::fs::File::open(self.path(obj))
+            .await
+            .map_err(not_found_or)?;
+        let total = f.metadata().await?.len();
+        let (range, first, len) = match range {
+            None => (None, 0, total),
+            Some(range) => {
+                let (first, last) = range.resolve(total)?;
+                (Some((first, last)), first, last - first + 1)
+            }
+        };
+        if first > 0 {
+            f.seek(SeekFrom::Start(first)).await?;
+        }
+        let body: ByteStream =
+            tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10).boxed();
+        Ok(Reader {
+            body,
+            range,
+            len,
+            total,
+        })
+    }
+
+    pub(crate) async fn begin_upload(&self, obj: Object) -> Result<LocalUpload> {
+        if !self.exists().await? {
+            return Err(VaultError::NotFound);
+        }
+        let target = self.path(&obj);
+        if tokio::fs::try_exists(&target).await? {
+            return Err(VaultError::Exists);
+        }
+        let tmp_dir = self.dir.join("tmp");
+        tokio::fs::create_dir_all(&tmp_dir).await?;
+        let tmp = tmp_dir.join(format!("upload-{:032x}", rand::random::<u128>()));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .await?;
+        Ok(LocalUpload {
+            target,
+            tmp,
+            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    pub(crate) async fn delete(&self, obj: &Object) -> Result<u64> {
+        let path = self.path(obj);
+        let size = self.size(obj).await?;
+        tokio::fs::remove_file(&path).await.map_err(not_found_or)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent.to_owned()).await?;
+        }
+        Ok(size)
+    }
+
+    pub(crate) async fn list(&self, kind: Kind) -> Result<Vec<(String, u64)>> {
+        if !self.exists().await? {
+            return Err(VaultError::NotFound);
+        }
+        let dir = self.dir.join(kind.as_str());
+        tokio::task::spawn_blocking(move || -> Result<Vec<(String, u64)>> {
+            let mut out = Vec::new();
+            if kind == Kind::Data {
+                for shard in std::fs::read_dir(&dir)? {
+                    let shard = shard?;
+                    if shard.file_type()?.is_dir() {
+                        list_files(&shard.path(), &mut out)?;
+                    }
+                }
+            } else {
+                list_files(&dir, &mut out)?;
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}
+
+fn list_files(dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str() {
+            if ObjectName::parse(name).is_ok() {
+                out.push((name.to_owned(), meta.len()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An upload into a temporary file. Dropping it removes the temporary file, so a half
+/// upload never becomes visible.
+pub(crate) struct LocalUpload {
+    target: PathBuf,
+    tmp: PathBuf,
+    file: Option<tokio::io::BufWriter<tokio::fs::File>>,
+}
+
+impl LocalUpload {
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.write_all(&chunk).await?,
+            None => return Err(VaultError::Io(std::io::Error::other("upload finished"))),
+        }
+        Ok(())
+    }
+
+    /// Makes the (already verified) bytes durable and publishes the object without ever
+    /// replacing an existing one.
+    pub(crate) async fn publish(&mut self) -> Result<()> {
+        let Some(mut f) = self.file.take() else {
+            return Err(VaultError::Io(std::io::Error::other("upload finished")));
+        };
+        f.flush().await?;
+        let f = f.into_inner();
+        f.sync_all().await?;
+        drop(f);
+        if let Some(parent) = self.target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        // A hard link fails when the target exists, unlike rename: two racing uploads of
+        // the same object cannot replace each other.
+        match tokio::fs::hard_link(&self.tmp, &self.target).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(VaultError::Exists),
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(parent) = self.target.parent() {
+            sync_dir(parent.to_owned()).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        // Runs after `publish` too: the published object is the link, the temporary name
+        // goes away either way.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}

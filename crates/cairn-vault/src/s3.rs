@@ -1,0 +1,245 @@
+//! The S3-compatible backend (through the `object_store` crate), for deployments where
+//! several stateless instances serve one vault. The key layout under the configured prefix
+//! is rest-server's (`<tenant>/<account>/{config,data/xx/…,keys,…}`) plus one marker
+//! object per created repository.
+//!
+//! Nothing is ever replaced: every write is a conditional create (`If-None-Match: *`), so
+//! two instances racing to store one object yield one object and one refusal. An upload is
+//! hashed and checked while it is received and published with a single `PUT` only after
+//! the check, so a half or wrong upload never becomes visible. S3's `PUT` is atomic and
+//! durable once acknowledged.
+
+use crate::{ByteRange, ByteStream, Kind, Object, ObjectName, Reader, Result, VaultError};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
+use std::sync::Arc;
+
+/// The largest object the S3 backend accepts. An upload is held in memory until its hash
+/// is verified (S3 offers no publish-after-check for streamed bodies); restic's packs are
+/// at most 128 MiB (16 MiB by default).
+pub const MAX_REMOTE_OBJECT: u64 = 160 << 20;
+
+/// The object marking a created repository (S3 has no directories).
+const MARKER: &str = "cairn-repository";
+
+fn store_err(e: object_store::Error) -> VaultError {
+    match e {
+        object_store::Error::NotFound { .. } => VaultError::NotFound,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            VaultError::Exists
+        }
+        e => VaultError::Unavailable(e.to_string()),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct S3Vault {
+    pub(crate) store: Arc<dyn ObjectStore>,
+    pub(crate) prefix: Path,
+    /// How the vault was configured, for logs (`s3://bucket/prefix`).
+    pub(crate) url: String,
+}
+
+impl S3Vault {
+    pub(crate) fn repo(&self, tenant: &str, account: &str) -> S3Repo {
+        S3Repo {
+            store: self.store.clone(),
+            root: self.prefix.child(tenant).child(account),
+        }
+    }
+
+    /// Every key of a repository with its size.
+    async fn keys(&self, tenant: &str, account: &str) -> Result<Vec<(Path, u64)>> {
+        let root = self.repo(tenant, account).root;
+        self.store
+            .list(Some(&root))
+            .map_ok(|m| (m.location, m.size))
+            .try_collect()
+            .await
+            .map_err(store_err)
+    }
+
+    pub(crate) async fn repo_size(&self, tenant: &str, account: &str) -> Result<u64> {
+        Ok(self.keys(tenant, account).await?.iter().map(|k| k.1).sum())
+    }
+
+    pub(crate) async fn remove_repo(&self, tenant: &str, account: &str) -> Result<u64> {
+        let keys = self.keys(tenant, account).await?;
+        let bytes = keys.iter().map(|k| k.1).sum();
+        // The marker goes last: a purge cut short leaves a repository that is still
+        // known, and the next purge run finishes it.
+        let marker = self.repo(tenant, account).root.child(MARKER);
+        for (key, _) in keys.iter().filter(|k| k.0 != marker) {
+            match self.store.delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+        }
+        match self.store.delete(&marker).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        Ok(bytes)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct S3Repo {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+}
+
+impl S3Repo {
+    fn key(&self, obj: &Object) -> Path {
+        match obj {
+            Object::Config => self.root.child("config"),
+            Object::Item(Kind::Data, name) => self
+                .root
+                .child("data")
+                .child(&name.as_str()[..2])
+                .child(name.as_str()),
+            Object::Item(kind, name) => self.root.child(kind.as_str()).child(name.as_str()),
+        }
+    }
+
+    pub(crate) async fn exists(&self) -> Result<bool> {
+        match self.store.head(&self.root.child(MARKER)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    pub(crate) async fn create(&self) -> Result<()> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&self.root.child(MARKER), PutPayload::new(), opts)
+            .await
+        {
+            // Idempotent, like rest-server's `?create=true`.
+            Ok(_) => Ok(()),
+            Err(e) => match store_err(e) {
+                VaultError::Exists => Ok(()),
+                e => Err(e),
+            },
+        }
+    }
+
+    pub(crate) async fn size(&self, obj: &Object) -> Result<u64> {
+        let meta = self.store.head(&self.key(obj)).await.map_err(store_err)?;
+        Ok(meta.size)
+    }
+
+    pub(crate) async fn open(&self, obj: &Object, range: Option<ByteRange>) -> Result<Reader> {
+        let key = self.key(obj);
+        // The range is resolved against the size first, so an unsatisfiable one is a 416
+        // decided here rather than whatever the object store makes of it.
+        let total = self.store.head(&key).await.map_err(store_err)?.size;
+        let (range, get_range, len) = match range {
+            None => (None, None, total),
+            Some(r) => {
+                let (first, last) = r.resolve(total)?;
+                (
+                    Some((first, last)),
+                    Some(GetRange::Bounded(first..last + 1)),
+                    last - first + 1,
+                )
+            }
+        };
+        let opts = GetOptions {
+            range: get_range,
+            ..GetOptions::default()
+        };
+        let got = self.store.get_opts(&key, opts).await.map_err(store_err)?;
+        let body: ByteStream = got
+            .into_stream()
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .boxed();
+        Ok(Reader {
+            body,
+            range,
+            len,
+            total,
+        })
+    }
+
+    pub(crate) async fn begin_upload(&self, obj: &Object, len: u64) -> Result<S3Upload> {
+        if len > MAX_REMOTE_OBJECT {
+            return Err(VaultError::TooLarge);
+        }
+        if !self.exists().await? {
+            return Err(VaultError::NotFound);
+        }
+        let key = self.key(obj);
+        match self.store.head(&key).await {
+            Ok(_) => return Err(VaultError::Exists),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        Ok(S3Upload {
+            store: self.store.clone(),
+            key,
+            chunks: Vec::new(),
+        })
+    }
+
+    pub(crate) async fn delete(&self, obj: &Object) -> Result<u64> {
+        let key = self.key(obj);
+        let size = self.store.head(&key).await.map_err(store_err)?.size;
+        self.store.delete(&key).await.map_err(store_err)?;
+        Ok(size)
+    }
+
+    pub(crate) async fn list(&self, kind: Kind) -> Result<Vec<(String, u64)>> {
+        if !self.exists().await? {
+            return Err(VaultError::NotFound);
+        }
+        let dir = self.root.child(kind.as_str());
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?;
+                ObjectName::parse(name).ok()?;
+                Some((name.to_owned(), m.size))
+            })
+            .collect())
+    }
+}
+
+/// An upload held in memory until it is verified and published with one conditional PUT.
+pub(crate) struct S3Upload {
+    store: Arc<dyn ObjectStore>,
+    key: Path,
+    chunks: Vec<Bytes>,
+}
+
+impl S3Upload {
+    pub(crate) fn write(&mut self, chunk: Bytes) {
+        self.chunks.push(chunk);
+    }
+
+    pub(crate) async fn publish(&mut self) -> Result<()> {
+        let payload: PutPayload = std::mem::take(&mut self.chunks).into_iter().collect();
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&self.key, payload, opts)
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+}
