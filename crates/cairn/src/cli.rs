@@ -427,12 +427,50 @@ async fn db_copy(from: &str, to: &str, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// Why a SQLite database cannot be written, when that is why it cannot be opened: Cairn
+/// needs to write the file and, for its WAL and lock files, the directory beside it.
+pub fn read_only_reason(path: &std::path::Path) -> Option<String> {
+    use std::io::ErrorKind;
+    let refused = |e: &std::io::Error| {
+        matches!(
+            e.kind(),
+            ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied
+        )
+    };
+    if let Err(e) = std::fs::OpenOptions::new().append(true).open(path) {
+        if refused(&e) {
+            return Some(format!("the file is read-only ({e})"));
+        }
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let probe = dir.join(format!(".cairn-write-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            None
+        }
+        Err(e) if refused(&e) => Some(format!(
+            "its directory {} is read-only ({e}); SQLite writes its WAL and lock files there",
+            dir.display()
+        )),
+        Err(_) => None,
+    }
+}
+
 pub async fn open_store(g: &Global) -> Result<Arc<dyn Store>> {
     Ok(match database(g)? {
-        Database::Sqlite(path) => Arc::new(
-            SqliteStore::open(&path)
-                .with_context(|| format!("opening database {}", path.display()))?,
-        ),
+        Database::Sqlite(path) => {
+            Arc::new(
+                SqliteStore::open(&path).with_context(|| match read_only_reason(&path) {
+                    Some(why) => format!("opening database {}: {why}", path.display()),
+                    None => format!("opening database {}", path.display()),
+                })?,
+            )
+        }
         Database::Postgres(url) => Arc::new(
             PostgresStore::connect(&url)
                 .await

@@ -1,6 +1,8 @@
 //! `cairn serve`: telemetry, the HTTP listener, graceful shutdown and the retention purge.
 
-use crate::cli::{purge_expired, services, Global, ServeArgs};
+use crate::cli::{
+    database, purge_expired, read_only_reason, services, Database, Global, ServeArgs,
+};
 use crate::tls::TlsListener;
 use anyhow::{Context, Result};
 use axum::serve::ListenerExt;
@@ -48,6 +50,17 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let vault = g.vault()?;
+    // SQLite can open a read-only database (when its WAL files are there) and serve reads,
+    // but every provisioning change would then fail: refuse to start instead of looking
+    // healthy to a load balancer. (CLI reads such as `cairn audit` still work on it.)
+    if let Database::Sqlite(path) = database(g)? {
+        if let Some(why) = read_only_reason(&path) {
+            anyhow::bail!(
+                "cannot serve from database {}: {why}; Cairn needs to write it",
+                path.display()
+            );
+        }
+    }
     let svc = services(g, public_url.clone()).await?;
     let state = AppState {
         services: svc.clone(),
