@@ -194,8 +194,7 @@ impl Ext4 {
         let dir = self.dir.canonicalize().unwrap();
         let line = mounts
             .lines()
-            .filter(|l| l.split(' ').nth(1) == dir.to_str())
-            .last()
+            .rfind(|l| l.split(' ').nth(1) == dir.to_str())
             .unwrap_or_else(|| panic!("{} is not mounted", dir.display()));
         line.split(' ')
             .next()
