@@ -406,6 +406,32 @@ impl Services {
         self.store.list_users(ctx.tenant_id(), query).await
     }
 
+    /// A live account and, with `with_groups`, its groups, in one store read.
+    pub async fn get_user_with_groups(
+        &self,
+        ctx: &ScimCtx,
+        id: &str,
+        with_groups: bool,
+    ) -> Result<(UserRecord, Vec<GroupRef>)> {
+        let id = UserId::parse(id).ok_or(Error::NotFound("user"))?;
+        self.store
+            .get_user_with_groups(ctx.tenant_id(), &id, with_groups)
+            .await?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    /// A page of live accounts and, with `with_groups`, their groups, in one store read.
+    pub async fn list_users_with_groups(
+        &self,
+        ctx: &ScimCtx,
+        query: &ListQuery,
+        with_groups: bool,
+    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
+        self.store
+            .list_users_with_groups(ctx.tenant_id(), query, with_groups)
+            .await
+    }
+
     /// Read-modify-write of one account. `change` computes the new attributes from the
     /// current record (a PUT ignores it, a PATCH applies its operations to it). With
     /// `if_match`, the write happens only if the stored version is still that one

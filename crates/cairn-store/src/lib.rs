@@ -4,6 +4,8 @@
 //! deployments where several stateless instances share one database.
 
 pub mod copy;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod postgres;
 pub mod sqlite;
 

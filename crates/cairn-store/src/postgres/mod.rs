@@ -3,7 +3,7 @@
 //! that start at the same moment migrate once.
 
 mod dashboard;
-mod filter;
+pub(crate) mod filter;
 mod groups;
 mod vault;
 

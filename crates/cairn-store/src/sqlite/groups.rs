@@ -308,27 +308,7 @@ impl SqliteStore {
     ) -> Result<Vec<(UserId, GroupRef)>> {
         let t = tenant.to_string();
         let users = users.to_vec();
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT g.id, g.display_name FROM group_members m
-                 JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
-                 WHERE m.tenant_id = ? AND m.user_id = ? ORDER BY g.display_name_fold, g.id",
-            )?;
-            let mut out = Vec::new();
-            for u in users {
-                let rows = st.query_map(params![t, u.as_str()], |r| {
-                    Ok(GroupRef {
-                        id: GroupId::from_trusted(r.get(0)?),
-                        display_name: r.get(1)?,
-                    })
-                })?;
-                for g in rows {
-                    out.push((u.clone(), g?));
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |c| groups_of_users_in(c, &t, &users)).await
     }
 
     pub(super) async fn grp_update(
@@ -469,4 +449,30 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The groups of each of these accounts, on a connection the caller holds.
+pub(super) fn groups_of_users_in(
+    c: &Connection,
+    t: &str,
+    users: &[UserId],
+) -> rusqlite::Result<Vec<(UserId, GroupRef)>> {
+    let mut st = c.prepare_cached(
+        "SELECT g.id, g.display_name FROM group_members m
+         JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+         WHERE m.tenant_id = ? AND m.user_id = ? ORDER BY g.display_name_fold, g.id",
+    )?;
+    let mut out = Vec::new();
+    for u in users {
+        let rows = st.query_map(params![t, u.as_str()], |r| {
+            Ok(GroupRef {
+                id: GroupId::from_trusted(r.get(0)?),
+                display_name: r.get(1)?,
+            })
+        })?;
+        for g in rows {
+            out.push((u.clone(), g?));
+        }
+    }
+    Ok(out)
 }

@@ -1,8 +1,8 @@
 //! The embedded SQLite backend.
 
-mod conn;
+pub(crate) mod conn;
 mod dashboard;
-mod filter;
+pub(crate) mod filter;
 mod groups;
 mod vault;
 mod writer;
@@ -443,39 +443,51 @@ impl Store for SqliteStore {
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
         let tenant = tenant.to_string();
         let query = query.clone();
+        self.read(move |c| list_users_in(c, tenant, &query)).await
+    }
+
+    async fn get_user_with_groups(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        with_groups: bool,
+    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
         self.read(move |c| {
-            let mut where_sql = String::from("u.tenant_id = ? AND u.deleted_at IS NULL");
-            let mut params: Vec<SqlValue> = vec![SqlValue::Text(tenant)];
-            if let Some(f) = &query.filter {
-                let w = filter::where_clause(f);
-                where_sql.push_str(" AND ");
-                where_sql.push_str(&w.text);
-                params.extend(w.params);
-            }
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {where_sql}"))?
-                .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
-            let total = total.max(0) as u64;
-            let offset = query.start_index.saturating_sub(1);
-            if query.count == 0 || offset >= total {
-                return Ok(Page {
-                    total,
-                    items: Vec::new(),
-                });
-            }
-            let order = filter::order_by(query.sort.as_ref());
-            params.extend(order.params);
-            params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
-            params.push(SqlValue::Integer(offset.min(i64::MAX as u64) as i64));
-            let sql = format!(
-                "SELECT {USER_COLS} FROM users u WHERE {where_sql}{} LIMIT ? OFFSET ?",
-                order.text
-            );
-            let mut st = c.prepare_cached(&sql)?;
-            let items = st
-                .query_map(params_from_iter(params.iter()), user_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Page { total, items })
+            let Some(u) = get_user_where(c, &t, &i, true)? else {
+                return Ok(None);
+            };
+            let groups = if with_groups {
+                let ids = [u.id.clone()];
+                groups::groups_of_users_in(c, &t, &ids)?
+                    .into_iter()
+                    .map(|(_, g)| g)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            Ok(Some((u, groups)))
+        })
+        .await
+    }
+
+    async fn list_users_with_groups(
+        &self,
+        tenant: &TenantId,
+        query: &ListQuery,
+        with_groups: bool,
+    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
+        let t = tenant.to_string();
+        let query = query.clone();
+        self.read(move |c| {
+            let page = list_users_in(c, t.clone(), &query)?;
+            let groups = if with_groups && !page.items.is_empty() {
+                let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
+                groups::groups_of_users_in(c, &t, &ids)?
+            } else {
+                Vec::new()
+            };
+            Ok((page, groups))
         })
         .await
     }
@@ -847,4 +859,44 @@ impl Store for SqliteStore {
     async fn activity_clients(&self, tenant: &TenantId) -> Result<Vec<String>> {
         self.dash_activity_clients(tenant).await
     }
+}
+
+/// One page of a tenant's live accounts (and the total), on a connection the caller holds.
+fn list_users_in(
+    c: &Connection,
+    tenant: String,
+    query: &ListQuery,
+) -> rusqlite::Result<Page<UserRecord>> {
+    let mut where_sql = String::from("u.tenant_id = ? AND u.deleted_at IS NULL");
+    let mut params: Vec<SqlValue> = vec![SqlValue::Text(tenant)];
+    if let Some(f) = &query.filter {
+        let w = filter::where_clause(f);
+        where_sql.push_str(" AND ");
+        where_sql.push_str(&w.text);
+        params.extend(w.params);
+    }
+    let total: i64 = c
+        .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {where_sql}"))?
+        .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
+    let total = total.max(0) as u64;
+    let offset = query.start_index.saturating_sub(1);
+    if query.count == 0 || offset >= total {
+        return Ok(Page {
+            total,
+            items: Vec::new(),
+        });
+    }
+    let order = filter::order_by(query.sort.as_ref());
+    params.extend(order.params);
+    params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
+    params.push(SqlValue::Integer(offset.min(i64::MAX as u64) as i64));
+    let sql = format!(
+        "SELECT {USER_COLS} FROM users u WHERE {where_sql}{} LIMIT ? OFFSET ?",
+        order.text
+    );
+    let mut st = c.prepare_cached(&sql)?;
+    let items = st
+        .query_map(params_from_iter(params.iter()), user_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page { total, items })
 }

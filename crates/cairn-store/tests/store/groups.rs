@@ -474,3 +474,78 @@ async fn quota_is_the_largest_of_base_and_group_sizes() {
         .collect();
     assert_eq!(afters, vec![200, 500, 200, 50, 300, 50]);
 }
+
+#[tokio::test]
+async fn users_read_with_their_groups_agree_with_the_separate_reads() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let other = tenant(s, "other").await;
+    let us = users(s, &t.id, 3).await;
+    let (g1, g2) = (group(&t.id, "Beta"), group(&t.id, "alpha"));
+    s.create_group(&g1, &us[..2], gdraft(&t.id, Action::GroupCreated))
+        .await
+        .unwrap();
+    s.create_group(&g2, &us[..1], gdraft(&t.id, Action::GroupCreated))
+        .await
+        .unwrap();
+
+    // One user: the same record as get_user, its groups in display-name order.
+    let (u, gs) = s
+        .get_user_with_groups(&t.id, &us[0], true)
+        .await
+        .unwrap()
+        .unwrap();
+    let alone = s.get_user(&t.id, &us[0]).await.unwrap().unwrap();
+    assert_eq!(format!("{u:?}"), format!("{alone:?}"));
+    let ids: Vec<_> = gs.iter().map(|g| g.id.clone()).collect();
+    assert_eq!(ids, [g2.id.clone(), g1.id.clone()]);
+    let (_, none) = s
+        .get_user_with_groups(&t.id, &us[0], false)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(none.is_empty());
+    let (_, lonely) = s
+        .get_user_with_groups(&t.id, &us[2], true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(lonely.is_empty());
+    // Another tenant's id, or a missing one: nothing.
+    assert!(s
+        .get_user_with_groups(&other.id, &us[0], true)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .get_user_with_groups(&t.id, &UserId::random(), true)
+        .await
+        .unwrap()
+        .is_none());
+
+    // A page: the same page as list_users, the same memberships as groups_of_users.
+    let q = ListQuery {
+        filter: None,
+        sort: None,
+        start_index: 1,
+        count: 100,
+    };
+    let (page, memberships) = s.list_users_with_groups(&t.id, &q, true).await.unwrap();
+    let alone = s.list_users(&t.id, &q).await.unwrap();
+    assert_eq!(page.total, alone.total);
+    assert_eq!(format!("{:?}", page.items), format!("{:?}", alone.items));
+    let page_ids: Vec<_> = page.items.iter().map(|u| u.id.clone()).collect();
+    let mut expected = s.groups_of_users(&t.id, &page_ids).await.unwrap();
+    let mut got = memberships;
+    let key = |m: &(UserId, cairn_core::group::GroupRef)| (m.0.clone(), m.1.id.clone());
+    expected.sort_by_key(key);
+    got.sort_by_key(key);
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        got.iter().map(key).collect::<Vec<_>>(),
+        expected.iter().map(key).collect::<Vec<_>>()
+    );
+    let (_, without) = s.list_users_with_groups(&t.id, &q, false).await.unwrap();
+    assert!(without.is_empty());
+}

@@ -8,6 +8,8 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use cairn_core::group::GroupRef;
+use cairn_core::ids::UserId;
 use cairn_core::query::ListQuery;
 use cairn_core::user::UserRecord;
 use cairn_scim::user::{etag, render_user, Projection};
@@ -103,14 +105,26 @@ async fn add_groups(
     }
     let ids: Vec<_> = users.iter().map(|u| u.id.clone()).collect();
     let groups = state.services.groups_of_users(&ctx.0, &ids).await?;
+    attach_groups(ctx, state, users, rendered, groups);
+    Ok(())
+}
+
+/// Puts memberships already read into the rendered users.
+fn attach_groups(
+    ctx: &Scim,
+    state: &AppState,
+    users: &[&UserRecord],
+    rendered: &mut [Value],
+    groups: Vec<(UserId, GroupRef)>,
+) {
     if groups.is_empty() {
-        return Ok(());
+        return;
     }
     // One pass over the memberships, grouped by user: a page of 1,000 users is not
     // compared against every membership of the page.
     let base = base_url(ctx, state);
     let mut by_user: std::collections::HashMap<_, Vec<Value>> = std::collections::HashMap::new();
-    for (uid, g) in &groups {
+    for (uid, g) in groups {
         by_user.entry(uid).or_default().push(serde_json::json!({
             "value": g.id.as_str(),
             "$ref": format!("{base}/Groups/{}", g.id),
@@ -123,7 +137,6 @@ async fn add_groups(
             o.insert("groups".into(), Value::Array(mine));
         }
     }
-    Ok(())
 }
 
 pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<Response> {
@@ -140,11 +153,14 @@ pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiRe
         start_index,
         count,
     };
-    let page = state.services.list_users(&ctx.0, &q).await?;
+    let (page, groups) = state
+        .services
+        .list_users_with_groups(&ctx.0, &q, proj.wants("groups"))
+        .await?;
     let base = base_url(&ctx, &state);
     let mut resources: Vec<Value> = page.items.iter().map(|u| render_user(u, &base)).collect();
     let refs: Vec<&UserRecord> = page.items.iter().collect();
-    add_groups(&ctx, &state, &proj, &refs, &mut resources).await?;
+    attach_groups(&ctx, &state, &refs, &mut resources, groups);
     for r in &mut resources {
         proj.apply(r);
     }
@@ -219,8 +235,21 @@ pub async fn get_user(
     params: Params,
 ) -> ApiResult<Response> {
     let proj = projection(&ListParams::from_query(&params))?;
-    let u = state.services.get_user(&ctx.0, &id).await?;
-    user_response(&ctx, &state, StatusCode::OK, &u, &proj).await
+    let (u, groups) = state
+        .services
+        .get_user_with_groups(&ctx.0, &id, proj.wants("groups"))
+        .await?;
+    let base = &base_url(&ctx, &state);
+    let mut body = [render_user(&u, base)];
+    let groups = groups.into_iter().map(|g| (u.id.clone(), g)).collect();
+    attach_groups(&ctx, &state, &[&u], &mut body, groups);
+    let [mut body] = body;
+    proj.apply(&mut body);
+    let mut resp = ScimJson(StatusCode::OK, body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag(u.version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
 }
 
 pub async fn replace_user(
