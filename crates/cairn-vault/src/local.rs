@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use std::io::{ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn not_found_or(e: std::io::Error) -> VaultError {
     if e.kind() == ErrorKind::NotFound {
@@ -23,6 +23,10 @@ fn not_found_or(e: std::io::Error) -> VaultError {
 fn join_err(e: tokio::task::JoinError) -> VaultError {
     VaultError::Io(std::io::Error::other(e))
 }
+
+/// Reads up to this size are served from one buffer read in one blocking call; larger
+/// ones (whole 16–128 MiB packs) are streamed in 1 MiB chunks so memory stays bounded.
+const INLINE_READ: u64 = 8 << 20;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LocalVault {
@@ -149,28 +153,41 @@ impl LocalRepo {
     }
 
     pub(crate) async fn open(&self, obj: &Object, range: Option<ByteRange>) -> Result<Reader> {
-        let mut f = tokio::fs::File::open(self.path(obj))
-            .await
-            .map_err(not_found_or)?;
-        let total = f.metadata().await?.len();
-        let (range, first, len) = match range {
-            None => (None, 0, total),
-            Some(range) => {
-                let (first, last) = range.resolve(total)?;
-                (Some((first, last)), first, last - first + 1)
+        let path = self.path(obj);
+        // One blocking-pool hop for open, size and (for most requests) the bytes:
+        // `tokio::fs` would make a hop per call and per chunk, and restic's restore is
+        // thousands of ranged GETs of a few hundred KiB to a few MiB.
+        tokio::task::spawn_blocking(move || -> Result<Reader> {
+            use std::io::{Read, Seek};
+            let mut f = std::fs::File::open(&path).map_err(not_found_or)?;
+            let total = f.metadata()?.len();
+            let (range, first, len) = match range {
+                None => (None, 0, total),
+                Some(range) => {
+                    let (first, last) = range.resolve(total)?;
+                    (Some((first, last)), first, last - first + 1)
+                }
+            };
+            if first > 0 {
+                f.seek(SeekFrom::Start(first))?;
             }
-        };
-        if first > 0 {
-            f.seek(SeekFrom::Start(first)).await?;
-        }
-        let body: ByteStream =
-            tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 << 10).boxed();
-        Ok(Reader {
-            body,
-            range,
-            len,
-            total,
+            let body: ByteStream = if len <= INLINE_READ {
+                let mut buf = vec![0; len as usize];
+                f.read_exact(&mut buf)?;
+                futures_util::stream::once(async move { Ok(Bytes::from(buf)) }).boxed()
+            } else {
+                let f = tokio::fs::File::from_std(f);
+                tokio_util::io::ReaderStream::with_capacity(f.take(len), 1 << 20).boxed()
+            };
+            Ok(Reader {
+                body,
+                range,
+                len,
+                total,
+            })
         })
+        .await
+        .map_err(join_err)?
     }
 
     pub(crate) async fn begin_upload(&self, obj: Object) -> Result<LocalUpload> {

@@ -101,7 +101,7 @@ impl SqliteStore {
     /// blocking pool costs more than the read itself: `perf` on `GET /Users/{id}` put
     /// about 36% of the server's samples in the two thread wake-ups of that hand-off.
     /// Falls back to [`Self::read`] when every pooled connection is busy.
-    async fn read_point<R, F>(&self, f: F) -> Result<R>
+    pub(crate) async fn read_point<R, F>(&self, f: F) -> Result<R>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
@@ -461,7 +461,8 @@ impl Store for SqliteStore {
 
     async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
         let (t, i) = (tenant.to_string(), id.to_string());
-        self.read(move |c| get_user_where(c, &t, &i, false)).await
+        self.read_point(move |c| get_user_where(c, &t, &i, false))
+            .await
     }
 
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {

@@ -45,8 +45,9 @@ pub(super) async fn backup_key(
     user: &UserId,
 ) -> Result<Option<BackupKeyRecord>> {
     let (t, u) = (tenant.to_string(), user.to_string());
+    // A primary-key lookup on every restic request: inline (see `read_point`).
     let row = s
-        .read(move |c| {
+        .read_point(move |c| {
             c.prepare_cached(
                 "SELECT key_user, secret_hash, created_at FROM backup_keys
                  WHERE tenant_id = ? AND user_id = ?",
