@@ -2,7 +2,7 @@
 //! membership, so adding or removing k members touches k rows) and the quota recompute of
 //! group-based account sizes. Called from the `Store` impl in `mod.rs`.
 
-use super::{db, filter, insert_audit, parse_time, ts, SqliteStore};
+use super::{db, insert_audit, parse_time, ts, SqliteStore};
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
     members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
@@ -10,8 +10,7 @@ use cairn_core::group::{
 use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{ListQuery, Page};
 use cairn_core::{Error, Result};
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashSet;
 
 pub(super) const GROUP_COLS: &str = "u.id, u.tenant_id, u.display_name, u.external_id, u.doc, \
@@ -248,40 +247,15 @@ impl SqliteStore {
         let tenant = tenant.to_string();
         let query = query.clone();
         self.read(move |c| {
-            // The groups table names its columns like the users table, so the same
-            // filter and sort translation applies (alias `u`).
-            let mut where_sql = String::from("u.tenant_id = ?");
-            let mut params: Vec<SqlValue> = vec![SqlValue::Text(tenant)];
-            if let Some(f) = &query.filter {
-                let w = filter::where_clause(f);
-                where_sql.push_str(" AND ");
-                where_sql.push_str(&w.text);
-                params.extend(w.params);
-            }
-            let total: i64 = c
-                .prepare_cached(&format!("SELECT COUNT(*) FROM groups u WHERE {where_sql}"))?
-                .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
-            let total = total.max(0) as u64;
-            let offset = query.start_index.saturating_sub(1);
-            if query.count == 0 || offset >= total {
-                return Ok(Page {
-                    total,
-                    items: Vec::new(),
-                });
-            }
-            let order = filter::order_by(query.sort.as_ref());
-            params.extend(order.params);
-            params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
-            params.push(SqlValue::Integer(offset.min(i64::MAX as u64) as i64));
-            let sql = format!(
-                "SELECT {GROUP_COLS} FROM groups u WHERE {where_sql}{} LIMIT ? OFFSET ?",
-                order.text
-            );
-            let mut st = c.prepare_cached(&sql)?;
-            let items = st
-                .query_map(params_from_iter(params.iter()), group_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            Ok(Page { total, items })
+            super::list_page(
+                c,
+                "groups",
+                GROUP_COLS,
+                "u.tenant_id = ?",
+                tenant,
+                &query,
+                group_from_row,
+            )
         })
         .await
     }

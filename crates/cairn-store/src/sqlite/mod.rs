@@ -897,7 +897,30 @@ fn list_users_in(
     tenant: String,
     query: &ListQuery,
 ) -> rusqlite::Result<Page<UserRecord>> {
-    let mut where_sql = String::from("u.tenant_id = ? AND u.deleted_at IS NULL");
+    list_page(
+        c,
+        "users",
+        USER_COLS,
+        "u.tenant_id = ? AND u.deleted_at IS NULL",
+        tenant,
+        query,
+        user_from_row,
+    )
+}
+
+/// One page of a table aliased `u` (users, or groups, whose columns are named alike so
+/// the same filter and sort translation applies) and the total: `base` (binding the tenant
+/// id) and-ed with the query's filter, in the query's order then insertion order.
+pub(super) fn list_page<T>(
+    c: &Connection,
+    table: &str,
+    cols: &str,
+    base: &str,
+    tenant: String,
+    query: &ListQuery,
+    from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Page<T>> {
+    let mut where_sql = base.to_owned();
     let mut params: Vec<SqlValue> = vec![SqlValue::Text(tenant)];
     if let Some(f) = &query.filter {
         let w = filter::where_clause(f);
@@ -906,7 +929,7 @@ fn list_users_in(
         params.extend(w.params);
     }
     let total: i64 = c
-        .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {where_sql}"))?
+        .prepare_cached(&format!("SELECT COUNT(*) FROM {table} u WHERE {where_sql}"))?
         .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
     let total = total.max(0) as u64;
     let offset = query.start_index.saturating_sub(1);
@@ -921,12 +944,12 @@ fn list_users_in(
     params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
     params.push(SqlValue::Integer(offset.min(i64::MAX as u64) as i64));
     let sql = format!(
-        "SELECT {USER_COLS} FROM users u WHERE {where_sql}{} LIMIT ? OFFSET ?",
+        "SELECT {cols} FROM {table} u WHERE {where_sql}{} LIMIT ? OFFSET ?",
         order.text
     );
     let mut st = c.prepare_cached(&sql)?;
     let items = st
-        .query_map(params_from_iter(params.iter()), user_from_row)?
+        .query_map(params_from_iter(params.iter()), from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Page { total, items })
 }
