@@ -13,6 +13,8 @@ use time::OffsetDateTime;
 /// one). Each `Db` is a new database, dropped afterwards.
 pub struct Db {
     pub store: Arc<dyn Store>,
+    /// The PostgreSQL database's URL, on that backend.
+    pub pg_url: Option<String>,
     _dir: Option<tempfile::TempDir>,
     pg_name: Option<String>,
 }
@@ -59,6 +61,7 @@ pub async fn db_async() -> Db {
         let store = PostgresStore::connect(&url).await.expect("connect");
         Db {
             store: Arc::new(store),
+            pg_url: Some(url),
             _dir: None,
             pg_name: Some(name),
         }
@@ -73,6 +76,7 @@ pub fn db() -> Db {
     let store = Arc::new(SqliteStore::open(&dir.path().join("cairn.db")).unwrap());
     Db {
         store,
+        pg_url: None,
         _dir: Some(dir),
         pg_name: None,
     }
