@@ -304,6 +304,27 @@ async fn get_user_where<C: GenericClient>(
     row.as_ref().map(user_from_row).transpose()
 }
 
+/// A live account by id through a statement prepared once per pooled connection
+/// (deadpool's statement cache): the lookup behind every GET, PUT and PATCH of a user
+/// skips the Parse round trip an unprepared query costs.
+async fn live_user(
+    c: &deadpool_postgres::Client,
+    tenant: &TenantId,
+    id: &UserId,
+) -> Result<Option<UserRecord>> {
+    let st = c
+        .prepare_cached(&format!(
+            "SELECT {USER_COLS} FROM users u WHERE u.tenant_id = $1 AND u.id = $2 AND u.deleted_at IS NULL"
+        ))
+        .await
+        .map_err(map_err)?;
+    let row = c
+        .query_opt(&st, &[&tenant.as_str(), &id.as_str()])
+        .await
+        .map_err(map_err)?;
+    row.as_ref().map(user_from_row).transpose()
+}
+
 fn fold_opt(s: &Option<String>) -> Option<String> {
     s.as_deref().map(fold_case)
 }
@@ -539,7 +560,43 @@ impl Store for PostgresStore {
 
     async fn get_user(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        get_user_where(&**c, tenant.as_str(), id.as_str(), true).await
+        live_user(&c, tenant, id).await
+    }
+
+    async fn get_user_with_groups(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        with_groups: bool,
+    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>> {
+        // One pooled connection for both reads.
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let Some(u) = live_user(&c, tenant, id).await? else {
+            return Ok(None);
+        };
+        if !with_groups {
+            return Ok(Some((u, Vec::new())));
+        }
+        let st = c
+            .prepare_cached(
+                "SELECT g.id, g.display_name FROM group_members m
+                 JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+                 WHERE m.tenant_id = $1 AND m.user_id = $2
+                 ORDER BY g.display_name_fold COLLATE \"C\", g.id COLLATE \"C\"",
+            )
+            .await
+            .map_err(map_err)?;
+        let groups = c
+            .query(&st, &[&tenant.as_str(), &id.as_str()])
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| GroupRef {
+                id: GroupId::from_trusted(r.get(0)),
+                display_name: r.get(1),
+            })
+            .collect();
+        Ok(Some((u, groups)))
     }
 
     async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
