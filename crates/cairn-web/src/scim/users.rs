@@ -187,18 +187,27 @@ pub async fn search_users(
     run_list(ctx, state, ListParams::from_search_body(&body)?).await
 }
 
-/// One user with its `ETag` (and `Location` for creates), and its groups.
+/// One user with its `ETag` (and `Location` for creates), and its groups: `groups` when
+/// the caller read them with the user, otherwise read here (a new user has none).
 async fn user_response(
     ctx: &Scim,
     state: &AppState,
     status: StatusCode,
     u: &UserRecord,
     proj: &Projection,
+    groups: Option<Vec<GroupRef>>,
 ) -> ApiResult<Response> {
     let base = &base_url(ctx, state);
     let mut body = [render_user(u, base)];
-    if status != StatusCode::CREATED {
-        add_groups(ctx, state, proj, &[u], &mut body).await?;
+    match groups {
+        Some(gs) => {
+            let gs = gs.into_iter().map(|g| (u.id.clone(), g)).collect();
+            attach_groups(ctx, state, &[u], &mut body, gs);
+        }
+        None if status != StatusCode::CREATED => {
+            add_groups(ctx, state, proj, &[u], &mut body).await?;
+        }
+        None => {}
     }
     let [mut body] = body;
     proj.apply(&mut body);
@@ -225,7 +234,7 @@ pub async fn create_user(
     let data = scim_user::user_from_request(&body)?;
     let u = state.services.create_user(&ctx.0, data, &meta).await?;
     state.metrics.provisioning_change("user_created");
-    user_response(&ctx, &state, StatusCode::CREATED, &u, &proj).await
+    user_response(&ctx, &state, StatusCode::CREATED, &u, &proj, None).await
 }
 
 pub async fn get_user(
@@ -239,17 +248,7 @@ pub async fn get_user(
         .services
         .get_user_with_groups(&ctx.0, &id, proj.wants("groups"))
         .await?;
-    let base = &base_url(&ctx, &state);
-    let mut body = [render_user(&u, base)];
-    let groups = groups.into_iter().map(|g| (u.id.clone(), g)).collect();
-    attach_groups(&ctx, &state, &[&u], &mut body, groups);
-    let [mut body] = body;
-    proj.apply(&mut body);
-    let mut resp = ScimJson(StatusCode::OK, body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(u.version)) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
-    Ok(resp)
+    user_response(&ctx, &state, StatusCode::OK, &u, &proj, Some(groups)).await
 }
 
 pub async fn replace_user(
@@ -271,7 +270,7 @@ pub async fn replace_user(
         .update_user::<ApiError>(&ctx.0, &id, if_match, &meta, |_| Ok(data.clone()))
         .await?;
     state.metrics.provisioning_change("user_replaced");
-    user_response(&ctx, &state, StatusCode::OK, &u, &proj).await
+    user_response(&ctx, &state, StatusCode::OK, &u, &proj, None).await
 }
 
 pub async fn patch_user(
@@ -293,7 +292,7 @@ pub async fn patch_user(
         .await?;
     state.metrics.provisioning_change("user_patched");
     // Both Okta and Entra accept 200 with the full resource (RFC 7644 §3.5.2).
-    user_response(&ctx, &state, StatusCode::OK, &u, &proj).await
+    user_response(&ctx, &state, StatusCode::OK, &u, &proj, None).await
 }
 
 pub async fn delete_user(
