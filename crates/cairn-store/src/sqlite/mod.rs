@@ -60,7 +60,7 @@ impl SqliteStore {
             path: path.to_owned(),
             readers: Arc::new(Mutex::new(Vec::new())),
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_IDLE_READERS)),
-            writer: Writer::start(w),
+            writer: Writer::start(w, Some(conn::open(path, false).map_err(map_err)?)),
         })
     }
 
