@@ -2,8 +2,7 @@
 //! statements over the k members a change names, never over the whole group) and the
 //! quota recompute of group-based account sizes. Called from the `Store` impl in `mod.rs`.
 
-use super::filter::{self, Sql};
-use super::{insert_audit, map_err, pool_err, refs, time_of, ts, PostgresStore};
+use super::{insert_audit, map_err, pool_err, time_of, ts, PostgresStore};
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
     members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
@@ -294,46 +293,16 @@ impl PostgresStore {
         query: &ListQuery,
     ) -> Result<Page<GroupRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        // The groups table names its columns like the users table, so the same filter and
-        // sort translation applies (alias `u`).
-        let mut w = Sql::default();
-        let t = w.bind(Box::new(tenant.to_string()));
-        w.text = format!("u.tenant_id = {t}");
-        if let Some(f) = &query.filter {
-            w.text.push_str(" AND ");
-            filter::push_where(f, &mut w);
-        }
-        let total: i64 = c
-            .query_one(
-                &format!("SELECT COUNT(*) FROM groups u WHERE {}", w.text),
-                &refs(&w.params),
-            )
-            .await
-            .map_err(map_err)?
-            .get(0);
-        let total = total.max(0) as u64;
-        let offset = query.start_index.saturating_sub(1);
-        if query.count == 0 || offset >= total {
-            return Ok(Page {
-                total,
-                items: Vec::new(),
-            });
-        }
-        let mut sql = w;
-        let where_text = std::mem::take(&mut sql.text);
-        filter::push_order_by(query.sort.as_ref(), &mut sql);
-        let order = std::mem::take(&mut sql.text);
-        let limit = sql.bind(Box::new(query.count.min(i64::MAX as u64) as i64));
-        let off = sql.bind(Box::new(offset.min(i64::MAX as u64) as i64));
-        let text = format!(
-            "SELECT {GROUP_COLS} FROM groups u WHERE {where_text}{order} LIMIT {limit} OFFSET {off}"
-        );
-        let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
-        let items = rows
-            .iter()
-            .map(group_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Page { total, items })
+        super::list_page(
+            &**c,
+            "groups",
+            GROUP_COLS,
+            "TRUE",
+            tenant,
+            query,
+            group_from_row,
+        )
+        .await
     }
 
     pub(super) async fn grp_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {

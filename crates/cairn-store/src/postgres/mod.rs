@@ -283,6 +283,63 @@ fn user_from_row(r: &Row) -> Result<UserRecord> {
     })
 }
 
+/// One page of a table aliased `u` (users, or groups, whose columns are named alike so the
+/// same filter and sort translation applies) and the total: the tenant's rows and-ed with
+/// `base` and the query's filter, in the query's order then insertion order. A page that
+/// is not full ends the result and gives the total without a `COUNT(*)` round trip (a
+/// `userName eq` lookup never needs one); an empty page past the start does not.
+pub(super) async fn list_page<C: GenericClient, T>(
+    c: &C,
+    table: &str,
+    cols: &str,
+    base: &str,
+    tenant: &TenantId,
+    query: &ListQuery,
+    from_row: fn(&Row) -> Result<T>,
+) -> Result<Page<T>> {
+    let mut sql = Sql::default();
+    let t = sql.bind(Box::new(tenant.to_string()));
+    sql.text = format!("u.tenant_id = {t} AND {base}");
+    if let Some(f) = &query.filter {
+        sql.text.push_str(" AND ");
+        filter::push_where(f, &mut sql);
+    }
+    let count_text = format!("SELECT COUNT(*) FROM {table} u WHERE {}", sql.text);
+    let filter_params = sql.params.len();
+    if query.count == 0 {
+        return Ok(Page {
+            total: count_rows(c, &count_text, &sql.params).await?,
+            items: Vec::new(),
+        });
+    }
+    let offset = query.start_index.saturating_sub(1);
+    let where_text = std::mem::take(&mut sql.text);
+    filter::push_order_by(query.sort.as_ref(), &mut sql);
+    let order = std::mem::take(&mut sql.text);
+    let limit = sql.bind(Box::new(query.count.min(i64::MAX as u64) as i64));
+    let off = sql.bind(Box::new(offset.min(i64::MAX as u64) as i64));
+    let text = format!(
+        "SELECT {cols} FROM {table} u WHERE {where_text}{order} LIMIT {limit} OFFSET {off}"
+    );
+    let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
+    let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    let total = if (items.len() as u64) < query.count && (offset == 0 || !items.is_empty()) {
+        offset + items.len() as u64
+    } else {
+        count_rows(c, &count_text, &sql.params[..filter_params]).await?
+    };
+    Ok(Page { total, items })
+}
+
+async fn count_rows<C: GenericClient>(c: &C, text: &str, params: &[Param]) -> Result<u64> {
+    let n: i64 = c
+        .query_one(text, &refs(params))
+        .await
+        .map_err(map_err)?
+        .get(0);
+    Ok(n.max(0) as u64)
+}
+
 async fn get_user_where<C: GenericClient>(
     c: &C,
     tenant: &str,
@@ -606,41 +663,16 @@ impl Store for PostgresStore {
 
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        let mut w = Sql::default();
-        let t = w.bind(Box::new(tenant.to_string()));
-        w.text = format!("u.tenant_id = {t} AND u.deleted_at IS NULL");
-        if let Some(f) = &query.filter {
-            w.text.push_str(" AND ");
-            filter::push_where(f, &mut w);
-        }
-        let total: i64 = c
-            .query_one(
-                &format!("SELECT COUNT(*) FROM users u WHERE {}", w.text),
-                &refs(&w.params),
-            )
-            .await
-            .map_err(map_err)?
-            .get(0);
-        let total = total.max(0) as u64;
-        let offset = query.start_index.saturating_sub(1);
-        if query.count == 0 || offset >= total {
-            return Ok(Page {
-                total,
-                items: Vec::new(),
-            });
-        }
-        let mut sql = w;
-        let where_text = std::mem::take(&mut sql.text);
-        filter::push_order_by(query.sort.as_ref(), &mut sql);
-        let order = std::mem::take(&mut sql.text);
-        let limit = sql.bind(Box::new(query.count.min(i64::MAX as u64) as i64));
-        let off = sql.bind(Box::new(offset.min(i64::MAX as u64) as i64));
-        let text = format!(
-            "SELECT {USER_COLS} FROM users u WHERE {where_text}{order} LIMIT {limit} OFFSET {off}"
-        );
-        let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
-        let items = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
-        Ok(Page { total, items })
+        list_page(
+            &**c,
+            "users",
+            USER_COLS,
+            "u.deleted_at IS NULL",
+            tenant,
+            query,
+            user_from_row,
+        )
+        .await
     }
 
     async fn update_user(

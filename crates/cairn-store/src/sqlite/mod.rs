@@ -966,7 +966,11 @@ pub(super) fn list_page<T>(
         });
     }
     let filter_params = params.len();
-    let order = filter::order_by(query.sort.as_ref());
+    let order = match &query.filter {
+        // One row at most: ordering it would only cost SQLite a temporary B-tree.
+        Some(f) if query.sort.is_none() && at_most_one(f) => filter::Sql::default(),
+        _ => filter::order_by(query.sort.as_ref()),
+    };
     params.extend(order.params.iter().cloned());
     params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
     params.push(SqlValue::Integer(offset.min(i64::MAX as u64) as i64));
@@ -999,6 +1003,20 @@ pub(super) fn list_page<T>(
         count(&params[..filter_params])?
     };
     Ok(Page { total, items })
+}
+
+/// Whether a filter can match one live row at most: `id eq` or `userName eq` (both unique
+/// per tenant among live rows), alone or and-ed with anything.
+fn at_most_one(f: &Filter) -> bool {
+    match f {
+        Filter::Compare {
+            attr,
+            op: CompareOp::Eq,
+            value: Scalar::String(_),
+        } => matches!(attr.target, AttrTarget::Id | AttrTarget::UserName),
+        Filter::And(a, b) => at_most_one(a) || at_most_one(b),
+        _ => false,
+    }
 }
 
 /// Whether a filter is served by a unique or indexed key whatever the tenant's size (Okta's
