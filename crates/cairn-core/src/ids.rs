@@ -5,14 +5,19 @@ use std::fmt;
 
 macro_rules! uuid_id {
     ($name:ident, $what:literal) => {
-        #[doc = concat!("The identifier of a ", $what, ": a random UUID, case-sensitive, never reused.")]
+        #[doc = concat!("The identifier of a ", $what, ": a UUID, case-sensitive, never reused.")]
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
+            /// A new identifier: a version 7 UUID, 74 random bits after a millisecond
+            /// timestamp. Ids issued one after another sort one after another, so each new
+            /// row lands at the end of every index on its id instead of on a random page of
+            /// it: a create rewrites one page fewer of a large tenant's indexes. The
+            /// timestamp tells no more than the resource's `meta.created`.
             pub fn random() -> Self {
-                $name(uuid::Uuid::new_v4().to_string())
+                $name(uuid::Uuid::now_v7().to_string())
             }
             /// Accepts only the canonical lower-case hyphenated UUID form that Cairn issues;
             /// anything else cannot name an existing object.
@@ -145,6 +150,21 @@ mod tests {
         assert_eq!(UserId::parse(&id.as_str().to_uppercase()), None);
         assert_eq!(UserId::parse("00919288221112222"), None);
         assert_eq!(UserId::parse("../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn ids_issued_later_sort_later() {
+        let ids: Vec<UserId> = (0..3)
+            .map(|_| {
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                UserId::random()
+            })
+            .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+        let distinct: std::collections::HashSet<_> = (0..1000).map(|_| UserId::random()).collect();
+        assert_eq!(distinct.len(), 1000);
     }
 
     #[test]

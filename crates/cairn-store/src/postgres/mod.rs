@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0003_groups.sql"),
     include_str!("../../migrations/postgres/0004_backup_keys.sql"),
     include_str!("../../migrations/postgres/0005_users_paging_index.sql"),
+    include_str!("../../migrations/postgres/0006_drop_redundant_user_name_index.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

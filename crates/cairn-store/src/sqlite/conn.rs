@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_groups.sql"),
     include_str!("../../migrations/sqlite/0004_backup_keys.sql"),
     include_str!("../../migrations/sqlite/0005_users_paging_index.sql"),
+    include_str!("../../migrations/sqlite/0006_drop_redundant_user_name_index.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
