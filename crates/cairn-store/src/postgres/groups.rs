@@ -294,7 +294,7 @@ impl PostgresStore {
     ) -> Result<Page<GroupRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
         super::list_page(
-            &**c,
+            &c,
             "groups",
             GROUP_COLS,
             "TRUE",
@@ -332,28 +332,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let c = self.pool.get().await.map_err(pool_err)?;
-        let rows = c
-            .query(
-                "SELECT m.user_id, g.id, g.display_name FROM group_members m
-                 JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
-                 WHERE m.tenant_id = $1 AND m.user_id = ANY($2)
-                 ORDER BY g.display_name_fold COLLATE \"C\", g.id COLLATE \"C\"",
-                &[&tenant.as_str(), &strs(users)],
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    UserId::from_trusted(r.get(0)),
-                    GroupRef {
-                        id: GroupId::from_trusted(r.get(1)),
-                        display_name: r.get(2),
-                    },
-                )
-            })
-            .collect())
+        groups_of_users_on(&c, tenant, users).await
     }
 
     pub(super) async fn grp_update(
@@ -517,4 +496,37 @@ impl PostgresStore {
             })
             .collect()
     }
+}
+
+/// The groups of `users`, on a pooled connection the caller holds (one prepared statement).
+pub(super) async fn groups_of_users_on(
+    c: &deadpool_postgres::Client,
+    tenant: &TenantId,
+    users: &[UserId],
+) -> Result<Vec<(UserId, GroupRef)>> {
+    let st = c
+        .prepare_cached(
+            "SELECT m.user_id, g.id, g.display_name FROM group_members m
+             JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+             WHERE m.tenant_id = $1 AND m.user_id = ANY($2)
+             ORDER BY g.display_name_fold COLLATE \"C\", g.id COLLATE \"C\"",
+        )
+        .await
+        .map_err(map_err)?;
+    let rows = c
+        .query(&st, &[&tenant.as_str(), &strs(users)])
+        .await
+        .map_err(map_err)?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            (
+                UserId::from_trusted(r.get(0)),
+                GroupRef {
+                    id: GroupId::from_trusted(r.get(1)),
+                    display_name: r.get(2),
+                },
+            )
+        })
+        .collect())
 }

@@ -16,7 +16,7 @@ use cairn_core::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberCh
 use cairn_core::ids::{
     fold_case, DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName,
 };
-use cairn_core::query::{ListQuery, Page};
+use cairn_core::query::{AttrTarget, CompareOp, Filter, ListQuery, Page, Scalar};
 use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
@@ -289,8 +289,8 @@ fn user_from_row(r: &Row) -> Result<UserRecord> {
 /// `base` and the query's filter, in the query's order then insertion order. A page that
 /// is not full ends the result and gives the total without a `COUNT(*)` round trip (a
 /// `userName eq` lookup never needs one); an empty page past the start does not.
-pub(super) async fn list_page<C: GenericClient, T>(
-    c: &C,
+pub(super) async fn list_page<T>(
+    c: &deadpool_postgres::Client,
     table: &str,
     cols: &str,
     base: &str,
@@ -309,7 +309,7 @@ pub(super) async fn list_page<C: GenericClient, T>(
     let filter_params = sql.params.len();
     if query.count == 0 {
         return Ok(Page {
-            total: count_rows(c, &count_text, &sql.params).await?,
+            total: count_rows(&***c, &count_text, &sql.params).await?,
             items: Vec::new(),
         });
     }
@@ -322,14 +322,38 @@ pub(super) async fn list_page<C: GenericClient, T>(
     let text = format!(
         "SELECT {cols} FROM {table} u WHERE {where_text}{order} LIMIT {limit} OFFSET {off}"
     );
-    let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
+    let rows = if query.sort.is_none() && query.filter.as_ref().is_none_or(is_key_lookup) {
+        // A statement of a fixed shape (a plain page, or a lookup by one key): prepared
+        // once per pooled connection, it costs one round trip instead of two. Other
+        // shapes, as many as clients can write filters, are not kept.
+        let st = c.prepare_cached(&text).await.map_err(map_err)?;
+        c.query(&st, &refs(&sql.params)).await
+    } else {
+        c.query(&text, &refs(&sql.params)).await
+    }
+    .map_err(map_err)?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
     let total = if (items.len() as u64) < query.count && (offset == 0 || !items.is_empty()) {
         offset + items.len() as u64
     } else {
-        count_rows(c, &count_text, &sql.params[..filter_params]).await?
+        count_rows(&***c, &count_text, &sql.params[..filter_params]).await?
     };
     Ok(Page { total, items })
+}
+
+/// `id`, `userName` or `externalId` `eq` a string, alone.
+fn is_key_lookup(f: &Filter) -> bool {
+    matches!(
+        f,
+        Filter::Compare {
+            attr,
+            op: CompareOp::Eq,
+            value: Scalar::String(_),
+        } if matches!(
+            attr.target,
+            AttrTarget::Id | AttrTarget::UserName | AttrTarget::ExternalId
+        )
+    )
 }
 
 async fn count_rows<C: GenericClient>(c: &C, text: &str, params: &[Param]) -> Result<u64> {
@@ -657,6 +681,33 @@ impl Store for PostgresStore {
         Ok(Some((u, groups)))
     }
 
+    async fn list_users_with_groups(
+        &self,
+        tenant: &TenantId,
+        query: &ListQuery,
+        with_groups: bool,
+    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
+        // One pooled connection for the page and its members' groups.
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let page = list_page(
+            &c,
+            "users",
+            USER_COLS,
+            "u.deleted_at IS NULL",
+            tenant,
+            query,
+            user_from_row,
+        )
+        .await?;
+        let groups = if with_groups && !page.items.is_empty() {
+            let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
+            groups::groups_of_users_on(&c, tenant, &ids).await?
+        } else {
+            Vec::new()
+        };
+        Ok((page, groups))
+    }
+
     async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
         get_user_where(&**c, tenant.as_str(), id.as_str(), false).await
@@ -665,7 +716,7 @@ impl Store for PostgresStore {
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
         list_page(
-            &**c,
+            &c,
             "users",
             USER_COLS,
             "u.deleted_at IS NULL",
