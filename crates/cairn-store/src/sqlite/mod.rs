@@ -1064,6 +1064,41 @@ mod tests {
         }
     }
 
+    /// With every read slot taken, a point read neither runs inline nor opens a ninth
+    /// connection: it waits for a slot, then answers, and every connection it used is
+    /// back in the pool outside any transaction.
+    #[tokio::test]
+    async fn a_point_read_waits_for_a_slot_when_all_are_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("r.db")).unwrap());
+        // Warm the pool: a connection is idle, so only the slots can hold the read back.
+        assert_eq!(
+            store
+                .read_point(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+                .await
+                .unwrap(),
+            1
+        );
+        let busy = store
+            .read_slots
+            .clone()
+            .acquire_many_owned(MAX_IDLE_READERS as u32)
+            .await
+            .unwrap();
+        let s = store.clone();
+        let read = tokio::spawn(async move {
+            s.read_point(|c| c.query_row("SELECT 2", [], |r| r.get::<_, i64>(0)))
+                .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!read.is_finished(), "ran although every slot was taken");
+        drop(busy);
+        assert_eq!(read.await.unwrap().unwrap(), 2);
+        let pool = store.readers.lock().unwrap();
+        assert!(!pool.is_empty() && pool.len() <= MAX_IDLE_READERS);
+        assert!(pool.iter().all(|c| c.is_autocommit()));
+    }
+
     #[test]
     fn only_keyed_eq_lookups_run_inline() {
         for t in [AttrTarget::Id, AttrTarget::UserName, AttrTarget::ExternalId] {
