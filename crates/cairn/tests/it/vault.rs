@@ -793,3 +793,55 @@ mod base64_lite {
         out
     }
 }
+
+/// An S3-compatible store that cannot be reached: the vault answers `503` with
+/// `Retry-After` within seconds, so restic (which retries) and the person watching it see
+/// an outage instead of a request hanging for minutes; SCIM provisioning is unaffected.
+#[tokio::test]
+async fn an_unreachable_s3_store_gives_prompt_503s_with_retry_after() {
+    use reqwest::{header, Method};
+    let closed_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }; // nothing listens there once the listener is dropped
+    let mut deployment = Deployment::new();
+    deployment.env.extend(
+        [
+            ("CAIRN_VAULT_URL", "s3://cairn-it/vault".to_owned()),
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{closed_port}")),
+            ("AWS_ALLOW_HTTP", "true".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "cairn-test".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "cairn-test-secret".to_owned()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let app = TestApp::spawn_on(std::sync::Arc::new(deployment), Opts::default()).await;
+    let t = app.tenant("Down");
+    let a = account(&app, &t, "dana@example.com").await;
+    let base = format!("{}/backup/{}/{}", app.base, t.id, a.id);
+    for (method, path) in [(Method::POST, "/?create=true"), (Method::HEAD, "/config")] {
+        let started = std::time::Instant::now();
+        let r = app
+            .client
+            .request(method.clone(), format!("{base}{path}"))
+            .basic_auth(&a.user, Some(&a.secret))
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: no answer within 60 s: {e}"));
+        let took = started.elapsed();
+        assert_eq!(r.status(), 503, "{method} {path}");
+        assert!(
+            r.headers().contains_key(header::RETRY_AFTER),
+            "{method} {path}"
+        );
+        assert!(
+            took < std::time::Duration::from_secs(20),
+            "{method} {path} answered after {took:?}"
+        );
+    }
+    // Provisioning does not depend on the vault.
+    let created = t.post("/Users", &user_body("eve@example.com")).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+}
