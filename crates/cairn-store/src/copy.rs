@@ -253,6 +253,11 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "recent failed sign-ins (throttling counters that expire within minutes)",
     ),
     (
+        "user_list_state",
+        "SQLite's per-tenant count and change generation of accounts, kept by triggers: a \
+         SQLite target rebuilds it as the accounts are copied",
+    ),
+    (
         "schema_migrations",
         "PostgreSQL migration bookkeeping (the target is migrated itself)",
     ),

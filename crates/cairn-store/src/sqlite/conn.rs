@@ -14,6 +14,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_backup_keys.sql"),
     include_str!("../../migrations/sqlite/0005_users_paging_index.sql"),
     include_str!("../../migrations/sqlite/0006_drop_redundant_user_name_index.sql"),
+    include_str!("../../migrations/sqlite/0007_user_list_state.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
@@ -114,4 +115,51 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
         }
     }
     Error::Internal(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that already holds accounts when migration 0007 arrives gets each
+    /// tenant's live count right, and the triggers keep it right afterwards.
+    #[test]
+    fn the_live_count_starts_from_existing_accounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(&dir.path().join("m.db"), true).unwrap();
+        for sql in &MIGRATIONS[..6] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 6).unwrap();
+        c.execute_batch(
+            "INSERT INTO tenants (id, name, account_size_gb, created_at) VALUES ('t1', 'a', 1, 'x'), ('t2', 'b', 1, 'x');
+             INSERT INTO users (id, tenant_id, user_name, user_name_fold, active, doc, quota_gb,
+                 scim_managed, created_at, updated_at, version, deleted_at) VALUES
+               ('u1', 't1', 'a', 'a', 1, '{}', 1, 1, 'x', 'x', 1, NULL),
+               ('u2', 't1', 'b', 'b', 1, '{}', 1, 1, 'x', 'x', 1, NULL),
+               ('u3', 't1', 'c', 'c', 1, '{}', 1, 1, 'x', 'x', 1, 'gone'),
+               ('u4', 't2', 'a', 'a', 1, '{}', 1, 1, 'x', 'x', 1, 'gone');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let live = |c: &Connection, t: &str| -> i64 {
+            c.query_row(
+                "SELECT live FROM user_list_state WHERE tenant_id = ?",
+                [t],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!((live(&c, "t1"), live(&c, "t2")), (2, 0));
+        c.execute_batch(
+            "UPDATE users SET deleted_at = NULL WHERE id = 'u4';
+             UPDATE users SET deleted_at = 'gone' WHERE id = 'u1';
+             DELETE FROM users WHERE id = 'u3';
+             INSERT INTO users (id, tenant_id, user_name, user_name_fold, active, doc, quota_gb,
+                 scim_managed, created_at, updated_at, version) VALUES
+               ('u5', 't2', 'e', 'e', 1, '{}', 1, 1, 'x', 'x', 1);",
+        )
+        .unwrap();
+        assert_eq!((live(&c, "t1"), live(&c, "t2")), (1, 2));
+    }
 }

@@ -39,6 +39,7 @@ const MAX_IDLE_READERS: usize = 8;
 
 pub struct SqliteStore {
     path: PathBuf,
+    page_starts: Arc<Mutex<PageStarts>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     read_slots: Arc<tokio::sync::Semaphore>,
     writer: Writer,
@@ -58,6 +59,7 @@ impl SqliteStore {
         conn::migrate(&mut w).map_err(map_err)?;
         Ok(SqliteStore {
             path: path.to_owned(),
+            page_starts: Arc::default(),
             readers: Arc::new(Mutex::new(Vec::new())),
             read_slots: Arc::new(tokio::sync::Semaphore::new(MAX_IDLE_READERS)),
             writer: Writer::start(w, Some(conn::open(path, false).map_err(map_err)?)),
@@ -500,7 +502,9 @@ impl Store for SqliteStore {
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
         let tenant = tenant.to_string();
         let query = query.clone();
-        self.read(move |c| list_users_in(c, tenant, &query)).await
+        let starts = self.page_starts.clone();
+        self.read(move |c| list_users_in(c, tenant, &query, &starts))
+            .await
     }
 
     async fn get_user_with_groups(
@@ -537,8 +541,9 @@ impl Store for SqliteStore {
         let t = tenant.to_string();
         let query = query.clone();
         let point = query.filter.as_ref().is_some_and(is_point_lookup);
+        let starts = self.page_starts.clone();
         let read = move |c: &Connection| {
-            let page = list_users_in(c, t.clone(), &query)?;
+            let page = list_users_in(c, t.clone(), &query, &starts)?;
             let groups = if with_groups && !page.items.is_empty() {
                 let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
                 groups::groups_of_users_in(c, &t, &ids)?
@@ -930,7 +935,11 @@ fn list_users_in(
     c: &Connection,
     tenant: String,
     query: &ListQuery,
+    starts: &Mutex<PageStarts>,
 ) -> rusqlite::Result<Page<UserRecord>> {
+    if query.filter.is_none() && query.sort.is_none() {
+        return list_live_users(c, &tenant, query, starts);
+    }
     list_page(
         c,
         "users",
@@ -940,6 +949,104 @@ fn list_users_in(
         query,
         user_from_row,
     )
+}
+
+/// Where later pages of tenants' unfiltered account lists start, learnt from the pages
+/// served: `(tenant, offset) -> (generation, after)` says that the live account at
+/// `offset` is the first with `seq > after`, for as long as the tenant's generation in
+/// `user_list_state` (advanced by every change to its accounts) is still `generation`.
+#[derive(Default)]
+pub(crate) struct PageStarts {
+    map: std::collections::HashMap<(String, u64), (i64, i64)>,
+}
+
+/// Page starts remembered; past this many the map starts over.
+const MAX_PAGE_STARTS: usize = 4096;
+
+impl PageStarts {
+    fn get(&self, tenant: &str, offset: u64, generation: i64) -> Option<i64> {
+        match self.map.get(&(tenant.to_owned(), offset)) {
+            Some(&(g, after)) if g == generation => Some(after),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, tenant: &str, offset: u64, generation: i64, after: i64) {
+        if self.map.len() >= MAX_PAGE_STARTS {
+            self.map.clear();
+        }
+        self.map
+            .insert((tenant.to_owned(), offset), (generation, after));
+    }
+}
+
+/// A page of a tenant's live accounts in insertion order, without a filter: what Okta's
+/// and Entra's imports read page after page. `totalResults` is the tenant's live count
+/// kept by triggers (migration 0007), not a `COUNT(*)` over the tenant. A page whose
+/// start an earlier page revealed at the same generation seeks to it through the primary
+/// key (`seq > after`); any other page walks its offset over the `(tenant_id, seq)`
+/// index. Both read in the caller's snapshot, so the count, the generation and the rows
+/// agree.
+fn list_live_users(
+    c: &Connection,
+    tenant: &str,
+    query: &ListQuery,
+    starts: &Mutex<PageStarts>,
+) -> rusqlite::Result<Page<UserRecord>> {
+    let (live, generation): (i64, i64) = c
+        .prepare_cached("SELECT live, generation FROM user_list_state WHERE tenant_id = ?")?
+        .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?
+        .unwrap_or((0, 0));
+    let total = live.max(0) as u64;
+    let offset = query.start_index.saturating_sub(1);
+    if query.count == 0 || offset >= total {
+        return Ok(Page {
+            total,
+            items: Vec::new(),
+        });
+    }
+    let limit = query.count.min(i64::MAX as u64) as i64;
+    let after = if offset == 0 {
+        Some(0) // seq starts at 1
+    } else {
+        starts
+            .lock()
+            .expect("page starts")
+            .get(tenant, offset, generation)
+    };
+    let with_seq = |r: &Row<'_>| Ok((user_from_row(r)?, r.get::<_, i64>(16)?));
+    let rows = match after {
+        Some(after) => c
+            .prepare_cached(&format!(
+                "SELECT {USER_COLS}, u.seq FROM users u
+                 WHERE u.tenant_id = ? AND u.deleted_at IS NULL AND u.seq > ?
+                 ORDER BY u.seq LIMIT ?"
+            ))?
+            .query_map(params![tenant, after, limit], with_seq)?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => c
+            .prepare_cached(&format!(
+                "SELECT {USER_COLS}, u.seq FROM users u WHERE u.seq IN
+                 (SELECT u.seq FROM users u WHERE u.tenant_id = ? AND u.deleted_at IS NULL
+                  ORDER BY u.seq LIMIT ? OFFSET ?)
+                 ORDER BY u.seq"
+            ))?
+            .query_map(
+                params![tenant, limit, offset.min(i64::MAX as u64) as i64],
+                with_seq,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    if let (Some((_, first)), Some((_, last))) = (rows.first(), rows.last()) {
+        let mut s = starts.lock().expect("page starts");
+        s.put(tenant, offset, generation, first - 1);
+        s.put(tenant, offset + rows.len() as u64, generation, *last);
+    }
+    Ok(Page {
+        total,
+        items: rows.into_iter().map(|(u, _)| u).collect(),
+    })
 }
 
 /// One page of a table aliased `u` (users, or groups, whose columns are named alike so
