@@ -108,46 +108,20 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>>;
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>>;
     /// A live account and, with `with_groups`, its groups (the read-only `groups`
-    /// attribute). A backend that can should read both in one go: a GET is then one trip
-    /// to the database instead of two.
+    /// attribute), read together: a GET is one trip to the database, not two.
     async fn get_user_with_groups(
         &self,
         tenant: &TenantId,
         id: &UserId,
         with_groups: bool,
-    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>> {
-        let Some(u) = self.get_user(tenant, id).await? else {
-            return Ok(None);
-        };
-        let groups = if with_groups {
-            let ids = [u.id.clone()];
-            self.groups_of_users(tenant, &ids)
-                .await?
-                .into_iter()
-                .map(|(_, g)| g)
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Some((u, groups)))
-    }
-    /// A page of live accounts and, with `with_groups`, their groups; as above, one read
-    /// where the backend can.
+    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>>;
+    /// A page of live accounts and, with `with_groups`, their groups, read together.
     async fn list_users_with_groups(
         &self,
         tenant: &TenantId,
         query: &ListQuery,
         with_groups: bool,
-    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
-        let page = self.list_users(tenant, query).await?;
-        let groups = if with_groups && !page.items.is_empty() {
-            let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
-            self.groups_of_users(tenant, &ids).await?
-        } else {
-            Vec::new()
-        };
-        Ok((page, groups))
-    }
+    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)>;
     /// Replaces the client-controlled attributes of a live account if its version is still
     /// `expected_version`; otherwise `Error::VersionMismatch`. Returns the new record.
     async fn update_user(

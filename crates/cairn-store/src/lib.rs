@@ -6,6 +6,7 @@
 pub mod copy;
 #[doc(hidden)]
 pub mod fuzzing;
+mod listing;
 pub mod postgres;
 pub mod sqlite;
 

@@ -7,6 +7,7 @@ pub(crate) mod filter;
 mod groups;
 mod vault;
 
+use crate::listing::{is_single_key_lookup, total_from_page};
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
@@ -16,7 +17,7 @@ use cairn_core::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberCh
 use cairn_core::ids::{
     fold_case, DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName,
 };
-use cairn_core::query::{AttrTarget, CompareOp, Filter, ListQuery, Page, Scalar};
+use cairn_core::query::{ListQuery, Page};
 use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
@@ -284,6 +285,24 @@ fn user_from_row(r: &Row) -> Result<UserRecord> {
     })
 }
 
+/// One page of a tenant's live accounts and the total.
+async fn list_live_users(
+    c: &deadpool_postgres::Client,
+    tenant: &TenantId,
+    query: &ListQuery,
+) -> Result<Page<UserRecord>> {
+    list_page(
+        c,
+        "users",
+        USER_COLS,
+        "u.deleted_at IS NULL",
+        tenant,
+        query,
+        user_from_row,
+    )
+    .await
+}
+
 /// One page of a table aliased `u` (users, or groups, whose columns are named alike so the
 /// same filter and sort translation applies) and the total: the tenant's rows and-ed with
 /// `base` and the query's filter, in the query's order then insertion order. A page that
@@ -309,7 +328,7 @@ pub(super) async fn list_page<T>(
     let filter_params = sql.params.len();
     if query.count == 0 {
         return Ok(Page {
-            total: count_rows(&***c, &count_text, &sql.params).await?,
+            total: count_rows(c, &count_text, &sql.params).await?,
             items: Vec::new(),
         });
     }
@@ -322,7 +341,7 @@ pub(super) async fn list_page<T>(
     let text = format!(
         "SELECT {cols} FROM {table} u WHERE {where_text}{order} LIMIT {limit} OFFSET {off}"
     );
-    let rows = if query.sort.is_none() && query.filter.as_ref().is_none_or(is_key_lookup) {
+    let rows = if query.sort.is_none() && query.filter.as_ref().is_none_or(is_single_key_lookup) {
         // A statement of a fixed shape (a plain page, or a lookup by one key): prepared
         // once per pooled connection, it costs one round trip instead of two. Other
         // shapes, as many as clients can write filters, are not kept.
@@ -333,30 +352,14 @@ pub(super) async fn list_page<T>(
     }
     .map_err(map_err)?;
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
-    let total = if (items.len() as u64) < query.count && (offset == 0 || !items.is_empty()) {
-        offset + items.len() as u64
-    } else {
-        count_rows(&***c, &count_text, &sql.params[..filter_params]).await?
+    let total = match total_from_page(offset, query.count, items.len()) {
+        Some(total) => total,
+        None => count_rows(c, &count_text, &sql.params[..filter_params]).await?,
     };
     Ok(Page { total, items })
 }
 
-/// `id`, `userName` or `externalId` `eq` a string, alone.
-fn is_key_lookup(f: &Filter) -> bool {
-    matches!(
-        f,
-        Filter::Compare {
-            attr,
-            op: CompareOp::Eq,
-            value: Scalar::String(_),
-        } if matches!(
-            attr.target,
-            AttrTarget::Id | AttrTarget::UserName | AttrTarget::ExternalId
-        )
-    )
-}
-
-async fn count_rows<C: GenericClient>(c: &C, text: &str, params: &[Param]) -> Result<u64> {
+async fn count_rows(c: &deadpool_postgres::Client, text: &str, params: &[Param]) -> Result<u64> {
     let n: i64 = c
         .query_one(text, &refs(params))
         .await
@@ -656,28 +659,15 @@ impl Store for PostgresStore {
         let Some(u) = live_user(&c, tenant, id).await? else {
             return Ok(None);
         };
-        if !with_groups {
-            return Ok(Some((u, Vec::new())));
-        }
-        let st = c
-            .prepare_cached(
-                "SELECT g.id, g.display_name FROM group_members m
-                 JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
-                 WHERE m.tenant_id = $1 AND m.user_id = $2
-                 ORDER BY g.display_name_fold COLLATE \"C\", g.id COLLATE \"C\"",
-            )
-            .await
-            .map_err(map_err)?;
-        let groups = c
-            .query(&st, &[&tenant.as_str(), &id.as_str()])
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(|r| GroupRef {
-                id: GroupId::from_trusted(r.get(0)),
-                display_name: r.get(1),
-            })
-            .collect();
+        let groups = if with_groups {
+            groups::groups_of_users_on(&c, tenant, std::slice::from_ref(id))
+                .await?
+                .into_iter()
+                .map(|(_, g)| g)
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Some((u, groups)))
     }
 
@@ -689,16 +679,7 @@ impl Store for PostgresStore {
     ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
         // One pooled connection for the page and its members' groups.
         let c = self.pool.get().await.map_err(pool_err)?;
-        let page = list_page(
-            &c,
-            "users",
-            USER_COLS,
-            "u.deleted_at IS NULL",
-            tenant,
-            query,
-            user_from_row,
-        )
-        .await?;
+        let page = list_live_users(&c, tenant, query).await?;
         let groups = if with_groups && !page.items.is_empty() {
             let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
             groups::groups_of_users_on(&c, tenant, &ids).await?
@@ -715,16 +696,7 @@ impl Store for PostgresStore {
 
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        list_page(
-            &c,
-            "users",
-            USER_COLS,
-            "u.deleted_at IS NULL",
-            tenant,
-            query,
-            user_from_row,
-        )
-        .await
+        list_live_users(&c, tenant, query).await
     }
 
     async fn update_user(

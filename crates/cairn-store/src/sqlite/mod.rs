@@ -7,6 +7,7 @@ mod groups;
 mod vault;
 mod writer;
 
+use crate::listing::{is_key_lookup, matches_at_most_one, total_from_page};
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
@@ -16,7 +17,7 @@ use cairn_core::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberCh
 use cairn_core::ids::{
     fold_case, DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName,
 };
-use cairn_core::query::{AttrTarget, CompareOp, Filter, ListQuery, Page, Scalar};
+use cairn_core::query::{ListQuery, Page};
 use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
@@ -540,7 +541,7 @@ impl Store for SqliteStore {
     ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
         let t = tenant.to_string();
         let query = query.clone();
-        let point = query.filter.as_ref().is_some_and(is_point_lookup);
+        let point = query.filter.as_ref().is_some_and(is_key_lookup);
         let starts = self.page_starts.clone();
         let read = move |c: &Connection| {
             let page = list_users_in(c, t.clone(), &query, &starts)?;
@@ -1085,7 +1086,7 @@ pub(super) fn list_page<T>(
     let filter_params = params.len();
     let order = match &query.filter {
         // One row at most: ordering it would only cost SQLite a temporary B-tree.
-        Some(f) if query.sort.is_none() && at_most_one(f) => filter::Sql::default(),
+        Some(f) if query.sort.is_none() && matches_at_most_one(f) => filter::Sql::default(),
         _ => filter::order_by(query.sort.as_ref()),
     };
     params.extend(order.params.iter().cloned());
@@ -1114,63 +1115,16 @@ pub(super) fn list_page<T>(
     // A page that is not full ends the result, so it gives the total without counting
     // (a filter such as `userName eq` never needs COUNT); an empty page past the start
     // does not say where the results ended. Both reads share the caller's snapshot.
-    let total = if (items.len() as u64) < query.count && (offset == 0 || !items.is_empty()) {
-        offset + items.len() as u64
-    } else {
-        count(&params[..filter_params])?
+    let total = match total_from_page(offset, query.count, items.len()) {
+        Some(total) => total,
+        None => count(&params[..filter_params])?,
     };
     Ok(Page { total, items })
-}
-
-/// Whether a filter can match one live row at most: `id eq` or `userName eq` (both unique
-/// per tenant among live rows), alone or and-ed with anything.
-fn at_most_one(f: &Filter) -> bool {
-    match f {
-        Filter::Compare {
-            attr,
-            op: CompareOp::Eq,
-            value: Scalar::String(_),
-        } => matches!(attr.target, AttrTarget::Id | AttrTarget::UserName),
-        Filter::And(a, b) => at_most_one(a) || at_most_one(b),
-        _ => false,
-    }
-}
-
-/// Whether a filter is served by a unique or indexed key whatever the tenant's size (Okta's
-/// and Entra's `userName eq "…"`, `externalId eq "…"`, and `id eq "…"`), alone or
-/// and-ed with anything: such a list is a lookup, not a scan.
-fn is_point_lookup(f: &Filter) -> bool {
-    match f {
-        Filter::Compare {
-            attr,
-            op: CompareOp::Eq,
-            value: Scalar::String(_),
-        } => matches!(
-            attr.target,
-            AttrTarget::Id | AttrTarget::UserName | AttrTarget::ExternalId
-        ),
-        Filter::And(a, b) => is_point_lookup(a) || is_point_lookup(b),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use cairn_core::query::{Attr, AttrKind};
-
-    fn cmp(target: AttrTarget, op: CompareOp) -> Filter {
-        Filter::Compare {
-            attr: Attr {
-                target,
-                kind: AttrKind::String,
-                case_exact: false,
-            },
-            op,
-            value: Scalar::String("x".into()),
-        }
-    }
-
     /// With every read slot taken, a point read neither runs inline nor opens a ninth
     /// connection: it waits for a slot, then answers, and every connection it used is
     /// back in the pool outside any transaction.
@@ -1204,37 +1158,5 @@ mod tests {
         let pool = store.readers.lock().unwrap();
         assert!(!pool.is_empty() && pool.len() <= MAX_IDLE_READERS);
         assert!(pool.iter().all(|c| c.is_autocommit()));
-    }
-
-    #[test]
-    fn only_keyed_eq_lookups_run_inline() {
-        for t in [AttrTarget::Id, AttrTarget::UserName, AttrTarget::ExternalId] {
-            assert!(is_point_lookup(&cmp(t.clone(), CompareOp::Eq)));
-            // and-ed with anything, the key still bounds the rows read
-            let and = Filter::And(
-                Box::new(cmp(AttrTarget::DisplayName, CompareOp::Co)),
-                Box::new(cmp(t.clone(), CompareOp::Eq)),
-            );
-            assert!(is_point_lookup(&and));
-            // scans stay on the blocking pool
-            assert!(!is_point_lookup(&cmp(t.clone(), CompareOp::Sw)));
-            let or = Filter::Or(
-                Box::new(cmp(t.clone(), CompareOp::Eq)),
-                Box::new(cmp(AttrTarget::DisplayName, CompareOp::Eq)),
-            );
-            assert!(!is_point_lookup(&or));
-            assert!(!is_point_lookup(&Filter::Not(Box::new(cmp(
-                t,
-                CompareOp::Eq
-            )))));
-        }
-        assert!(!is_point_lookup(&cmp(
-            AttrTarget::DisplayName,
-            CompareOp::Eq
-        )));
-        assert!(!is_point_lookup(&cmp(
-            AttrTarget::Json(vec!["title".into()]),
-            CompareOp::Eq
-        )));
     }
 }

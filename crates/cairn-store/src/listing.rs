@@ -1,0 +1,129 @@
+//! What a list query's shape says, the same for both backends: which filters are lookups
+//! by a key, which can match one row at most, and when a page already gives the total.
+
+use cairn_core::query::{AttrTarget, CompareOp, Filter, Scalar};
+
+/// The attribute of an `… eq "string"` comparison.
+fn eq_target(f: &Filter) -> Option<&AttrTarget> {
+    match f {
+        Filter::Compare {
+            attr,
+            op: CompareOp::Eq,
+            value: Scalar::String(_),
+        } => Some(&attr.target),
+        _ => None,
+    }
+}
+
+/// One comparison `id`, `userName` or `externalId` `eq` a string, alone: Okta's and
+/// Entra's lookups, and a statement of a fixed shape.
+pub(crate) fn is_single_key_lookup(f: &Filter) -> bool {
+    eq_target(f).is_some_and(|t| {
+        matches!(
+            t,
+            AttrTarget::Id | AttrTarget::UserName | AttrTarget::ExternalId
+        )
+    })
+}
+
+/// A key lookup alone or and-ed with anything: an index bounds the rows read whatever
+/// the tenant's size, so such a list is a lookup, not a scan.
+pub(crate) fn is_key_lookup(f: &Filter) -> bool {
+    match f {
+        Filter::And(a, b) => is_key_lookup(a) || is_key_lookup(b),
+        _ => is_single_key_lookup(f),
+    }
+}
+
+/// `id eq` or `userName eq` (both unique per tenant among live rows), alone or and-ed
+/// with anything: one live row at most, so there is nothing to order.
+pub(crate) fn matches_at_most_one(f: &Filter) -> bool {
+    match f {
+        Filter::And(a, b) => matches_at_most_one(a) || matches_at_most_one(b),
+        _ => eq_target(f).is_some_and(|t| matches!(t, AttrTarget::Id | AttrTarget::UserName)),
+    }
+}
+
+/// The total a page of `returned` rows read at `offset` with `count` wanted gives by
+/// itself: a page that is not full ends the result. An empty page past the start does
+/// not say where the result ended, so it gives none, and neither does a full page.
+pub(crate) fn total_from_page(offset: u64, count: u64, returned: usize) -> Option<u64> {
+    let returned = returned as u64;
+    (returned < count && (offset == 0 || returned > 0)).then_some(offset + returned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_core::query::{Attr, AttrKind};
+
+    fn cmp(target: AttrTarget, op: CompareOp) -> Filter {
+        Filter::Compare {
+            attr: Attr {
+                target,
+                kind: AttrKind::String,
+                case_exact: false,
+            },
+            op,
+            value: Scalar::String("x".into()),
+        }
+    }
+
+    #[test]
+    fn only_keyed_eq_lookups_are_lookups() {
+        for t in [AttrTarget::Id, AttrTarget::UserName, AttrTarget::ExternalId] {
+            assert!(is_key_lookup(&cmp(t.clone(), CompareOp::Eq)));
+            assert!(is_single_key_lookup(&cmp(t.clone(), CompareOp::Eq)));
+            // and-ed with anything, the key still bounds the rows read
+            let and = Filter::And(
+                Box::new(cmp(AttrTarget::DisplayName, CompareOp::Co)),
+                Box::new(cmp(t.clone(), CompareOp::Eq)),
+            );
+            assert!(is_key_lookup(&and));
+            // but it is no longer a statement of a fixed shape
+            assert!(!is_single_key_lookup(&and));
+            // scans stay on the blocking pool
+            assert!(!is_key_lookup(&cmp(t.clone(), CompareOp::Sw)));
+            let or = Filter::Or(
+                Box::new(cmp(t.clone(), CompareOp::Eq)),
+                Box::new(cmp(AttrTarget::DisplayName, CompareOp::Eq)),
+            );
+            assert!(!is_key_lookup(&or));
+            assert!(!is_key_lookup(&Filter::Not(Box::new(cmp(
+                t,
+                CompareOp::Eq
+            )))));
+        }
+        assert!(!is_key_lookup(&cmp(AttrTarget::DisplayName, CompareOp::Eq)));
+        assert!(!is_key_lookup(&cmp(
+            AttrTarget::Json(vec!["title".into()]),
+            CompareOp::Eq
+        )));
+    }
+
+    #[test]
+    fn only_unique_keys_match_at_most_one() {
+        for t in [AttrTarget::Id, AttrTarget::UserName] {
+            assert!(matches_at_most_one(&cmp(t.clone(), CompareOp::Eq)));
+            assert!(matches_at_most_one(&Filter::And(
+                Box::new(cmp(AttrTarget::DisplayName, CompareOp::Co)),
+                Box::new(cmp(t.clone(), CompareOp::Eq)),
+            )));
+            assert!(!matches_at_most_one(&cmp(t, CompareOp::Sw)));
+        }
+        // externalId is indexed, not unique
+        assert!(!matches_at_most_one(&cmp(
+            AttrTarget::ExternalId,
+            CompareOp::Eq
+        )));
+    }
+
+    #[test]
+    fn only_a_page_that_ends_the_result_gives_the_total() {
+        assert_eq!(total_from_page(0, 100, 0), Some(0));
+        assert_eq!(total_from_page(0, 100, 7), Some(7));
+        assert_eq!(total_from_page(200, 100, 7), Some(207));
+        assert_eq!(total_from_page(0, 100, 100), None); // full: more may follow
+        assert_eq!(total_from_page(500, 100, 0), None); // past the end: where did it end?
+    }
+}
