@@ -953,40 +953,63 @@ fn list_users_in(
 }
 
 /// Where later pages of tenants' unfiltered account lists start, learnt from the pages
-/// served: `(tenant, offset) -> (generation, after)` says that the live account at
-/// `offset` is the first with `seq > after`, for as long as the tenant's generation in
-/// `user_list_state` (advanced by every change to its accounts) is still `generation`.
+/// served: per tenant, the generation of `user_list_state` the starts were read at (every
+/// change to the tenant's accounts advances it) and `offset -> after`, meaning the live
+/// account at `offset` is the first with `seq > after`. Starts of an older generation are
+/// dropped when a newer one is seen.
 #[derive(Default)]
 pub(crate) struct PageStarts {
-    map: std::collections::HashMap<(String, u64), (i64, i64)>,
+    tenants: std::collections::HashMap<String, TenantStarts>,
 }
 
-/// Page starts remembered; past this many the map starts over.
-const MAX_PAGE_STARTS: usize = 4096;
+struct TenantStarts {
+    generation: i64,
+    after: std::collections::HashMap<u64, i64>,
+}
+
+/// Starts remembered per tenant, and tenants; past either the map starts over.
+const MAX_PAGE_STARTS: usize = 1024;
 
 impl PageStarts {
     fn get(&self, tenant: &str, offset: u64, generation: i64) -> Option<i64> {
-        match self.map.get(&(tenant.to_owned(), offset)) {
-            Some(&(g, after)) if g == generation => Some(after),
-            _ => None,
+        let t = self.tenants.get(tenant)?;
+        if t.generation != generation {
+            return None;
         }
+        t.after.get(&offset).copied()
     }
 
-    fn put(&mut self, tenant: &str, offset: u64, generation: i64, after: i64) {
-        if self.map.len() >= MAX_PAGE_STARTS {
-            self.map.clear();
+    fn put(&mut self, tenant: &str, generation: i64, starts: &[(u64, i64)]) {
+        if !self.tenants.contains_key(tenant) {
+            if self.tenants.len() >= MAX_PAGE_STARTS {
+                self.tenants.clear();
+            }
+            self.tenants.insert(
+                tenant.to_owned(),
+                TenantStarts {
+                    generation,
+                    after: Default::default(),
+                },
+            );
         }
-        self.map
-            .insert((tenant.to_owned(), offset), (generation, after));
+        let t = self.tenants.get_mut(tenant).expect("inserted above");
+        if generation < t.generation {
+            return; // read in an older snapshot than starts already known
+        }
+        if generation > t.generation || t.after.len() >= MAX_PAGE_STARTS {
+            t.generation = generation;
+            t.after.clear();
+        }
+        t.after.extend(starts.iter().copied());
     }
 }
 
 /// A page of a tenant's live accounts in insertion order, without a filter: what Okta's
 /// and Entra's imports read page after page. `totalResults` is the tenant's live count
-/// kept by triggers (migration 0007), not a `COUNT(*)` over the tenant. A page whose
-/// start an earlier page revealed at the same generation seeks to it through the primary
-/// key (`seq > after`); any other page walks its offset over the `(tenant_id, seq)`
-/// index. Both read in the caller's snapshot, so the count, the generation and the rows
+/// kept by triggers (migration 0007), not a `COUNT(*)` over the tenant. The page is read
+/// from where it starts through the primary key (`seq > after`); where that is comes from
+/// an earlier page at the same generation, or else from walking the offset over the
+/// `(tenant_id, seq)` index. All in the caller's snapshot, so count, generation and rows
 /// agree.
 fn list_live_users(
     c: &Connection,
@@ -1007,8 +1030,8 @@ fn list_live_users(
             items: Vec::new(),
         });
     }
-    let limit = query.count.min(i64::MAX as u64) as i64;
-    let after = if offset == 0 {
+    let mut learnt = Vec::with_capacity(2);
+    let known = if offset == 0 {
         Some(0) // seq starts at 1
     } else {
         starts
@@ -1016,34 +1039,41 @@ fn list_live_users(
             .expect("page starts")
             .get(tenant, offset, generation)
     };
-    let with_seq = |r: &Row<'_>| Ok((user_from_row(r)?, r.get::<_, i64>(16)?));
-    let rows = match after {
-        Some(after) => c
-            .prepare_cached(&format!(
-                "SELECT {USER_COLS}, u.seq FROM users u
-                 WHERE u.tenant_id = ? AND u.deleted_at IS NULL AND u.seq > ?
-                 ORDER BY u.seq LIMIT ?"
-            ))?
-            .query_map(params![tenant, after, limit], with_seq)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        None => c
-            .prepare_cached(&format!(
-                "SELECT {USER_COLS}, u.seq FROM users u WHERE u.seq IN
-                 (SELECT u.seq FROM users u WHERE u.tenant_id = ? AND u.deleted_at IS NULL
-                  ORDER BY u.seq LIMIT ? OFFSET ?)
-                 ORDER BY u.seq"
-            ))?
-            .query_map(
-                params![tenant, limit, offset.min(i64::MAX as u64) as i64],
-                with_seq,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
+    let after = match known {
+        Some(after) => after,
+        None => {
+            // The seq of the account just before the page (offset < total: it exists).
+            let after = c
+                .prepare_cached(
+                    "SELECT u.seq FROM users u WHERE u.tenant_id = ? AND u.deleted_at IS NULL
+                     ORDER BY u.seq LIMIT 1 OFFSET ?",
+                )?
+                .query_row(
+                    params![tenant, (offset - 1).min(i64::MAX as u64) as i64],
+                    |r| r.get(0),
+                )?;
+            learnt.push((offset, after));
+            after
+        }
     };
-    if let (Some((_, first)), Some((_, last))) = (rows.first(), rows.last()) {
-        let mut s = starts.lock().expect("page starts");
-        s.put(tenant, offset, generation, first - 1);
-        s.put(tenant, offset + rows.len() as u64, generation, *last);
+    let rows = c
+        .prepare_cached(&format!(
+            "SELECT {USER_COLS}, u.seq FROM users u
+             WHERE u.tenant_id = ? AND u.deleted_at IS NULL AND u.seq > ?
+             ORDER BY u.seq LIMIT ?"
+        ))?
+        .query_map(
+            params![tenant, after, query.count.min(i64::MAX as u64) as i64],
+            |r| Ok((user_from_row(r)?, r.get::<_, i64>(16)?)),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if let Some((_, last)) = rows.last() {
+        learnt.push((offset + rows.len() as u64, *last));
     }
+    starts
+        .lock()
+        .expect("page starts")
+        .put(tenant, generation, &learnt);
     Ok(Page {
         total,
         items: rows.into_iter().map(|(u, _)| u).collect(),
