@@ -154,7 +154,8 @@ mod tests {
 
     #[test]
     fn ids_issued_later_sort_later() {
-        let ids: Vec<UserId> = (0..3)
+        // Twenty ids: v4 ids would come out sorted by chance once in 20! runs.
+        let ids: Vec<UserId> = (0..20)
             .map(|_| {
                 std::thread::sleep(std::time::Duration::from_millis(2));
                 UserId::random()
