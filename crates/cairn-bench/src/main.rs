@@ -3,6 +3,7 @@
 //! over loopback against a floor (a trivial handler behind the same middleware), and
 //! writes a table, JSON and an SVG chart. `scripts/bench` is the documented entry point.
 
+mod disk;
 mod report;
 mod seed;
 mod server;
@@ -57,6 +58,11 @@ struct Args {
     /// Only these operations (comma-separated names from the table); the floor always runs.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Measure the floor once per user count instead of right before every operation.
+    /// Pairing (the default) puts each ratio against a floor taken seconds earlier, so a
+    /// host whose speed drifts during a run moves both sides of the ratio together.
+    #[arg(long)]
+    single_floor: bool,
     /// Where the JSON goes; the chart is written beside it as .svg.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -70,16 +76,43 @@ pub struct Run {
     pub group_size: Option<usize>,
     pub rss_peak_kib: u64,
     pub rss_after_seed_kib: u64,
-    pub ops: Vec<(String, String, Measured)>,
+    /// The data directory's durable-write speed, measured before seeding.
+    pub disk: disk::Fsync,
+    pub ops: Vec<Op>,
+}
+
+/// One measured operation.
+pub struct Op {
+    pub name: String,
+    pub label: String,
+    pub m: Measured,
+    /// The floor measured right before this operation, when floors are paired.
+    pub paired_floor: Option<f64>,
 }
 
 impl Run {
+    /// The floor measured first.
     pub fn floor_rps(&self) -> f64 {
         self.ops
             .iter()
-            .find(|(n, _, _)| n == "floor")
-            .map(|(_, _, m)| m.rps())
+            .find(|o| o.name == "floor")
+            .map(|o| o.m.rps())
             .unwrap_or(0.0)
+    }
+
+    /// The floor an operation is compared with: its paired floor, else the first one.
+    pub fn floor_for(&self, op: &Op) -> f64 {
+        op.paired_floor.unwrap_or_else(|| self.floor_rps())
+    }
+
+    /// An operation's requests/s as a share of its floor's.
+    pub fn ratio(&self, op: &Op) -> f64 {
+        let floor = self.floor_for(op);
+        if floor > 0.0 {
+            op.m.rps() / floor
+        } else {
+            0.0
+        }
     }
 }
 
@@ -91,6 +124,7 @@ async fn main() -> Result<()> {
         args.duration = 2;
         args.connections = args.connections.min(8);
         args.seed_concurrency = args.seed_concurrency.min(8);
+        args.single_floor = true;
     }
     if !args.bin.exists() {
         bail!(
@@ -113,12 +147,14 @@ async fn main() -> Result<()> {
     for &n in &args.users {
         for &pg in &backends {
             let run = run_one(&args, &load, n, pg).await?;
-            for (name, _, m) in &run.ops {
+            for op in &run.ops {
+                let m = &op.m;
                 if m.failure_share() > 0.5 {
                     failed.push(format!(
-                        "{} {} users: {name}: {} of {} requests failed",
+                        "{} {} users: {}: {} of {} requests failed",
                         run.backend,
                         n,
+                        op.name,
                         m.non_2xx + m.socket_errors,
                         m.requests
                     ));
@@ -127,7 +163,7 @@ async fn main() -> Result<()> {
             report::print_table(&run);
             runs.push(run);
             // Write as we go: a long run that dies later keeps what it measured.
-            report::write(&args.out, &runs, &load, &machine())?;
+            report::write(&args.out, &runs, &load, &machine(), !args.single_floor)?;
         }
     }
     println!("\nresults: {}", args.out.display());
@@ -147,6 +183,14 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
     let backend = if postgres { "postgres" } else { "sqlite" };
     println!("\n## {backend}, {n} users");
     let dep = server::Deployment::new(&args.bin, postgres).await?;
+    let disk = disk::measure(dep.data_dir.path()).await?;
+    println!(
+        "disk: write + fdatasync p50 {:.2} ms, p99 {:.2} ms ({:.0}/s, {} rounds)",
+        disk.p50_ms,
+        disk.p99_ms,
+        disk.per_second(),
+        disk.rounds
+    );
     let server = dep.serve().await?;
     let base = server.base.clone();
     let tenant = dep
@@ -285,11 +329,21 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
     // Last: it adds users, which would change N for the operations after it.
     plan.push(("post", "POST /Users".into(), wrk::post_user(&run_id)));
 
-    let mut ops = Vec::new();
+    let mut ops: Vec<Op> = Vec::new();
+    let floor_script = scripts.write("floor", &plan[0].2)?;
     for (name, label, lua) in plan {
         if name != "floor" && !wanted(args, name) {
             continue;
         }
+        // Paired floors: every operation after the first floor gets a floor of its own,
+        // measured just before it with the same load.
+        let paired_floor = if name != "floor" && !args.single_floor {
+            let f = wrk::run(&base, &floor_script, load).await?;
+            println!("  {:<14} {:>9.0} req/s", "(floor)", f.rps());
+            Some(f.rps())
+        } else {
+            None
+        };
         let script = scripts.write(name, &lua)?;
         let m = wrk::run(&base, &script, load).await?;
         println!(
@@ -299,7 +353,12 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
             m.p99_ms,
             m.non_2xx + m.socket_errors
         );
-        ops.push((name.to_owned(), label, m));
+        ops.push(Op {
+            name: name.to_owned(),
+            label,
+            m,
+            paired_floor,
+        });
     }
     let (rss_peak_kib, _) = server.memory_kib();
     server.stop().await;
@@ -311,6 +370,7 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
         group_size: groups.map(|_| big),
         rss_peak_kib,
         rss_after_seed_kib,
+        disk,
         ops,
     })
 }

@@ -10,50 +10,54 @@ use std::path::{Path, PathBuf};
 
 /// A Markdown table (readable in a terminal, pasteable into BENCHMARKS.md).
 pub fn print_table(run: &Run) {
-    let floor = run.floor_rps();
     println!(
-        "\n{} · {} users · seeded at {:.0} users/s · peak RSS {:.1} MiB{}\n",
+        "\n{} · {} users · seeded at {:.0} users/s · peak RSS {:.1} MiB{} · disk fdatasync p50 {:.2} ms\n",
         run.backend,
         run.users,
         run.users as f64 / run.seed_secs,
         run.rss_peak_kib as f64 / 1024.0,
         run.group_size
             .map(|g| format!(" · big group {g} members"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        run.disk.p50_ms
     );
-    println!("| operation | req/s | p50 ms | p99 ms | × floor | failed |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (_, label, m) in &run.ops {
+    println!("| operation | req/s | p50 ms | p99 ms | floor req/s | × floor | failed |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for op in &run.ops {
+        let m = &op.m;
         println!(
-            "| {} | {:.0} | {:.2} | {:.2} | {:.2} | {} |",
-            label.replace('|', "\\|"),
+            "| {} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {} |",
+            op.label.replace('|', "\\|"),
             m.rps(),
             m.p50_ms,
             m.p99_ms,
-            if floor > 0.0 { m.rps() / floor } else { 0.0 },
+            run.floor_for(op),
+            run.ratio(op),
             m.non_2xx + m.socket_errors
         );
     }
 }
 
-pub fn write(out: &Path, runs: &[Run], load: &Load, machine: &Value) -> Result<()> {
+pub fn write(
+    out: &Path,
+    runs: &[Run],
+    load: &Load,
+    machine: &Value,
+    paired_floors: bool,
+) -> Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let runs_json: Vec<Value> = runs
         .iter()
         .map(|r| {
-            let floor = r.floor_rps();
             let mut ops = Map::new();
-            for (name, label, m) in &r.ops {
-                let mut v = m.to_json();
-                v["label"] = json!(label);
-                v["ratio_to_floor"] = json!(if floor > 0.0 {
-                    round(m.rps() / floor, 3)
-                } else {
-                    0.0
-                });
-                ops.insert(name.clone(), v);
+            for op in &r.ops {
+                let mut v = op.m.to_json();
+                v["label"] = json!(op.label);
+                v["floor_rps"] = json!(round(r.floor_for(op), 1));
+                v["ratio_to_floor"] = json!(round(r.ratio(op), 3));
+                ops.insert(op.name.clone(), v);
             }
             json!({
                 "backend": r.backend,
@@ -63,6 +67,7 @@ pub fn write(out: &Path, runs: &[Run], load: &Load, machine: &Value) -> Result<(
                 "big_group_members": r.group_size,
                 "rss_peak_mib": round(r.rss_peak_kib as f64 / 1024.0, 1),
                 "rss_after_seed_mib": round(r.rss_after_seed_kib as f64 / 1024.0, 1),
+                "disk": r.disk.to_json(),
                 "ops": ops,
             })
         })
@@ -74,6 +79,7 @@ pub fn write(out: &Path, runs: &[Run], load: &Load, machine: &Value) -> Result<(
             "threads": load.threads,
             "connections": load.connections,
             "seconds_per_operation": load.secs,
+            "floor": if paired_floors { "paired: measured right before each operation" } else { "single: measured once per run" },
         },
         "runs": runs_json,
     });
@@ -117,15 +123,10 @@ fn chart(runs: &[Run]) -> String {
     let (left, right, top, bottom) = (70.0, 190.0, 30.0, 50.0);
     let pw = w - left - right;
     let ph = h - top - bottom;
-    let rps = |r: &Run, op: &str| {
-        r.ops
-            .iter()
-            .find(|(n, _, _)| n == op)
-            .map(|(_, _, m)| m.rps())
-    };
+    let rps = |r: &Run, op: &str| r.ops.iter().find(|o| o.name == op).map(|o| o.m.rps());
     let ymax = runs
         .iter()
-        .flat_map(|r| r.ops.iter().map(|(_, _, m)| m.rps()))
+        .flat_map(|r| r.ops.iter().map(|o| o.m.rps()))
         .fold(1.0f64, f64::max);
     let ymax = nice_ceiling(ymax);
     let nmin = runs.iter().map(|r| r.users).min().unwrap_or(1).max(1) as f64;

@@ -40,10 +40,11 @@ pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
         // 8 MiB of page cache (SQLite's default is 2 MiB): the writer touches index pages
         // all over a tenant's key space. 32 MiB cost it 8.5% in `pcache1Truncate` at each
         // commit; readers measured slower with 8 MiB than with the default.
-        conn.pragma_update(None, "cache_size", -8_192)?; // KiB
-                                                         // Checkpoints run on their own thread (`writer::checkpoint`); the writer runs one
-                                                         // itself only when the WAL reaches ~64 MiB, where it finds most frames copied
-                                                         // already and lets the next write start the WAL over.
+        conn.pragma_update(None, "cache_size", -8_192)?; // negative: in KiB
+
+        // Checkpoints run on their own thread (`writer::checkpoint`); the writer runs one
+        // itself only when the WAL reaches ~64 MiB, where it finds most frames copied
+        // already and lets the next write start the WAL over.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
