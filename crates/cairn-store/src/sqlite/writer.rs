@@ -119,7 +119,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
                 // released into it are gone, so they are answered as failed, never as
                 // committed; the rest of the batch starts a new transaction.
                 fail_all(&mut delivers);
-                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
                     // Read-only, locked by another process, no space: the jobs never run.
                     let e = map_err(e);
                     fail_unstarted(job, e.clone());
@@ -127,7 +127,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
                     break;
                 }
             }
-            if conn.execute_batch("SAVEPOINT w").is_err() {
+            if exec(&conn, "SAVEPOINT w").is_err() {
                 fail_unstarted(job, Error::Unavailable("savepoint failed".into()));
                 continue;
             }
@@ -140,11 +140,11 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
                         continue;
                     }
                     let end = if ok {
-                        "RELEASE w"
+                        exec(&conn, "RELEASE w")
                     } else {
-                        "ROLLBACK TO w; RELEASE w"
+                        exec(&conn, "ROLLBACK TO w").and_then(|()| exec(&conn, "RELEASE w"))
                     };
-                    if let Err(e) = conn.execute_batch(end) {
+                    if let Err(e) = end {
                         deliver(Some(map_err(e)));
                     } else {
                         delivers.push(deliver);
@@ -160,7 +160,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
             fail_all(&mut delivers);
             continue;
         }
-        match conn.execute_batch("COMMIT") {
+        match exec(&conn, "COMMIT") {
             Ok(()) => {
                 delivers.into_iter().for_each(|d| d(None));
                 if let Some(c) = &committed {
@@ -178,6 +178,12 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
             }
         }
     }
+}
+
+/// Runs one transaction-control statement through the statement cache: `execute_batch`
+/// would parse it again for every write, twice per write for the savepoint.
+fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// The answer to a write whose transaction SQLite rolled back after it had succeeded.
