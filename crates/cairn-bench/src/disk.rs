@@ -95,6 +95,64 @@ fn summarise(mut took: Vec<f64>) -> Fsync {
     }
 }
 
+/// Bytes of the regular files directly in `dir` (the database, its WAL and shared memory).
+pub fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Whether the kernel runs a DAMON scheme that pages out cold memory (some VMs do): it
+/// evicts database pages from the page cache about a minute after their last use, so
+/// reads of a large database go to the disk. Described as "kdamond N: action, minimum
+/// age", or None when no such scheme runs.
+pub fn page_cache_pageout() -> Option<String> {
+    let root = Path::new("/sys/kernel/mm/damon/admin/kdamonds");
+    let mut found = Vec::new();
+    for k in std::fs::read_dir(root).ok()?.flatten() {
+        let read = |p: &Path| std::fs::read_to_string(p).map(|s| s.trim().to_owned());
+        if read(&k.path().join("state")).ok().as_deref() != Some("on") {
+            continue;
+        }
+        let Ok(contexts) = std::fs::read_dir(k.path().join("contexts")) else {
+            continue;
+        };
+        for c in contexts.flatten() {
+            let aggr_us: u64 = read(&c.path().join("monitoring_attrs/intervals/aggr_us"))
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let Ok(schemes) = std::fs::read_dir(c.path().join("schemes")) else {
+                continue;
+            };
+            for sc in schemes.flatten() {
+                let Ok(action) = read(&sc.path().join("action")) else {
+                    continue;
+                };
+                if action != "pageout" {
+                    continue;
+                }
+                let min_age: u64 = read(&sc.path().join("access_pattern/age/min"))
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                found.push(format!(
+                    "kdamond {}: pageout of memory idle for {:.0} s or more",
+                    k.file_name().to_string_lossy(),
+                    (min_age * aggr_us) as f64 / 1e6
+                ));
+            }
+        }
+    }
+    (!found.is_empty()).then(|| found.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +165,16 @@ mod tests {
         assert_eq!(f.p99_ms, 99.0);
         assert_eq!(f.per_second(), 1000.0 / 51.0);
         assert_eq!(summarise(Vec::new()).per_second(), 0.0);
+    }
+
+    #[test]
+    fn dir_bytes_sums_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a"), [0u8; 1000]).unwrap();
+        std::fs::write(dir.path().join("b"), [0u8; 24]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        assert_eq!(dir_bytes(dir.path()), 1024);
+        assert_eq!(dir_bytes(&dir.path().join("missing")), 0);
     }
 
     #[tokio::test]

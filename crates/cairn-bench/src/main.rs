@@ -76,6 +76,8 @@ pub struct Run {
     pub group_size: Option<usize>,
     pub rss_peak_kib: u64,
     pub rss_after_seed_kib: u64,
+    /// Bytes in the SQLite data dir (database and WAL) after seeding; None on PostgreSQL.
+    pub db_bytes_after_seed: Option<u64>,
     /// The data directory's durable-write speed, measured before seeding.
     pub disk: disk::Fsync,
     pub ops: Vec<Op>,
@@ -262,6 +264,7 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
         None
     };
     let (_, rss_after_seed_kib) = server.memory_kib();
+    let db_bytes_after_seed = (!postgres).then(|| disk::dir_bytes(dep.data_dir.path()));
 
     let dir = tempfile::Builder::new()
         .prefix("cairn-bench-lua-")
@@ -370,6 +373,7 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
         group_size: groups.map(|_| big),
         rss_peak_kib,
         rss_after_seed_kib,
+        db_bytes_after_seed,
         disk,
         ops,
     })
@@ -394,6 +398,7 @@ fn machine() -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     json!({
+        "page_cache_pageout": disk::page_cache_pageout(),
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": cpu,
         "mem_gib": wrk::round(mem_kib as f64 / 1048576.0, 1),

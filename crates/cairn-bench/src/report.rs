@@ -11,11 +11,14 @@ use std::path::{Path, PathBuf};
 /// A Markdown table (readable in a terminal, pasteable into BENCHMARKS.md).
 pub fn print_table(run: &Run) {
     println!(
-        "\n{} · {} users · seeded at {:.0} users/s · peak RSS {:.1} MiB{} · disk fdatasync p50 {:.2} ms\n",
+        "\n{} · {} users · seeded at {:.0} users/s · peak RSS {:.1} MiB{}{} · disk fdatasync p50 {:.2} ms\n",
         run.backend,
         run.users,
         run.users as f64 / run.seed_secs,
         run.rss_peak_kib as f64 / 1024.0,
+        run.db_bytes_after_seed
+            .map(|b| format!(" · data dir (database and WAL) {:.0} MiB after seeding", b as f64 / 1048576.0))
+            .unwrap_or_default(),
         run.group_size
             .map(|g| format!(" · big group {g} members"))
             .unwrap_or_default(),
@@ -68,6 +71,7 @@ pub fn write(
                 "rss_peak_mib": round(r.rss_peak_kib as f64 / 1024.0, 1),
                 "rss_after_seed_mib": round(r.rss_after_seed_kib as f64 / 1024.0, 1),
                 "disk": r.disk.to_json(),
+                "db_mib_after_seed": r.db_bytes_after_seed.map(|b| round(b as f64 / 1048576.0, 1)),
                 "ops": ops,
             })
         })
