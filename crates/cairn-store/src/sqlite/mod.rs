@@ -140,14 +140,11 @@ fn snapshot<R>(
     c: &Connection,
     f: impl FnOnce(&Connection) -> rusqlite::Result<R>,
 ) -> rusqlite::Result<R> {
-    c.prepare_cached("BEGIN")?.execute([])?;
+    conn::exec_cached(c, "BEGIN")?;
     let r = f(c);
     // Nothing was written: COMMIT only ends the read. Should it fail, ROLLBACK must still
     // leave the pooled connection outside any transaction.
-    if c.prepare_cached("COMMIT")
-        .and_then(|mut s| s.execute([]))
-        .is_err()
-    {
+    if conn::exec_cached(c, "COMMIT").is_err() {
         c.execute_batch("ROLLBACK")?;
     }
     r

@@ -6,7 +6,7 @@
 //! Copying committed WAL frames back into the database file (checkpointing) happens on a
 //! second thread with its own connection, so a batch never waits behind it.
 
-use super::conn::map_err;
+use super::conn::{exec_cached, map_err};
 use cairn_core::{Error, Result};
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -119,7 +119,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
                 // released into it are gone, so they are answered as failed, never as
                 // committed; the rest of the batch starts a new transaction.
                 fail_all(&mut delivers);
-                if let Err(e) = exec(&conn, "BEGIN IMMEDIATE") {
+                if let Err(e) = exec_cached(&conn, "BEGIN IMMEDIATE") {
                     // Read-only, locked by another process, no space: the jobs never run.
                     let e = map_err(e);
                     fail_unstarted(job, e.clone());
@@ -127,7 +127,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
                     break;
                 }
             }
-            if exec(&conn, "SAVEPOINT w").is_err() {
+            if exec_cached(&conn, "SAVEPOINT w").is_err() {
                 fail_unstarted(job, Error::Unavailable("savepoint failed".into()));
                 continue;
             }
@@ -140,9 +140,10 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
                         continue;
                     }
                     let end = if ok {
-                        exec(&conn, "RELEASE w")
+                        exec_cached(&conn, "RELEASE w")
                     } else {
-                        exec(&conn, "ROLLBACK TO w").and_then(|()| exec(&conn, "RELEASE w"))
+                        exec_cached(&conn, "ROLLBACK TO w")
+                            .and_then(|()| exec_cached(&conn, "RELEASE w"))
                     };
                     if let Err(e) = end {
                         deliver(Some(map_err(e)));
@@ -160,7 +161,7 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
             fail_all(&mut delivers);
             continue;
         }
-        match exec(&conn, "COMMIT") {
+        match exec_cached(&conn, "COMMIT") {
             Ok(()) => {
                 delivers.into_iter().for_each(|d| d(None));
                 if let Some(c) = &committed {
@@ -178,12 +179,6 @@ fn run(conn: Connection, rx: mpsc::Receiver<Job>, committed: Option<mpsc::SyncSe
             }
         }
     }
-}
-
-/// Runs one transaction-control statement through the statement cache: `execute_batch`
-/// would parse it again for every write, twice per write for the savepoint.
-fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// The answer to a write whose transaction SQLite rolled back after it had succeeded.
