@@ -108,12 +108,15 @@ pub fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether the kernel runs a DAMON scheme that pages out cold memory (some VMs do): it
-/// evicts database pages from the page cache about a minute after their last use, so
-/// reads of a large database go to the disk. Described as "kdamond N: action, minimum
-/// age", or None when no such scheme runs.
-pub fn page_cache_pageout() -> Option<String> {
-    let root = Path::new("/sys/kernel/mm/damon/admin/kdamonds");
+/// Where the kernel's DAMON sysfs interface lives.
+pub const DAMON_ADMIN: &str = "/sys/kernel/mm/damon/admin/kdamonds";
+
+/// Whether the kernel runs a DAMON scheme that pages out memory left idle (some VMs do;
+/// when its filters admit file-backed pages, database pages leave the page cache a while
+/// after their last use and reads of a large database go to the disk). Described as
+/// "kdamond N: pageout of memory idle for S s or more", or None when no such scheme runs.
+/// `root` is [`DAMON_ADMIN`] outside tests.
+pub fn page_cache_pageout(root: &Path) -> Option<String> {
     let mut found = Vec::new();
     for k in std::fs::read_dir(root).ok()?.flatten() {
         let read = |p: &Path| std::fs::read_to_string(p).map(|s| s.trim().to_owned());
@@ -145,7 +148,7 @@ pub fn page_cache_pageout() -> Option<String> {
                 found.push(format!(
                     "kdamond {}: pageout of memory idle for {:.0} s or more",
                     k.file_name().to_string_lossy(),
-                    (min_age * aggr_us) as f64 / 1e6
+                    min_age.saturating_mul(aggr_us) as f64 / 1e6
                 ));
             }
         }
@@ -175,6 +178,34 @@ mod tests {
         std::fs::create_dir(dir.path().join("sub")).unwrap();
         assert_eq!(dir_bytes(dir.path()), 1024);
         assert_eq!(dir_bytes(&dir.path().join("missing")), 0);
+    }
+
+    /// A sysfs tree as DAMON lays it out: kdamond 0 is on with a pageout scheme (age 12
+    /// intervals of 5 s) beside a scheme of another action; kdamond 1 is off.
+    #[test]
+    fn a_running_pageout_scheme_is_found_with_its_idle_time() {
+        let root = tempfile::tempdir().unwrap();
+        let put = |rel: &str, v: &str| {
+            let p = root.path().join(rel);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, format!("{v}\n")).unwrap();
+        };
+        assert_eq!(page_cache_pageout(root.path()), None);
+        put("0/state", "on");
+        put("0/contexts/0/monitoring_attrs/intervals/aggr_us", "5000000");
+        put("0/contexts/0/schemes/0/action", "stat");
+        put("0/contexts/0/schemes/0/access_pattern/age/min", "1");
+        assert_eq!(page_cache_pageout(root.path()), None);
+        put("0/contexts/0/schemes/1/action", "pageout");
+        put("0/contexts/0/schemes/1/access_pattern/age/min", "12");
+        put("1/state", "off");
+        put("1/contexts/0/monitoring_attrs/intervals/aggr_us", "5000000");
+        put("1/contexts/0/schemes/0/action", "pageout");
+        assert_eq!(
+            page_cache_pageout(root.path()).as_deref(),
+            Some("kdamond 0: pageout of memory idle for 60 s or more")
+        );
+        assert_eq!(page_cache_pageout(&root.path().join("missing")), None);
     }
 
     #[tokio::test]

@@ -165,7 +165,7 @@ async fn main() -> Result<()> {
             report::print_table(&run);
             runs.push(run);
             // Write as we go: a long run that dies later keeps what it measured.
-            report::write(&args.out, &runs, &load, &machine(), !args.single_floor)?;
+            report::write(&args.out, &runs, &load, &machine())?;
         }
     }
     println!("\nresults: {}", args.out.display());
@@ -333,22 +333,30 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
     plan.push(("post", "POST /Users".into(), wrk::post_user(&run_id)));
 
     let mut ops: Vec<Op> = Vec::new();
-    let floor_script = scripts.write("floor", &plan[0].2)?;
+    let mut floor_script: Option<PathBuf> = None;
+    // Paired floors: each operation is compared with the floor run just before it. The
+    // first operation pairs with the floor row itself; later ones run a floor of their own.
+    let mut fresh_floor: Option<f64> = None;
     for (name, label, lua) in plan {
         if name != "floor" && !wanted(args, name) {
             continue;
         }
-        // Paired floors: every operation after the first floor gets a floor of its own,
-        // measured just before it with the same load.
-        let paired_floor = if name != "floor" && !args.single_floor {
-            let f = wrk::run(&base, &floor_script, load).await?;
+        let paired_floor = if name == "floor" || args.single_floor {
+            None
+        } else if let Some(f) = fresh_floor.take() {
+            Some(f)
+        } else {
+            let script = floor_script.as_deref().context("the floor runs first")?;
+            let f = wrk::run(&base, script, load).await?;
             println!("  {:<14} {:>9.0} req/s", "(floor)", f.rps());
             Some(f.rps())
-        } else {
-            None
         };
         let script = scripts.write(name, &lua)?;
         let m = wrk::run(&base, &script, load).await?;
+        if name == "floor" {
+            fresh_floor = Some(m.rps());
+            floor_script = Some(script);
+        }
         println!(
             "  {name:<14} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  failed {}",
             m.rps(),
@@ -398,7 +406,7 @@ fn machine() -> Value {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     json!({
-        "page_cache_pageout": disk::page_cache_pageout(),
+        "page_cache_pageout": disk::page_cache_pageout(std::path::Path::new(disk::DAMON_ADMIN)),
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": cpu,
         "mem_gib": wrk::round(mem_kib as f64 / 1048576.0, 1),

@@ -41,13 +41,7 @@ pub fn print_table(run: &Run) {
     }
 }
 
-pub fn write(
-    out: &Path,
-    runs: &[Run],
-    load: &Load,
-    machine: &Value,
-    paired_floors: bool,
-) -> Result<()> {
+pub fn write(out: &Path, runs: &[Run], load: &Load, machine: &Value) -> Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -83,7 +77,7 @@ pub fn write(
             "threads": load.threads,
             "connections": load.connections,
             "seconds_per_operation": load.secs,
-            "floor": if paired_floors { "paired: measured right before each operation" } else { "single: measured once per run" },
+            "floor": if runs.iter().flat_map(|r| &r.ops).any(|o| o.paired_floor.is_some()) { "paired: measured right before each operation" } else { "single: measured once per run" },
         },
         "runs": runs_json,
     });
