@@ -3,6 +3,7 @@
 //! over loopback against a floor (a trivial handler behind the same middleware), and
 //! writes a table, JSON and an SVG chart. `scripts/bench` is the documented entry point.
 
+mod callgrind;
 mod disk;
 mod report;
 mod seed;
@@ -63,6 +64,14 @@ struct Args {
     /// host whose speed drifts during a run moves both sides of the ratio together.
     #[arg(long)]
     single_floor: bool,
+    /// Count instructions per request under valgrind's callgrind instead of measuring
+    /// throughput with wrk (SQLite only): repeatable on a host whose speed drifts. The
+    /// dumps, one per operation, are written beside the JSON for `callgrind_annotate`.
+    #[arg(long, conflicts_with_all = ["postgres", "both"])]
+    callgrind: bool,
+    /// Requests per operation counted under callgrind (after a warm-up of a tenth as many).
+    #[arg(long, default_value_t = 500)]
+    callgrind_requests: usize,
     /// Where the JSON goes; the chart is written beside it as .svg.
     #[arg(long, default_value = "target/bench/results.json")]
     out: PathBuf,
@@ -139,6 +148,9 @@ async fn main() -> Result<()> {
         connections: args.connections,
         secs: args.duration,
     };
+    if args.callgrind {
+        return run_callgrind(&args).await;
+    }
     let backends: Vec<bool> = if args.both {
         vec![false, true]
     } else {
@@ -181,9 +193,26 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<Run> {
-    let backend = if postgres { "postgres" } else { "sqlite" };
-    println!("\n## {backend}, {n} users");
+/// A seeded deployment, its server running: what every mode measures against.
+pub struct Prepared {
+    pub dep: server::Deployment,
+    pub server: server::Server,
+    pub disk: disk::Fsync,
+    pub token: String,
+    /// The tenant's SCIM base path under the server's address.
+    pub scim_path: String,
+    pub seeded: seed::Seeded,
+    /// (one-member group, big group) ids, when groups are measured.
+    pub groups: Option<(String, String)>,
+    pub big: usize,
+    /// How many of the last seeded users stay out of the big group (the members added).
+    pub pool_len: usize,
+    pub rss_after_seed_kib: u64,
+    pub db_bytes_after_seed: Option<u64>,
+}
+
+/// Fresh deployment, tenant and token, `n` users seeded over SCIM, and the two groups.
+async fn prepare(args: &Args, n: usize, postgres: bool) -> Result<Prepared> {
     let dep = server::Deployment::new(&args.bin, postgres).await?;
     let disk = disk::measure(dep.data_dir.path()).await?;
     println!(
@@ -265,6 +294,39 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
     };
     let (_, rss_after_seed_kib) = server.memory_kib();
     let db_bytes_after_seed = (!postgres).then(|| disk::dir_bytes(dep.data_dir.path()));
+    Ok(Prepared {
+        dep,
+        server,
+        disk,
+        token,
+        scim_path,
+        seeded,
+        groups,
+        big,
+        pool_len,
+        rss_after_seed_kib,
+        db_bytes_after_seed,
+    })
+}
+
+async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<Run> {
+    let backend = if postgres { "postgres" } else { "sqlite" };
+    println!("\n## {backend}, {n} users");
+    let Prepared {
+        dep,
+        server,
+        disk,
+        token,
+        scim_path,
+        seeded,
+        groups,
+        big,
+        pool_len,
+        rss_after_seed_kib,
+        db_bytes_after_seed,
+        ..
+    } = prepare(args, n, postgres).await?;
+    let base = server.base.clone();
 
     let dir = tempfile::Builder::new()
         .prefix("cairn-bench-lua-")
@@ -385,6 +447,81 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
         disk,
         ops,
     })
+}
+
+/// `--callgrind`: seed at full speed, restart the server under callgrind on the same data,
+/// count each operation's instructions per request.
+async fn run_callgrind(args: &Args) -> Result<()> {
+    let out_dir = args
+        .out
+        .parent()
+        .map(|p| p.join("callgrind"))
+        .unwrap_or_else(|| PathBuf::from("callgrind"));
+    std::fs::create_dir_all(&out_dir)?;
+    let mut results = Vec::new();
+    for &n in &args.users {
+        println!("\n## callgrind, sqlite, {n} users");
+        let p = prepare(args, n, false).await?;
+        p.server.stop().await;
+        let server = p.dep.serve_under(&callgrind::wrapper(&out_dir)).await?;
+        let base = server.base.clone();
+        let pool = &p.seeded.ids[n - p.pool_len..];
+        let reqs = callgrind::Requests {
+            // The restarted server listens on a new port.
+            scim: &format!("{base}{}", p.scim_path),
+            floor_url: format!("{base}/_bench/floor"),
+            ids: &p.seeded.ids,
+            n,
+            groups: p.groups.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+            pool,
+            run: format!("{}{n}", std::process::id()),
+        };
+        let target = callgrind::Target {
+            pid: server.pid,
+            out_dir: &out_dir,
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(1)
+                .build()?,
+            token: &p.token,
+        };
+        callgrind::control(&["-i", "on"], server.pid).await?;
+        let mut counted = Vec::new();
+        for op in reqs.ops() {
+            if op != "floor" && !wanted(args, op) {
+                continue;
+            }
+            let warmup = (args.callgrind_requests / 10).max(1);
+            let c = target
+                .count(&reqs, op, warmup, args.callgrind_requests)
+                .await?;
+            println!(
+                "  {op:<14} {:>12.0} instructions/request ({:.1} s, {} failed)",
+                c.per_request(),
+                c.wall_secs,
+                c.failed
+            );
+            counted.push(c);
+        }
+        server.stop().await;
+        callgrind::print(n, &counted);
+        if let Some(c) = counted.iter().find(|c| c.failed * 2 > c.requests) {
+            bail!("{}: {} of {} requests failed", c.op, c.failed, c.requests);
+        }
+        results.push(callgrind::to_json(n, &counted));
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &args.out,
+        serde_json::to_string_pretty(&json!({ "callgrind": results, "machine": machine() }))?,
+    )?;
+    println!(
+        "\nresults: {}\ndumps:   {}",
+        args.out.display(),
+        out_dir.display()
+    );
+    Ok(())
 }
 
 fn wanted(args: &Args, name: &str) -> bool {

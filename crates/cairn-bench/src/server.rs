@@ -77,7 +77,21 @@ impl Deployment {
 
     /// Starts `cairn serve --listen 127.0.0.1:0 --bench-floor` and waits for its address.
     pub async fn serve(&self) -> Result<Server> {
-        let mut child = Command::new(&self.bin)
+        self.serve_under(&[]).await
+    }
+
+    /// [`Self::serve`], with the binary run by `wrapper` (e.g. `valgrind --tool=callgrind`),
+    /// which must exec it in the same process so that the pid is the server's.
+    pub async fn serve_under(&self, wrapper: &[String]) -> Result<Server> {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let mut child = cmd
             .args(self.global_args())
             .args(["serve", "--listen", "127.0.0.1:0", "--bench-floor"])
             .env("CAIRN_LOG", "warn")
@@ -91,7 +105,7 @@ impl Deployment {
             .with_context(|| format!("starting {}", self.bin.display()))?;
         let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let base = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let base = tokio::time::timeout(std::time::Duration::from_secs(120), async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(addr) = line.strip_prefix("listening on ") {
                     return Ok::<_, anyhow::Error>(addr.trim().to_owned());
@@ -100,7 +114,7 @@ impl Deployment {
             bail!("cairn serve exited before listening")
         })
         .await
-        .context("cairn serve did not start within 60 s")??;
+        .context("cairn serve did not start within 120 s")??;
         // Keep draining stdout so the server never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let pid = child

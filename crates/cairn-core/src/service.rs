@@ -11,7 +11,7 @@ use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, U
 use crate::query::{ListQuery, Page};
 use crate::store::{DashboardUser, Role, SettingsChange, Store};
 use crate::tenant::{validate_tenant_name, Tenant, TokenInfo};
-use crate::user::{UserData, UserRecord};
+use crate::user::{DocJson, UserData, UserRecord};
 use crate::{Error, Result};
 use serde_json::json;
 use std::sync::Arc;
@@ -412,7 +412,7 @@ impl Services {
         ctx: &ScimCtx,
         id: &str,
         with_groups: bool,
-    ) -> Result<(UserRecord, Vec<GroupRef>)> {
+    ) -> Result<(UserRecord<DocJson>, Vec<GroupRef>)> {
         let id = UserId::parse(id).ok_or(Error::NotFound("user"))?;
         self.store
             .get_user_with_groups(ctx.tenant_id(), &id, with_groups)
@@ -426,7 +426,7 @@ impl Services {
         ctx: &ScimCtx,
         query: &ListQuery,
         with_groups: bool,
-    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
+    ) -> Result<(Page<UserRecord<DocJson>>, Vec<(UserId, GroupRef)>)> {
         self.store
             .list_users_with_groups(ctx.tenant_id(), query, with_groups)
             .await

@@ -10,7 +10,7 @@ use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, U
 use crate::query::{ListQuery, Page};
 use crate::session::{SessionHash, SessionRecord};
 use crate::tenant::{Tenant, TokenInfo};
-use crate::user::{UserData, UserRecord};
+use crate::user::{DocJson, UserData, UserRecord};
 use crate::vault::BackupKeyRecord;
 use crate::Result;
 use async_trait::async_trait;
@@ -108,20 +108,21 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user_any(&self, tenant: &TenantId, id: &UserId) -> Result<Option<UserRecord>>;
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>>;
     /// A live account and, with `with_groups`, its groups (the read-only `groups`
-    /// attribute), read together: a GET is one trip to the database, not two.
+    /// attribute), read together: a GET is one trip to the database, not two. The
+    /// document comes as stored (these reads only render it).
     async fn get_user_with_groups(
         &self,
         tenant: &TenantId,
         id: &UserId,
         with_groups: bool,
-    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>>;
+    ) -> Result<Option<(UserRecord<DocJson>, Vec<GroupRef>)>>;
     /// A page of live accounts and, with `with_groups`, their groups, read together.
     async fn list_users_with_groups(
         &self,
         tenant: &TenantId,
         query: &ListQuery,
         with_groups: bool,
-    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)>;
+    ) -> Result<(Page<UserRecord<DocJson>>, Vec<(UserId, GroupRef)>)>;
     /// Replaces the client-controlled attributes of a live account if its version is still
     /// `expected_version`; otherwise `Error::VersionMismatch`. Returns the new record.
     async fn update_user(

@@ -29,8 +29,23 @@ pub enum AccountStatus {
     Deleted,
 }
 
+/// A stored document as the database returned it: the JSON text of an object, not yet
+/// parsed. Reads that only render the user (`GET`, lists) carry this, so that the common
+/// case copies the stored attributes into the response instead of building and dropping a
+/// tree of `Value`s (`cairn_scim::user::write_user`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DocJson(pub String);
+
+impl DocJson {
+    pub fn parse(&self) -> serde_json::Result<Value> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+/// An account. `D` is its document: parsed (`Value`, the default) or as stored
+/// ([`DocJson`]).
 #[derive(Debug, Clone, Serialize)]
-pub struct UserRecord {
+pub struct UserRecord<D = Value> {
     pub id: UserId,
     pub tenant_id: TenantId,
     pub user_name: UserName,
@@ -38,7 +53,7 @@ pub struct UserRecord {
     pub display_name: Option<String>,
     pub email: Option<String>,
     pub active: bool,
-    pub doc: Value,
+    pub doc: D,
     pub quota_gb: QuotaGb,
     pub used_bytes: i64,
     /// Created by a provisioning client (as opposed to an operator).
@@ -56,7 +71,32 @@ pub struct UserRecord {
     pub purge_at: Option<OffsetDateTime>,
 }
 
-impl UserRecord {
+impl<D> UserRecord<D> {
+    /// The same record with its document replaced by `f(doc)`.
+    pub fn try_map_doc<E, Err>(
+        self,
+        f: impl FnOnce(D) -> Result<E, Err>,
+    ) -> Result<UserRecord<E>, Err> {
+        Ok(UserRecord {
+            doc: f(self.doc)?,
+            id: self.id,
+            tenant_id: self.tenant_id,
+            user_name: self.user_name,
+            external_id: self.external_id,
+            display_name: self.display_name,
+            email: self.email,
+            active: self.active,
+            quota_gb: self.quota_gb,
+            used_bytes: self.used_bytes,
+            scim_managed: self.scim_managed,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+            deleted_at: self.deleted_at,
+            purge_at: self.purge_at,
+        })
+    }
+
     pub fn status(&self) -> AccountStatus {
         if self.deleted_at.is_some() {
             AccountStatus::Deleted
@@ -66,7 +106,16 @@ impl UserRecord {
             AccountStatus::Suspended
         }
     }
+}
 
+impl UserRecord<DocJson> {
+    /// The record with its document parsed.
+    pub fn parsed(self) -> serde_json::Result<UserRecord> {
+        self.try_map_doc(|d| d.parse())
+    }
+}
+
+impl UserRecord {
     pub fn data(&self) -> UserData {
         UserData {
             user_name: self.user_name.clone(),

@@ -13,9 +13,10 @@ pub mod path;
 pub mod query;
 pub mod schema;
 pub mod user;
+pub mod user_json;
 
 pub use error::{ScimError, ScimType};
 pub use filter::Expr;
 pub use patch::{apply_user_patch, parse_patch, PatchRequest};
 pub use schema::user_resource_type;
-pub use user::{render_user, user_from_request, Projection};
+pub use user::{render_user, render_user_doc, user_from_request, Projection};

@@ -56,13 +56,27 @@ fn parse_int(name: &str, v: Option<&str>) -> Result<Option<i128>, ScimError> {
 /// A `ListResponse` (RFC 7644 §3.4.2): every number a JSON integer and `itemsPerPage` the
 /// number of resources actually returned (field-lessons #9).
 pub fn list_response(total: u64, start_index: u64, resources: Vec<Value>) -> Value {
-    json!({
-        "schemas": [LIST_RESPONSE_URN],
-        "totalResults": total,
-        "startIndex": start_index,
-        "itemsPerPage": resources.len(),
-        "Resources": resources,
-    })
+    // Built by hand: `json!` would pass `resources` through `to_value`, a deep copy of
+    // every resource on the page by serialising it.
+    let mut m = serde_json::Map::new();
+    m.insert("schemas".into(), json!([LIST_RESPONSE_URN]));
+    m.insert("totalResults".into(), total.into());
+    m.insert("startIndex".into(), start_index.into());
+    m.insert("itemsPerPage".into(), resources.len().into());
+    m.insert("Resources".into(), Value::Array(resources));
+    Value::Object(m)
+}
+
+/// Writes a `ListResponse` of `items` resources up to the opening bracket of
+/// `Resources`; the caller writes the resources, comma-separated, then `]}`. The same
+/// fields as [`list_response`], for resources written as text.
+pub fn write_list_head(out: &mut Vec<u8>, total: u64, start_index: u64, items: usize) {
+    use std::io::Write;
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "{{\"schemas\":[\"{LIST_RESPONSE_URN}\"],\"totalResults\":{total},\"startIndex\":{start_index},\"itemsPerPage\":{items},\"Resources\":["
+    );
 }
 
 #[cfg(test)]
@@ -109,6 +123,20 @@ mod tests {
         assert!(r["itemsPerPage"].is_u64());
         let empty = list_response(0, 1, Vec::new());
         assert_eq!(empty["Resources"], json!([]));
+        // Written as text, the same document.
+        for (items, body) in [(2, r#"{"id":"a"},{"id":"b"}"#), (0, "")] {
+            let mut out = Vec::new();
+            write_list_head(&mut out, 7, 3, items);
+            out.extend_from_slice(body.as_bytes());
+            out.extend_from_slice(b"]}");
+            let parsed: Value = serde_json::from_slice(&out).unwrap();
+            let want = if items == 2 {
+                list_response(7, 3, vec![json!({"id": "a"}), json!({"id": "b"})])
+            } else {
+                list_response(7, 3, vec![])
+            };
+            assert_eq!(parsed, want);
+        }
         assert_eq!(empty["itemsPerPage"], 0);
     }
 }

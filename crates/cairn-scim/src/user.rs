@@ -378,7 +378,16 @@ pub fn parse_if_match(header: &str) -> Result<Option<i64>, ScimError> {
 
 /// The full SCIM representation of an account.
 pub fn render_user(u: &UserRecord, base_url: &str) -> Value {
-    let mut m = u.doc.as_object().cloned().unwrap_or_default();
+    render_user_doc(u, u.doc.clone(), base_url)
+}
+
+/// [`render_user`] with the record's document handed over (`std::mem::take(&mut u.doc)`)
+/// instead of copied, for callers done with the record.
+pub fn render_user_doc(u: &UserRecord, doc: Value, base_url: &str) -> Value {
+    let mut m = match doc {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
     m.remove("password");
     m.insert("id".into(), json!(u.id.as_str()));
     m.entry("userName")
@@ -468,6 +477,17 @@ impl Projection {
         let Some(obj) = resource.as_object_mut() else {
             return;
         };
+        // The common case, no `attributes` and no `excludedAttributes`, usually has
+        // nothing to remove: checked without copying a key (most of the cost otherwise).
+        if !self.is_requested() && default_keeps_all(self.rt(), obj) {
+            set_present_schemas(self.rt(), obj);
+            return;
+        }
+        self.apply_by_walk(obj);
+    }
+
+    /// [`Self::apply`] by visiting every attribute.
+    fn apply_by_walk(&self, obj: &mut Map<String, Value>) {
         let rt = self.rt();
         let keys: Vec<String> = obj.keys().cloned().collect();
         for key in keys {
@@ -499,18 +519,7 @@ impl Projection {
             let def = rt.resolve(None, &key, None).ok().map(|r| r.attr);
             self.project_attr(obj, &key, def, std::slice::from_ref(&key), false);
         }
-        // `schemas` lists the extensions still present.
-        let present: Vec<Value> = std::iter::once(json!(rt.schema.id))
-            .chain(
-                rt.schema_extensions
-                    .iter()
-                    .filter(|(s, _)| obj.contains_key(s.id))
-                    .map(|(s, _)| json!(s.id)),
-            )
-            .collect();
-        if obj.contains_key("schemas") {
-            obj.insert("schemas".into(), Value::Array(present));
-        }
+        set_present_schemas(rt, obj);
     }
 
     /// Projects one attribute `name` of `container`; `path` is its key path.
@@ -561,6 +570,69 @@ impl Projection {
         // Sub-attributes never returned.
         retain_subs(container, name, def, |_| true);
     }
+}
+
+/// `schemas`, when present, lists the resource type's schema and the extensions present.
+fn set_present_schemas(rt: &ResourceTypeDef, obj: &mut Map<String, Value>) {
+    if !obj.contains_key("schemas") {
+        return;
+    }
+    let present: Vec<Value> = std::iter::once(json!(rt.schema.id))
+        .chain(
+            rt.schema_extensions
+                .iter()
+                .filter(|(s, _)| obj.contains_key(s.id))
+                .map(|(s, _)| json!(s.id)),
+        )
+        .collect();
+    obj.insert("schemas".into(), Value::Array(present));
+}
+
+/// Whether the default projection would keep every attribute of `obj` as it is: nothing
+/// `returned: never` or `request` at any level, no empty complex value or extension
+/// (the walk drops those). `false` sends the resource through the walk.
+fn default_keeps_all(rt: &ResourceTypeDef, obj: &Map<String, Value>) -> bool {
+    fn keeps(def: Option<&AttributeDef>, v: &Value) -> bool {
+        let Some(def) = def else { return true };
+        match def.returned {
+            Returned::Always => return true,
+            Returned::Never | Returned::Request => return false,
+            _ => {}
+        }
+        if def.kind != AttrType::Complex {
+            return true;
+        }
+        let subs_kept = |m: &Map<String, Value>| {
+            !m.is_empty()
+                && m.keys()
+                    .all(|k| def.sub(k).is_none_or(|s| s.returned != Returned::Never))
+        };
+        match v {
+            Value::Object(m) => subs_kept(m),
+            Value::Array(items) => {
+                !items.is_empty()
+                    && items.iter().all(|i| match i {
+                        Value::Object(m) => subs_kept(m),
+                        _ => true,
+                    })
+            }
+            _ => true,
+        }
+    }
+    obj.iter().all(|(key, v)| {
+        if key == "schemas" {
+            return true;
+        }
+        if let Some(ext) = rt.extension(key) {
+            return match v {
+                Value::Object(inner) => {
+                    !inner.is_empty() && inner.iter().all(|(n, iv)| keeps(ext.attribute(n), iv))
+                }
+                _ => true,
+            };
+        }
+        keeps(rt.resolve(None, key, None).ok().map(|r| r.attr), v)
+    })
 }
 
 /// Keeps the sub-attributes of `container[name]` (each element's, if multi-valued) for
@@ -880,6 +952,72 @@ mod tests {
         assert!(r.get(ENTERPRISE_USER_URN).is_none());
         let r = proj(None, Some("emails.value"));
         assert_eq!(r["emails"], json!([{"type":"work"}]));
+    }
+
+    /// The default projection's shortcut (nothing to remove: leave the resource alone)
+    /// gives what the walk over every attribute gives, on resources where it applies and
+    /// on resources where it must hand over to the walk.
+    #[test]
+    fn default_projection_shortcut_matches_the_walk() {
+        let ent = ENTERPRISE_USER_URN;
+        let base = render_user(
+            &record(json!({"userName":"a@b.c","name":{"givenName":"A"},
+                "emails":[{"value":"a@b.c","type":"work","primary":true}],
+                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"manager":{"value":"m"}}})),
+            "https://h",
+        );
+        let with = |f: &dyn Fn(&mut Map<String, Value>)| {
+            let mut r = base.clone();
+            f(r.as_object_mut().unwrap());
+            r
+        };
+        let cases = [
+            base.clone(),
+            with(&|m| {
+                m.insert("password".into(), json!("secret"));
+            }),
+            with(&|m| {
+                m.insert("emails".into(), json!([]));
+            }),
+            with(&|m| {
+                m.insert("emails".into(), json!([{}, {"value": "x"}]));
+            }),
+            with(&|m| {
+                m.insert("name".into(), json!({}));
+            }),
+            with(&|m| {
+                m.insert(ent.into(), json!({}));
+            }),
+            with(&|m| {
+                m.insert(ent.into(), json!({"manager": {}}));
+            }),
+            with(&|m| {
+                m.remove(ent);
+            }),
+            with(&|m| {
+                m.insert("schemas".into(), json!(["stale"]));
+            }),
+            with(&|m| {
+                m.insert("x-unknown".into(), json!({"a": 1}));
+            }),
+            with(&|m| {
+                m.insert("groups".into(), json!([{"value": "g", "display": "G"}]));
+            }),
+        ];
+        let p = Projection::from_params(None, None).unwrap();
+        let mut shortcut_taken = 0;
+        for case in cases {
+            let mut fast = case.clone();
+            p.apply(&mut fast);
+            let mut walked = case.clone();
+            p.apply_by_walk(walked.as_object_mut().unwrap());
+            assert_eq!(fast, walked, "{case}");
+            if default_keeps_all(p.rt(), case.as_object().unwrap()) {
+                shortcut_taken += 1;
+            }
+        }
+        // Both paths were exercised.
+        assert!((2..11).contains(&shortcut_taken), "{shortcut_taken}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use cairn_core::query::{ListQuery, Page};
 use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
-use cairn_core::user::{UserData, UserRecord};
+use cairn_core::user::{DocJson, UserData, UserRecord};
 use cairn_core::vault::BackupKeyRecord;
 use cairn_core::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -263,6 +263,14 @@ async fn get_tenant<C: GenericClient>(c: &C, id: &str) -> Result<Option<Tenant>>
 const USER_COLS: &str = "u.id, u.tenant_id, u.user_name, u.external_id, u.display_name, u.email, \
     u.active, u.doc, u.quota_gb, u.used_bytes, u.scim_managed, u.created_at, u.updated_at, \
     u.version, u.deleted_at, u.purge_at";
+
+/// A record as the render-only reads return it. The driver has already parsed the
+/// `jsonb` column, so the text is written back out (the renderer copies it into the
+/// response, which still costs less than rendering the parsed tree).
+fn as_text(u: UserRecord) -> UserRecord<DocJson> {
+    u.try_map_doc(|d| Ok::<_, std::convert::Infallible>(DocJson(d.to_string())))
+        .unwrap_or_else(|never| match never {})
+}
 
 fn user_from_row(r: &Row) -> Result<UserRecord> {
     Ok(UserRecord {
@@ -653,7 +661,7 @@ impl Store for PostgresStore {
         tenant: &TenantId,
         id: &UserId,
         with_groups: bool,
-    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>> {
+    ) -> Result<Option<(UserRecord<DocJson>, Vec<GroupRef>)>> {
         // One pooled connection for both reads.
         let c = self.pool.get().await.map_err(pool_err)?;
         let Some(u) = live_user(&c, tenant, id).await? else {
@@ -668,7 +676,7 @@ impl Store for PostgresStore {
         } else {
             Vec::new()
         };
-        Ok(Some((u, groups)))
+        Ok(Some((as_text(u), groups)))
     }
 
     async fn list_users_with_groups(
@@ -676,7 +684,7 @@ impl Store for PostgresStore {
         tenant: &TenantId,
         query: &ListQuery,
         with_groups: bool,
-    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
+    ) -> Result<(Page<UserRecord<DocJson>>, Vec<(UserId, GroupRef)>)> {
         // One pooled connection for the page and its members' groups.
         let c = self.pool.get().await.map_err(pool_err)?;
         let page = list_live_users(&c, tenant, query).await?;
@@ -685,6 +693,10 @@ impl Store for PostgresStore {
             groups::groups_of_users_on(&c, tenant, &ids).await?
         } else {
             Vec::new()
+        };
+        let page = Page {
+            total: page.total,
+            items: page.items.into_iter().map(as_text).collect(),
         };
         Ok((page, groups))
     }

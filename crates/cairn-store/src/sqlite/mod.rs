@@ -21,12 +21,13 @@ use cairn_core::query::{ListQuery, Page};
 use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
-use cairn_core::user::{UserData, UserRecord};
+use cairn_core::user::{DocJson, UserData, UserRecord};
 use cairn_core::vault::BackupKeyRecord;
 use cairn_core::{Error, Result};
 use conn::map_err;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
@@ -218,7 +219,26 @@ const USER_COLS: &str = "u.id, u.tenant_id, u.user_name, u.external_id, u.displa
     u.active, u.doc, u.quota_gb, u.used_bytes, u.scim_managed, u.created_at, u.updated_at, \
     u.version, u.deleted_at, u.purge_at";
 
-fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
+/// How a read takes the stored document: parsed, or as the JSON text it is stored as.
+pub(super) trait FromDoc: Sized {
+    fn from_doc(text: String) -> rusqlite::Result<Self>;
+}
+
+impl FromDoc for Value {
+    fn from_doc(text: String) -> rusqlite::Result<Self> {
+        serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
+        })
+    }
+}
+
+impl FromDoc for DocJson {
+    fn from_doc(text: String) -> rusqlite::Result<Self> {
+        Ok(DocJson(text))
+    }
+}
+
+fn user_from_row<D: FromDoc>(r: &Row<'_>) -> rusqlite::Result<UserRecord<D>> {
     let doc: String = r.get(7)?;
     Ok(UserRecord {
         id: UserId::from_trusted(r.get(0)?),
@@ -228,9 +248,7 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
         display_name: r.get(4)?,
         email: r.get(5)?,
         active: r.get(6)?,
-        doc: serde_json::from_str(&doc).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
-        })?,
+        doc: D::from_doc(doc)?,
         quota_gb: QuotaGb::new(r.get(8)?).unwrap_or_default(),
         used_bytes: r.get(9)?,
         scim_managed: r.get(10)?,
@@ -242,19 +260,19 @@ fn user_from_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     })
 }
 
-fn get_user_where(
+fn get_user_where<D: FromDoc>(
     c: &Connection,
     tenant: &str,
     id: &str,
     live_only: bool,
-) -> rusqlite::Result<Option<UserRecord>> {
+) -> rusqlite::Result<Option<UserRecord<D>>> {
     let sql = if live_only {
         format!("SELECT {USER_COLS} FROM users u WHERE u.tenant_id = ? AND u.id = ? AND u.deleted_at IS NULL")
     } else {
         format!("SELECT {USER_COLS} FROM users u WHERE u.tenant_id = ? AND u.id = ?")
     };
     c.prepare_cached(&sql)?
-        .query_row([tenant, id], user_from_row)
+        .query_row([tenant, id], user_from_row::<D>)
         .optional()
 }
 
@@ -510,10 +528,10 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         id: &UserId,
         with_groups: bool,
-    ) -> Result<Option<(UserRecord, Vec<GroupRef>)>> {
+    ) -> Result<Option<(UserRecord<DocJson>, Vec<GroupRef>)>> {
         let (t, i) = (tenant.to_string(), id.to_string());
         self.read_point(move |c| {
-            let Some(u) = get_user_where(c, &t, &i, true)? else {
+            let Some(u) = get_user_where::<DocJson>(c, &t, &i, true)? else {
                 return Ok(None);
             };
             let groups = if with_groups {
@@ -535,13 +553,13 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         query: &ListQuery,
         with_groups: bool,
-    ) -> Result<(Page<UserRecord>, Vec<(UserId, GroupRef)>)> {
+    ) -> Result<(Page<UserRecord<DocJson>>, Vec<(UserId, GroupRef)>)> {
         let t = tenant.to_string();
         let query = query.clone();
         let point = query.filter.as_ref().is_some_and(is_key_lookup);
         let starts = self.page_starts.clone();
         let read = move |c: &Connection| {
-            let page = list_users_in(c, t.clone(), &query, &starts)?;
+            let page = list_users_in::<DocJson>(c, t.clone(), &query, &starts)?;
             let groups = if with_groups && !page.items.is_empty() {
                 let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
                 groups::groups_of_users_in(c, &t, &ids)?
@@ -597,7 +615,7 @@ impl Store for SqliteStore {
                         ])
                     }))?;
                 if n == 0 {
-                    return match db(get_user_where(c, &t, &i, true))? {
+                    return match db(get_user_where::<Value>(c, &t, &i, true))? {
                         Some(_) => Err(Error::VersionMismatch),
                         None => Err(Error::NotFound("user")),
                     };
@@ -626,7 +644,7 @@ impl Store for SqliteStore {
                     params![ts(at), ts(purge_at), ts(at), t, i, expected_version, expected_version],
                 ))?;
                 if n == 0 {
-                    return match db(get_user_where(c, &t, &i, true))? {
+                    return match db(get_user_where::<Value>(c, &t, &i, true))? {
                         Some(_) => Err(Error::VersionMismatch),
                         None => Err(Error::NotFound("user")),
                     };
@@ -929,12 +947,12 @@ impl Store for SqliteStore {
 }
 
 /// One page of a tenant's live accounts (and the total), on a connection the caller holds.
-fn list_users_in(
+fn list_users_in<D: FromDoc>(
     c: &Connection,
     tenant: String,
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
-) -> rusqlite::Result<Page<UserRecord>> {
+) -> rusqlite::Result<Page<UserRecord<D>>> {
     if query.filter.is_none() && query.sort.is_none() {
         return list_live_users(c, &tenant, query, starts);
     }
@@ -945,7 +963,7 @@ fn list_users_in(
         "u.tenant_id = ? AND u.deleted_at IS NULL",
         tenant,
         query,
-        user_from_row,
+        user_from_row::<D>,
     )
 }
 
@@ -1008,12 +1026,12 @@ impl PageStarts {
 /// an earlier page at the same generation, or else from walking the offset over the
 /// `(tenant_id, seq)` index. All in the caller's snapshot, so count, generation and rows
 /// agree.
-fn list_live_users(
+fn list_live_users<D: FromDoc>(
     c: &Connection,
     tenant: &str,
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
-) -> rusqlite::Result<Page<UserRecord>> {
+) -> rusqlite::Result<Page<UserRecord<D>>> {
     let (live, generation): (i64, i64) = c
         .prepare_cached("SELECT live, generation FROM user_list_state WHERE tenant_id = ?")?
         .query_row([tenant], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -1061,7 +1079,7 @@ fn list_live_users(
         ))?
         .query_map(
             params![tenant, after, query.count.min(i64::MAX as u64) as i64],
-            |r| Ok((user_from_row(r)?, r.get::<_, i64>(16)?)),
+            |r| Ok((user_from_row::<D>(r)?, r.get::<_, i64>(16)?)),
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     if let Some((_, last)) = rows.last() {

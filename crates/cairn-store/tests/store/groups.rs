@@ -112,6 +112,44 @@ async fn create_read_members_and_unique_display_name_any_case() {
     assert_eq!(of[0].1.id, g.id);
 }
 
+/// Each user's groups come back ordered by display name without letter case (the order
+/// of the rendered `groups`).
+#[tokio::test]
+async fn groups_of_users_are_ordered_by_display_name_per_user() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let us = users(s, &t.id, 2).await;
+    let mut ids = std::collections::HashMap::new();
+    for (name, members) in [("beta", &us[..1]), ("Alpha", &us[..]), ("gamma", &us[..1])] {
+        let g = group(&t.id, name);
+        s.create_group(&g, members, gdraft(&t.id, Action::GroupCreated))
+            .await
+            .unwrap();
+        ids.insert(name, g.id);
+    }
+    let of = s
+        .groups_of_users(&t.id, &[us[1].clone(), us[0].clone()])
+        .await
+        .unwrap();
+    let of_user = |u: &UserId| -> Vec<(&str, &GroupId)> {
+        of.iter()
+            .filter(|(m, _)| m == u)
+            .map(|(_, g)| (g.display_name.as_str(), &g.id))
+            .collect()
+    };
+    assert_eq!(
+        of_user(&us[0]),
+        vec![
+            ("Alpha", &ids["Alpha"]),
+            ("beta", &ids["beta"]),
+            ("gamma", &ids["gamma"])
+        ]
+    );
+    assert_eq!(of_user(&us[1]), vec![("Alpha", &ids["Alpha"])]);
+    assert_eq!(of.len(), 4);
+}
+
 #[tokio::test]
 async fn members_of_another_tenant_are_rejected_and_never_linked() {
     let db = db_async().await;
@@ -497,6 +535,8 @@ async fn users_read_with_their_groups_agree_with_the_separate_reads() {
         .unwrap()
         .unwrap();
     let alone = s.get_user(&t.id, &us[0]).await.unwrap().unwrap();
+    // The document comes as stored text, which parses to the same document.
+    let u = u.parsed().unwrap();
     assert_eq!(format!("{u:?}"), format!("{alone:?}"));
     let ids: Vec<_> = gs.iter().map(|g| g.id.clone()).collect();
     assert_eq!(ids, [g2.id.clone(), g1.id.clone()]);
@@ -534,7 +574,12 @@ async fn users_read_with_their_groups_agree_with_the_separate_reads() {
     let (page, memberships) = s.list_users_with_groups(&t.id, &q, true).await.unwrap();
     let alone = s.list_users(&t.id, &q).await.unwrap();
     assert_eq!(page.total, alone.total);
-    assert_eq!(format!("{:?}", page.items), format!("{:?}", alone.items));
+    let parsed: Vec<_> = page
+        .items
+        .iter()
+        .map(|u| u.clone().parsed().unwrap())
+        .collect();
+    assert_eq!(format!("{parsed:?}"), format!("{:?}", alone.items));
     let page_ids: Vec<_> = page.items.iter().map(|u| u.id.clone()).collect();
     let mut expected = s.groups_of_users(&t.id, &page_ids).await.unwrap();
     let mut got = memberships;

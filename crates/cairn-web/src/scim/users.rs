@@ -3,7 +3,7 @@
 //! `Services` method.
 
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
-use super::response::{ApiError, ApiResult, ScimJson};
+use super::response::{ApiError, ApiResult, ScimBytes, ScimJson};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Response};
 use cairn_core::group::GroupRef;
 use cairn_core::ids::UserId;
 use cairn_core::query::ListQuery;
-use cairn_core::user::UserRecord;
-use cairn_scim::user::{etag, render_user, Projection};
+use cairn_core::user::{DocJson, UserRecord};
+use cairn_scim::user::{etag, render_user_doc, Projection};
+use cairn_scim::user_json::write_user;
 use cairn_scim::{filter, list, patch, query, user as scim_user, ScimError};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// The SCIM parameters of a listing, from the query string or a `.search` body.
 #[derive(Default)]
@@ -123,20 +125,64 @@ fn attach_groups(
     // One pass over the memberships, grouped by user: a page of 1,000 users is not
     // compared against every membership of the page.
     let base = base_url(ctx, state);
-    let mut by_user: std::collections::HashMap<_, Vec<Value>> = std::collections::HashMap::new();
-    for (uid, g) in groups {
-        by_user.entry(uid).or_default().push(serde_json::json!({
-            "value": g.id.as_str(),
-            "$ref": format!("{base}/Groups/{}", g.id),
-            "display": g.display_name,
-            "type": "direct",
-        }));
-    }
+    let mut by_user = groups_by_user(&base, groups);
     for (u, r) in users.iter().zip(rendered.iter_mut()) {
         if let (Some(mine), Some(o)) = (by_user.remove(&u.id), r.as_object_mut()) {
             o.insert("groups".into(), Value::Array(mine));
         }
     }
+}
+
+/// One user's entry in another's `groups` attribute, grouped by user.
+fn groups_by_user(base: &str, groups: Vec<(UserId, GroupRef)>) -> HashMap<UserId, Vec<Value>> {
+    let mut by_user: HashMap<UserId, Vec<Value>> = HashMap::new();
+    for (uid, g) in groups {
+        by_user.entry(uid).or_default().push(group_value(base, &g));
+    }
+    by_user
+}
+
+/// A membership as the `groups` attribute shows it (RFC 7643 §4.1.2).
+fn group_value(base: &str, g: &GroupRef) -> Value {
+    serde_json::json!({
+        "value": g.id.as_str(),
+        "$ref": format!("{base}/Groups/{}", g.id),
+        "display": g.display_name,
+        "type": "direct",
+    })
+}
+
+/// A stored-form record with its document parsed, for the general renderer.
+fn parsed(u: UserRecord<DocJson>) -> ApiResult<UserRecord> {
+    u.parsed().map_err(|e| {
+        ApiError::from(cairn_core::Error::Internal(format!(
+            "stored user document is not valid JSON: {e}"
+        )))
+    })
+}
+
+/// Appends one user of a list or GET: written from its stored document when the
+/// projection is the default one and the document allows it (`user_json`), otherwise
+/// rendered, given its groups, projected and serialised.
+fn write_resource(
+    out: &mut Vec<u8>,
+    u: UserRecord<DocJson>,
+    groups: Vec<Value>,
+    proj: &Projection,
+    base: &str,
+) -> ApiResult<()> {
+    if !proj.is_requested() && write_user(&u, &groups, base, out) {
+        return Ok(());
+    }
+    let mut u = parsed(u)?;
+    let doc = std::mem::take(&mut u.doc);
+    let mut r = render_user_doc(&u, doc, base);
+    if let (false, Some(o)) = (groups.is_empty(), r.as_object_mut()) {
+        o.insert("groups".into(), Value::Array(groups));
+    }
+    proj.apply(&mut r);
+    serde_json::to_writer(&mut *out, &r)
+        .map_err(|e| ApiError::from(cairn_core::Error::Internal(e.to_string())))
 }
 
 pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<Response> {
@@ -158,17 +204,18 @@ pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiRe
         .list_users_with_groups(&ctx.0, &q, proj.wants("groups"))
         .await?;
     let base = base_url(&ctx, &state);
-    let mut resources: Vec<Value> = page.items.iter().map(|u| render_user(u, &base)).collect();
-    let refs: Vec<&UserRecord> = page.items.iter().collect();
-    attach_groups(&ctx, &state, &refs, &mut resources, groups);
-    for r in &mut resources {
-        proj.apply(r);
+    let mut by_user = groups_by_user(&base, groups);
+    let mut body = Vec::with_capacity(256 + page.items.len() * 1024);
+    list::write_list_head(&mut body, page.total, start_index, page.items.len());
+    for (i, u) in page.items.into_iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        let groups = by_user.remove(&u.id).unwrap_or_default();
+        write_resource(&mut body, u, groups, &proj, &base)?;
     }
-    Ok(ScimJson(
-        StatusCode::OK,
-        list::list_response(page.total, start_index, resources),
-    )
-    .into_response())
+    body.extend_from_slice(b"]}");
+    Ok(ScimBytes(StatusCode::OK, body).into_response())
 }
 
 pub async fn list_users(
@@ -187,27 +234,21 @@ pub async fn search_users(
     run_list(ctx, state, ListParams::from_search_body(&body)?).await
 }
 
-/// One user with its `ETag` (and `Location` for creates), and its groups: `groups` when
-/// the caller read them with the user, otherwise read here (a new user has none).
+/// One user just written, with its `ETag` (and `Location` for creates), and its groups
+/// (a new user has none).
 async fn user_response(
     ctx: &Scim,
     state: &AppState,
     status: StatusCode,
-    u: &UserRecord,
+    mut u: UserRecord,
     proj: &Projection,
-    groups: Option<Vec<GroupRef>>,
 ) -> ApiResult<Response> {
     let base = &base_url(ctx, state);
-    let mut body = [render_user(u, base)];
-    match groups {
-        Some(gs) => {
-            let gs = gs.into_iter().map(|g| (u.id.clone(), g)).collect();
-            attach_groups(ctx, state, &[u], &mut body, gs);
-        }
-        None if status != StatusCode::CREATED => {
-            add_groups(ctx, state, proj, &[u], &mut body).await?;
-        }
-        None => {}
+    let doc = std::mem::take(&mut u.doc);
+    let mut body = [render_user_doc(&u, doc, base)];
+    let u = &u;
+    if status != StatusCode::CREATED {
+        add_groups(ctx, state, proj, &[u], &mut body).await?;
     }
     let [mut body] = body;
     proj.apply(&mut body);
@@ -234,7 +275,7 @@ pub async fn create_user(
     let data = scim_user::user_from_request(&body)?;
     let u = state.services.create_user(&ctx.0, data, &meta).await?;
     state.metrics.provisioning_change("user_created");
-    user_response(&ctx, &state, StatusCode::CREATED, &u, &proj, None).await
+    user_response(&ctx, &state, StatusCode::CREATED, u, &proj).await
 }
 
 pub async fn get_user(
@@ -248,7 +289,16 @@ pub async fn get_user(
         .services
         .get_user_with_groups(&ctx.0, &id, proj.wants("groups"))
         .await?;
-    user_response(&ctx, &state, StatusCode::OK, &u, &proj, Some(groups)).await
+    let base = base_url(&ctx, &state);
+    let groups = groups.iter().map(|g| group_value(&base, g)).collect();
+    let version = u.version;
+    let mut body = Vec::new();
+    write_resource(&mut body, u, groups, &proj, &base)?;
+    let mut resp = ScimBytes(StatusCode::OK, body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+    Ok(resp)
 }
 
 pub async fn replace_user(
@@ -270,7 +320,7 @@ pub async fn replace_user(
         .update_user::<ApiError>(&ctx.0, &id, if_match, &meta, |_| Ok(data.clone()))
         .await?;
     state.metrics.provisioning_change("user_replaced");
-    user_response(&ctx, &state, StatusCode::OK, &u, &proj, None).await
+    user_response(&ctx, &state, StatusCode::OK, u, &proj).await
 }
 
 pub async fn patch_user(
@@ -292,7 +342,7 @@ pub async fn patch_user(
         .await?;
     state.metrics.provisioning_change("user_patched");
     // Both Okta and Entra accept 200 with the full resource (RFC 7644 §3.5.2).
-    user_response(&ctx, &state, StatusCode::OK, &u, &proj, None).await
+    user_response(&ctx, &state, StatusCode::OK, u, &proj).await
 }
 
 pub async fn delete_user(
