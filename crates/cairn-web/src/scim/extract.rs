@@ -11,7 +11,9 @@ use cairn_core::audit::RequestMeta;
 use cairn_core::auth::ScimCtx;
 use cairn_scim::ScimError;
 use serde_json::Value;
-use std::collections::HashMap;
+
+/// Most query parameters accepted on one request.
+const MAX_PARAMS: usize = 32;
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 1 << 20;
@@ -91,12 +93,16 @@ pub fn request_meta(h: &HeaderMap) -> RequestMeta {
 }
 
 /// Query parameters, names matched case-insensitively (RFC 7644 treats parameter names
-/// like attribute names). `+` decodes to a space, as Entra encodes filters.
-pub struct Params(HashMap<String, String>);
+/// like attribute names). `+` decodes to a space, as Entra encodes filters. A request
+/// carries a handful: a list compared without allocating beats a hash map here.
+pub struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -104,18 +110,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let q = parts.uri.query().unwrap_or("");
-        let mut map = HashMap::new();
+        let Some(q) = parts.uri.query() else {
+            return Ok(Params(Vec::new()));
+        };
+        let mut list: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-            let k = k.to_ascii_lowercase();
-            if map.contains_key(&k) {
+            // SCIM defines seven; the bound keeps the duplicate check linear in practice.
+            if list.len() >= MAX_PARAMS {
                 return Err(ApiError(ScimError::invalid_value(format!(
-                    "query parameter {k} is given more than once"
+                    "more than {MAX_PARAMS} query parameters"
                 ))));
             }
-            map.insert(k, v.into_owned());
+            if list.iter().any(|(seen, _)| seen.eq_ignore_ascii_case(&k)) {
+                return Err(ApiError(ScimError::invalid_value(format!(
+                    "query parameter {} is given more than once",
+                    k.to_ascii_lowercase()
+                ))));
+            }
+            list.push((k.into_owned(), v.into_owned()));
         }
-        Ok(Params(map))
+        Ok(Params(list))
     }
 }
 
@@ -179,5 +193,47 @@ impl FromRequest<AppState> for ScimBody {
             )))
         })?;
         Ok(ScimBody(value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn params(uri: &str) -> Result<Params, ApiError> {
+        let (mut parts, ()) = axum::http::Request::builder()
+            .uri(uri)
+            .body(())
+            .unwrap()
+            .into_parts();
+        Params::from_request_parts(&mut parts, &()).await
+    }
+
+    #[tokio::test]
+    async fn names_match_without_case_and_plus_is_a_space() {
+        let p = params("/Users?Filter=userName+eq+%22a%22&COUNT=5")
+            .await
+            .unwrap();
+        assert_eq!(p.get("filter"), Some("userName eq \"a\""));
+        assert_eq!(p.get("count"), Some("5"));
+        assert_eq!(p.get("startIndex"), None);
+        assert_eq!(params("/Users").await.unwrap().get("filter"), None);
+    }
+
+    #[tokio::test]
+    async fn a_repeated_name_or_too_many_names_is_a_400() {
+        let e = params("/Users?count=1&Count=2").await.err().unwrap();
+        assert_eq!(e.0.status, 400);
+        assert!(e.0.detail.contains("count"), "{}", e.0.detail);
+        let many: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("p{i}=1")).collect();
+        let e = params(&format!("/Users?{}", many.join("&")))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.0.status, 400);
+        let enough: Vec<String> = (0..MAX_PARAMS).map(|i| format!("p{i}=1")).collect();
+        assert!(params(&format!("/Users?{}", enough.join("&")))
+            .await
+            .is_ok());
     }
 }
