@@ -164,6 +164,8 @@ pub fn wrapper(out_dir: &Path) -> Vec<String> {
         "valgrind".into(),
         "--tool=callgrind".into(),
         "--instr-atstart=no".into(),
+        // One dump per thread, so the background checkpointer can be told apart.
+        "--separate-threads=yes".into(),
         format!(
             "--callgrind-out-file={}/callgrind.out.%p",
             out_dir.display()
@@ -193,15 +195,24 @@ pub async fn control(args: &[&str], pid: u32) -> Result<()> {
 pub struct Counted {
     pub op: String,
     pub requests: usize,
+    /// Every server thread but the WAL checkpointer.
     pub instructions: u64,
+    /// The checkpointer thread: it copies committed pages back into the database file
+    /// whenever the clock lets it, so its share varies from run to run.
+    pub checkpoint_instructions: u64,
     pub failed: usize,
-    pub dump: PathBuf,
+    /// The operation's dumps, one per thread.
+    pub dumps: Vec<PathBuf>,
     pub wall_secs: f64,
 }
 
 impl Counted {
     pub fn per_request(&self) -> f64 {
         self.instructions as f64 / self.requests.max(1) as f64
+    }
+
+    pub fn checkpoint_per_request(&self) -> f64 {
+        self.checkpoint_instructions as f64 / self.requests.max(1) as f64
     }
 }
 
@@ -260,24 +271,44 @@ impl Target<'_> {
         let wall_secs = started.elapsed().as_secs_f64();
         let before = dumps(self.out_dir, self.pid)?;
         control(&["-d", op], self.pid).await?;
-        let dump = dumps(self.out_dir, self.pid)?
+        let new: Vec<PathBuf> = dumps(self.out_dir, self.pid)?
             .into_iter()
-            .find(|p| !before.contains(p))
-            .context("callgrind wrote no dump")?;
-        let named = self.out_dir.join(format!("{op}.callgrind"));
-        std::fs::rename(&dump, &named)?;
-        let text = std::fs::read_to_string(&named)?;
-        let instructions = total_instructions(&text)
-            .with_context(|| format!("no totals in {}", named.display()))?;
+            .filter(|p| !before.contains(p))
+            .collect();
+        if new.is_empty() {
+            bail!("callgrind wrote no dump");
+        }
+        let (mut instructions, mut checkpoint_instructions) = (0, 0);
+        let mut named = Vec::new();
+        for (i, dump) in new.iter().enumerate() {
+            let to = self.out_dir.join(format!("{op}.{i}.callgrind"));
+            std::fs::rename(dump, &to)?;
+            let text = std::fs::read_to_string(&to)?;
+            let n = total_instructions(&text)
+                .with_context(|| format!("no totals in {}", to.display()))?;
+            if is_checkpointer(&text) {
+                checkpoint_instructions += n;
+            } else {
+                instructions += n;
+            }
+            named.push(to);
+        }
         Ok(Counted {
             op: op.to_owned(),
             requests,
             instructions,
+            checkpoint_instructions,
             failed,
-            dump: named,
+            dumps: named,
             wall_secs,
         })
     }
+}
+
+/// Whether a thread's dump is the WAL checkpointer's (`writer::checkpoint`).
+fn is_checkpointer(dump: &str) -> bool {
+    dump.lines()
+        .any(|l| l.starts_with("fn=") && l.ends_with("cairn_store::sqlite::writer::checkpoint"))
 }
 
 /// The total of a callgrind dump: its `totals:` (or `summary:`) line, first event (Ir).
@@ -292,7 +323,8 @@ pub fn total_instructions(dump: &str) -> Option<u64> {
 }
 
 fn dumps(dir: &Path, pid: u32) -> Result<Vec<PathBuf>> {
-    let prefix = format!("callgrind.out.{pid}.");
+    // `callgrind.out.PID.N-TT`: dump N of thread TT (`--separate-threads`).
+    let prefix = format!("callgrind.out.{pid}");
     Ok(std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -312,8 +344,8 @@ pub fn print(users: usize, counted: &[Counted]) {
         .unwrap_or(0.0);
     println!("\n## callgrind, sqlite, {users} users: instructions per request");
     println!(
-        "{:<14} {:>8} {:>14} {:>12} {:>7}",
-        "operation", "requests", "Ir/request", "× floor", "failed"
+        "{:<14} {:>8} {:>14} {:>9} {:>16} {:>7}",
+        "operation", "requests", "Ir/request", "× floor", "checkpointer", "failed"
     );
     for c in counted {
         let x = if floor > 0.0 {
@@ -322,11 +354,12 @@ pub fn print(users: usize, counted: &[Counted]) {
             0.0
         };
         println!(
-            "{:<14} {:>8} {:>14.0} {:>12.2} {:>7}",
+            "{:<14} {:>8} {:>14.0} {:>9.2} {:>16.0} {:>7}",
             c.op,
             c.requests,
             c.per_request(),
             x,
+            c.checkpoint_per_request(),
             c.failed
         );
     }
@@ -341,15 +374,17 @@ pub fn to_json(users: usize, counted: &[Counted]) -> Value {
     json!({
         "backend": "sqlite",
         "users": users,
-        "method": "valgrind --tool=callgrind; requests sent one at a time over one connection; counters zeroed before and dumped after each operation",
+        "method": "valgrind --tool=callgrind --separate-threads=yes; requests sent one at a time over one connection; counters zeroed before and dumped after each operation; instructions of every thread but the WAL checkpointer, whose share depends on timing and is given apart",
         "ops": counted.iter().map(|c| json!({
             "name": c.op,
             "requests": c.requests,
             "instructions": c.instructions,
+            "checkpointer_instructions": c.checkpoint_instructions,
+            "checkpointer_per_request": round(c.checkpoint_per_request(), 0),
             "instructions_per_request": round(c.per_request(), 0),
             "times_floor": if floor > 0.0 { round(c.per_request() / floor, 3) } else { 0.0 },
             "failed": c.failed,
-            "dump": c.dump.file_name().and_then(|n| n.to_str()),
+            "dumps": c.dumps.iter().filter_map(|d| d.file_name().and_then(|n| n.to_str())).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
@@ -357,6 +392,16 @@ pub fn to_json(users: usize, counted: &[Counted]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkpointer_thread_is_recognised() {
+        assert!(is_checkpointer(
+            "fn=(12) cairn_store::sqlite::writer::checkpoint\n1 2\n"
+        ));
+        assert!(!is_checkpointer(
+            "fn=(3) cairn_store::sqlite::writer::run\ncfn=(4) checkpoint_other\n"
+        ));
+    }
 
     #[test]
     fn totals_are_read_from_a_dump() {

@@ -136,6 +136,8 @@ async fn main() -> Result<()> {
         args.connections = args.connections.min(8);
         args.seed_concurrency = args.seed_concurrency.min(8);
         args.single_floor = true;
+        // Under callgrind a debug build's page of 100 users takes seconds per request.
+        args.callgrind_requests = args.callgrind_requests.min(5);
     }
     if !args.bin.exists() {
         bail!(

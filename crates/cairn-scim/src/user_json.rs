@@ -200,7 +200,7 @@ impl<'de> Deserialize<'de> for Entries<'de> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::user::{render_user, user_from_request, Projection};
     use cairn_core::ids::{QuotaGb, TenantId, UserId};
@@ -239,6 +239,28 @@ mod tests {
         }
         Projection::from_params(None, None).unwrap().apply(&mut r);
         r
+    }
+
+    /// Renders `doc` both ways (active and suspended, with and without a group) and
+    /// asserts they agree; returns whether the writer took it.
+    pub(crate) fn assert_paths_agree(doc: &Value) -> bool {
+        let group = json!({"value": "g1", "$ref": "https://h/scim/v2/t/Groups/g1",
+            "display": "G", "type": "direct"});
+        let mut wrote_any = false;
+        for active in [true, false] {
+            for groups in [vec![], vec![group.clone()]] {
+                let u = record(doc, active);
+                let mut out = Vec::new();
+                if write_user(&u, &groups, "https://h/scim/v2/t/", &mut out) {
+                    let got: Value = serde_json::from_slice(&out).unwrap();
+                    assert_eq!(got, general(&u, &groups), "{doc}");
+                    wrote_any = true;
+                } else {
+                    assert!(out.is_empty());
+                }
+            }
+        }
+        wrote_any
     }
 
     #[test]

@@ -559,6 +559,15 @@ mod props {
     }
 
     proptest! {
+        /// Whatever a run of PATCHes leaves in a document (emptied lists, removed
+        /// attributes, extensions), the user written from its stored text equals the one
+        /// rendered and projected.
+        #[test]
+        fn patched_documents_are_written_as_they_are_rendered(ops_list in proptest::collection::vec(arb_op(), 1..12)) {
+            let d = run(&base_doc(), ops(Value::Array(ops_list))).unwrap();
+            crate::user_json::tests::assert_paths_agree(&d.doc);
+        }
+
         #[test]
         fn random_valid_ops_keep_the_document_valid(ops_list in proptest::collection::vec(arb_op(), 1..12)) {
             let doc = base_doc();
