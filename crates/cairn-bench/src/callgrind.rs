@@ -11,6 +11,7 @@
 //! group-commit batch of more than one write: it measures CPU work per request, not
 //! throughput. The requests are the same as the wrk scripts' (`wrk.rs`).
 
+use crate::seed::okta_user;
 use crate::wrk::round;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -80,22 +81,20 @@ impl Requests<'_> {
                 ),
                 None,
             ),
-            "put_okta" => (
-                Method::PUT,
-                format!("{scim}/Users/{id}"),
-                Some(
-                    json!({
-                        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                        "id": id,
-                        "userName": name,
-                        "name": {"givenName": format!("Okta{k}"), "familyName": format!("User {i}")},
-                        "displayName": format!("Bench User {i}"),
-                        "emails": [{"primary": true, "value": name, "type": "work"}],
-                        "active": true
-                    })
-                    .to_string(),
-                ),
-            ),
+            "put_okta" => {
+                let mut body = okta_user(
+                    &name,
+                    &format!("Okta{k}"),
+                    &format!("User {i}"),
+                    &format!("Bench User {i}"),
+                );
+                body["id"] = json!(id);
+                (
+                    Method::PUT,
+                    format!("{scim}/Users/{id}"),
+                    Some(body.to_string()),
+                )
+            }
             "patch_entra" => {
                 // Each pass over the users flips the value, so every request changes one.
                 let v = if ((k * 7919 + 13) / self.n).is_multiple_of(2) {
@@ -140,15 +139,8 @@ impl Requests<'_> {
                     Method::POST,
                     format!("{scim}/Users"),
                     Some(
-                        json!({
-                            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                            "userName": name,
-                            "name": {"givenName": "New", "familyName": format!("User {k}")},
-                            "displayName": format!("New User {k}"),
-                            "emails": [{"primary": true, "value": name, "type": "work"}],
-                            "active": true
-                        })
-                        .to_string(),
+                        okta_user(&name, "New", &format!("User {k}"), &format!("New User {k}"))
+                            .to_string(),
                     ),
                 )
             }

@@ -14,12 +14,23 @@ pub fn user_name(i: usize) -> String {
 
 /// An Okta-shaped user (RFC 7643 §4.1 core attributes plus a work email).
 pub fn user_body(i: usize) -> Value {
+    okta_user(
+        &user_name(i),
+        "Bench",
+        &format!("User {i}"),
+        &format!("Bench User {i}"),
+    )
+}
+
+/// The user Okta sends on create and, with `id`, on a profile update: the shape of every
+/// user body the suite sends (the wrk scripts build the same in Lua).
+pub fn okta_user(user_name: &str, given: &str, family: &str, display: &str) -> Value {
     json!({
         "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-        "userName": user_name(i),
-        "name": {"givenName": "Bench", "familyName": format!("User {i}")},
-        "displayName": format!("Bench User {i}"),
-        "emails": [{"primary": true, "value": user_name(i), "type": "work"}],
+        "userName": user_name,
+        "name": {"givenName": given, "familyName": family},
+        "displayName": display,
+        "emails": [{"primary": true, "value": user_name, "type": "work"}],
         "active": true
     })
 }

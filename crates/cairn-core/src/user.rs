@@ -32,7 +32,7 @@ pub enum AccountStatus {
 /// A stored document as the database returned it: the JSON text of an object, not yet
 /// parsed. Reads that only render the user (`GET`, lists) carry this, so that the common
 /// case copies the stored attributes into the response instead of building and dropping a
-/// tree of `Value`s (`cairn_scim::user::write_user`).
+/// tree of `Value`s (`cairn_scim::user_json::write_user`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DocJson(pub String);
 
@@ -73,12 +73,9 @@ pub struct UserRecord<D = Value> {
 
 impl<D> UserRecord<D> {
     /// The same record with its document replaced by `f(doc)`.
-    pub fn try_map_doc<E, Err>(
-        self,
-        f: impl FnOnce(D) -> Result<E, Err>,
-    ) -> Result<UserRecord<E>, Err> {
-        Ok(UserRecord {
-            doc: f(self.doc)?,
+    pub fn map_doc<E>(self, f: impl FnOnce(D) -> E) -> UserRecord<E> {
+        UserRecord {
+            doc: f(self.doc),
             id: self.id,
             tenant_id: self.tenant_id,
             user_name: self.user_name,
@@ -94,7 +91,7 @@ impl<D> UserRecord<D> {
             version: self.version,
             deleted_at: self.deleted_at,
             purge_at: self.purge_at,
-        })
+        }
     }
 
     pub fn status(&self) -> AccountStatus {
@@ -111,7 +108,8 @@ impl<D> UserRecord<D> {
 impl UserRecord<DocJson> {
     /// The record with its document parsed.
     pub fn parsed(self) -> serde_json::Result<UserRecord> {
-        self.try_map_doc(|d| d.parse())
+        let doc = self.doc.parse()?;
+        Ok(self.map_doc(|_| doc))
     }
 }
 

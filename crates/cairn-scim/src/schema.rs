@@ -178,6 +178,12 @@ impl AttributeDef {
             .find(|a| a.name.eq_ignore_ascii_case(name))
     }
 
+    /// Whether a representation without `attributes` leaves this attribute out
+    /// (`returned: never`, or `request` and not requested).
+    pub fn omitted_by_default(&self) -> bool {
+        matches!(self.returned, Returned::Never | Returned::Request)
+    }
+
     pub fn is_multi_valued_complex(&self) -> bool {
         self.multi_valued && self.kind == AttrType::Complex
     }

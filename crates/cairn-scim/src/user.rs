@@ -594,10 +594,11 @@ fn set_present_schemas(rt: &ResourceTypeDef, obj: &mut Map<String, Value>) {
 fn default_keeps_all(rt: &ResourceTypeDef, obj: &Map<String, Value>) -> bool {
     fn keeps(def: Option<&AttributeDef>, v: &Value) -> bool {
         let Some(def) = def else { return true };
-        match def.returned {
-            Returned::Always => return true,
-            Returned::Never | Returned::Request => return false,
-            _ => {}
+        if def.returned == Returned::Always {
+            return true;
+        }
+        if def.omitted_by_default() {
+            return false;
         }
         if def.kind != AttrType::Complex {
             return true;

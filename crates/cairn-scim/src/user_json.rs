@@ -112,24 +112,22 @@ fn attribute_kept(def: Option<&AttributeDef>, raw: &str) -> bool {
     let Some(def) = def else {
         return true; // not in the schema: the projection leaves it alone
     };
-    match def.returned {
-        Returned::Always => true,
-        Returned::Never | Returned::Request => false,
-        Returned::Default => {
-            def.kind != AttrType::Complex
-                || !(holds_empty_container(raw) || def.sub_attributes.iter().any(hidden_sub))
-        }
+    if def.returned == Returned::Always {
+        return true;
     }
+    !def.omitted_by_default()
+        && (def.kind != AttrType::Complex
+            || !(holds_empty_container(raw) || def.sub_attributes.iter().any(hidden_sub)))
 }
 
 /// Whether an extension's object is kept exactly as stored.
 fn extension_kept(ext: &SchemaDef, raw: &str) -> bool {
     raw.starts_with('{')
         && !holds_empty_container(raw)
-        && ext.attributes.iter().all(|a| {
-            !matches!(a.returned, Returned::Never | Returned::Request)
-                && !a.sub_attributes.iter().any(hidden_sub)
-        })
+        && ext
+            .attributes
+            .iter()
+            .all(|a| !a.omitted_by_default() && !a.sub_attributes.iter().any(hidden_sub))
 }
 
 fn hidden_sub(s: &AttributeDef) -> bool {

@@ -268,8 +268,7 @@ const USER_COLS: &str = "u.id, u.tenant_id, u.user_name, u.external_id, u.displa
 /// `jsonb` column, so the text is written back out (the renderer copies it into the
 /// response, which still costs less than rendering the parsed tree).
 fn as_text(u: UserRecord) -> UserRecord<DocJson> {
-    u.try_map_doc(|d| Ok::<_, std::convert::Infallible>(DocJson(d.to_string())))
-        .unwrap_or_else(|never| match never {})
+    u.map_doc(|d| DocJson(d.to_string()))
 }
 
 fn user_from_row(r: &Row) -> Result<UserRecord> {

@@ -62,8 +62,6 @@ pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Applies pending migrations under an exclusive write lock, so processes that start at
-/// the same moment migrate once.
 /// Runs one statement without parameters (transaction control: `BEGIN`, `SAVEPOINT`,
 /// `COMMIT`…) through the connection's statement cache. `execute_batch` parses its SQL
 /// again on every call, and these run once or twice per read and per write.
@@ -71,6 +69,8 @@ pub(crate) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> 
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
+/// Applies pending migrations under an exclusive write lock, so processes that start at
+/// the same moment migrate once.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;

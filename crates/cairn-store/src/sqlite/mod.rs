@@ -215,9 +215,16 @@ fn get_tenant(c: &Connection, id: &str) -> rusqlite::Result<Option<Tenant>> {
         .optional()
 }
 
-const USER_COLS: &str = "u.id, u.tenant_id, u.user_name, u.external_id, u.display_name, u.email, \
+/// The columns `user_from_row` reads, as a literal so that the hot reads' SQL is
+/// assembled at compile time (`concat!`) rather than by `format!` on every request.
+macro_rules! user_cols {
+    () => {
+        "u.id, u.tenant_id, u.user_name, u.external_id, u.display_name, u.email, \
     u.active, u.doc, u.quota_gb, u.used_bytes, u.scim_managed, u.created_at, u.updated_at, \
-    u.version, u.deleted_at, u.purge_at";
+    u.version, u.deleted_at, u.purge_at"
+    };
+}
+const USER_COLS: &str = user_cols!();
 
 /// How a read takes the stored document: parsed, or as the JSON text it is stored as.
 pub(super) trait FromDoc: Sized {
@@ -267,11 +274,19 @@ fn get_user_where<D: FromDoc>(
     live_only: bool,
 ) -> rusqlite::Result<Option<UserRecord<D>>> {
     let sql = if live_only {
-        format!("SELECT {USER_COLS} FROM users u WHERE u.tenant_id = ? AND u.id = ? AND u.deleted_at IS NULL")
+        concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users u WHERE u.tenant_id = ? AND u.id = ? AND u.deleted_at IS NULL"
+        )
     } else {
-        format!("SELECT {USER_COLS} FROM users u WHERE u.tenant_id = ? AND u.id = ?")
+        concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users u WHERE u.tenant_id = ? AND u.id = ?"
+        )
     };
-    c.prepare_cached(&sql)?
+    c.prepare_cached(sql)?
         .query_row([tenant, id], user_from_row::<D>)
         .optional()
 }
@@ -1072,8 +1087,10 @@ fn list_live_users<D: FromDoc>(
         }
     };
     let rows = c
-        .prepare_cached(&format!(
-            "SELECT {USER_COLS}, u.seq FROM users u
+        .prepare_cached(concat!(
+            "SELECT ",
+            user_cols!(),
+            ", u.seq FROM users u
              WHERE u.tenant_id = ? AND u.deleted_at IS NULL AND u.seq > ?
              ORDER BY u.seq LIMIT ?"
         ))?

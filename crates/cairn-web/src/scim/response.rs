@@ -18,12 +18,7 @@ impl IntoResponse for ScimJson {
         if serde_json::to_writer(&mut body, &self.1).is_err() {
             body.clear();
         }
-        (
-            self.0,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(SCIM_JSON))],
-            body,
-        )
-            .into_response()
+        ScimBytes(self.0, body).into_response()
     }
 }
 
