@@ -299,8 +299,12 @@ impl Target<'_> {
 
 /// Whether a thread's dump is the WAL checkpointer's (`writer::checkpoint`).
 fn is_checkpointer(dump: &str) -> bool {
-    dump.lines()
-        .any(|l| l.starts_with("fn=") && l.ends_with("cairn_store::sqlite::writer::checkpoint"))
+    // Callgrind names a function once per dump, on whichever line mentions it first: its
+    // own `fn=` or a caller's `cfn=`. Only the checkpoint thread runs it.
+    dump.lines().any(|l| {
+        (l.starts_with("fn=") || l.starts_with("cfn="))
+            && l.ends_with("cairn_store::sqlite::writer::checkpoint")
+    })
 }
 
 /// The total of a callgrind dump: its `totals:` (or `summary:`) line, first event (Ir).
@@ -389,6 +393,10 @@ mod tests {
     fn the_checkpointer_thread_is_recognised() {
         assert!(is_checkpointer(
             "fn=(12) cairn_store::sqlite::writer::checkpoint\n1 2\n"
+        ));
+        // Named first where its caller calls it (a 2026-12-06 dump of the POST run).
+        assert!(is_checkpointer(
+            "fn=(1689) std::sys::backtrace::__rust_begin_short_backtrace\ncfn=(1690) cairn_store::sqlite::writer::checkpoint\ncalls=1 0\n"
         ));
         assert!(!is_checkpointer(
             "fn=(3) cairn_store::sqlite::writer::run\ncfn=(4) checkpoint_other\n"

@@ -32,10 +32,15 @@ pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "trusted_schema", "OFF")?;
-    // Statement journals and sorts stay in memory. The writer runs each write in its own
-    // savepoint, whose journal of a batch's original pages otherwise spilled to a temp
-    // file: `perf` put a fifth of the writer's time in `subjournalPageIfRequired`.
-    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Readers' sorts stay in memory. The writer runs each write in its own savepoint,
+    // whose sub-journal holds the original of every page the write changes: with
+    // `temp_store = MEMORY` SQLite keeps it in 1 KiB chunks, one malloc each (a fifth of
+    // the writer's instructions under callgrind, in `subjournalPageIfRequired`). With the
+    // default temp store it is kept in memory in one chunk of SQLITE_STMTJRNL_SPILL bytes
+    // (1 MiB, `.cargo/config.toml`) and spills to a temp file only beyond that.
+    if !writer {
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+    }
     if writer {
         // 8 MiB of page cache (SQLite's default is 2 MiB): the writer touches index pages
         // all over a tenant's key space. 32 MiB cost it 8.5% in `pcache1Truncate` at each
@@ -128,6 +133,30 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bundled SQLite carries the flags of `.cargo/config.toml`: a build that lost
+    /// them (another `LIBSQLITE3_FLAGS`, a system SQLite) would run correctly but slower,
+    /// which nothing else would notice.
+    #[test]
+    fn sqlite_is_built_with_the_flags_cairn_sets() {
+        let c = Connection::open_in_memory().unwrap();
+        let mut st = c.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for want in ["DEFAULT_MEMSTATUS=0", "STMTJRNL_SPILL=1048576"] {
+            assert!(
+                options.iter().any(|o| o == want),
+                "{want} not in {options:?}"
+            );
+        }
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
 
     /// A database that already holds accounts when migration 0007 arrives gets each
     /// tenant's live count right, and the triggers keep it right afterwards.
