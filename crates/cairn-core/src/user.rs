@@ -73,6 +73,29 @@ pub struct UserRecord<D = Value> {
 
 impl<D> UserRecord<D> {
     /// The same record with its document replaced by `f(doc)`.
+    /// A copy of the record around another document, without copying this one (a
+    /// store serialises the document and moves the rest to its writer thread).
+    pub fn with_doc<E>(&self, doc: E) -> UserRecord<E> {
+        UserRecord {
+            doc,
+            id: self.id.clone(),
+            tenant_id: self.tenant_id.clone(),
+            user_name: self.user_name.clone(),
+            external_id: self.external_id.clone(),
+            display_name: self.display_name.clone(),
+            email: self.email.clone(),
+            active: self.active,
+            quota_gb: self.quota_gb,
+            used_bytes: self.used_bytes,
+            scim_managed: self.scim_managed,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+            deleted_at: self.deleted_at,
+            purge_at: self.purge_at,
+        }
+    }
+
     pub fn map_doc<E>(self, f: impl FnOnce(D) -> E) -> UserRecord<E> {
         UserRecord {
             doc: f(self.doc),

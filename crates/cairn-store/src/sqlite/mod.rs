@@ -245,6 +245,13 @@ impl FromDoc for DocJson {
     }
 }
 
+/// The document left out: the caller has it already (a write returns what it wrote).
+impl FromDoc for () {
+    fn from_doc(_: String) -> rusqlite::Result<Self> {
+        Ok(())
+    }
+}
+
 fn user_from_row<D: FromDoc>(r: &Row<'_>) -> rusqlite::Result<UserRecord<D>> {
     let doc: String = r.get(7)?;
     Ok(UserRecord {
@@ -483,9 +490,9 @@ impl Store for SqliteStore {
     }
 
     async fn create_user(&self, user: &UserRecord, audit: AuditDraft) -> Result<()> {
-        let u = user.clone();
-        // Serialised here, not on the writer thread.
-        let (doc, changes) = (u.doc.to_string(), audit.changes.to_string());
+        // Serialised here, not on the writer thread; the document is not copied.
+        let u = user.with_doc(user.doc.to_string());
+        let changes = audit.changes.to_string();
         self.writer
             .write(move |c| {
                 let mut st = db(c.prepare_cached(
@@ -505,7 +512,7 @@ impl Store for SqliteStore {
                     u.email,
                     fold_opt(&u.email),
                     u.active,
-                    doc,
+                    u.doc,
                     u.quota_gb.get(),
                     u.used_bytes,
                     u.scim_managed,
@@ -600,10 +607,19 @@ impl Store for SqliteStore {
         audit: AuditDraft,
     ) -> Result<UserRecord> {
         let (t, i) = (tenant.to_string(), id.to_string());
-        let d = data.clone();
-        // Serialised here, not on the writer thread.
-        let (doc, changes) = (d.doc.to_string(), audit.changes.to_string());
-        self.writer
+        // Serialised here, not on the writer thread; the document is not copied there,
+        // nor parsed back from the row.
+        let (doc, changes) = (data.doc.to_string(), audit.changes.to_string());
+        let d = UserData {
+            doc: Value::Null,
+            user_name: data.user_name.clone(),
+            external_id: data.external_id.clone(),
+            display_name: data.display_name.clone(),
+            email: data.email.clone(),
+            active: data.active,
+        };
+        let written = self
+            .writer
             .write(move |c| {
                 let n = db(c
                     .prepare_cached(
@@ -630,15 +646,16 @@ impl Store for SqliteStore {
                         ])
                     }))?;
                 if n == 0 {
-                    return match db(get_user_where::<Value>(c, &t, &i, true))? {
+                    return match db(get_user_where::<()>(c, &t, &i, true))? {
                         Some(_) => Err(Error::VersionMismatch),
                         None => Err(Error::NotFound("user")),
                     };
                 }
                 db(insert_audit_with(c, &audit, &changes))?;
-                db(get_user_where(c, &t, &i, true))?.ok_or(Error::NotFound("user"))
+                db(get_user_where::<()>(c, &t, &i, true))?.ok_or(Error::NotFound("user"))
             })
-            .await
+            .await?;
+        Ok(written.map_doc(|()| data.doc.clone()))
     }
 
     async fn soft_delete_user(
@@ -659,7 +676,7 @@ impl Store for SqliteStore {
                     params![ts(at), ts(purge_at), ts(at), t, i, expected_version, expected_version],
                 ))?;
                 if n == 0 {
-                    return match db(get_user_where::<Value>(c, &t, &i, true))? {
+                    return match db(get_user_where::<()>(c, &t, &i, true))? {
                         Some(_) => Err(Error::VersionMismatch),
                         None => Err(Error::NotFound("user")),
                     };

@@ -147,6 +147,8 @@ async fn updates_check_the_version_atomically() {
         .unwrap();
     let mut d = data_of(&u);
     d.display_name = Some("V".into());
+    d.doc =
+        json!({"userName": "v@x.io", "displayName": "V", "name": {"givenName": "Vé"}, "n": 1.5});
     let v2 = db
         .store
         .update_user(
@@ -161,6 +163,11 @@ async fn updates_check_the_version_atomically() {
         .unwrap();
     assert_eq!(v2.version, 2);
     assert_eq!(v2.display_name.as_deref(), Some("V"));
+    // The record returned is the one stored, document included.
+    let stored = db.store.get_user(&t.id, &u.id).await.unwrap().unwrap();
+    assert_eq!((&v2.doc, v2.version), (&d.doc, 2));
+    assert_eq!(stored.doc, v2.doc);
+    assert_eq!(stored.updated_at, v2.updated_at);
     let before = audit_count(&*db.store, &t.id).await;
     let err = db
         .store
