@@ -52,6 +52,59 @@ pub(crate) fn total_from_page(offset: u64, count: u64, returned: usize) -> Optio
     (returned < count && (offset == 0 || returned > 0)).then_some(offset + returned)
 }
 
+/// Where later pages of tenants' unfiltered account lists start, learnt from the pages
+/// served: per tenant, the generation of `user_list_state` the starts were read at (every
+/// change to the tenant's set of live accounts advances it; kept by triggers on both
+/// backends, so every process sharing the database sees it move) and `offset -> after`,
+/// meaning the live account at `offset` is the first with `seq > after`. Starts of an
+/// older generation are dropped when a newer one is seen. Each process learns its own.
+#[derive(Default)]
+pub(crate) struct PageStarts {
+    tenants: std::collections::HashMap<String, TenantStarts>,
+}
+
+struct TenantStarts {
+    generation: i64,
+    after: std::collections::HashMap<u64, i64>,
+}
+
+/// Starts remembered per tenant, and tenants; past either the map starts over.
+const MAX_PAGE_STARTS: usize = 1024;
+
+impl PageStarts {
+    pub(crate) fn get(&self, tenant: &str, offset: u64, generation: i64) -> Option<i64> {
+        let t = self.tenants.get(tenant)?;
+        if t.generation != generation {
+            return None;
+        }
+        t.after.get(&offset).copied()
+    }
+
+    pub(crate) fn put(&mut self, tenant: &str, generation: i64, starts: &[(u64, i64)]) {
+        if !self.tenants.contains_key(tenant) {
+            if self.tenants.len() >= MAX_PAGE_STARTS {
+                self.tenants.clear();
+            }
+            self.tenants.insert(
+                tenant.to_owned(),
+                TenantStarts {
+                    generation,
+                    after: Default::default(),
+                },
+            );
+        }
+        let t = self.tenants.get_mut(tenant).expect("inserted above");
+        if generation < t.generation {
+            return; // read in an older snapshot than starts already known
+        }
+        if generation > t.generation || t.after.len() >= MAX_PAGE_STARTS {
+            t.generation = generation;
+            t.after.clear();
+        }
+        t.after.extend(starts.iter().copied());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,7 @@ pub(crate) mod filter;
 mod groups;
 mod vault;
 
-use crate::listing::{is_single_key_lookup, total_from_page};
+use crate::listing::{is_single_key_lookup, total_from_page, PageStarts};
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
@@ -26,7 +26,7 @@ use cairn_core::vault::BackupKeyRecord;
 use cairn_core::{Error, Result};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use filter::{Param, Sql};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0004_backup_keys.sql"),
     include_str!("../../migrations/postgres/0005_users_paging_index.sql"),
     include_str!("../../migrations/postgres/0006_drop_redundant_user_name_index.sql"),
+    include_str!("../../migrations/postgres/0007_user_list_state.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
@@ -48,6 +49,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Accounts this process created, for [`PostgresStore::refresh_statistics`].
     created: Arc<std::sync::atomic::AtomicU64>,
+    /// Where later pages of unfiltered account lists start (see [`list_plain_users`]).
+    page_starts: Arc<Mutex<PageStarts>>,
 }
 
 fn map_err(e: tokio_postgres::Error) -> Error {
@@ -135,6 +138,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool,
             created: Arc::default(),
+            page_starts: Arc::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -294,10 +298,14 @@ fn user_from_row(r: &Row) -> Result<UserRecord> {
 
 /// One page of a tenant's live accounts and the total.
 async fn list_live_users(
-    c: &deadpool_postgres::Client,
+    c: &mut deadpool_postgres::Client,
     tenant: &TenantId,
     query: &ListQuery,
+    starts: &Mutex<PageStarts>,
 ) -> Result<Page<UserRecord>> {
+    if query.filter.is_none() && query.sort.is_none() {
+        return list_plain_users(c, tenant, query, starts).await;
+    }
     list_page(
         c,
         "users",
@@ -308,6 +316,100 @@ async fn list_live_users(
         user_from_row,
     )
     .await
+}
+
+/// A page of a tenant's live accounts in insertion order, without a filter: what Okta's
+/// and Entra's imports read page after page. `totalResults` is the tenant's live count
+/// kept by triggers (migration 0007), not a `COUNT(*)` over the tenant. The page is read
+/// from where it starts through the `(tenant_id, seq)` index (`seq > after`); where that
+/// is comes from an earlier page at the same generation, or else from walking the offset
+/// over that index. One read-only snapshot (`REPEATABLE READ`), so count, generation and
+/// rows agree.
+async fn list_plain_users(
+    c: &mut deadpool_postgres::Client,
+    tenant: &TenantId,
+    query: &ListQuery,
+    starts: &Mutex<PageStarts>,
+) -> Result<Page<UserRecord>> {
+    let t = tenant.as_str();
+    let tx = c
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(map_err)?;
+    let st = tx
+        .prepare_cached(
+            "SELECT COALESCE(SUM(live), 0)::BIGINT, COALESCE(SUM(generation), 0)::BIGINT
+             FROM user_list_state WHERE tenant_id = $1",
+        )
+        .await
+        .map_err(map_err)?;
+    let state = tx.query_one(&st, &[&t]).await.map_err(map_err)?;
+    let (live, generation): (i64, i64) = (state.get(0), state.get(1));
+    let total = live.max(0) as u64;
+    let offset = query.start_index.saturating_sub(1);
+    if query.count == 0 || offset >= total {
+        tx.commit().await.map_err(map_err)?;
+        return Ok(Page {
+            total,
+            items: Vec::new(),
+        });
+    }
+    let mut learnt = Vec::with_capacity(2);
+    let known = if offset == 0 {
+        Some(0) // seq starts at 1
+    } else {
+        starts
+            .lock()
+            .expect("page starts")
+            .get(t, offset, generation)
+    };
+    let after = match known {
+        Some(after) => after,
+        None => {
+            // The seq of the account just before the page (offset < total: it exists).
+            let st = tx
+                .prepare_cached(
+                    "SELECT u.seq FROM users u WHERE u.tenant_id = $1 AND u.deleted_at IS NULL
+                     ORDER BY u.seq LIMIT 1 OFFSET $2",
+                )
+                .await
+                .map_err(map_err)?;
+            let before = (offset - 1).min(i64::MAX as u64) as i64;
+            let after: i64 = tx
+                .query_one(&st, &[&t, &before])
+                .await
+                .map_err(map_err)?
+                .get(0);
+            learnt.push((offset, after));
+            after
+        }
+    };
+    let st = tx
+        .prepare_cached(&format!(
+            "SELECT {USER_COLS}, u.seq FROM users u
+             WHERE u.tenant_id = $1 AND u.deleted_at IS NULL AND u.seq > $2
+             ORDER BY u.seq LIMIT $3"
+        ))
+        .await
+        .map_err(map_err)?;
+    let count = query.count.min(i64::MAX as u64) as i64;
+    let rows = tx
+        .query(&st, &[&t, &after, &count])
+        .await
+        .map_err(map_err)?;
+    tx.commit().await.map_err(map_err)?;
+    let items = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
+    if let Some(last) = rows.last() {
+        learnt.push((offset + rows.len() as u64, last.get::<_, i64>(16)));
+    }
+    starts
+        .lock()
+        .expect("page starts")
+        .put(t, generation, &learnt);
+    Ok(Page { total, items })
 }
 
 /// One page of a table aliased `u` (users, or groups, whose columns are named alike so the
@@ -685,8 +787,8 @@ impl Store for PostgresStore {
         with_groups: bool,
     ) -> Result<(Page<UserRecord<DocJson>>, Vec<(UserId, GroupRef)>)> {
         // One pooled connection for the page and its members' groups.
-        let c = self.pool.get().await.map_err(pool_err)?;
-        let page = list_live_users(&c, tenant, query).await?;
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let page = list_live_users(&mut c, tenant, query, &self.page_starts).await?;
         let groups = if with_groups && !page.items.is_empty() {
             let ids: Vec<UserId> = page.items.iter().map(|u| u.id.clone()).collect();
             groups::groups_of_users_on(&c, tenant, &ids).await?
@@ -706,8 +808,8 @@ impl Store for PostgresStore {
     }
 
     async fn list_users(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<UserRecord>> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        list_live_users(&c, tenant, query).await
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        list_live_users(&mut c, tenant, query, &self.page_starts).await
     }
 
     async fn update_user(

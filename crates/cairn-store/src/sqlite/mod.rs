@@ -7,7 +7,7 @@ mod groups;
 mod vault;
 mod writer;
 
-use crate::listing::{is_key_lookup, matches_at_most_one, total_from_page};
+use crate::listing::{is_key_lookup, matches_at_most_one, total_from_page, PageStarts};
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
@@ -997,58 +997,6 @@ fn list_users_in<D: FromDoc>(
         query,
         user_from_row::<D>,
     )
-}
-
-/// Where later pages of tenants' unfiltered account lists start, learnt from the pages
-/// served: per tenant, the generation of `user_list_state` the starts were read at (every
-/// change to the tenant's accounts advances it) and `offset -> after`, meaning the live
-/// account at `offset` is the first with `seq > after`. Starts of an older generation are
-/// dropped when a newer one is seen.
-#[derive(Default)]
-pub(crate) struct PageStarts {
-    tenants: std::collections::HashMap<String, TenantStarts>,
-}
-
-struct TenantStarts {
-    generation: i64,
-    after: std::collections::HashMap<u64, i64>,
-}
-
-/// Starts remembered per tenant, and tenants; past either the map starts over.
-const MAX_PAGE_STARTS: usize = 1024;
-
-impl PageStarts {
-    fn get(&self, tenant: &str, offset: u64, generation: i64) -> Option<i64> {
-        let t = self.tenants.get(tenant)?;
-        if t.generation != generation {
-            return None;
-        }
-        t.after.get(&offset).copied()
-    }
-
-    fn put(&mut self, tenant: &str, generation: i64, starts: &[(u64, i64)]) {
-        if !self.tenants.contains_key(tenant) {
-            if self.tenants.len() >= MAX_PAGE_STARTS {
-                self.tenants.clear();
-            }
-            self.tenants.insert(
-                tenant.to_owned(),
-                TenantStarts {
-                    generation,
-                    after: Default::default(),
-                },
-            );
-        }
-        let t = self.tenants.get_mut(tenant).expect("inserted above");
-        if generation < t.generation {
-            return; // read in an older snapshot than starts already known
-        }
-        if generation > t.generation || t.after.len() >= MAX_PAGE_STARTS {
-            t.generation = generation;
-            t.after.clear();
-        }
-        t.after.extend(starts.iter().copied());
-    }
 }
 
 /// A page of a tenant's live accounts in insertion order, without a filter: what Okta's

@@ -440,3 +440,64 @@ async fn postgres_lookups_by_id_use_the_id_index_after_a_burst_of_creates() {
         "{plan}"
     );
 }
+
+/// A PostgreSQL database that already holds accounts when migration 0007 arrives starts
+/// its live count from them (soft-deleted ones left out), and the triggers keep it from
+/// there.
+#[tokio::test]
+async fn postgres_live_count_starts_from_existing_accounts() {
+    if !backend_is_postgres() {
+        return; // SQLite's migration is tested in `sqlite::conn`.
+    }
+    let db = db_async().await;
+    let t = tenant(&*db.store, "acme").await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let name = format!("m{i}@x.io");
+        let u = user(&t.id, &name, json!({ "userName": name }));
+        db.store
+            .create_user(&u, draft(&t.id, Action::UserCreated))
+            .await
+            .unwrap();
+        ids.push(u.id);
+    }
+    for id in &ids[..2] {
+        db.store
+            .soft_delete_user(
+                &t.id,
+                id,
+                None,
+                now(),
+                now() + time::Duration::days(30),
+                draft(&t.id, Action::UserDeleted),
+            )
+            .await
+            .unwrap();
+    }
+    // Back to the schema before 0007, accounts in place.
+    let url = db.pg_url.clone().unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP TRIGGER users_list_state_insert_delete ON users;
+             DROP TRIGGER users_list_state_update ON users;
+             DROP FUNCTION users_list_state();
+             DROP TABLE user_list_state;
+             DELETE FROM schema_migrations WHERE version = 7;",
+        )
+        .await
+        .unwrap();
+    let store: std::sync::Arc<dyn cairn_core::store::Store> =
+        std::sync::Arc::new(cairn_store::PostgresStore::connect(&url).await.unwrap());
+    let q = ListQuery::default();
+    assert_eq!(store.list_users(&t.id, &q).await.unwrap().total, 3);
+    let u = user(&t.id, "late@x.io", json!({ "userName": "late@x.io" }));
+    store
+        .create_user(&u, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    assert_eq!(store.list_users(&t.id, &q).await.unwrap().total, 4);
+}
