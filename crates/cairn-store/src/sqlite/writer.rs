@@ -27,13 +27,12 @@ pub(crate) struct Writer {
 
 /// Pause after each background checkpoint, so a burst of commits is copied back in a few
 /// large checkpoints (each ending in one fsync of the database file), not one per batch.
-/// Under a burst the WAL is never fully copied when the writer starts its next batch, so
-/// it does not start over, and each checkpoint sorts the WAL-index segment it resumes in
-/// (up to 4,096 frames, `walMerge`) however few frames are new; pages rewritten by every
-/// batch (the ends of the append-only indexes) are copied once per checkpoint. With 2 ms
-/// the checkpoint thread took 12-13% of a core under cairn-bench's POST at 100k users,
-/// with 20 ms 3-4%.
-const CHECKPOINT_PAUSE: Duration = Duration::from_millis(20);
+/// Not longer: with 20 ms the checkpoint thread's CPU under cairn-bench's POST at 100k
+/// users fell from 12-13% of a core to 3-4% (each checkpoint sorts the WAL-index segment
+/// it resumes in, `walMerge`, however few frames are new), but the larger fsync of the
+/// database file held up the writer's WAL syncs behind it: PUT and PATCH p99 went from
+/// 5.5 ms to 30 ms in alternating runs, POST p99 from 3 ms to 5 ms, throughput unchanged.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(2);
 
 impl Writer {
     /// Starts the writer thread on `conn` and, given `checkpointer` (another connection to
