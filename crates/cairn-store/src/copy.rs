@@ -254,8 +254,8 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
     ),
     (
         "user_list_state",
-        "SQLite's per-tenant count and change generation of accounts, kept by triggers: a \
-         SQLite target rebuilds it as the accounts are copied",
+        "the per-tenant count and change generation of accounts, kept by triggers on both \
+         backends: the target rebuilds it as the accounts are copied",
     ),
     (
         "schema_migrations",
