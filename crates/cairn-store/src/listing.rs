@@ -71,8 +71,62 @@ struct TenantStarts {
 /// Starts remembered per tenant, and tenants; past either the map starts over.
 const MAX_PAGE_STARTS: usize = 1024;
 
+/// What a plain listing (no filter, insertion order) reads for a page, given the tenant's
+/// live count: see [`PageStarts::plan`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum PlainPage {
+    /// Nothing: no rows wanted, or the page starts past the last live account.
+    Empty,
+    /// The rows with `seq` greater than this, in `seq` order.
+    After(i64),
+    /// Where the page starts is not known: first the `seq` of the live account at this
+    /// 0-based position (the one just before the page), then the rows after it.
+    Seek(i64),
+}
+
 impl PageStarts {
-    pub(crate) fn get(&self, tenant: &str, offset: u64, generation: i64) -> Option<i64> {
+    /// What to read for the page at `offset` (0-based) of `count` rows, at `generation`
+    /// of a tenant with `total` live accounts.
+    pub(crate) fn plan(
+        &self,
+        tenant: &str,
+        offset: u64,
+        count: u64,
+        total: u64,
+        generation: i64,
+    ) -> PlainPage {
+        if count == 0 || offset >= total {
+            PlainPage::Empty
+        } else if offset == 0 {
+            PlainPage::After(0) // seq starts at 1
+        } else if let Some(after) = self.get(tenant, offset, generation) {
+            PlainPage::After(after)
+        } else {
+            PlainPage::Seek((offset - 1).min(i64::MAX as u64) as i64)
+        }
+    }
+
+    /// Remembers what a page read at `generation` showed: that the page at `offset`
+    /// starts after `sought` (when it was looked up), and that the one after its `rows`
+    /// rows starts after `last`, the `seq` of its last row.
+    pub(crate) fn learn(
+        &mut self,
+        tenant: &str,
+        generation: i64,
+        offset: u64,
+        sought: Option<i64>,
+        rows: usize,
+        last: Option<i64>,
+    ) {
+        let learnt: Vec<(u64, i64)> = sought
+            .map(|after| (offset, after))
+            .into_iter()
+            .chain(last.map(|after| (offset + rows as u64, after)))
+            .collect();
+        self.put(tenant, generation, &learnt);
+    }
+
+    fn get(&self, tenant: &str, offset: u64, generation: i64) -> Option<i64> {
         let t = self.tenants.get(tenant)?;
         if t.generation != generation {
             return None;
@@ -80,7 +134,7 @@ impl PageStarts {
         t.after.get(&offset).copied()
     }
 
-    pub(crate) fn put(&mut self, tenant: &str, generation: i64, starts: &[(u64, i64)]) {
+    fn put(&mut self, tenant: &str, generation: i64, starts: &[(u64, i64)]) {
         if !self.tenants.contains_key(tenant) {
             if self.tenants.len() >= MAX_PAGE_STARTS {
                 self.tenants.clear();
@@ -108,6 +162,32 @@ impl PageStarts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A page's plan: empty past the end or when nothing is wanted, the first page from
+    /// the start, a later one sought until a page at the same generation taught where it
+    /// starts, and sought again once the generation moves.
+    #[test]
+    fn plain_pages_seek_until_a_page_of_the_same_generation_says_where_they_start() {
+        let mut s = PageStarts::default();
+        assert_eq!(s.plan("t", 0, 0, 10, 1), PlainPage::Empty);
+        assert_eq!(s.plan("t", 10, 5, 10, 1), PlainPage::Empty);
+        assert_eq!(s.plan("t", 0, 5, 10, 1), PlainPage::After(0));
+        assert_eq!(s.plan("t", 5, 5, 10, 1), PlainPage::Seek(4));
+        // Page 1 (rows seq 1..=5, the last seq 7 after gaps) teaches where page 2 starts.
+        s.learn("t", 1, 0, None, 5, Some(7));
+        assert_eq!(s.plan("t", 5, 5, 10, 1), PlainPage::After(7));
+        assert_eq!(s.plan("u", 5, 5, 10, 1), PlainPage::Seek(4));
+        // A sought page teaches its own start and the next one's.
+        s.learn("t", 1, 7, Some(9), 2, Some(12));
+        assert_eq!(s.plan("t", 7, 5, 10, 1), PlainPage::After(9));
+        assert_eq!(s.plan("t", 9, 5, 10, 1), PlainPage::After(12));
+        // A change to the tenant's accounts: what was learnt no longer holds.
+        assert_eq!(s.plan("t", 5, 5, 10, 2), PlainPage::Seek(4));
+        // An empty page teaches nothing about the next.
+        s.learn("t", 2, 9, Some(12), 0, None);
+        assert_eq!(s.plan("t", 9, 5, 10, 2), PlainPage::After(12));
+        assert_eq!(s.plan("t", 5, 5, 10, 2), PlainPage::Seek(4));
+    }
     use cairn_core::query::{Attr, AttrKind};
 
     fn cmp(target: AttrTarget, op: CompareOp) -> Filter {

@@ -7,7 +7,7 @@ pub(crate) mod filter;
 mod groups;
 mod vault;
 
-use crate::listing::{is_single_key_lookup, total_from_page, PageStarts};
+use crate::listing::{is_single_key_lookup, total_from_page, PageStarts, PlainPage};
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
@@ -350,26 +350,20 @@ async fn list_plain_users(
     let (live, generation): (i64, i64) = (state.get(0), state.get(1));
     let total = live.max(0) as u64;
     let offset = query.start_index.saturating_sub(1);
-    if query.count == 0 || offset >= total {
-        tx.commit().await.map_err(map_err)?;
-        return Ok(Page {
-            total,
-            items: Vec::new(),
-        });
-    }
-    let mut learnt = Vec::with_capacity(2);
-    let known = if offset == 0 {
-        Some(0) // seq starts at 1
-    } else {
-        starts
-            .lock()
-            .expect("page starts")
-            .get(t, offset, generation)
-    };
-    let after = match known {
-        Some(after) => after,
-        None => {
-            // The seq of the account just before the page (offset < total: it exists).
+    let plan = starts
+        .lock()
+        .expect("page starts")
+        .plan(t, offset, query.count, total, generation);
+    let (after, sought) = match plan {
+        PlainPage::Empty => {
+            tx.commit().await.map_err(map_err)?;
+            return Ok(Page {
+                total,
+                items: Vec::new(),
+            });
+        }
+        PlainPage::After(after) => (after, None),
+        PlainPage::Seek(before) => {
             let st = tx
                 .prepare_cached(
                     "SELECT u.seq FROM users u WHERE u.tenant_id = $1 AND u.deleted_at IS NULL
@@ -377,14 +371,12 @@ async fn list_plain_users(
                 )
                 .await
                 .map_err(map_err)?;
-            let before = (offset - 1).min(i64::MAX as u64) as i64;
             let after: i64 = tx
                 .query_one(&st, &[&t, &before])
                 .await
                 .map_err(map_err)?
                 .get(0);
-            learnt.push((offset, after));
-            after
+            (after, Some(after))
         }
     };
     let st = tx
@@ -402,13 +394,14 @@ async fn list_plain_users(
         .map_err(map_err)?;
     tx.commit().await.map_err(map_err)?;
     let items = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
-    if let Some(last) = rows.last() {
-        learnt.push((offset + rows.len() as u64, last.get::<_, i64>(16)));
-    }
-    starts
-        .lock()
-        .expect("page starts")
-        .put(t, generation, &learnt);
+    starts.lock().expect("page starts").learn(
+        t,
+        generation,
+        offset,
+        sought,
+        rows.len(),
+        rows.last().map(|r| r.get::<_, i64>(16)),
+    );
     Ok(Page { total, items })
 }
 

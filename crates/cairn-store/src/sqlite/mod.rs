@@ -7,7 +7,7 @@ mod groups;
 mod vault;
 mod writer;
 
-use crate::listing::{is_key_lookup, matches_at_most_one, total_from_page, PageStarts};
+use crate::listing::{is_key_lookup, matches_at_most_one, total_from_page, PageStarts, PlainPage};
 use async_trait::async_trait;
 use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
@@ -1019,36 +1019,27 @@ fn list_live_users<D: FromDoc>(
         .unwrap_or((0, 0));
     let total = live.max(0) as u64;
     let offset = query.start_index.saturating_sub(1);
-    if query.count == 0 || offset >= total {
-        return Ok(Page {
-            total,
-            items: Vec::new(),
-        });
-    }
-    let mut learnt = Vec::with_capacity(2);
-    let known = if offset == 0 {
-        Some(0) // seq starts at 1
-    } else {
+    let plan =
         starts
             .lock()
             .expect("page starts")
-            .get(tenant, offset, generation)
-    };
-    let after = match known {
-        Some(after) => after,
-        None => {
-            // The seq of the account just before the page (offset < total: it exists).
+            .plan(tenant, offset, query.count, total, generation);
+    let (after, sought) = match plan {
+        PlainPage::Empty => {
+            return Ok(Page {
+                total,
+                items: Vec::new(),
+            })
+        }
+        PlainPage::After(after) => (after, None),
+        PlainPage::Seek(before) => {
             let after = c
                 .prepare_cached(
                     "SELECT u.seq FROM users u WHERE u.tenant_id = ? AND u.deleted_at IS NULL
                      ORDER BY u.seq LIMIT 1 OFFSET ?",
                 )?
-                .query_row(
-                    params![tenant, (offset - 1).min(i64::MAX as u64) as i64],
-                    |r| r.get(0),
-                )?;
-            learnt.push((offset, after));
-            after
+                .query_row(params![tenant, before], |r| r.get(0))?;
+            (after, Some(after))
         }
     };
     let rows = c
@@ -1064,13 +1055,14 @@ fn list_live_users<D: FromDoc>(
             |r| Ok((user_from_row::<D>(r)?, r.get::<_, i64>(16)?)),
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    if let Some((_, last)) = rows.last() {
-        learnt.push((offset + rows.len() as u64, *last));
-    }
-    starts
-        .lock()
-        .expect("page starts")
-        .put(tenant, generation, &learnt);
+    starts.lock().expect("page starts").learn(
+        tenant,
+        generation,
+        offset,
+        sought,
+        rows.len(),
+        rows.last().map(|(_, seq)| *seq),
+    );
     Ok(Page {
         total,
         items: rows.into_iter().map(|(u, _)| u).collect(),

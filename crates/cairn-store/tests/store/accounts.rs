@@ -385,16 +385,7 @@ async fn postgres_lookups_by_id_use_the_id_index_after_a_burst_of_creates() {
     }
     let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
-    let mut ids = Vec::new();
-    for i in 0..100 {
-        let name = format!("u{i}@x.io");
-        let u = user(&t.id, &name, json!({ "userName": name }));
-        db.store
-            .create_user(&u, draft(&t.id, Action::UserCreated))
-            .await
-            .unwrap();
-        ids.push(u.id);
-    }
+    let ids = create_users(&*db.store, &t.id, "u", 100).await;
     let (client, conn) =
         tokio_postgres::connect(db.pg_url.as_deref().unwrap(), tokio_postgres::NoTls)
             .await
@@ -451,16 +442,7 @@ async fn postgres_live_count_starts_from_existing_accounts() {
     }
     let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let name = format!("m{i}@x.io");
-        let u = user(&t.id, &name, json!({ "userName": name }));
-        db.store
-            .create_user(&u, draft(&t.id, Action::UserCreated))
-            .await
-            .unwrap();
-        ids.push(u.id);
-    }
+    let ids = create_users(&*db.store, &t.id, "m", 5).await;
     for id in &ids[..2] {
         db.store
             .soft_delete_user(

@@ -165,3 +165,23 @@ pub async fn audit_count(store: &dyn Store, tenant: &TenantId) -> usize {
         .unwrap()
         .len()
 }
+
+/// Creates `n` accounts named `{prefix}{i}@x.io` in `tenant`, returning their ids.
+pub async fn create_users(
+    store: &dyn Store,
+    tenant: &TenantId,
+    prefix: &str,
+    n: usize,
+) -> Vec<UserId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let name = format!("{prefix}{i}@x.io");
+        let u = user(tenant, &name, json!({ "userName": name }));
+        store
+            .create_user(&u, draft(tenant, Action::UserCreated))
+            .await
+            .unwrap();
+        ids.push(u.id);
+    }
+    ids
+}
