@@ -72,7 +72,6 @@ pub struct UserRecord<D = Value> {
 }
 
 impl<D> UserRecord<D> {
-    /// The same record with its document replaced by `f(doc)`.
     /// A copy of the record around another document, without copying this one (a
     /// store serialises the document and moves the rest to its writer thread).
     pub fn with_doc<E>(&self, doc: E) -> UserRecord<E> {
@@ -96,6 +95,7 @@ impl<D> UserRecord<D> {
         }
     }
 
+    /// The same record with its document replaced by `f(doc)`.
     pub fn map_doc<E>(self, f: impl FnOnce(D) -> E) -> UserRecord<E> {
         UserRecord {
             doc: f(self.doc),

@@ -226,34 +226,37 @@ macro_rules! user_cols {
 }
 const USER_COLS: &str = user_cols!();
 
-/// How a read takes the stored document: parsed, or as the JSON text it is stored as.
+/// How a read takes the stored document (column `i` of the row): parsed, as the JSON text
+/// it is stored as, or not at all.
 pub(super) trait FromDoc: Sized {
-    fn from_doc(text: String) -> rusqlite::Result<Self>;
+    fn from_doc(r: &Row<'_>, i: usize) -> rusqlite::Result<Self>;
 }
 
 impl FromDoc for Value {
-    fn from_doc(text: String) -> rusqlite::Result<Self> {
-        serde_json::from_str(&text).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(7, rusqlite::types::Type::Text, e.into())
-        })
+    /// Parsed from the row's own text, not from a copy of it.
+    fn from_doc(r: &Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        let bad = |e: Box<dyn std::error::Error + Send + Sync>| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e)
+        };
+        let text = r.get_ref(i)?.as_str().map_err(|e| bad(e.into()))?;
+        serde_json::from_str(text).map_err(|e| bad(e.into()))
     }
 }
 
 impl FromDoc for DocJson {
-    fn from_doc(text: String) -> rusqlite::Result<Self> {
-        Ok(DocJson(text))
+    fn from_doc(r: &Row<'_>, i: usize) -> rusqlite::Result<Self> {
+        r.get(i).map(DocJson)
     }
 }
 
-/// The document left out: the caller has it already (a write returns what it wrote).
+/// The document left unread: the caller has it already (a write returns what it wrote).
 impl FromDoc for () {
-    fn from_doc(_: String) -> rusqlite::Result<Self> {
+    fn from_doc(_: &Row<'_>, _: usize) -> rusqlite::Result<Self> {
         Ok(())
     }
 }
 
 fn user_from_row<D: FromDoc>(r: &Row<'_>) -> rusqlite::Result<UserRecord<D>> {
-    let doc: String = r.get(7)?;
     Ok(UserRecord {
         id: UserId::from_trusted(r.get(0)?),
         tenant_id: TenantId::from_trusted(r.get(1)?),
@@ -262,7 +265,7 @@ fn user_from_row<D: FromDoc>(r: &Row<'_>) -> rusqlite::Result<UserRecord<D>> {
         display_name: r.get(4)?,
         email: r.get(5)?,
         active: r.get(6)?,
-        doc: D::from_doc(doc)?,
+        doc: D::from_doc(r, 7)?,
         quota_gb: QuotaGb::new(r.get(8)?).unwrap_or_default(),
         used_bytes: r.get(9)?,
         scim_managed: r.get(10)?,

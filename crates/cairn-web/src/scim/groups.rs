@@ -8,7 +8,7 @@
 //! guidance discourages returning every member after a membership change.
 
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
-use super::response::{ApiError, ApiResult, ScimJson};
+use super::response::{set_etag, ApiError, ApiResult, ScimJson};
 use super::users::{run_list, ListParams};
 use crate::AppState;
 use axum::extract::{Path, State};
@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use cairn_core::group::{GroupRecord, MemberChange};
 use cairn_core::query::ListQuery;
 use cairn_scim::group::{apply_group_patch, group_from_request, render_group, resource_type};
-use cairn_scim::user::{etag, Projection};
+use cairn_scim::user::Projection;
 use cairn_scim::{filter, list, patch, query, ScimError};
 use serde_json::Value;
 
@@ -59,9 +59,7 @@ async fn group_response(
 ) -> ApiResult<Response> {
     let body = render(ctx, state, g, proj).await?;
     let mut resp = ScimJson(status, body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(g.version)) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
+    set_etag(&mut resp, g.version);
     if status == StatusCode::CREATED {
         let loc = format!("{}/Groups/{}", base_url(ctx, state), g.id);
         if let Ok(v) = HeaderValue::from_str(&loc) {
@@ -241,9 +239,7 @@ pub async fn patch_group(
         return group_response(&ctx, &state, StatusCode::OK, &g, &proj).await;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(g.version)) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
+    set_etag(&mut resp, g.version);
     Ok(resp)
 }
 

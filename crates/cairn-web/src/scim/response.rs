@@ -7,6 +7,13 @@ use serde_json::Value;
 
 pub const SCIM_JSON: &str = "application/scim+json";
 
+/// Sets a resource's `ETag` from its version (RFC 7644 §3.14).
+pub fn set_etag(resp: &mut Response, version: i64) {
+    if let Ok(v) = HeaderValue::from_str(&cairn_scim::user::etag(version)) {
+        resp.headers_mut().insert(header::ETAG, v);
+    }
+}
+
 /// A SCIM resource or list body.
 pub struct ScimJson(pub StatusCode, pub Value);
 

@@ -3,7 +3,7 @@
 //! `Services` method.
 
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
-use super::response::{ApiError, ApiResult, ScimBytes, ScimJson};
+use super::response::{set_etag, ApiError, ApiResult, ScimBytes, ScimJson};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -12,7 +12,7 @@ use cairn_core::group::GroupRef;
 use cairn_core::ids::UserId;
 use cairn_core::query::ListQuery;
 use cairn_core::user::{DocJson, UserRecord};
-use cairn_scim::user::{etag, render_user_doc, Projection};
+use cairn_scim::user::{render_user_doc, Projection};
 use cairn_scim::user_json::write_user;
 use cairn_scim::{filter, list, patch, query, user as scim_user, ScimError};
 use serde_json::Value;
@@ -253,9 +253,7 @@ async fn user_response(
     let [mut body] = body;
     proj.apply(&mut body);
     let mut resp = ScimJson(status, body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(u.version)) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
+    set_etag(&mut resp, u.version);
     if status == StatusCode::CREATED {
         if let Ok(v) = HeaderValue::from_str(&format!("{base}/Users/{}", u.id)) {
             resp.headers_mut().insert(header::LOCATION, v);
@@ -295,9 +293,7 @@ pub async fn get_user(
     let mut body = Vec::new();
     write_resource(&mut body, u, groups, &proj, &base)?;
     let mut resp = ScimBytes(StatusCode::OK, body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&etag(version)) {
-        resp.headers_mut().insert(header::ETAG, v);
-    }
+    set_etag(&mut resp, version);
     Ok(resp)
 }
 
