@@ -32,15 +32,6 @@ pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "trusted_schema", "OFF")?;
-    // Readers' sorts stay in memory. The writer runs each write in its own savepoint,
-    // whose sub-journal holds the original of every page the write changes: with
-    // `temp_store = MEMORY` SQLite keeps it in 1 KiB chunks, one malloc each (a fifth of
-    // the writer's instructions under callgrind, in `subjournalPageIfRequired`). With the
-    // default temp store it is kept in memory in one chunk of SQLITE_STMTJRNL_SPILL bytes
-    // (1 MiB, `.cargo/config.toml`) and spills to a temp file only beyond that.
-    if !writer {
-        conn.pragma_update(None, "temp_store", "MEMORY")?;
-    }
     if writer {
         // 8 MiB of page cache (SQLite's default is 2 MiB): the writer touches index pages
         // all over a tenant's key space. 32 MiB cost it 8.5% in `pcache1Truncate` at each
@@ -51,6 +42,14 @@ pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
         // itself only when the WAL reaches ~64 MiB, where it finds most frames copied
         // already and lets the next write start the WAL over.
         conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
+    } else {
+        // Readers' sorts stay in memory. The writer runs each write in its own savepoint,
+        // whose sub-journal holds the original of every page the write changes: with
+        // `temp_store = MEMORY` SQLite keeps it in 1 KiB chunks, one malloc each (a fifth of
+        // the writer's instructions under callgrind, in `subjournalPageIfRequired`). With the
+        // default temp store it is kept in memory in one chunk of SQLITE_STMTJRNL_SPILL bytes
+        // (1 MiB, `.cargo/config.toml`) and spills to a temp file only beyond that.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
     }
     conn.set_prepared_statement_cache_capacity(64);
     // The same case folding as `cairn_core::ids::fold_case`, so SQL and Rust agree on
