@@ -11,7 +11,7 @@ use crate::query::{ListQuery, Page};
 use crate::session::{SessionHash, SessionRecord};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
-use crate::vault::BackupKeyRecord;
+use crate::vault::{BackupKeyRecord, ByteCount};
 use crate::Result;
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -163,15 +163,24 @@ pub trait Store: Send + Sync + 'static {
     /// The account's backup key (soft-deleted accounts keep theirs).
     async fn backup_key(&self, tenant: &TenantId, user: &UserId)
         -> Result<Option<BackupKeyRecord>>;
-    /// Adds `delta` (negative: frees) to the account's `used_bytes`, never below 0. With
-    /// `limit`, a positive delta is applied only if the result stays within it; returns
-    /// whether it was applied.
-    async fn add_used_bytes(
+    /// Adds `bytes` to the account's `used_bytes`, atomically, only if the result stays
+    /// within `limit` (when given) and within the counter's range. Returns whether it was
+    /// applied (never for an unknown account).
+    async fn charge_used_bytes(
         &self,
         tenant: &TenantId,
         user: &UserId,
-        delta: i64,
-        limit: Option<i64>,
+        bytes: ByteCount,
+        limit: Option<ByteCount>,
+    ) -> Result<bool>;
+    /// Takes `bytes` off the account's `used_bytes`, atomically, only if it holds at least
+    /// that many: a counter that would go below 0 has drifted and is left unchanged (for
+    /// `cairn account recount`), never clamped. Returns whether it was applied.
+    async fn refund_used_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
     ) -> Result<bool>;
     /// Writes an audit entry that has no row change of its own (the vault purge).
     async fn record_audit(&self, audit: AuditDraft) -> Result<()>;

@@ -62,9 +62,86 @@ pub struct NewBackupKey {
 }
 
 /// How quota is counted: bytes per "GB" of Account Size. 10^9 in production; tests make
-/// it small so that a few megabytes fill an account.
+/// it small so that a few megabytes fill an account. At most [`QuotaUnit::MAX`], so that
+/// the largest Account Size in bytes fits the store's counters.
 #[derive(Debug, Clone, Copy)]
 pub struct QuotaUnit(pub u64);
+
+impl QuotaUnit {
+    pub const MAX: u64 = 1_000_000_000;
+}
+
+/// A number of bytes the store's signed 64-bit counters can hold (0 to `i64::MAX`). Byte
+/// counts from requests and backends become one only through the checked [`ByteCount::new`]:
+/// a length above `i64::MAX` cannot wrap into a negative charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteCount(i64);
+
+impl ByteCount {
+    pub const ZERO: ByteCount = ByteCount(0);
+
+    pub fn new(bytes: u64) -> Option<ByteCount> {
+        i64::try_from(bytes).ok().map(ByteCount)
+    }
+    pub fn get(self) -> i64 {
+        self.0
+    }
+    pub fn checked_add(self, other: ByteCount) -> Option<ByteCount> {
+        self.0.checked_add(other.0).map(ByteCount)
+    }
+}
+
+/// The largest object the vault accepts. restic writes packs of 16 MiB by default and at
+/// most 128 MiB (`--pack-size`, restic's "Tuning Backup Parameters": Pack Size); index,
+/// snapshot, key and config files are far smaller. The S3 backend holds an upload in
+/// memory up to `cairn_vault::MAX_REMOTE_OBJECT`, which is not smaller.
+pub const MAX_OBJECT_BYTES: u64 = 160 << 20;
+
+/// The largest lock file. restic's are a few hundred bytes (a small JSON document: time,
+/// host, user, pid, encrypted).
+pub const MAX_LOCK_BYTES: u64 = 64 << 10;
+
+/// How far lock files may take an account past its quota: a full account can still lock
+/// its repository to `forget --prune` back under the quota, but lock files cannot be a
+/// way to store more than this beyond it.
+pub const LOCK_ALLOWANCE_BYTES: u64 = 1 << 20;
+
+// The largest quota a context can carry, plus the lock allowance, fits the store's
+// counter, so neither `open_vault` nor a lock's charge can fail on overflow; a lock file
+// fits its allowance.
+const _: () = assert!(
+    QuotaGb::MAX as u64 * QuotaUnit::MAX + LOCK_ALLOWANCE_BYTES <= i64::MAX as u64
+        && MAX_LOCK_BYTES <= LOCK_ALLOWANCE_BYTES
+);
+
+/// What an upload is, for its size cap and its charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    /// Lock files (`locks/`): capped at [`MAX_LOCK_BYTES`], and may use the
+    /// [`LOCK_ALLOWANCE_BYTES`] past the quota.
+    Lock,
+    /// Everything else: capped at [`MAX_OBJECT_BYTES`], within the quota.
+    Object,
+}
+
+impl UploadKind {
+    /// The largest upload of this kind.
+    pub fn max_bytes(self) -> u64 {
+        match self {
+            UploadKind::Lock => MAX_LOCK_BYTES,
+            UploadKind::Object => MAX_OBJECT_BYTES,
+        }
+    }
+}
+
+/// Why an upload is refused before anything is charged or stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadRefused {
+    /// The declared length is above what an object of its kind may be (413).
+    TooLarge { max: u64 },
+    /// The charge would take the account past its quota (507).
+    QuotaExceeded,
+}
 
 impl Default for QuotaUnit {
     fn default() -> Self {
@@ -89,7 +166,7 @@ pub struct VaultCtx {
     tenant: TenantId,
     user: UserId,
     quota_gb: QuotaGb,
-    quota_bytes: i64,
+    quota_bytes: ByteCount,
 }
 
 impl VaultCtx {
@@ -102,7 +179,7 @@ impl VaultCtx {
     pub fn quota_gb(&self) -> QuotaGb {
         self.quota_gb
     }
-    pub fn quota_bytes(&self) -> i64 {
+    pub fn quota_bytes(&self) -> ByteCount {
         self.quota_bytes
     }
 }
@@ -252,42 +329,84 @@ impl Services {
             AccountStatus::Suspended => return Ok(Err(VaultDenied::Suspended)),
             AccountStatus::Deleted => return Ok(Err(VaultDenied::Deleted)),
         }
+        let quota_bytes = u64::from(account.quota_gb.get())
+            .checked_mul(unit.0)
+            .and_then(ByteCount::new)
+            .ok_or_else(|| {
+                Error::Internal(format!(
+                    "quota of {} GB in bytes overflows",
+                    account.quota_gb
+                ))
+            })?;
         Ok(Ok(VaultCtx {
             tenant: tenant.clone(),
             user: user.clone(),
             quota_gb: account.quota_gb,
-            quota_bytes: i64::from(account.quota_gb.get()).saturating_mul(unit.0 as i64),
+            quota_bytes,
         }))
     }
 
-    /// Charges `bytes` against the account's quota before an upload is stored. With
-    /// `enforce` (everything but lock files) the charge is refused (`false`) when it would
-    /// take the account past its quota; concurrent uploads are charged atomically, so
-    /// they cannot overshoot together.
+    /// Charges an upload's declared length against the account's quota before its body is
+    /// read. Refused when the length is above what its kind may be (nothing is charged)
+    /// or when the charge would take the account past its quota, plus
+    /// [`LOCK_ALLOWANCE_BYTES`] for a lock file. Concurrent uploads are charged
+    /// atomically, so they cannot overshoot together. Returns the charge, to be given back
+    /// with [`Services::release_vault_charge`] if the upload fails.
     pub async fn reserve_vault_bytes(
         &self,
         ctx: &VaultCtx,
-        bytes: u64,
-        enforce: bool,
-    ) -> Result<bool> {
-        let limit = enforce.then_some(ctx.quota_bytes);
+        declared: u64,
+        kind: UploadKind,
+    ) -> Result<std::result::Result<ByteCount, UploadRefused>> {
+        let max = kind.max_bytes();
+        let Some(bytes) = ByteCount::new(declared).filter(|_| declared <= max) else {
+            return Ok(Err(UploadRefused::TooLarge { max }));
+        };
+        let limit = match kind {
+            UploadKind::Object => Some(ctx.quota_bytes),
+            UploadKind::Lock => ByteCount::new(LOCK_ALLOWANCE_BYTES)
+                .and_then(|allowance| ctx.quota_bytes.checked_add(allowance)),
+        };
+        let Some(limit) = limit else {
+            return Err(Error::Internal(
+                "quota plus lock allowance overflows".into(),
+            ));
+        };
+        let charged = self
+            .store
+            .charge_used_bytes(&ctx.tenant, &ctx.user, bytes, Some(limit))
+            .await?;
+        Ok(if charged {
+            Ok(bytes)
+        } else {
+            Err(UploadRefused::QuotaExceeded)
+        })
+    }
+
+    /// Gives back a charge made by [`Services::reserve_vault_bytes`] (the upload failed).
+    /// `false` when the account's counter held less than the charge: it has drifted (a
+    /// recount ran during the upload), and is left as it is for the next recount rather
+    /// than clamped.
+    pub async fn release_vault_charge(&self, ctx: &VaultCtx, bytes: ByteCount) -> Result<bool> {
         self.store
-            .add_used_bytes(&ctx.tenant, &ctx.user, bytes as i64, limit)
+            .refund_used_bytes(&ctx.tenant, &ctx.user, bytes)
             .await
     }
 
-    /// Gives back bytes: a refused or failed upload's charge, or a deleted object.
-    pub async fn release_vault_bytes(&self, ctx: &VaultCtx, bytes: u64) -> Result<()> {
-        self.store
-            .add_used_bytes(&ctx.tenant, &ctx.user, -(bytes as i64), None)
-            .await
-            .map(|_| ())
+    /// Gives back a deleted object's bytes; `false` as for
+    /// [`Services::release_vault_charge`].
+    pub async fn release_vault_bytes(&self, ctx: &VaultCtx, bytes: u64) -> Result<bool> {
+        let bytes = ByteCount::new(bytes)
+            .ok_or_else(|| Error::Internal(format!("object size {bytes} overflows")))?;
+        self.release_vault_charge(ctx, bytes).await
     }
 
     /// Sets an account's used space to what its repository holds (`actual`, measured by
     /// the caller), e.g. after a crash left an interrupted upload's charge counted. Run it
     /// while the account is idle: an upload in flight would be counted twice or not at
-    /// all. Returns the account and the correction applied.
+    /// all (a charge or give-back between the measurement and the correction makes the
+    /// correction fail with `VersionMismatch` when it would take the counter below 0).
+    /// Returns the account and the correction applied.
     pub async fn recount_vault(
         &self,
         _op: &crate::auth::OperatorCtx,
@@ -297,11 +416,29 @@ impl Services {
     ) -> Result<(UserRecord, i64)> {
         let account = self.find_account(tenant, user_name).await?;
         let bytes = actual(&account).await?;
-        let delta = bytes as i64 - account.used_bytes;
-        if delta != 0 {
-            self.store
-                .add_used_bytes(tenant, &account.id, delta, None)
-                .await?;
+        let actual = ByteCount::new(bytes)
+            .ok_or_else(|| Error::Internal(format!("repository size {bytes} overflows")))?;
+        let delta = actual
+            .get()
+            .checked_sub(account.used_bytes)
+            .ok_or_else(|| Error::Internal("used space out of range".into()))?;
+        let change = ByteCount::new(delta.unsigned_abs())
+            .ok_or_else(|| Error::Internal("used space out of range".into()))?;
+        let applied = match delta.signum() {
+            0 => true,
+            1 => {
+                self.store
+                    .charge_used_bytes(tenant, &account.id, change, None)
+                    .await?
+            }
+            _ => {
+                self.store
+                    .refund_used_bytes(tenant, &account.id, change)
+                    .await?
+            }
+        };
+        if !applied {
+            return Err(Error::VersionMismatch);
         }
         Ok((account, delta))
     }
@@ -320,5 +457,20 @@ impl Services {
             at: self.clock.now(),
         };
         self.store.record_audit(audit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_are_checked_conversions() {
+        let max = i64::MAX as u64;
+        assert_eq!(ByteCount::new(max).map(ByteCount::get), Some(i64::MAX));
+        assert_eq!(ByteCount::new(max + 1), None);
+        assert_eq!(ByteCount::new(u64::MAX), None);
+        let one = ByteCount::new(1).unwrap();
+        assert_eq!(ByteCount::new(max).unwrap().checked_add(one), None);
     }
 }

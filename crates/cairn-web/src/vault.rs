@@ -15,7 +15,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use cairn_core::ids::{TenantId, UserId};
-use cairn_core::vault::{BackupSecret, QuotaUnit, VaultCtx, VaultDenied};
+use cairn_core::vault::{
+    BackupSecret, QuotaUnit, UploadKind, UploadRefused, VaultCtx, VaultDenied, MAX_OBJECT_BYTES,
+};
 use cairn_vault::{ByteRange, Kind, Object, ObjectName, Repo, Vault, VaultError};
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -247,8 +249,10 @@ async fn delete_object(
     };
     match access.repo.delete(&obj).await {
         Ok(size) => {
-            if let Err(e) = state.services.release_vault_bytes(&access.ctx, size).await {
-                return internal(&e.to_string());
+            match state.services.release_vault_bytes(&access.ctx, size).await {
+                Ok(true) => {}
+                Ok(false) => counter_drifted(size),
+                Err(e) => return internal(&e.to_string()),
             }
             StatusCode::OK.into_response()
         }
@@ -345,6 +349,32 @@ fn quota_exceeded(ctx: &VaultCtx) -> Response {
     with_reason(StatusCode::INSUFFICIENT_STORAGE, &msg)
 }
 
+/// A 413 for a declared length above what an object of its kind may be, decided before
+/// anything is charged or stored.
+fn too_large(max: u64) -> Response {
+    let msg = if max >= 1 << 20 {
+        format!("Object larger than the vault accepts ({} MiB)", max >> 20)
+    } else {
+        format!(
+            "Lock file larger than the vault accepts ({} KiB)",
+            max >> 10
+        )
+    };
+    with_reason(StatusCode::PAYLOAD_TOO_LARGE, &msg)
+}
+
+/// A give-back larger than the account's counter: the counter was set below what the
+/// repository held (a recount during an upload). It is left for the next recount.
+fn counter_drifted(bytes: u64) {
+    tracing::warn!(
+        bytes,
+        "used space below the bytes given back; left unchanged, run `cairn account recount`"
+    );
+}
+
+// Every object the vault accepts fits what the S3 backend holds in memory.
+const _: () = assert!(MAX_OBJECT_BYTES <= cairn_vault::MAX_REMOTE_OBJECT);
+
 /// A response whose status line and body both carry `msg`.
 fn with_reason(status: StatusCode, msg: &str) -> Response {
     let mut r = plain(status, msg);
@@ -369,19 +399,27 @@ async fn save(
         // The quota is decided before the body is stored, so the size must be declared.
         return plain(StatusCode::LENGTH_REQUIRED, "Content-Length required");
     };
-    // Lock files are always allowed (a few hundred bytes): a full account must still be
-    // able to lock the repository to forget and prune.
-    let enforce = !matches!(obj, Object::Item(Kind::Locks, _));
+    // Lock files have a small cap of their own and may go a little past the quota: a
+    // full account must still be able to lock the repository to forget and prune.
+    let kind = match obj {
+        Object::Item(Kind::Locks, _) => UploadKind::Lock,
+        _ => UploadKind::Object,
+    };
     let svc = &state.services;
-    match svc.reserve_vault_bytes(&access.ctx, len, enforce).await {
-        Ok(true) => {}
-        Ok(false) => return quota_exceeded(&access.ctx),
+    let charged = match svc.reserve_vault_bytes(&access.ctx, len, kind).await {
+        Ok(Ok(charged)) => charged,
+        Ok(Err(UploadRefused::TooLarge { max })) => return too_large(max),
+        Ok(Err(UploadRefused::QuotaExceeded)) => return quota_exceeded(&access.ctx),
         Err(e) => return internal(&e.to_string()),
-    }
+    };
     let result = store_body(&access.repo, obj, len, body).await;
     if result.is_err() {
-        if let Err(e) = svc.release_vault_bytes(&access.ctx, len).await {
-            tracing::error!(error = %e, "could not give back a failed upload's quota charge");
+        match svc.release_vault_charge(&access.ctx, charged).await {
+            Ok(true) => {}
+            Ok(false) => counter_drifted(len),
+            Err(e) => {
+                tracing::error!(error = %e, "could not give back a failed upload's quota charge");
+            }
         }
     }
     match result {

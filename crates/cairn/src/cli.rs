@@ -97,6 +97,7 @@ pub struct Global {
         global = true,
         env = "CAIRN_VAULT_QUOTA_UNIT_BYTES",
         default_value_t = 1_000_000_000,
+        value_parser = clap::value_parser!(u64).range(1..=cairn_core::vault::QuotaUnit::MAX),
         hide = true
     )]
     pub vault_quota_unit_bytes: u64,
@@ -122,7 +123,7 @@ impl Global {
         };
         Ok(cairn_web::vault::VaultConfig {
             vault,
-            quota_unit: cairn_core::vault::QuotaUnit(self.vault_quota_unit_bytes.max(1)),
+            quota_unit: cairn_core::vault::QuotaUnit(self.vault_quota_unit_bytes),
         })
     }
 }

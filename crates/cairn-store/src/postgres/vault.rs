@@ -5,7 +5,7 @@ use super::{insert_audit, map_err, pool_err, time_of, ts, PostgresStore};
 use cairn_core::audit::AuditDraft;
 use cairn_core::auth::TokenHash;
 use cairn_core::ids::{TenantId, UserId};
-use cairn_core::vault::BackupKeyRecord;
+use cairn_core::vault::{BackupKeyRecord, ByteCount};
 use cairn_core::{Error, Result};
 
 pub(super) async fn set_backup_key(
@@ -69,19 +69,43 @@ pub(super) async fn backup_key(
     }))
 }
 
-pub(super) async fn add_used_bytes(
+/// The charge never overflows: both conditions compare against differences of
+/// non-negative numbers instead of computing `used_bytes + bytes` first.
+pub(super) async fn charge_used_bytes(
     s: &PostgresStore,
     tenant: &TenantId,
     user: &UserId,
-    delta: i64,
-    limit: Option<i64>,
+    bytes: ByteCount,
+    limit: Option<ByteCount>,
 ) -> Result<bool> {
+    let (bytes, limit) = (bytes.get(), limit.map(ByteCount::get));
     let c = s.pool.get().await.map_err(pool_err)?;
     let n = c
         .execute(
-            "UPDATE users SET used_bytes = GREATEST(0, used_bytes + $1)
-             WHERE tenant_id = $2 AND id = $3 AND ($4::BIGINT IS NULL OR used_bytes + $1 <= $4)",
-            &[&delta, &tenant.as_str(), &user.as_str(), &limit],
+            "UPDATE users SET used_bytes = used_bytes + $1
+             WHERE tenant_id = $2 AND id = $3
+               AND used_bytes <= 9223372036854775807 - $1
+               AND ($4::BIGINT IS NULL OR used_bytes <= $4 - $1)",
+            &[&bytes, &tenant.as_str(), &user.as_str(), &limit],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(n > 0)
+}
+
+pub(super) async fn refund_used_bytes(
+    s: &PostgresStore,
+    tenant: &TenantId,
+    user: &UserId,
+    bytes: ByteCount,
+) -> Result<bool> {
+    let bytes = bytes.get();
+    let c = s.pool.get().await.map_err(pool_err)?;
+    let n = c
+        .execute(
+            "UPDATE users SET used_bytes = used_bytes - $1
+             WHERE tenant_id = $2 AND id = $3 AND used_bytes >= $1",
+            &[&bytes, &tenant.as_str(), &user.as_str()],
         )
         .await
         .map_err(map_err)?;

@@ -22,7 +22,7 @@ use cairn_core::session::{SessionHash, SessionRecord};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
 use cairn_core::user::{DocJson, UserData, UserRecord};
-use cairn_core::vault::BackupKeyRecord;
+use cairn_core::vault::{BackupKeyRecord, ByteCount};
 use cairn_core::{Error, Result};
 use conn::map_err;
 use rusqlite::types::Value as SqlValue;
@@ -476,14 +476,23 @@ impl Store for SqliteStore {
         vault::backup_key(self, tenant, user).await
     }
 
-    async fn add_used_bytes(
+    async fn charge_used_bytes(
         &self,
         tenant: &TenantId,
         user: &UserId,
-        delta: i64,
-        limit: Option<i64>,
+        bytes: ByteCount,
+        limit: Option<ByteCount>,
     ) -> Result<bool> {
-        vault::add_used_bytes(self, tenant, user, delta, limit).await
+        vault::charge_used_bytes(self, tenant, user, bytes, limit).await
+    }
+
+    async fn refund_used_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
+    ) -> Result<bool> {
+        vault::refund_used_bytes(self, tenant, user, bytes).await
     }
 
     async fn record_audit(&self, audit: AuditDraft) -> Result<()> {

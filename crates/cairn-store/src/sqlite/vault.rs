@@ -5,7 +5,7 @@ use super::{db, insert_audit, parse_time, ts, SqliteStore};
 use cairn_core::audit::AuditDraft;
 use cairn_core::auth::TokenHash;
 use cairn_core::ids::{TenantId, UserId};
-use cairn_core::vault::BackupKeyRecord;
+use cairn_core::vault::{BackupKeyRecord, ByteCount};
 use cairn_core::{Error, Result};
 use rusqlite::{params, OptionalExtension};
 
@@ -70,20 +70,45 @@ pub(super) async fn backup_key(
     }))
 }
 
-pub(super) async fn add_used_bytes(
+/// The charge never overflows: both conditions compare against differences of
+/// non-negative numbers instead of computing `used_bytes + bytes` first.
+pub(super) async fn charge_used_bytes(
     s: &SqliteStore,
     tenant: &TenantId,
     user: &UserId,
-    delta: i64,
-    limit: Option<i64>,
+    bytes: ByteCount,
+    limit: Option<ByteCount>,
 ) -> Result<bool> {
     let (t, u) = (tenant.to_string(), user.to_string());
+    let (bytes, limit) = (bytes.get(), limit.map(ByteCount::get));
     s.writer
         .write(move |c| {
             let n = db(c.execute(
-                "UPDATE users SET used_bytes = MAX(0, used_bytes + ?1)
-                 WHERE tenant_id = ?2 AND id = ?3 AND (?4 IS NULL OR used_bytes + ?1 <= ?4)",
-                params![delta, t, u, limit],
+                "UPDATE users SET used_bytes = used_bytes + ?1
+                 WHERE tenant_id = ?2 AND id = ?3
+                   AND used_bytes <= 9223372036854775807 - ?1
+                   AND (?4 IS NULL OR used_bytes <= ?4 - ?1)",
+                params![bytes, t, u, limit],
+            ))?;
+            Ok(n > 0)
+        })
+        .await
+}
+
+pub(super) async fn refund_used_bytes(
+    s: &SqliteStore,
+    tenant: &TenantId,
+    user: &UserId,
+    bytes: ByteCount,
+) -> Result<bool> {
+    let (t, u) = (tenant.to_string(), user.to_string());
+    let bytes = bytes.get();
+    s.writer
+        .write(move |c| {
+            let n = db(c.execute(
+                "UPDATE users SET used_bytes = used_bytes - ?1
+                 WHERE tenant_id = ?2 AND id = ?3 AND used_bytes >= ?1",
+                params![bytes, t, u],
             ))?;
             Ok(n > 0)
         })

@@ -5,7 +5,7 @@ use crate::support::*;
 use cairn_core::audit::Action;
 use cairn_core::auth::TokenHash;
 use cairn_core::ids::UserId;
-use cairn_core::vault::BackupKeyRecord;
+use cairn_core::vault::{BackupKeyRecord, ByteCount};
 use cairn_core::Error;
 use serde_json::json;
 
@@ -82,7 +82,7 @@ async fn backup_keys_are_replaced_scoped_and_purged_with_the_account() {
 }
 
 #[tokio::test]
-async fn used_bytes_are_charged_within_the_limit_and_never_go_negative() {
+async fn used_bytes_are_charged_within_the_limit_and_never_move_the_wrong_way() {
     let db = db_async().await;
     let t = tenant(&*db.store, "acme").await;
     let u = user(&t.id, "bob@x.io", json!({"userName": "bob@x.io"}));
@@ -94,27 +94,37 @@ async fn used_bytes_are_charged_within_the_limit_and_never_go_negative() {
         let (s, t, id) = (db.store.clone(), t.id.clone(), u.id.clone());
         async move { s.get_user(&t, &id).await.unwrap().unwrap().used_bytes }
     };
+    let b = |n: u64| ByteCount::new(n).unwrap();
+    let max = b(i64::MAX as u64);
     let s = &db.store;
-    assert!(s
-        .add_used_bytes(&t.id, &u.id, 600, Some(1000))
-        .await
-        .unwrap());
-    assert!(!s
-        .add_used_bytes(&t.id, &u.id, 401, Some(1000))
-        .await
-        .unwrap());
-    assert!(s
-        .add_used_bytes(&t.id, &u.id, 400, Some(1000))
-        .await
-        .unwrap());
+    let charge = |n, limit| s.charge_used_bytes(&t.id, &u.id, n, limit);
+    assert!(charge(b(600), Some(b(1000))).await.unwrap());
+    assert!(!charge(b(401), Some(b(1000))).await.unwrap());
+    assert!(charge(b(400), Some(b(1000))).await.unwrap());
     assert_eq!(used(&db).await, 1000);
-    // Without a limit (lock files) the charge always lands.
-    assert!(s.add_used_bytes(&t.id, &u.id, 5, None).await.unwrap());
-    assert!(s.add_used_bytes(&t.id, &u.id, -2000, None).await.unwrap());
+    // A charge larger than the limit itself, or as large as the counter can be, is
+    // refused without arithmetic overflow in SQL.
+    assert!(!charge(b(1001), Some(b(1000))).await.unwrap());
+    assert!(!charge(max, Some(max)).await.unwrap());
+    assert!(!charge(max, None).await.unwrap());
+    assert_eq!(used(&db).await, 1000);
+    // Without a limit (a recount) the charge lands, up to the counter's range.
+    assert!(charge(b(5), None).await.unwrap());
+    assert!(charge(b(i64::MAX as u64 - 1005), None).await.unwrap());
+    assert_eq!(used(&db).await, i64::MAX);
+    assert!(!charge(b(1), None).await.unwrap());
+    let refund = |n| s.refund_used_bytes(&t.id, &u.id, n);
+    assert!(refund(b(i64::MAX as u64 - 1005)).await.unwrap());
+    assert_eq!(used(&db).await, 1005);
+    // A give-back larger than the counter is refused, not clamped: the counter stays.
+    assert!(!refund(b(2000)).await.unwrap());
+    assert_eq!(used(&db).await, 1005);
+    assert!(refund(b(1005)).await.unwrap());
     assert_eq!(used(&db).await, 0);
+    assert!(refund(ByteCount::ZERO).await.unwrap());
     // An unknown account is not charged.
     assert!(!s
-        .add_used_bytes(&t.id, &UserId::random(), 1, None)
+        .charge_used_bytes(&t.id, &UserId::random(), b(1), None)
         .await
         .unwrap());
     // The version (SCIM ETag) does not change with usage.

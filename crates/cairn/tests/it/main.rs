@@ -26,3 +26,4 @@ mod scale_out;
 mod smoke;
 mod tls;
 mod vault;
+mod vault_quota;
