@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use cairn_core::ids::{TenantId, UserId};
+use cairn_core::service::Services;
 use cairn_core::vault::{
     BackupSecret, QuotaUnit, UploadKind, UploadRefused, VaultCtx, VaultDenied, MAX_OBJECT_BYTES,
 };
@@ -405,16 +406,43 @@ async fn save(
         Object::Item(Kind::Locks, _) => UploadKind::Lock,
         _ => UploadKind::Object,
     };
-    let svc = &state.services;
-    let charged = match svc.reserve_vault_bytes(&access.ctx, len, kind).await {
+    // The charge, the upload and a failed upload's give-back run in a task of their own:
+    // a handler can be dropped mid-body (its connection closed under it), and a charge
+    // dropped with it would stay counted until a recount. The task ends when the body
+    // does.
+    let (svc, ctx, repo) = (
+        state.services.clone(),
+        access.ctx.clone(),
+        access.repo.clone(),
+    );
+    let task =
+        tokio::spawn(
+            async move { charge_and_store(&svc, &ctx, &repo, obj, kind, len, body).await },
+        );
+    match task.await {
+        Ok(response) => response,
+        Err(e) => internal(&e.to_string()),
+    }
+}
+
+async fn charge_and_store(
+    svc: &Services,
+    ctx: &VaultCtx,
+    repo: &Repo,
+    obj: Object,
+    kind: UploadKind,
+    len: u64,
+    body: Body,
+) -> Response {
+    let charged = match svc.reserve_vault_bytes(ctx, len, kind).await {
         Ok(Ok(charged)) => charged,
         Ok(Err(UploadRefused::TooLarge { max })) => return too_large(max),
-        Ok(Err(UploadRefused::QuotaExceeded)) => return quota_exceeded(&access.ctx),
+        Ok(Err(UploadRefused::QuotaExceeded)) => return quota_exceeded(ctx),
         Err(e) => return internal(&e.to_string()),
     };
-    let result = store_body(&access.repo, obj, len, body).await;
+    let result = store_body(repo, obj, len, body).await;
     if result.is_err() {
-        match svc.release_vault_charge(&access.ctx, charged).await {
+        match svc.release_vault_charge(ctx, charged).await {
             Ok(true) => {}
             Ok(false) => counter_drifted(len),
             Err(e) => {

@@ -1026,3 +1026,81 @@ async fn groups_page_lists_groups_and_administrators_set_their_size() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }
+
+/// A vault upload whose handler is dropped mid-body (its connection closed under it by a
+/// timeout or a shutdown) still gives its quota charge back once the body ends: the
+/// charge, the upload and the give-back do not depend on the handler being polled.
+#[tokio::test]
+async fn a_vault_upload_dropped_mid_body_gives_its_charge_back() {
+    use base64::Engine;
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let id = h.provision(&ctx, "upload@x.io", "Upload").await;
+    let op = OperatorCtx::local_operator();
+    let key = h
+        .services
+        .generate_backup_key(
+            Authority::Operator(&op),
+            &h.tenant,
+            "upload@x.io",
+            &RequestMeta::default(),
+        )
+        .await
+        .unwrap();
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            key.key_user,
+            key.secret.expose()
+        ))
+    );
+    let base = format!("/backup/{}/{id}", h.tenant);
+    let create = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}?create=true"))
+        .header(header::AUTHORIZATION, &auth)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(create).await.status, StatusCode::OK);
+    let user = cairn_core::ids::UserId::parse(&id).unwrap();
+    let used = || async {
+        let u = h.services.store.get_user(&h.tenant, &user).await.unwrap();
+        u.unwrap().used_bytes
+    };
+
+    let (mut tx, body) = http_body_util::channel::Channel::<axum::body::Bytes>::new(1);
+    let upload = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{base}/data/{}", "ab".repeat(32)))
+        .header(header::AUTHORIZATION, &auth)
+        .header(header::CONTENT_LENGTH, "1000")
+        .body(Body::new(body))
+        .unwrap();
+    let mut handler = Box::pin(h.app.clone().oneshot(upload));
+    tx.send_data(vec![0u8; 100].into()).await.unwrap();
+    // Drive the handler until it has charged the upload and waits for more body.
+    for _ in 0..500 {
+        if used().await == 1000 {
+            break;
+        }
+        tokio::select! {
+            r = &mut handler => panic!("answered before the body ended: {:?}", r.map(|r| r.status())),
+            () = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+    assert_eq!(used().await, 1000);
+    drop(handler);
+    drop(tx);
+    for _ in 0..500 {
+        if used().await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        used().await,
+        0,
+        "the dropped upload's charge stayed counted"
+    );
+}
