@@ -47,7 +47,8 @@ enum Then {
     /// Sends the body, ends its side of the connection and reads the answer.
     Finish,
     /// Sends the body and drops the connection once the server has charged the
-    /// declared length (an upload cut off mid-body), without reading an answer.
+    /// declared length (an upload cut off mid-body), without reading an answer; returns
+    /// once the charge has been given back.
     Abort { declared: i64 },
 }
 
@@ -112,8 +113,10 @@ impl Repo<'_> {
         match then {
             Then::Abort { declared } => {
                 let (d, id) = (&self.app.deployment, self.a.id.as_str());
-                wait_for(|| async move { used_bytes(d, id).await >= before + declared }).await;
+                wait_for(|| async move { used_bytes(d, id).await == before + declared }).await;
                 drop(s);
+                // The server notices the dropped connection and gives the charge back.
+                wait_for(|| async move { used_bytes(d, id).await == before }).await;
                 0
             }
             Then::Finish => {
