@@ -71,6 +71,12 @@ impl QuotaUnit {
     pub const MAX: u64 = 1_000_000_000;
 }
 
+impl Default for QuotaUnit {
+    fn default() -> Self {
+        QuotaUnit(1_000_000_000)
+    }
+}
+
 /// A number of bytes the store's signed 64-bit counters can hold (0 to `i64::MAX`). Byte
 /// counts from requests and backends become one only through the checked [`ByteCount::new`]:
 /// a length above `i64::MAX` cannot wrap into a negative charge.
@@ -141,12 +147,6 @@ pub enum UploadRefused {
     TooLarge { max: u64 },
     /// The charge would take the account past its quota (507).
     QuotaExceeded,
-}
-
-impl Default for QuotaUnit {
-    fn default() -> Self {
-        QuotaUnit(1_000_000_000)
-    }
 }
 
 /// Why a vault request is refused.
