@@ -414,6 +414,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     child: Option<Child>,
     log: PathBuf,
+    /// The auth cache's age limit this server runs with (zero: no cache).
+    auth_cache: Duration,
     /// Declared last: dropped (PostgreSQL database removed) after the process is gone.
     pub deployment: std::sync::Arc<Deployment>,
 }
@@ -427,13 +429,32 @@ pub struct Opts {
     pub args: Vec<String>,
     /// Reach the deployment's database through this URL instead (e.g. a proxy).
     pub database_url: Option<String>,
+    /// Serve with the production defaults of the auth cache and the SCIM rate limit
+    /// instead of switching both off (see [`Opts::production`]).
+    pub production_defaults: bool,
+}
+
+/// `CAIRN_AUTH_CACHE_MS`'s default (`cairn serve --help` hides it): how long a
+/// settings or token change made elsewhere (the CLI) may take to reach a server.
+pub const AUTH_CACHE_DEFAULT: Duration = Duration::from_millis(2000);
+
+impl Opts {
+    /// The auth cache and the SCIM rate limit at their production defaults (whatever the
+    /// environment says), as identity providers meet the service.
+    pub fn production() -> Opts {
+        Opts {
+            production_defaults: true,
+            ..Opts::default()
+        }
+    }
 }
 
 impl TestApp {
     /// A fresh deployment and a server on it. Token and settings lookups are not cached
     /// (`CAIRN_AUTH_CACHE_MS=0`) so CLI changes show at once, and the SCIM rate limit is
     /// off (`CAIRN_SCIM_RATE_LIMIT=0`) so load and race tests measure the store; tests of
-    /// the cache and the limit opt in.
+    /// the cache and the limit opt in, and the identity-provider replays run with both
+    /// at their defaults ([`Opts::production`]).
     pub async fn spawn() -> TestApp {
         Self::spawn_with(Opts::default()).await
     }
@@ -457,8 +478,6 @@ impl TestApp {
         cmd.args(global)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(&opts.args)
-            .env("CAIRN_AUTH_CACHE_MS", "0")
-            .env("CAIRN_SCIM_RATE_LIMIT", "0")
             .env("CAIRN_LOG", "info")
             .env_remove("CAIRN_PUBLIC_URL")
             .env_remove("CAIRN_DATABASE_URL")
@@ -466,6 +485,13 @@ impl TestApp {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
+        if opts.production_defaults {
+            cmd.env_remove("CAIRN_AUTH_CACHE_MS")
+                .env_remove("CAIRN_SCIM_RATE_LIMIT");
+        } else {
+            cmd.env("CAIRN_AUTH_CACHE_MS", "0")
+                .env("CAIRN_SCIM_RATE_LIMIT", "0");
+        }
         for (k, v) in deployment.env.iter().chain(&opts.env) {
             cmd.env(k, v);
         }
@@ -501,7 +527,21 @@ impl TestApp {
                 .unwrap(),
             child: Some(child),
             log,
+            auth_cache: if opts.production_defaults {
+                AUTH_CACHE_DEFAULT
+            } else {
+                Duration::ZERO
+            },
             deployment,
+        }
+    }
+
+    /// Waits until a settings or token change made through the CLI has reached this
+    /// server: at once without the auth cache, after its refresh with it (bounded by
+    /// `CAIRN_AUTH_CACHE_MS`, the entries' age limit).
+    pub async fn settings_applied(&self) {
+        if !self.auth_cache.is_zero() {
+            tokio::time::sleep(self.auth_cache + Duration::from_millis(200)).await;
         }
     }
 
