@@ -276,8 +276,10 @@ async fn prepare(args: &Args, n: usize, postgres: bool) -> Result<Prepared> {
     // are the members the benchmark adds (and removes again).
     let pool_len = (n / 10).clamp(1, 1000);
     let big = args.group_size.min(n - pool_len);
-    let want_groups =
-        !args.no_groups && wanted(args, "group_add_1") | wanted(args, "group_add_big");
+    let want_groups = !args.no_groups
+        && ["group_add_1", "group_add_big", "get_groups"]
+            .iter()
+            .any(|op| wanted(args, op));
     let groups = if want_groups {
         let started = std::time::Instant::now();
         let small =
