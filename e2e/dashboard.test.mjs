@@ -8,7 +8,7 @@
 // Environment: CAIRN_BIN (default ../target/debug/cairn), CHROMIUM (default
 // /usr/bin/chromium), SCREENSHOTS (default ../docs/screenshots).
 
-import { test, before, after } from 'node:test';
+import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -116,14 +116,25 @@ before(async () => {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   admin = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  watchDialogs(admin, 'administrator');
   page = await admin.newPage();
-  // An XSS payload that executed would open a dialog; no step expects one unless it says so.
-  page.on('dialog', (d) => {
+});
+
+// An XSS payload that executed would open a dialog; no step expects one unless it says so
+// (shared.expectDialog). Every browser context is watched, and every step ends checking.
+shared.unexpectedDialogs = [];
+function watchDialogs(ctx, who) {
+  ctx.on('dialog', (d) => {
     if (!shared.expectDialog) {
-      shared.unexpectedDialog = d.message();
+      shared.unexpectedDialogs.push(`${who}: ${d.type()} "${d.message()}" on ${d.page()?.url()}`);
       return d.dismiss();
     }
   });
+}
+
+afterEach(() => {
+  const seen = shared.unexpectedDialogs.splice(0);
+  assert.deepEqual(seen, [], 'a dialog opened that no step expected (a script ran)');
 });
 
 after(async () => {
@@ -333,7 +344,7 @@ test('an identity provider\'s XSS payload is rendered as text', async () => {
   assert.equal(await page.locator('main img').count(), 0);
   await page.goto(`${base}/activity`);
   assert.equal(await page.locator('main img').count(), 0);
-  assert.equal(shared.unexpectedDialog, undefined, 'no script ran');
+  assert.deepEqual(shared.unexpectedDialogs, [], 'no script ran');
 });
 
 test('a POST without the CSRF token is refused', async () => {
@@ -372,6 +383,7 @@ test('a POST without the CSRF token is refused', async () => {
 
 test('a viewer sees accounts but gets 403 on the settings page', async () => {
   const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true });
+  watchDialogs(ctx, 'viewer');
   try {
     const p = await ctx.newPage();
     await signIn(p, VIEWER);

@@ -55,15 +55,34 @@ impl Deployment {
 
     /// Runs one CLI command and parses its JSON output (`Null` when it prints none).
     pub async fn cli(&self, args: &[&str], public_url: &str) -> Result<Value> {
-        let out = Command::new(&self.bin)
+        self.run_cli(args, public_url, None).await
+    }
+
+    /// [`Deployment::cli`] with `input` on standard input (e.g. `--password-stdin`).
+    pub async fn cli_stdin(&self, args: &[&str], public_url: &str, input: &str) -> Result<Value> {
+        self.run_cli(args, public_url, Some(input)).await
+    }
+
+    async fn run_cli(&self, args: &[&str], public_url: &str, input: Option<&str>) -> Result<Value> {
+        use tokio::io::AsyncWriteExt;
+        let mut child = Command::new(&self.bin)
             .args(self.global_args())
             .args(["--public-url", public_url])
             .args(args)
             .env("CAIRN_LOG", "warn")
-            .stdin(Stdio::null())
-            .output()
-            .await
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .with_context(|| format!("running {}", self.bin.display()))?;
+        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(text.as_bytes()).await?;
+        }
+        let out = child.wait_with_output().await?;
         if !out.status.success() {
             bail!(
                 "cairn {}: {}",

@@ -38,15 +38,6 @@ impl Measured {
         }
     }
 
-    /// Share of requests that failed (non-2xx/3xx answer or socket error).
-    pub fn failure_share(&self) -> f64 {
-        if self.requests == 0 {
-            1.0
-        } else {
-            ((self.non_2xx + self.socket_errors) as f64 / self.requests as f64).min(1.0)
-        }
-    }
-
     pub fn to_json(&self) -> Value {
         json!({
             "requests": self.requests,
@@ -140,6 +131,17 @@ pub fn get_fixed(path: &str) -> String {
     format!(
         "local p = {}\nrequest = function() return wrk.format(\"GET\", p) end\n",
         lua_str(path)
+    )
+}
+
+/// A fixed GET of a dashboard page as a signed-in browser asks for it: the session cookie
+/// instead of the SCIM token.
+pub fn get_dashboard(path: &str, cookie: &str) -> String {
+    format!(
+        "wrk.headers[\"Authorization\"] = nil\nwrk.headers[\"Content-Type\"] = nil\n\
+         wrk.headers[\"Accept\"] = \"text/html\"\nwrk.headers[\"Cookie\"] = {}\n{}",
+        lua_str(cookie),
+        get_fixed(path)
     )
 }
 

@@ -376,12 +376,12 @@ mod tests {
     use cairn_core::ids::{QuotaGb, UserId};
     use cairn_core::store::Store;
     use cairn_core::tenant::Tenant;
-    use std::time::{Duration, Instant};
 
-    /// The accounts list stays fast at 100,000 accounts: every page (first, deep keyset,
-    /// backwards, searched) is answered from an index, well under the budget.
+    /// The accounts list at 100,000 accounts: every page (first, deep keyset, backwards,
+    /// searched, by status) is right, and a keyset page reads the index in order. How
+    /// fast: scripts/bench (operation dashboard_accounts), BENCHMARKS.md.
     #[tokio::test]
-    async fn accounts_list_is_fast_with_100k_accounts() {
+    async fn accounts_list_pages_right_with_100k_accounts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cairn.db");
         let store = SqliteStore::open(&path).unwrap();
@@ -440,26 +440,20 @@ mod tests {
             tx.commit().unwrap();
             c.execute_batch("ANALYZE").unwrap();
         }
-        let time = |q: AccountQuery| {
+        let list = |q: AccountQuery| {
             let store = &store;
             let t = tenant.id.clone();
-            async move {
-                let start = Instant::now();
-                let page = store.list_accounts(&t, &q).await.unwrap();
-                (start.elapsed(), page)
-            }
+            async move { store.list_accounts(&t, &q).await.unwrap() }
         };
-        let budget = Duration::from_millis(250);
-        let (d, first) = time(AccountQuery {
+        let first = list(AccountQuery {
             limit: 50,
             ..Default::default()
         })
         .await;
         assert_eq!(first.total, 100_000);
         assert_eq!(first.items.len(), 51);
-        assert!(d < budget, "first page took {d:?}");
 
-        let (d, deep) = time(AccountQuery {
+        let deep = list(AccountQuery {
             cursor: Some(AccountCursor::After {
                 name_fold: "user099000@big.test".into(),
                 // Sorts after every issued id: the page starts after user099000.
@@ -470,9 +464,8 @@ mod tests {
         })
         .await;
         assert_eq!(deep.items[0].user_name.as_str(), "user099001@big.test");
-        assert!(d < budget, "deep page took {d:?}");
 
-        let (d, back) = time(AccountQuery {
+        let back = list(AccountQuery {
             cursor: Some(AccountCursor::Before {
                 name_fold: "user050000@big.test".into(),
                 // Sorts before every issued id: the page ends before user050000.
@@ -486,25 +479,22 @@ mod tests {
             back.items.last().unwrap().user_name.as_str(),
             "user049999@big.test"
         );
-        assert!(d < budget, "backwards page took {d:?}");
 
-        let (d, found) = time(AccountQuery {
+        let found = list(AccountQuery {
             search: Some("user04213".into()),
             limit: 50,
             ..Default::default()
         })
         .await;
         assert_eq!(found.total, 10);
-        assert!(d < budget, "search took {d:?}");
 
-        let (d, deleted) = time(AccountQuery {
+        let deleted = list(AccountQuery {
             status: Some(AccountStatus::Deleted),
             limit: 50,
             ..Default::default()
         })
         .await;
         assert_eq!(deleted.total, 10_000);
-        assert!(d < budget, "status filter took {d:?}");
 
         // The plan of a keyset page uses the (tenant, user_name_fold, id) index.
         let c = super::super::conn::open(&path, false).unwrap();

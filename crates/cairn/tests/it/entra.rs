@@ -4,6 +4,8 @@
 //! `"False"`/`"True"` strings, the `aadOptscim062020` forms (lowercase ops, booleans,
 //! combined path-less replace), hard delete, and the SCIM Validator's checks (§3.16).
 //! Numbers in `#N` refer to the checklist in §6.
+//! Served with the production defaults of the auth cache and the rate limit
+//! (`Opts::production`).
 
 use crate::support::*;
 use reqwest::{header, Method};
@@ -110,7 +112,7 @@ async fn create(t: &Tenant, body: &Value) -> Value {
 /// §3.4 Test Connection, §3.5 matching queries, §3.12 flags in the Tenant URL.
 #[tokio::test]
 async fn entra_test_connection_and_probes() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Probe");
     // Test Connection: a random GUID in the matching attribute ⇒ 200 + empty list (#15).
     for f in [
@@ -208,7 +210,7 @@ async fn entra_test_connection_and_probes() {
 /// #14: every filter Entra may use for matching, and `and`; #16: unsupported ones.
 #[tokio::test]
 async fn entra_matching_filters() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Filters");
     let a = create(
         &t,
@@ -305,7 +307,7 @@ async fn entra_matching_filters() {
 /// PATCH forms (§3.8, §3.9): capitalised ops, one op per attribute, `"False"`/`"True"`.
 #[tokio::test]
 async fn entra_default_patch_forms() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Default");
     let un = "Test_User_00aa@contoso.onmicrosoft.com";
     let mut body = entra_create(
@@ -522,7 +524,7 @@ async fn entra_default_patch_forms() {
 /// user has none (or only another type), without duplicating types (#23).
 #[tokio::test]
 async fn entra_work_email_created_on_absent() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Email");
     let u = create(
         &t,
@@ -585,7 +587,7 @@ async fn entra_work_email_created_on_absent() {
 /// replaces folded into one path-less op with dotted and URN-qualified keys (#28).
 #[tokio::test]
 async fn entra_flag_aadoptscim062020_forms() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Flag");
     let mut body = entra_create("flag.user@contoso.com", "flag.user@contoso.com", "fuser");
     body[ENTERPRISE_URN] = json!({"employeeNumber":"1"});
@@ -653,7 +655,7 @@ async fn entra_flag_aadoptscim062020_forms() {
 /// and with `emails.primary` as a string (§3.16).
 #[tokio::test]
 async fn entra_string_booleans_on_create() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Strings");
     let u = create(
         &t,
@@ -698,7 +700,7 @@ async fn entra_string_booleans_on_create() {
 /// (§3.16; #47).
 #[tokio::test]
 async fn entra_validator_family_and_hard_delete() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Validator");
     let body = json!({"schemas":[USER_URN, ENTERPRISE_URN],"userName":"Rtyu@contoso.com",
         "externalId":"Plmo","displayName":"Qwer","active":true,"title":"Zxcv",
@@ -775,7 +777,7 @@ async fn entra_validator_family_and_hard_delete() {
 /// #6: the request body content types clients use; every response is scim+json.
 #[tokio::test]
 async fn entra_and_okta_request_content_types() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Content Types");
     for (i, ct) in [
         "application/scim+json",
@@ -820,7 +822,7 @@ async fn entra_and_okta_request_content_types() {
 /// detail) and the ETag does not move.
 #[tokio::test]
 async fn entra_patch_is_atomic() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Entra Atomic");
     let u = create(
         &t,

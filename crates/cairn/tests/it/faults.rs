@@ -64,10 +64,13 @@ async fn a_full_disk_gives_503s_and_writes_resume_when_space_is_freed() {
         return; // SQLite's own file; the PostgreSQL outage is tested in ops.rs.
     }
     let deployment = std::sync::Arc::new(Deployment::new());
-    let Some(_mount) = Tmpfs::mount(deployment.data_dir.path(), "6m") else {
-        eprintln!("faults: skipped, mounting a tmpfs needs root");
+    let mount = Tmpfs::mount(deployment.data_dir.path(), "6m");
+    if !require(
+        "a tmpfs mounted over the data directory (root)",
+        mount.is_some(),
+    ) {
         return;
-    };
+    }
     let app = TestApp::spawn_on(deployment.clone(), Opts::default()).await;
     let t = app.tenant("Full");
     let first = t.create_user(&user("first@full.test")).await;
@@ -261,10 +264,12 @@ async fn a_file_system_turned_read_only_gives_503s_and_loses_nothing() {
     }
     let scratch = tempfile::tempdir().unwrap();
     let deployment = std::sync::Arc::new(Deployment::new());
-    let Some(fs) = Ext4::mount(&scratch.path().join("fs.img"), deployment.data_dir.path()) else {
-        eprintln!("faults: skipped, a loop-mounted ext4 needs root and loop devices");
+    let fs = Ext4::mount(&scratch.path().join("fs.img"), deployment.data_dir.path());
+    let need = "an ext4 image loop-mounted over the data directory (root, loop devices, mkfs.ext4)";
+    if !require(need, fs.is_some()) {
         return;
-    };
+    }
+    let fs = fs.unwrap();
     let mut app = TestApp::spawn_on(deployment.clone(), Opts::default()).await;
     let t = app.tenant("Readonly");
     let mut acked = vec![];

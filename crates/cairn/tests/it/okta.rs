@@ -2,12 +2,12 @@
 //! SPEC test (the 12 Runscope/OIN steps of §2.12) and the CRUD test read-backs (§2.13),
 //! the custom-app (AIW, PUT-based) lifecycle that Infrascale's instructions set up (§1.3,
 //! §2.1, §2.7–§2.10), and the OIN catalog-app PATCH lifecycle (§2.8, §2.9).
-//! Numbers in `#N` refer to the checklist in §6.
+//! Numbers in `#N` refer to the checklist in §6. Served with the production defaults of
+//! the auth cache and the rate limit (`Opts::production`).
 
 use crate::support::*;
 use reqwest::{header, Method, RequestBuilder};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
 
 /// Percent-encodes a query value the way Okta's clients (and Runscope) do: space `%20`,
 /// quotes `%22`, `@` `%40`.
@@ -104,7 +104,7 @@ fn assert_created(t: &Tenant, r: &Reply) -> Value {
 
 #[tokio::test]
 async fn okta_spec_test_all_twelve_steps() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Spec");
     let n = unique();
     let invalid_user_email = "abcdefgh@example.com";
@@ -252,14 +252,9 @@ async fn okta_spec_test_all_twelve_steps() {
     let v = assert_list(&r);
     assert_eq!(list_ids(&v), vec![id_user_one.clone()], "{v}");
 
-    // Step 10: Optional: Verify Groups endpoint, answered within 600 ms (#36).
-    let started = Instant::now();
+    // Step 10: Optional: Verify Groups endpoint (#36; Okta wants it within 600 ms:
+    // measured by scripts/bench, operation get_groups).
     let r = send(spec_get(&t, "/Groups")).await;
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_millis(600),
-        "GET /Groups took {took:?}"
-    );
     let v = assert_list(&r);
     assert!(
         v["totalResults"] == 0 || v["Resources"].is_array(),
@@ -305,7 +300,7 @@ async fn okta_spec_test_all_twelve_steps() {
 /// #11: the connector test and SPEC step 1 against a tenant without any user yet.
 #[tokio::test]
 async fn okta_connector_tests_on_an_empty_tenant() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Empty");
     for path in [
         "/Users?startIndex=1&count=2",
@@ -327,7 +322,7 @@ async fn okta_connector_tests_on_an_empty_tenant() {
 /// mode, and bad credentials.
 #[tokio::test]
 async fn okta_http_header_auth_variants() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Auth");
     let tok = &t.token;
     for value in [
@@ -373,7 +368,7 @@ async fn okta_http_header_auth_variants() {
 /// clients percent-encode quotes, so that form is not replayed here.)
 #[tokio::test]
 async fn okta_filter_encodings() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Filters");
     let u = t
         .create_user(&json!({"schemas":[USER_URN],"userName":"test.user@okta.local",
@@ -431,7 +426,7 @@ fn okta_create_body(user_name: &str, okta_id: &str) -> Value {
 
 #[tokio::test]
 async fn okta_aiw_put_lifecycle() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta AIW");
     let un = "test.user@okta.local";
 
@@ -592,7 +587,7 @@ async fn okta_aiw_put_lifecycle() {
 /// §2.7: enterprise-extension blocks in a PUT are applied, not dropped (#26, #21).
 #[tokio::test]
 async fn okta_put_applies_enterprise_extension() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Ext");
     let u = t
         .create_user(&okta_create_body("ext.user@okta.local", "00uext"))
@@ -643,7 +638,7 @@ async fn okta_patch(t: &Tenant, id: &str, ops: Value) -> Value {
 
 #[tokio::test]
 async fn okta_oin_patch_lifecycle() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta OIN");
     let un = "oin.user@okta.local";
     assert_eq!(okta_lookup(&t, un).await["totalResults"], 0);
@@ -730,7 +725,7 @@ async fn okta_oin_patch_lifecycle() {
 /// user exactly once, in the same order as one big page.
 #[tokio::test]
 async fn okta_import_paging_is_stable() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Import");
     let total = 205;
     for i in 0..total {
@@ -799,7 +794,7 @@ async fn okta_import_paging_is_stable() {
 /// another change still applies (Okta sends no If-Match).
 #[tokio::test]
 async fn okta_put_echo_details() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Echo");
     let r = okta(
         &t,
@@ -886,7 +881,7 @@ async fn okta_put_echo_details() {
 /// case-insensitively on every backend.
 #[tokio::test]
 async fn okta_user_names_beyond_ascii() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta Unicode");
     let un = "élise.müller+backup@exämple.test";
     let r = okta(
@@ -924,7 +919,7 @@ async fn okta_user_names_beyond_ascii() {
 /// steps, and the read-backs the suite asserts with `{{SCIMAuth}}`.
 #[tokio::test]
 async fn okta_crud_test_read_backs() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Okta CRUD");
     let email = "crud.user@okta.local";
     // Steps 2–3: user created in Okta and assigned (givenName, familyName, email, work).

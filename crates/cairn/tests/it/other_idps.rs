@@ -1,7 +1,8 @@
 //! Replays of the other IdPs that push SCIM (../shared/reference/idp-clients.md §4):
 //! OneLogin, JumpCloud, Google Workspace, Rippling; and the checks every client relies on
 //! (authentication scoping, discovery, throughput). Numbers in `#N` refer to the
-//! checklist in §6.
+//! checklist in §6. Served with the production defaults of the auth cache and the rate
+//! limit (`Opts::production`).
 
 use crate::support::*;
 use reqwest::{header, Method};
@@ -58,7 +59,7 @@ async fn patch_ok(t: &Tenant, id: &str, ops: Value) -> Value {
 
 #[tokio::test]
 async fn onelogin_single_object_emails_and_delete() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("OneLogin");
     // The connector's user template: emails as a single object without `primary`.
     let body = json!({"schemas":[USER_URN, ENTERPRISE_URN],
@@ -155,7 +156,7 @@ async fn onelogin_single_object_emails_and_delete() {
 
 #[tokio::test]
 async fn jumpcloud_activate_and_per_attribute_patch() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("JumpCloud");
     // "Activate": GET /Users on an empty tenant ⇒ 200 (#7, #11).
     let v = assert_list(&t.get("/Users").await);
@@ -205,7 +206,7 @@ async fn jumpcloud_activate_and_per_attribute_patch() {
 
 #[tokio::test]
 async fn google_probe_suspend_and_delete() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Google");
     let v = assert_list(&t.get("/Users?count=1").await);
     assert_eq!(v["totalResults"], 0);
@@ -255,7 +256,7 @@ async fn google_probe_suspend_and_delete() {
 
 #[tokio::test]
 async fn rippling_probe_retries_and_deprovisioning() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Rippling");
     // Test connection: /ServiceProviderConfig must exist and be valid (#40).
     let r = t.get("/ServiceProviderConfig").await;
@@ -326,7 +327,7 @@ async fn rippling_probe_retries_and_deprovisioning() {
 /// #3, #44: a token only opens its own tenant, and no lookup crosses tenants.
 #[tokio::test]
 async fn tokens_and_data_are_scoped_to_their_tenant() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let a = app.tenant("Tenant A");
     let b = app.tenant("Tenant B");
     let ua = a
@@ -378,13 +379,14 @@ async fn tokens_and_data_are_scoped_to_their_tenant() {
 /// turning it back on restores access with the same token.
 #[tokio::test]
 async fn scim_disabled_tenant_rejects_every_call() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Disabled");
     let u = t
         .create_user(&json!({"schemas":[USER_URN],"userName":"d@idp.test"}))
         .await;
     let id = u["id"].as_str().unwrap().to_owned();
     app.cli(&["scim", "disable", "--tenant", &t.id]).ok();
+    app.settings_applied().await;
     for (m, p) in [
         (Method::GET, "/Users".to_owned()),
         (Method::GET, format!("/Users/{id}")),
@@ -419,6 +421,7 @@ async fn scim_disabled_tenant_rejects_every_call() {
         "50",
     ])
     .ok();
+    app.settings_applied().await;
     let got = get_user(&t, &id).await;
     assert_eq!(got["active"], true, "nothing changed while disabled");
     assert_eq!(assert_list(&t.get("/Users").await)["totalResults"], 1);
@@ -428,7 +431,7 @@ async fn scim_disabled_tenant_rejects_every_call() {
 /// camelCase attribute definitions without nulls, describing User; #1: the endpoints.
 #[tokio::test]
 async fn discovery_endpoints() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Discovery");
     let v = assert_list(&t.get("/Schemas").await);
     fn no_nulls(v: &Value, at: &str) {
@@ -499,23 +502,27 @@ async fn discovery_endpoints() {
 }
 
 /// #42: Entra's gallery checklist wants ≥ 25 requests/second per tenant without 429 —
-/// 100 requests from 10 concurrent clients all succeed.
+/// under the default rate limit (100/s, bursts of 200; `rate_limit.rs` shows it refuses
+/// past that) 10 concurrent clients at 50/s together, for 250 requests (more than a
+/// burst, so the refill is what serves them), all succeed.
 #[tokio::test]
 async fn sustains_entra_request_rate_without_429() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Throughput");
     let u = t
         .create_user(&json!({"schemas":[USER_URN],"userName":"rate@idp.test"}))
         .await;
     let id = u["id"].as_str().unwrap().to_owned();
-    let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for w in 0..10 {
         let t = t.clone();
         let id = id.clone();
         tasks.push(tokio::spawn(async move {
             let mut statuses = Vec::new();
-            for i in 0..10 {
+            // Each client 5/s: a request every 200 ms (later when one is slower).
+            let mut pace = tokio::time::interval(std::time::Duration::from_millis(200));
+            for i in 0..25 {
+                pace.tick().await;
                 let r = if i % 2 == 0 {
                     t.get(&format!(
                         "/Users?filter={}",
@@ -530,18 +537,15 @@ async fn sustains_entra_request_rate_without_429() {
             statuses
         }));
     }
+    let mut answered = 0;
     for task in tasks {
         for s in task.await.unwrap() {
             assert_eq!(s, 200, "no throttling at Entra's rate");
+            answered += 1;
         }
     }
-    // 25/s would be 4 s for 100 requests; the bound is doubled because the other tests
-    // share the machine's two cores (a debug build answers these in well under 1 s).
-    let took = started.elapsed();
-    assert!(
-        took < std::time::Duration::from_secs(8),
-        "100 requests took {took:?} (Entra needs 25/s)"
-    );
+    assert_eq!(answered, 250);
+    // How fast: scripts/bench (get_filter, get_id); Entra's 25/s is far below both.
 }
 
 /// #45: each account gets the tenant's Account Size at creation time — recorded in the
@@ -549,7 +553,7 @@ async fn sustains_entra_request_rate_without_429() {
 /// accounts only.
 #[tokio::test]
 async fn account_size_allocated_at_creation() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(Opts::production()).await;
     let t = app.tenant("Quota");
     let first = t
         .create_user(&json!({"schemas":[USER_URN],"userName":"q1@idp.test"}))
@@ -563,6 +567,7 @@ async fn account_size_allocated_at_creation() {
         "75",
     ])
     .ok();
+    app.settings_applied().await;
     let second = t
         .create_user(&json!({"schemas":[USER_URN],"userName":"q2@idp.test"}))
         .await;

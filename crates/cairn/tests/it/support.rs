@@ -22,6 +22,49 @@ pub fn backend_is_postgres() -> bool {
     std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
 }
 
+/// Whether this run is CI's (`CI` set to anything but `false`/`0`/empty; `.ci/run` and
+/// GitHub Actions set `CI=true`).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// A line on the test process's stderr that cargo test shows whatever the outcome:
+/// the test harness captures `print!`/`eprint!` of passing tests, not direct writes.
+pub fn announce(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The running test's name (libtest names each test's thread after it).
+fn test_name() -> String {
+    std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_owned()
+}
+
+/// What a test needs from the machine (`need`, e.g. "mounting a tmpfs (root)") and
+/// whether it has it. With it, the test announces that it ran, so CI's log shows it did.
+/// Without it, under CI (see [`in_ci`]) the test fails naming what is missing; elsewhere
+/// it says `SKIPPED` on the uncaptured stderr and the caller returns (a local machine
+/// may lack root or a tool, CI may not).
+#[track_caller]
+pub fn require(need: &str, have: bool) -> bool {
+    let test = test_name();
+    if have {
+        announce(&format!("ran {test}: {need}"));
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{test}: needs {need}, which this machine does not give it, and CI is set: \
+         a CI run must not skip it"
+    );
+    announce(&format!(
+        "SKIPPED {test}: needs {need} (CI fails here instead)"
+    ));
+    false
+}
+
 fn pg_admin_url() -> String {
     std::env::var("CAIRN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
@@ -371,6 +414,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     child: Option<Child>,
     log: PathBuf,
+    /// The auth cache's age limit this server runs with (zero: no cache).
+    auth_cache: Duration,
     /// Declared last: dropped (PostgreSQL database removed) after the process is gone.
     pub deployment: std::sync::Arc<Deployment>,
 }
@@ -384,13 +429,32 @@ pub struct Opts {
     pub args: Vec<String>,
     /// Reach the deployment's database through this URL instead (e.g. a proxy).
     pub database_url: Option<String>,
+    /// Serve with the production defaults of the auth cache and the SCIM rate limit
+    /// instead of switching both off (see [`Opts::production`]).
+    pub production_defaults: bool,
+}
+
+/// `CAIRN_AUTH_CACHE_MS`'s default (`cairn serve --help` hides it): how long a
+/// settings or token change made elsewhere (the CLI) may take to reach a server.
+pub const AUTH_CACHE_DEFAULT: Duration = Duration::from_millis(2000);
+
+impl Opts {
+    /// The auth cache and the SCIM rate limit at their production defaults (whatever the
+    /// environment says), as identity providers meet the service.
+    pub fn production() -> Opts {
+        Opts {
+            production_defaults: true,
+            ..Opts::default()
+        }
+    }
 }
 
 impl TestApp {
     /// A fresh deployment and a server on it. Token and settings lookups are not cached
     /// (`CAIRN_AUTH_CACHE_MS=0`) so CLI changes show at once, and the SCIM rate limit is
     /// off (`CAIRN_SCIM_RATE_LIMIT=0`) so load and race tests measure the store; tests of
-    /// the cache and the limit opt in.
+    /// the cache and the limit opt in, and the identity-provider replays run with both
+    /// at their defaults ([`Opts::production`]).
     pub async fn spawn() -> TestApp {
         Self::spawn_with(Opts::default()).await
     }
@@ -414,8 +478,6 @@ impl TestApp {
         cmd.args(global)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(&opts.args)
-            .env("CAIRN_AUTH_CACHE_MS", "0")
-            .env("CAIRN_SCIM_RATE_LIMIT", "0")
             .env("CAIRN_LOG", "info")
             .env_remove("CAIRN_PUBLIC_URL")
             .env_remove("CAIRN_DATABASE_URL")
@@ -423,6 +485,13 @@ impl TestApp {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap());
+        if opts.production_defaults {
+            cmd.env_remove("CAIRN_AUTH_CACHE_MS")
+                .env_remove("CAIRN_SCIM_RATE_LIMIT");
+        } else {
+            cmd.env("CAIRN_AUTH_CACHE_MS", "0")
+                .env("CAIRN_SCIM_RATE_LIMIT", "0");
+        }
         for (k, v) in deployment.env.iter().chain(&opts.env) {
             cmd.env(k, v);
         }
@@ -458,7 +527,21 @@ impl TestApp {
                 .unwrap(),
             child: Some(child),
             log,
+            auth_cache: if opts.production_defaults {
+                AUTH_CACHE_DEFAULT
+            } else {
+                Duration::ZERO
+            },
             deployment,
+        }
+    }
+
+    /// Waits until a settings or token change made through the CLI has reached this
+    /// server: at once without the auth cache, after its refresh with it (bounded by
+    /// `CAIRN_AUTH_CACHE_MS`, the entries' age limit).
+    pub async fn settings_applied(&self) {
+        if !self.auth_cache.is_zero() {
+            tokio::time::sleep(self.auth_cache + Duration::from_millis(200)).await;
         }
     }
 

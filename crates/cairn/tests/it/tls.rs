@@ -63,22 +63,56 @@ async fn https_with_tls_1_2_and_1_3_only_and_a_clean_sigterm() {
         );
         assert_eq!(body_and_status(&out).1, 200, "{version:?}");
     }
-    // TLS 1.1 and 1.0 are refused (the client's own floor lowered so the server decides).
+    // TLS 1.1 and 1.0 are refused by the server: the client's own floor lowered (and its
+    // cipher policy, so OpenSSL sends the hello at all), the server answers with a fatal
+    // alert (RFC 8446 §6.2) that curl reports as received ("… alert …"), not with a local
+    // failure such as "no protocols available" or a refused connection.
     for max in ["1.1", "1.0"] {
         let out = curl(
             &cert,
-            &["--tls-max", max, "--ciphers", "DEFAULT@SECLEVEL=0"],
+            &[
+                "--tlsv1.0",
+                "--tls-max",
+                max,
+                "--ciphers",
+                "DEFAULT@SECLEVEL=0",
+            ],
             &healthz,
         );
-        assert!(!out.status.success(), "TLS {max} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // curl's exit code 35: the TLS handshake failed.
+        assert_eq!(out.status.code(), Some(35), "TLS {max}: {stderr}");
+        assert!(
+            stderr.contains("alert handshake failure") || stderr.contains("alert protocol version"),
+            "TLS {max} was not refused by the server's alert: {stderr}"
+        );
     }
-    // Plain HTTP on the TLS port gets no HTTP answer.
-    let plain = Command::new("curl")
-        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
-        .arg(healthz.replacen("https://", "http://", 1))
-        .output()
-        .unwrap();
-    assert_ne!(body_and_status(&plain).1, 200);
+    // Plain HTTP on the TLS port is answered with a TLS fatal alert record and the
+    // connection closed (RFC 8446 §5.1: content type 21, alert; §6: level 2, fatal), no
+    // HTTP answer at all.
+    let addr = app.base.trim_start_matches("https://").to_owned();
+    let reply = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut reply = Vec::new();
+        s.read_to_end(&mut reply).unwrap();
+        reply
+    })
+    .await
+    .unwrap();
+    assert!(
+        reply.len() == 7
+            && reply[0] == 21
+            && reply[1] == 3
+            && reply[3..5] == [0, 2]
+            && reply[5] == 2,
+        "not one TLS fatal alert: {reply:02x?} ({:?})",
+        String::from_utf8_lossy(&reply)
+    );
 
     // SCIM over HTTPS; the Tenant URL uses the https scheme.
     let t = app.tenant("Secure");
