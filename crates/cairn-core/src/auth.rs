@@ -9,6 +9,7 @@ use crate::ids::{TenantId, TokenId};
 use crate::store::{Role, Store};
 use crate::tenant::Tenant;
 use crate::{Error, Result};
+use hashlink::LruCache;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -150,8 +151,24 @@ impl DashboardCtx {
 
 struct CacheEntry {
     fetched: Instant,
-    state: Option<crate::store::ScimAuthState>,
+    state: crate::store::ScimAuthState,
 }
+
+/// The cached views of tenants, known and unknown apart: requests naming made-up tenant
+/// ids fill only the small `unknown` map, so they can neither evict a real tenant's
+/// entry nor grow memory. Both are LRU-bounded.
+struct AuthCache {
+    known: LruCache<TenantId, CacheEntry>,
+    /// When the tenant was last found not to exist.
+    unknown: LruCache<TenantId, Instant>,
+}
+
+/// Tenants whose tokens are cached at most (least recently used ones are dropped, and
+/// read again when next used).
+pub const AUTH_CACHE_TENANTS: usize = 10_000;
+/// Tenant ids remembered as unknown at most: enough to absorb one client retrying a
+/// wrong URL, small enough that a flood of made-up ids costs little memory.
+pub const AUTH_CACHE_UNKNOWN: usize = 1_024;
 
 /// Authenticates SCIM requests. Token hashes and settings are cached for a short time
 /// (`ttl`), so a request costs one SHA-256 and no database round trip; a token regenerated
@@ -161,7 +178,7 @@ struct CacheEntry {
 pub struct ScimAuthenticator {
     store: Arc<dyn Store>,
     ttl: Duration,
-    cache: Mutex<HashMap<TenantId, CacheEntry>>,
+    cache: Mutex<AuthCache>,
     touched: Mutex<HashMap<TokenId, Instant>>,
 }
 
@@ -177,13 +194,33 @@ impl ScimAuthenticator {
         ScimAuthenticator {
             store,
             ttl,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(AuthCache {
+                known: LruCache::new(AUTH_CACHE_TENANTS),
+                unknown: LruCache::new(AUTH_CACHE_UNKNOWN),
+            }),
             touched: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Whether an existing tenant's state is cached (tests and diagnostics).
+    pub fn is_cached(&self, tenant: &TenantId) -> bool {
+        self.cache
+            .lock()
+            .expect("auth cache")
+            .known
+            .contains_key(tenant)
+    }
+
+    /// Entries cached, known and unknown tenants together (tests and diagnostics).
+    pub fn cached_len(&self) -> usize {
+        let c = self.cache.lock().expect("auth cache");
+        c.known.len() + c.unknown.len()
+    }
+
     pub fn invalidate(&self, tenant: &TenantId) {
-        self.cache.lock().expect("auth cache").remove(tenant);
+        let mut c = self.cache.lock().expect("auth cache");
+        c.known.remove(tenant);
+        c.unknown.remove(tenant);
     }
 
     /// Checks `authorization` against the live tokens of the tenant named in the URL.
@@ -250,26 +287,39 @@ impl ScimAuthenticator {
         fresh: bool,
     ) -> Result<(Option<crate::store::ScimAuthState>, Option<Duration>)> {
         if !fresh {
-            let cache = self.cache.lock().expect("auth cache");
-            if let Some(e) = cache.get(tenant) {
+            let mut cache = self.cache.lock().expect("auth cache");
+            if let Some(e) = cache.known.get(tenant) {
                 let age = e.fetched.elapsed();
                 if age < self.ttl {
-                    return Ok((e.state.clone(), Some(age)));
+                    return Ok((Some(e.state.clone()), Some(age)));
+                }
+            } else if let Some(at) = cache.unknown.get(tenant) {
+                let age = at.elapsed();
+                if age < self.ttl {
+                    return Ok((None, Some(age)));
                 }
             }
         }
         let state = self.store.scim_auth_state(tenant).await?;
         let mut cache = self.cache.lock().expect("auth cache");
-        if cache.len() > 100_000 {
-            cache.clear();
+        let now = Instant::now();
+        match &state {
+            Some(s) => {
+                cache.unknown.remove(tenant);
+                cache.known.insert(
+                    tenant.clone(),
+                    CacheEntry {
+                        fetched: now,
+                        state: s.clone(),
+                    },
+                );
+            }
+            None => {
+                // A tenant that was deleted is no longer known.
+                cache.known.remove(tenant);
+                cache.unknown.insert(tenant.clone(), now);
+            }
         }
-        cache.insert(
-            tenant.clone(),
-            CacheEntry {
-                fetched: Instant::now(),
-                state: state.clone(),
-            },
-        );
         Ok((state, None))
     }
 }

@@ -32,6 +32,8 @@ pub struct Services {
     pub retention: time::Duration,
     /// The externally visible base URL, for Tenant URLs and `Location` headers.
     pub public_url: String,
+    /// The bound on concurrent password verifications (dashboard sign-in).
+    pub sign_in_gate: crate::session::SignInGate,
 }
 
 /// How many times an update is retried when another request changed the account between
@@ -52,6 +54,7 @@ impl Services {
             clock,
             retention,
             public_url: public_url.trim_end_matches('/').to_owned(),
+            sign_in_gate: Default::default(),
         }
     }
 

@@ -14,7 +14,8 @@ use crate::{Error, Result};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use time::{Duration, OffsetDateTime};
 
 /// A session ends after this long without a request.
@@ -27,11 +28,146 @@ const TOUCH_EVERY: Duration = Duration::seconds(60);
 
 /// Failed sign-ins are counted over this window.
 pub const THROTTLE_WINDOW: Duration = Duration::minutes(15);
-/// Failed sign-ins for one email within the window before it is locked for the rest of it.
-pub const MAX_FAILURES_PER_ACCOUNT: u32 = 5;
+/// Failed sign-ins for one email from one client address within the window before that
+/// pair is locked for the rest of it. Keyed on the pair so that someone who knows an
+/// administrator's email cannot lock the administrator out from elsewhere.
+pub const MAX_FAILURES_PER_ACCOUNT_ADDRESS: u32 = 5;
 /// Failed sign-ins from one client address within the window. Higher than per account:
 /// an office behind one NAT address must not lock itself out because of one typist.
 pub const MAX_FAILURES_PER_ADDRESS: u32 = 20;
+/// Failed sign-ins for one email from all addresses within the window after which the
+/// account is slowed, not locked: one attempt per [`ACCOUNT_SLOW_SPACING`].
+pub const ACCOUNT_SLOW_AFTER: u32 = 10;
+/// The spacing of attempts for a slowed account (see [`ACCOUNT_SLOW_AFTER`]).
+pub const ACCOUNT_SLOW_SPACING: Duration = Duration::seconds(5);
+/// Retry-After of a sign-in refused because the password checks are all busy.
+pub const BUSY_RETRY_AFTER: Duration = Duration::seconds(1);
+
+/// One limit a sign-in attempt is charged against: at most `max` failures under `key`
+/// within [`THROTTLE_WINDOW`]; then refused until the oldest of them ages out, or, with a
+/// `spacing`, allowed once per `spacing` (slowed, not locked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleRule {
+    pub key: [u8; 32],
+    pub max: u32,
+    pub spacing: Option<Duration>,
+}
+
+impl ThrottleRule {
+    /// How long to wait before the next attempt, given the failures under `key` within the
+    /// window (`count`, the `oldest` and the `newest`); `None`: the attempt may go ahead.
+    /// The stores call this inside their atomic charge, so the rule is written once.
+    pub fn verdict(
+        &self,
+        count: u32,
+        oldest: Option<OffsetDateTime>,
+        newest: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Option<Duration> {
+        if count < self.max {
+            return None;
+        }
+        let until = match self.spacing {
+            None => oldest.unwrap_or(now) + THROTTLE_WINDOW,
+            Some(gap) => newest.unwrap_or(now) + gap,
+        };
+        (until > now).then(|| (until - now).max(Duration::seconds(1)))
+    }
+}
+
+/// The global bound on password verifications. Argon2id with the default parameters
+/// (RFC 9106 §4's second recommended option, as the argon2 crate ships) takes 19 MiB and
+/// tens of milliseconds of a core per check, on a blocking thread shared with SQLite reads
+/// and vault I/O: unbounded, a flood of sign-ins takes the process's memory and starves
+/// every other request. At most `concurrency` checks run at once and `queue` more wait;
+/// beyond that a sign-in is refused at once (`SignInError::Busy`).
+#[derive(Debug)]
+pub struct SignInGate {
+    permits: Arc<tokio::sync::Semaphore>,
+    admitted: AtomicUsize,
+    capacity: usize,
+    verifications: AtomicU64,
+    shed: AtomicU64,
+}
+
+impl Default for SignInGate {
+    /// One check per core, and a queue of eight.
+    fn default() -> Self {
+        SignInGate::default_with_queue(8)
+    }
+}
+
+impl SignInGate {
+    /// One check per core, and `queue` waiting.
+    pub fn default_with_queue(queue: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        SignInGate::new(cores, queue)
+    }
+
+    pub fn new(concurrency: usize, queue: usize) -> Self {
+        let concurrency = concurrency.max(1);
+        SignInGate {
+            permits: Arc::new(tokio::sync::Semaphore::new(concurrency)),
+            admitted: AtomicUsize::new(0),
+            capacity: concurrency.saturating_add(queue),
+            verifications: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+        }
+    }
+
+    /// Password verifications started since the process started.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    /// Sign-ins refused because every check and queue place was taken.
+    pub fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
+    /// A place among the checks running or queued, or `None` when all are taken.
+    fn admit(&self) -> Option<GateTicket<'_>> {
+        if self.admitted.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(GateTicket(self))
+    }
+
+    /// Waits for a running place, then verifies on a blocking thread. The permit moves
+    /// into the blocking task, so a client that goes away does not free the place while
+    /// its check still runs.
+    async fn verify(
+        &self,
+        _ticket: &GateTicket<'_>,
+        password: String,
+        hash: PasswordHash,
+    ) -> Result<bool> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Internal(format!("sign-in gate: {e}")))?;
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            verify_password(&password, &hash)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password check: {e}")))
+    }
+}
+
+/// A place taken in the [`SignInGate`], given back on drop.
+struct GateTicket<'a>(&'a SignInGate);
+
+impl Drop for GateTicket<'_> {
+    fn drop(&mut self) {
+        self.0.admitted.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// The random session id the browser holds. `Debug` never prints it.
 #[derive(Clone, PartialEq, Eq)]
@@ -116,6 +252,11 @@ pub enum SignInError {
     Throttled {
         retry_after: Duration,
     },
+    /// Every password check and queue place is taken (see [`SignInGate`]); try again
+    /// after this long.
+    Busy {
+        retry_after: Duration,
+    },
     Failed(Error),
 }
 
@@ -152,50 +293,61 @@ impl Services {
         client: &str,
         previous: Option<&SessionSecret>,
     ) -> Result<(SessionSecret, DashboardSession), SignInError> {
+        // Shed before anything else: a refused sign-in costs no database work.
+        let ticket = self.sign_in_gate.admit().ok_or(SignInError::Busy {
+            retry_after: BUSY_RETRY_AFTER,
+        })?;
         let now = self.clock.now();
-        let account_key = throttle_key("account", &fold_case(email.trim()));
+        let folded = fold_case(email.trim());
+        let pair_key = throttle_key("account-address", &format!("{folded}\n{client}"));
+        let account_key = throttle_key("account", &folded);
         let address_key = throttle_key("address", client);
         let since = now - THROTTLE_WINDOW;
-        for (key, max) in [
-            (&account_key, MAX_FAILURES_PER_ACCOUNT),
-            (&address_key, MAX_FAILURES_PER_ADDRESS),
-        ] {
-            let (count, oldest) = self.store.login_failures_since(key, since).await?;
-            if count >= max {
-                let until = oldest.unwrap_or(now) + THROTTLE_WINDOW;
-                return Err(SignInError::Throttled {
-                    retry_after: (until - now).max(Duration::seconds(1)),
-                });
-            }
+        let rules = [
+            ThrottleRule {
+                key: pair_key,
+                max: MAX_FAILURES_PER_ACCOUNT_ADDRESS,
+                spacing: None,
+            },
+            ThrottleRule {
+                key: address_key,
+                max: MAX_FAILURES_PER_ADDRESS,
+                spacing: None,
+            },
+            ThrottleRule {
+                key: account_key,
+                max: ACCOUNT_SLOW_AFTER,
+                spacing: Some(ACCOUNT_SLOW_SPACING),
+            },
+        ];
+        // The attempt is charged as a failure before the password is checked, in one
+        // atomic step with the check of the limits: parallel attempts cannot all pass the
+        // limits before any failure is recorded. A success takes its charge back below.
+        if let Some(retry_after) = self.store.charge_login_attempt(&rules, now, since).await? {
+            return Err(SignInError::Throttled { retry_after });
         }
 
-        let user = self.store.find_dashboard_user(email).await?;
-        let hash = user
-            .as_ref()
-            .map(|u| u.password_hash.clone())
-            .unwrap_or_else(|| dummy_hash().clone());
-        let ok = if password.len() > 1024 {
-            false
-        } else {
-            // Argon2id takes tens of milliseconds of CPU: keep it off the async workers.
-            tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-                .await
-                .map_err(|e| Error::Internal(format!("password check: {e}")))?
-        };
-        let user = match (ok, user) {
-            (true, Some(u)) => u,
-            _ => {
-                self.store
-                    .record_login_failure(&[account_key, address_key], now)
-                    .await?;
-                return Err(SignInError::InvalidCredentials);
+        let checked = self.check_password(&ticket, email, password).await;
+        drop(ticket);
+        let user = match checked {
+            Ok(Some(u)) => u,
+            Ok(None) => return Err(SignInError::InvalidCredentials),
+            Err(e) => {
+                // Not a wrong password: the charge is given back (best effort: the
+                // original error is the one to report; a charge left behind expires
+                // with the window).
+                let keys = [pair_key, address_key, account_key];
+                let _ = self.store.credit_login_attempt(&keys, now).await;
+                return Err(e.into());
             }
         };
+        self.store.credit_login_attempt(&[address_key], now).await?;
+        self.store.clear_login_failures(&pair_key).await?;
         self.store.clear_login_failures(&account_key).await?;
         if let Some(prev) = previous {
             self.store.delete_session(&prev.hash()).await?;
         }
-        // Housekeeping rides on sign-ins: expired sessions and old failures go.
+        // Housekeeping rides on sign-ins too (and on the serve loop's timer).
         self.store
             .delete_expired_sessions(now, now - SESSION_IDLE, since)
             .await?;
@@ -212,6 +364,36 @@ impl Services {
         };
         self.store.create_session(&record).await?;
         Ok((secret, session_of(&user, &record)))
+    }
+
+    /// The dashboard user when `password` is theirs. Unknown emails are checked against a
+    /// dummy hash, so both take as long.
+    async fn check_password(
+        &self,
+        ticket: &GateTicket<'_>,
+        email: &str,
+        password: String,
+    ) -> Result<Option<DashboardUser>> {
+        let user = self.store.find_dashboard_user(email).await?;
+        if password.len() > 1024 {
+            return Ok(None);
+        }
+        let hash = user
+            .as_ref()
+            .map(|u| u.password_hash.clone())
+            .unwrap_or_else(|| dummy_hash().clone());
+        let ok = self.sign_in_gate.verify(ticket, password, hash).await?;
+        Ok(user.filter(|_| ok))
+    }
+
+    /// Deletes expired sessions and sign-in failures older than the throttle window; the
+    /// serve loop calls it on a timer, so the failures table stays bounded even when
+    /// nobody signs in successfully.
+    pub async fn expire_sign_in_state(&self) -> Result<()> {
+        let now = self.clock.now();
+        self.store
+            .delete_expired_sessions(now, now - SESSION_IDLE, now - THROTTLE_WINDOW)
+            .await
     }
 
     /// The live session behind `secret`, if any. Expired sessions are removed; the
@@ -272,6 +454,43 @@ mod tests {
         assert!(!format!("{a:?}").contains(a.expose()));
         assert_ne!(a.hash().as_bytes(), b.hash().as_bytes());
         assert_ne!(&a.hash().as_bytes()[..], a.expose().as_bytes());
+    }
+
+    #[test]
+    fn the_gate_admits_running_and_queued_checks_then_sheds() {
+        let gate = SignInGate::new(2, 3);
+        let tickets: Vec<_> = (0..5).map(|_| gate.admit().expect("a place")).collect();
+        assert!(gate.admit().is_none());
+        assert_eq!(gate.shed(), 1);
+        drop(tickets);
+        assert!(gate.admit().is_some(), "places are given back");
+    }
+
+    #[test]
+    fn verdicts_lock_until_the_window_passes_or_space_attempts() {
+        let now = OffsetDateTime::UNIX_EPOCH + Duration::days(1);
+        let lock = ThrottleRule {
+            key: [0; 32],
+            max: 5,
+            spacing: None,
+        };
+        assert_eq!(lock.verdict(4, Some(now), Some(now), now), None);
+        let oldest = now - Duration::minutes(5);
+        assert_eq!(
+            lock.verdict(5, Some(oldest), Some(now), now),
+            Some(Duration::minutes(10))
+        );
+        let slow = ThrottleRule {
+            spacing: Some(Duration::seconds(5)),
+            ..lock
+        };
+        let newest = now - Duration::seconds(2);
+        assert_eq!(
+            slow.verdict(9, Some(oldest), Some(newest), now),
+            Some(Duration::seconds(3))
+        );
+        let newest = now - Duration::seconds(5);
+        assert_eq!(slow.verdict(9, Some(oldest), Some(newest), now), None);
     }
 
     #[test]

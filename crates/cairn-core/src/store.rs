@@ -8,7 +8,7 @@ use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
-use crate::session::{SessionHash, SessionRecord};
+use crate::session::{SessionHash, SessionRecord, ThrottleRule};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
 use crate::vault::{BackupKeyRecord, ByteCount};
@@ -284,6 +284,19 @@ pub trait Store: Send + Sync + 'static {
         since: OffsetDateTime,
     ) -> Result<(u32, Option<OffsetDateTime>)>;
     async fn clear_login_failures(&self, key: &[u8; 32]) -> Result<()>;
+    /// Charges one sign-in attempt atomically (across instances on PostgreSQL): reads the
+    /// failures under every rule's key since `since`, asks [`ThrottleRule::verdict`], and
+    /// only when every rule allows it records one failure under each key at `now`.
+    /// Returns `Some(retry_after)` when a rule refused (nothing recorded).
+    async fn charge_login_attempt(
+        &self,
+        rules: &[ThrottleRule],
+        now: OffsetDateTime,
+        since: OffsetDateTime,
+    ) -> Result<Option<time::Duration>>;
+    /// Takes back one failure recorded at `at` under each key (a charged attempt that
+    /// succeeded).
+    async fn credit_login_attempt(&self, keys: &[[u8; 32]], at: OffsetDateTime) -> Result<()>;
     /// Accounts of the dashboard list, soft-deleted ones included (see `AccountQuery`).
     /// `total` counts all matches regardless of the cursor.
     async fn list_accounts(

@@ -3,6 +3,7 @@
 //! operational endpoints `/healthz` and `/metrics`. Handlers are thin: they extract, call
 //! one `cairn_core::service::Services` method and map the result.
 
+pub mod client_addr;
 pub mod dashboard;
 pub mod metrics;
 pub mod ops;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub vault: Arc<vault::VaultConfig>,
     /// The per-tenant SCIM request budget (`None`: unlimited).
     pub scim_rate_limit: Option<Arc<scim::rate_limit::RateLimiter>>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (sign-in throttling).
+    pub trusted_proxies: Arc<client_addr::TrustedProxies>,
 }
 
 /// The application router with its middleware, before path normalisation.

@@ -3,13 +3,50 @@
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use cairn_core::service::Services;
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The sign-in gate's counters live in the core (where the passwords are checked); this
+/// reads them at each scrape.
+struct SignInCollector(Arc<Services>);
+
+impl std::fmt::Debug for SignInCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SignInCollector")
+    }
+}
+
+impl Collector for SignInCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gate = &self.0.sign_in_gate;
+        for (name, help, value) in [
+            (
+                "password_verifications",
+                "Dashboard password verifications (Argon2id) started",
+                gate.verifications(),
+            ),
+            (
+                "sign_ins_shed",
+                "Dashboard sign-ins refused with 503 because every password check was busy",
+                gate.shed(),
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            let m = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(m)?;
+        }
+        Ok(())
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -81,6 +118,13 @@ impl Metrics {
                 action: action.to_owned(),
             })
             .inc();
+    }
+
+    /// Adds the dashboard sign-in gate's counters (`cairn_password_verifications_total`,
+    /// `cairn_sign_ins_shed_total`), read from `services` at each scrape.
+    pub fn register_sign_in(&mut self, services: Arc<Services>) {
+        self.registry
+            .register_collector(Box::new(SignInCollector(services)));
     }
 
     pub fn encode(&self) -> String {

@@ -230,6 +230,23 @@ pub struct ServeArgs {
         value_name = "FILE"
     )]
     pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (comma-separated addresses or CIDR blocks) whose X-Forwarded-For
+    /// names the client for sign-in throttling: the rightmost entry not in this list.
+    /// Empty (the default): the TCP peer is the client and X-Forwarded-For is ignored.
+    #[arg(
+        long,
+        env = "CAIRN_TRUSTED_PROXIES",
+        value_name = "CIDR,...",
+        default_value = ""
+    )]
+    pub trusted_proxies: cairn_web::client_addr::TrustedProxies,
+    /// Dashboard password checks (Argon2id, 19 MiB each) run at once. 0: one per core.
+    #[arg(long, env = "CAIRN_SIGN_IN_CONCURRENCY", default_value_t = 0)]
+    pub sign_in_concurrency: usize,
+    /// Sign-ins that may wait for a password check; beyond them (and the checks
+    /// running) a sign-in gets 503 with Retry-After.
+    #[arg(long, env = "CAIRN_SIGN_IN_QUEUE", default_value_t = 8)]
+    pub sign_in_queue: usize,
     /// Mount `GET /_bench/floor`, the trivial handler `cairn-bench` measures as its floor.
     #[arg(long, env = "CAIRN_BENCH_FLOOR", hide = true)]
     pub bench_floor: bool,

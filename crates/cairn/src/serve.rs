@@ -6,6 +6,7 @@ use crate::cli::{
 use crate::tls::TlsListener;
 use anyhow::{Context, Result};
 use axum::serve::ListenerExt;
+use cairn_core::session::SignInGate;
 use cairn_web::scim::rate_limit::RateLimiter;
 use cairn_web::{metrics::Metrics, AppState};
 use std::future::{Future, IntoFuture};
@@ -61,12 +62,21 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             );
         }
     }
-    let svc = services(g, public_url.clone()).await?;
+    let mut svc = services(g, public_url.clone()).await?;
+    if let Some(s) = Arc::get_mut(&mut svc) {
+        s.sign_in_gate = match args.sign_in_concurrency {
+            0 => SignInGate::default_with_queue(args.sign_in_queue),
+            n => SignInGate::new(n, args.sign_in_queue),
+        };
+    }
+    let mut metrics = Metrics::new();
+    metrics.register_sign_in(svc.clone());
     let state = AppState {
         services: svc.clone(),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::new(metrics),
         vault: Arc::new(vault.clone()),
         scim_rate_limit: RateLimiter::per_second(args.scim_rate_limit).map(Arc::new),
+        trusted_proxies: Arc::new(args.trusted_proxies.clone()),
     };
 
     let purge_svc = svc.clone();
@@ -82,6 +92,11 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+            // Expired sessions and sign-in failures past the throttle window go even when
+            // nobody signs in (sign-ins also clear them).
+            if let Err(e) = purge_svc.expire_sign_in_state().await {
+                tracing::warn!(error = %e, "expiring sessions and sign-in failures failed");
             }
         }
     });

@@ -11,7 +11,7 @@ use cairn_core::auth::PasswordHash;
 use cairn_core::dashboard::{AccountCursor, AccountQuery, ActivityFilter, DayCount};
 use cairn_core::ids::{fold_case, DashboardUserId, TenantId};
 use cairn_core::query::Page;
-use cairn_core::session::{SessionHash, SessionRecord};
+use cairn_core::session::{SessionHash, SessionRecord, ThrottleRule};
 use cairn_core::store::{DashboardUser, Role};
 use cairn_core::user::{AccountStatus, UserRecord};
 use cairn_core::{Error, Result};
@@ -29,6 +29,16 @@ fn prefix_pattern(p: &str) -> String {
     }
     out.push('%');
     out
+}
+
+/// The first argument of the two-key advisory locks of sign-in charges ("CS"), apart
+/// from the one-key migration lock.
+const SIGN_IN_LOCK_CLASS: i32 = 0x4353;
+
+/// A throttle key's advisory lock: its first four bytes (keys are SHA-256 digests, so
+/// a collision only makes two unrelated charges wait for each other).
+fn advisory_key(key: &[u8; 32]) -> i32 {
+    i32::from_be_bytes([key[0], key[1], key[2], key[3]])
 }
 
 fn session_from_row(r: &Row) -> Result<(SessionRecord, DashboardUser)> {
@@ -216,6 +226,76 @@ impl PostgresStore {
             .map_err(map_err)?;
         let n: i64 = r.get(0);
         Ok((n.clamp(0, i64::from(u32::MAX)) as u32, opt_time(r.get(1))?))
+    }
+
+    pub(super) async fn dash_charge_attempt(
+        &self,
+        rules: &[ThrottleRule],
+        now: OffsetDateTime,
+        since: OffsetDateTime,
+    ) -> Result<Option<time::Duration>> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        // Instances share the limits: a transaction-scoped advisory lock per key makes the
+        // count and the insert one step across all of them (PostgreSQL manual, "Advisory
+        // Locks"). Locks are taken in key order so that two charges cannot deadlock.
+        let mut locks: Vec<i32> = rules.iter().map(|r| advisory_key(&r.key)).collect();
+        locks.sort_unstable();
+        locks.dedup();
+        for k in &locks {
+            tx.execute(
+                "SELECT pg_advisory_xact_lock($1, $2)",
+                &[&SIGN_IN_LOCK_CLASS, k],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        let mut wait: Option<time::Duration> = None;
+        for r in rules {
+            let row = tx
+                .query_one(
+                    "SELECT COUNT(*), MIN(at), MAX(at) FROM login_failures \
+                     WHERE key_hash = $1 AND at >= $2",
+                    &[&r.key.as_slice(), &ts(since)],
+                )
+                .await
+                .map_err(map_err)?;
+            let n: i64 = row.get(0);
+            let n = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+            let v = r.verdict(n, opt_time(row.get(1))?, opt_time(row.get(2))?, now);
+            wait = wait.max(v);
+        }
+        if wait.is_some() {
+            return Ok(wait);
+        }
+        for r in rules {
+            tx.execute(
+                "INSERT INTO login_failures (key_hash, at) VALUES ($1, $2)",
+                &[&r.key.as_slice(), &ts(now)],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(None)
+    }
+
+    pub(super) async fn dash_credit_attempt(
+        &self,
+        keys: &[[u8; 32]],
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        for k in keys {
+            c.execute(
+                "DELETE FROM login_failures WHERE ctid = (SELECT ctid FROM login_failures \
+                 WHERE key_hash = $1 AND at = $2 LIMIT 1)",
+                &[&k.as_slice(), &ts(at)],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        Ok(())
     }
 
     pub(super) async fn dash_clear_failures(&self, key: &[u8; 32]) -> Result<()> {

@@ -8,7 +8,7 @@ use cairn_core::auth::PasswordHash;
 use cairn_core::dashboard::{AccountCursor, AccountQuery, ActivityFilter, DayCount};
 use cairn_core::ids::{fold_case, DashboardUserId, TenantId};
 use cairn_core::query::Page;
-use cairn_core::session::{SessionHash, SessionRecord};
+use cairn_core::session::{SessionHash, SessionRecord, ThrottleRule};
 use cairn_core::store::{DashboardUser, Role};
 use cairn_core::user::{AccountStatus, UserRecord};
 use cairn_core::Result;
@@ -283,6 +283,67 @@ impl SqliteStore {
             Ok((n.clamp(0, i64::from(u32::MAX)) as u32, opt_time(oldest)?))
         })
         .await
+    }
+
+    pub(super) async fn dash_charge_attempt(
+        &self,
+        rules: &[ThrottleRule],
+        now: OffsetDateTime,
+        since: OffsetDateTime,
+    ) -> Result<Option<time::Duration>> {
+        let rules = rules.to_vec();
+        // Atomic because the one writer thread runs the whole closure before any other
+        // write: no other charge can land between the counts and the inserts.
+        self.writer
+            .write(move |c| {
+                let mut wait: Option<time::Duration> = None;
+                for r in &rules {
+                    let (n, oldest, newest): (i64, Option<String>, Option<String>) = db(c
+                        .prepare_cached(
+                            "SELECT COUNT(*), MIN(at), MAX(at) FROM login_failures \
+                             WHERE key_hash = ? AND at >= ?",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![r.key.to_vec(), ts(since)], |row| {
+                                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                            })
+                        }))?;
+                    let n = u32::try_from(n.max(0)).unwrap_or(u32::MAX);
+                    let v = r.verdict(n, db(opt_time(oldest))?, db(opt_time(newest))?, now);
+                    wait = wait.max(v);
+                }
+                if wait.is_some() {
+                    return Ok(wait);
+                }
+                for r in &rules {
+                    db(c.execute(
+                        "INSERT INTO login_failures (key_hash, at) VALUES (?, ?)",
+                        params![r.key.to_vec(), ts(now)],
+                    ))?;
+                }
+                Ok(None)
+            })
+            .await
+    }
+
+    pub(super) async fn dash_credit_attempt(
+        &self,
+        keys: &[[u8; 32]],
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        let keys = keys.to_vec();
+        self.writer
+            .write(move |c| {
+                for k in &keys {
+                    db(c.execute(
+                        "DELETE FROM login_failures WHERE rowid = (SELECT rowid FROM \
+                         login_failures WHERE key_hash = ? AND at = ? LIMIT 1)",
+                        params![k.to_vec(), ts(at)],
+                    ))?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     pub(super) async fn dash_clear_failures(&self, key: &[u8; 32]) -> Result<()> {

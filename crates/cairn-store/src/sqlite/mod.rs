@@ -18,7 +18,7 @@ use cairn_core::ids::{
     fold_case, DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName,
 };
 use cairn_core::query::{ListQuery, Page};
-use cairn_core::session::{SessionHash, SessionRecord};
+use cairn_core::session::{SessionHash, SessionRecord, ThrottleRule};
 use cairn_core::store::{DashboardUser, Role, ScimAuthState, SettingsChange, Store};
 use cairn_core::tenant::{Tenant, TokenInfo};
 use cairn_core::user::{DocJson, UserData, UserRecord};
@@ -964,6 +964,17 @@ impl Store for SqliteStore {
     }
     async fn clear_login_failures(&self, key: &[u8; 32]) -> Result<()> {
         self.dash_clear_failures(key).await
+    }
+    async fn charge_login_attempt(
+        &self,
+        rules: &[ThrottleRule],
+        now: OffsetDateTime,
+        since: OffsetDateTime,
+    ) -> Result<Option<time::Duration>> {
+        self.dash_charge_attempt(rules, now, since).await
+    }
+    async fn credit_login_attempt(&self, keys: &[[u8; 32]], at: OffsetDateTime) -> Result<()> {
+        self.dash_credit_attempt(keys, at).await
     }
     async fn list_accounts(&self, tenant: &TenantId, q: &AccountQuery) -> Result<Page<UserRecord>> {
         self.dash_list_accounts(tenant, q).await

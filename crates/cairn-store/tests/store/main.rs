@@ -7,4 +7,5 @@ mod accounts;
 mod filters;
 mod groups;
 mod settings;
+mod sign_in;
 mod vault;

@@ -96,18 +96,21 @@ pub async fn show_login(
     login_page(&state, StatusCode::OK, "", &next, None, notice)
 }
 
-/// The client's address for throttling: the TCP peer. (Behind a reverse proxy this is the
-/// proxy; the per-account limit still applies.)
-fn client_addr(req: &Request) -> String {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into())
+/// The client's address for throttling: the TCP peer, or behind a trusted reverse proxy
+/// the address it forwarded (see [`crate::client_addr`]).
+fn client_addr(state: &AppState, req: &Request) -> String {
+    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+        Some(c) => state
+            .trusted_proxies
+            .client(c.0.ip(), req.headers())
+            .to_string(),
+        None => "unknown".into(),
+    }
 }
 
 pub async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
     let headers = req.headers().clone();
-    let client = client_addr(&req);
+    let client = client_addr(&state, &req);
     if !same_origin(&headers, &state.services.public_url) {
         return refused().into_response();
     }
@@ -180,6 +183,23 @@ pub async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
                 None,
             );
             if let Ok(v) = retry_after.whole_seconds().to_string().parse() {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            res
+        }
+        Err(SignInError::Busy { retry_after }) => {
+            let mut res = login_page(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &email,
+                &next,
+                Some(
+                    "Many people are signing in right now. Wait a few seconds and try again."
+                        .into(),
+                ),
+                None,
+            );
+            if let Ok(v) = retry_after.whole_seconds().max(1).to_string().parse() {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
             res

@@ -28,6 +28,8 @@ const ORIGIN: &str = "http://cairn.test";
 const ADMIN: &str = "admin@acme.test";
 const VIEWER: &str = "viewer@acme.test";
 const PASSWORD: &str = "correct horse battery";
+/// The client address of the harness's requests unless a test says otherwise.
+const CLIENT: [u8; 4] = [192, 0, 2, 1];
 
 struct TestClock(Mutex<OffsetDateTime>);
 
@@ -181,6 +183,7 @@ impl Harness {
                 quota_unit: Default::default(),
             }),
             scim_rate_limit: None,
+            trusted_proxies: Default::default(),
         });
         Harness {
             app,
@@ -221,6 +224,18 @@ impl Harness {
         origin: Option<&str>,
         body: String,
     ) -> Resp {
+        self.post_from(CLIENT, path, cookie, origin, body).await
+    }
+
+    /// [`Harness::post`] from the client address `from`.
+    async fn post_from(
+        &self,
+        from: [u8; 4],
+        path: &str,
+        cookie: Option<&str>,
+        origin: Option<&str>,
+        body: String,
+    ) -> Resp {
         let mut b = Request::builder()
             .method(Method::POST)
             .uri(path)
@@ -233,18 +248,29 @@ impl Harness {
         }
         let mut req = b.body(Body::from(body)).unwrap();
         req.extensions_mut()
-            .insert(ConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
+            .insert(ConnectInfo(SocketAddr::from((from, 40000))));
         self.send(req).await
     }
 
     /// Signs in through the login form; returns the response of the POST and the
     /// `name=value` session cookie it set, if any.
     async fn try_sign_in(&self, email: &str, password: &str) -> (Resp, Option<String>) {
+        self.try_sign_in_from(CLIENT, email, password).await
+    }
+
+    /// [`Harness::try_sign_in`] from the client address `from`.
+    async fn try_sign_in_from(
+        &self,
+        from: [u8; 4],
+        email: &str,
+        password: &str,
+    ) -> (Resp, Option<String>) {
         let page = self.get("/login", None).await;
         assert_eq!(page.status, StatusCode::OK);
         let login_cookie = page.cookies()[0].split(';').next().unwrap().to_owned();
         let res = self
-            .post(
+            .post_from(
+                from,
                 "/login",
                 Some(&login_cookie),
                 Some(ORIGIN),
@@ -494,6 +520,45 @@ async fn failed_sign_ins_are_throttled_per_account_and_per_address() {
     }
     let (r, _) = h.try_sign_in(VIEWER, PASSWORD).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// Issue 16, finding 9: failures from one address lock that address out of the account,
+/// not the account; failures from many addresses slow the account (one attempt per
+/// `ACCOUNT_SLOW_SPACING`) without locking it.
+#[tokio::test]
+async fn failures_elsewhere_slow_but_do_not_lock_out_an_account() {
+    use cairn_core::session::{ACCOUNT_SLOW_AFTER, ACCOUNT_SLOW_SPACING};
+    let h = Harness::new().await;
+    let attacker = [203, 0, 113, 9];
+    for _ in 0..5 {
+        let (r, _) = h
+            .try_sign_in_from(attacker, ADMIN, "wrong password!!")
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let (r, _) = h.try_sign_in_from(attacker, ADMIN, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // The administrator, from their own address, is not locked out.
+    h.sign_in(ADMIN).await;
+
+    // Failures from many addresses (two each) past the account-wide count: the account
+    // is slowed, even for the right password from a clean address...
+    for i in 0..ACCOUNT_SLOW_AFTER {
+        let from = [198, 51, 100, (i / 2) as u8];
+        let (r, _) = h.try_sign_in_from(from, ADMIN, "wrong password!!").await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "attempt {i}");
+    }
+    let (r, _) = h.try_sign_in(ADMIN, PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: i64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry <= ACCOUNT_SLOW_SPACING.whole_seconds(), "{retry}");
+    // ...but not locked: after the spacing it goes through.
+    h.clock.advance(ACCOUNT_SLOW_SPACING);
+    h.sign_in(ADMIN).await;
 }
 
 #[tokio::test]

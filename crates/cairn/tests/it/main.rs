@@ -24,6 +24,7 @@ mod ops;
 mod races;
 mod rate_limit;
 mod scale_out;
+mod sign_in;
 mod smoke;
 mod tls;
 mod vault;
