@@ -845,3 +845,93 @@ async fn an_unreachable_s3_store_gives_prompt_503s_with_retry_after() {
     let created = t.post("/Users", &user_body("eve@example.com")).await;
     assert_eq!(created.status, 201, "{}", created.text);
 }
+
+/// Issue 16, finding 6: racing DELETEs of one object give its size back to the quota
+/// once. S3's DELETE succeeds whether or not it removed anything, so before the fix
+/// every one of the racers answered 200 and released the object's size.
+#[tokio::test]
+async fn racing_deletes_of_one_object_give_back_its_size_once() {
+    racing_deletes(Deployment::new()).await;
+}
+
+#[tokio::test]
+async fn racing_deletes_of_one_object_on_the_s3_backend() {
+    racing_deletes(Deployment::new().with_s3_vault()).await;
+}
+
+async fn racing_deletes(deployment: Deployment) {
+    use reqwest::Method;
+    let app = TestApp::spawn_on(std::sync::Arc::new(deployment), Opts::default()).await;
+    let t = app.tenant("Deletes");
+    let a = account(&app, &t, "dave@example.com").await;
+    let base = format!("{}/backup/{}/{}", app.base, t.id, a.id);
+    let req = |m: Method, path: &str| {
+        app.client
+            .request(m, format!("{base}{path}"))
+            .basic_auth(&a.user, Some(&a.secret))
+            .timeout(std::time::Duration::from_secs(60))
+    };
+    assert_eq!(
+        req(Method::POST, "/?create=true")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let store = |body: Vec<u8>, path: String| {
+        let r = req(Method::POST, &path).body(body);
+        async move { assert_eq!(r.send().await.unwrap().status(), 200, "{path}") }
+    };
+    store(b"cfg".to_vec(), "/config".into()).await;
+    // The object raced over, and one that stays so the counter cannot hide below zero.
+    let doomed: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+    let doomed_name = sha256_hex(&doomed);
+    store(doomed, format!("/data/{doomed_name}")).await;
+    let kept = vec![7u8; 300_000];
+    let kept_name = sha256_hex(&kept);
+    store(kept, format!("/data/{kept_name}")).await;
+
+    const RACERS: usize = 12;
+    let mut deletes = tokio::task::JoinSet::new();
+    for _ in 0..RACERS {
+        let r = req(Method::DELETE, &format!("/data/{doomed_name}"));
+        deletes.spawn(async move { r.send().await.unwrap().status().as_u16() });
+    }
+    let mut statuses = deletes.join_all().await;
+    statuses.sort_unstable();
+    let removed = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(removed, 1, "exactly one delete removed it: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| matches!(s, 200 | 404)),
+        "{statuses:?}"
+    );
+    let left: Vec<String> = app
+        .deployment
+        .vault_objects(&t.id, &a.id)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        left,
+        vec![
+            "config".to_owned(),
+            format!("data/{}/{kept_name}", &kept_name[..2])
+        ]
+    );
+    // The counter holds exactly what is stored: config and the kept object.
+    let r = app
+        .cli(&[
+            "account",
+            "recount",
+            "--tenant",
+            &t.id,
+            "--user-name",
+            "dave@example.com",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(r["corrected_by"], 0, "{r}");
+    assert_eq!(r["used_bytes"], 3 + 300_000, "{r}");
+}
