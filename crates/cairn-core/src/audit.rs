@@ -69,6 +69,8 @@ pub enum Action {
     QuotaChanged,
     BackupKeyGenerated,
     VaultPurged,
+    /// A purged account's repository could not be removed; the next run retries.
+    VaultPurgeFailed,
 }
 
 impl Action {
@@ -94,6 +96,7 @@ impl Action {
             Action::QuotaChanged => "quota_changed",
             Action::BackupKeyGenerated => "backup_key_generated",
             Action::VaultPurged => "vault_purged",
+            Action::VaultPurgeFailed => "vault_purge_failed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -101,7 +104,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 20] = [
+pub const ALL_ACTIONS: [Action; 21] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -122,6 +125,7 @@ pub const ALL_ACTIONS: [Action; 20] = [
     Action::QuotaChanged,
     Action::BackupKeyGenerated,
     Action::VaultPurged,
+    Action::VaultPurgeFailed,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

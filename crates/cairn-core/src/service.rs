@@ -13,9 +13,10 @@ use crate::store::{DashboardUser, Role, SettingsChange, Store};
 use crate::tenant::{validate_tenant_name, Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
 use crate::{Error, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// Who is changing tenant settings: the operator (CLI) or a dashboard administrator.
 #[derive(Debug, Clone, Copy)]
@@ -314,9 +315,48 @@ impl Services {
             .await
     }
 
-    /// Purges accounts whose retention window has ended. Run periodically by `serve`.
-    pub async fn purge_expired(&self) -> Result<Vec<UserRecord>> {
-        self.store.purge_expired(self.clock.now()).await
+    /// Purges accounts whose retention window has ended (run periodically by `serve`):
+    /// each is marked as being purged, its backup repository removed by `remove_repo`
+    /// (returning the bytes it held), then its row deleted with `vault_purged` and
+    /// `user_purged` audited. A removal that fails is audited (`vault_purge_failed`),
+    /// leaves the account marked for the next run, and does not stop the rest.
+    pub async fn purge_expired(
+        &self,
+        remove_repo: impl Fn(&UserRecord) -> RemoveRepo,
+    ) -> Result<PurgeReport> {
+        let now = self.clock.now();
+        let mut report = PurgeReport::default();
+        for u in self.store.begin_purge(now, PURGE_BATCH).await? {
+            let outcome = match remove_repo(&u).await {
+                Ok(bytes) => self
+                    .store
+                    .finish_purge(&u.tenant_id, &u.id, purge_audits(&u, bytes, now))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(true) => report.purged.push(u),
+                // Another instance finished this account.
+                Ok(false) => {}
+                Err(reason) => {
+                    let audit = system_audit(
+                        &u,
+                        Action::VaultPurgeFailed,
+                        json!({"error": {"after": reason}}),
+                        now,
+                    );
+                    // The account stays marked either way; a failure to audit the failure
+                    // is reported with it.
+                    let reason = match self.store.record_audit(audit).await {
+                        Ok(()) => reason,
+                        Err(e) => format!("{reason} (not audited: {e})"),
+                    };
+                    report.failed.push((u, reason));
+                }
+            }
+        }
+        Ok(report)
     }
 
     // --- SCIM ---------------------------------------------------------------------------
@@ -598,6 +638,21 @@ impl Services {
         self.store.group_members(ctx.tenant_id(), id).await
     }
 
+    /// The members of a group as a list response carries them: all of them when there
+    /// are at most [`LIST_MEMBERS_MAX`], `None` for a larger group (listed without
+    /// `members`; `GET /Groups/{id}` has them all). Reads at most one more than the cap.
+    pub async fn group_members_for_list(
+        &self,
+        ctx: &ScimCtx,
+        id: &GroupId,
+    ) -> Result<Option<Vec<UserId>>> {
+        let members = self
+            .store
+            .group_members_up_to(ctx.tenant_id(), id, LIST_MEMBERS_MAX + 1)
+            .await?;
+        Ok((members.len() <= LIST_MEMBERS_MAX as usize).then_some(members))
+    }
+
     /// The groups of these accounts (the read-only `groups` attribute of a User).
     pub async fn groups_of_users(
         &self,
@@ -754,4 +809,66 @@ impl Services {
     pub async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
         self.store.group_summaries(tenant).await
     }
+}
+
+/// The most members a group carries in a list or search response (`GET /Groups`,
+/// `POST /.search`); a larger group is listed without `members`, so one page of up to
+/// 1,000 groups reads at most 1,000 × 101 member ids. RFC 7644 §3.4.2 lets a list return
+/// fewer attributes than a read of the resource; Okta and Entra list groups with
+/// `excludedAttributes=members` anyway (README, Groups).
+pub const LIST_MEMBERS_MAX: u32 = 100;
+
+/// Members one group write (POST, PUT or PATCH of a group) may name, counted over all
+/// its operations: the membership change of one request is written in one transaction,
+/// and the single SQLite writer is shared by every tenant (README, Groups).
+pub const MEMBERS_PER_WRITE_MAX: usize = 10_000;
+
+/// Accounts one purge run takes on at most; the rest wait for the next run.
+const PURGE_BATCH: u32 = 1000;
+
+/// The removal of one account's repository, as `Services::purge_expired` is given it:
+/// the bytes it held, or why it failed. Owned (`'static`), so the purge can run in a
+/// spawned task.
+pub type RemoveRepo =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<u64, String>> + Send>>;
+
+/// What one run of the retention purge did.
+#[derive(Debug, Default)]
+pub struct PurgeReport {
+    /// Accounts whose repository and row are gone.
+    pub purged: Vec<UserRecord>,
+    /// Accounts whose repository could not be removed, with the reason; they stay marked
+    /// and the next run retries them.
+    pub failed: Vec<(UserRecord, String)>,
+}
+
+fn system_audit(u: &UserRecord, action: Action, changes: Value, at: OffsetDateTime) -> AuditDraft {
+    AuditDraft {
+        tenant_id: u.tenant_id.clone(),
+        actor: Actor::System,
+        action,
+        target_type: "user",
+        target_id: Some(u.id.to_string()),
+        target_name: Some(u.user_name.to_string()),
+        changes,
+        meta: RequestMeta::default(),
+        at,
+    }
+}
+
+fn purge_audits(u: &UserRecord, bytes: u64, at: OffsetDateTime) -> Vec<AuditDraft> {
+    vec![
+        system_audit(
+            u,
+            Action::VaultPurged,
+            json!({"repositoryBytes": {"before": bytes, "after": 0}}),
+            at,
+        ),
+        system_audit(
+            u,
+            Action::UserPurged,
+            json!({"deletedAt": {"before": u.deleted_at.map(crate::clock::format_ts)}}),
+            at,
+        ),
+    ]
 }

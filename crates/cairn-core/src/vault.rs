@@ -305,20 +305,4 @@ impl Services {
         }
         Ok((account, delta))
     }
-
-    /// Audits the removal of a purged account's repository (the retention purge).
-    pub async fn record_vault_purged(&self, account: &UserRecord, bytes: u64) -> Result<()> {
-        let audit = AuditDraft {
-            tenant_id: account.tenant_id.clone(),
-            actor: Actor::System,
-            action: Action::VaultPurged,
-            target_type: "user",
-            target_id: Some(account.id.to_string()),
-            target_name: Some(account.user_name.to_string()),
-            changes: json!({"repositoryBytes": {"before": bytes, "after": 0}}),
-            meta: RequestMeta::default(),
-            at: self.clock.now(),
-        };
-        self.store.record_audit(audit).await
-    }
 }

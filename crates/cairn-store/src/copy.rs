@@ -158,6 +158,7 @@ const TABLES: &[Table] = &[
             ("version", Int),
             ("deleted_at", Text),
             ("purge_at", Text),
+            ("purging_since", Text),
         ],
         serial: Some("seq"),
     },

@@ -127,21 +127,24 @@ impl Global {
     }
 }
 
-/// The retention purge: deletes accounts past their retention window (audited by the
-/// store), then their backup repositories (audited here, `vault_purged`).
+/// The retention purge (see `Services::purge_expired`): repositories are removed before
+/// their accounts' rows, so a failed removal is retried by the next run.
 pub async fn purge_expired(
     svc: &Services,
     vault: &cairn_vault::Vault,
-) -> Result<Vec<cairn_core::user::UserRecord>> {
-    let purged = svc.purge_expired().await?;
-    for u in &purged {
-        let bytes = vault
-            .remove_repo(u.tenant_id.as_str(), u.id.as_str())
-            .await
-            .with_context(|| format!("removing the backup repository of account {}", u.id))?;
-        svc.record_vault_purged(u, bytes).await?;
-    }
-    Ok(purged)
+) -> Result<cairn_core::service::PurgeReport> {
+    let report = svc
+        .purge_expired(|u| {
+            let (vault, tenant, id) = (vault.clone(), u.tenant_id.clone(), u.id.clone());
+            Box::pin(async move {
+                vault
+                    .remove_repo(tenant.as_str(), id.as_str())
+                    .await
+                    .map_err(|e| format!("removing the backup repository: {e}"))
+            })
+        })
+        .await?;
+    Ok(report)
 }
 
 #[derive(Subcommand, Debug)]
@@ -768,7 +771,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Account(AccountCmd::PurgeExpired { json }) => {
-            let purged = purge_expired(&svc, &g.vault()?.vault).await?;
+            let report = purge_expired(&svc, &g.vault()?.vault).await?;
+            let purged = &report.purged;
             if json {
                 let v: Vec<_> = purged
                     .iter()
@@ -779,6 +783,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 print_json!(&json!(v));
             } else {
                 outln!("Purged {} account(s)", purged.len());
+            }
+            if !report.failed.is_empty() {
+                let lines: Vec<String> = report
+                    .failed
+                    .iter()
+                    .map(|(u, reason)| format!("account {} ({}): {reason}", u.id, u.user_name))
+                    .collect();
+                bail!(
+                    "{} account(s) could not be purged; they stay marked and the next run \
+                     retries them:\n{}",
+                    lines.len(),
+                    lines.join("\n")
+                );
             }
         }
     }

@@ -77,10 +77,18 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         loop {
             tick.tick().await;
             match purge_expired(&purge_svc, &purge_vault).await {
-                Ok(p) if !p.is_empty() => {
-                    tracing::info!(count = p.len(), "purged accounts past retention")
+                Ok(report) => {
+                    if !report.purged.is_empty() {
+                        tracing::info!(
+                            count = report.purged.len(),
+                            "purged accounts past retention"
+                        )
+                    }
+                    for (u, reason) in &report.failed {
+                        tracing::warn!(account = %u.id, tenant = %u.tenant_id, %reason,
+                            "retention purge of an account failed; retried on the next run");
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
             }
         }

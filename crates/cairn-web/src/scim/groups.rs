@@ -16,6 +16,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::group::{GroupRecord, MemberChange};
 use cairn_core::query::ListQuery;
+use cairn_core::service::MEMBERS_PER_WRITE_MAX;
 use cairn_scim::group::{apply_group_patch, group_from_request, render_group, resource_type};
 use cairn_scim::user::Projection;
 use cairn_scim::{filter, list, patch, query, ScimError};
@@ -48,6 +49,53 @@ async fn render(
     let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
     proj.apply(&mut v);
     Ok(v)
+}
+
+/// Renders a group of a list or search page: members only up to
+/// `services::LIST_MEMBERS_MAX`; a larger group is listed without the attribute.
+async fn render_listed(
+    ctx: &Scim,
+    state: &AppState,
+    g: &GroupRecord,
+    proj: &Projection,
+) -> ApiResult<Value> {
+    let members = if proj.wants("members") {
+        state.services.group_members_for_list(&ctx.0, &g.id).await?
+    } else {
+        None
+    };
+    let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
+    if members.is_none() {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("members");
+        }
+    }
+    proj.apply(&mut v);
+    Ok(v)
+}
+
+/// Refuses a group write that names more members than
+/// `services::MEMBERS_PER_WRITE_MAX` (RFC 7644 §3.12: 413, the request is too large);
+/// nothing is changed, and the client can send the change in several PATCH requests.
+fn check_member_count(n: usize) -> Result<(), ScimError> {
+    if n > MEMBERS_PER_WRITE_MAX {
+        return Err(ScimError::new(
+            413,
+            None,
+            format!(
+                "a group request may name at most {MEMBERS_PER_WRITE_MAX} members (this one \
+                 names {n}); send the change in several PATCH requests"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn member_change_size(m: &MemberChange) -> usize {
+    match m {
+        MemberChange::Delta { add, remove } => add.len().saturating_add(remove.len()),
+        MemberChange::Replace(all) => all.len(),
+    }
 }
 
 async fn group_response(
@@ -90,7 +138,7 @@ async fn run_group_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<
     let page = state.services.list_groups(&ctx.0, &q).await?;
     let mut resources = Vec::with_capacity(page.items.len());
     for g in &page.items {
-        resources.push(render(&ctx, &state, g, &proj).await?);
+        resources.push(render_listed(&ctx, &state, g, &proj).await?);
     }
     Ok(ScimJson(
         StatusCode::OK,
@@ -158,7 +206,7 @@ pub async fn search_all(
     gq2.count = remaining;
     let page = state.services.list_groups(&ctx.0, &gq2).await?;
     for g in &page.items {
-        resources.push(render(&ctx, &state, g, &gproj).await?);
+        resources.push(render_listed(&ctx, &state, g, &gproj).await?);
     }
     Ok(ScimJson(
         StatusCode::OK,
@@ -176,6 +224,7 @@ pub async fn create_group(
 ) -> ApiResult<Response> {
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
+    check_member_count(req.members.len())?;
     let g = state
         .services
         .create_group(&ctx.0, req.data, &req.members, &meta)
@@ -207,6 +256,7 @@ pub async fn replace_group(
 ) -> ApiResult<Response> {
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
+    check_member_count(req.members.len())?;
     let g = state
         .services
         .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |_| {
@@ -231,7 +281,9 @@ pub async fn patch_group(
     let g = state
         .services
         .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |current| {
-            Ok(apply_group_patch(&current.data(), &req)?)
+            let (data, members) = apply_group_patch(&current.data(), &req)?;
+            check_member_count(member_change_size(&members))?;
+            Ok((data, members))
         })
         .await?;
     state.metrics.provisioning_change("group_patched");

@@ -544,3 +544,92 @@ async fn group_sizes_raise_quotas_while_members_belong() {
     assert_eq!(groups[0]["size_gb"], 500);
     assert_eq!(groups[0]["members"], 0);
 }
+
+fn group_body(name: &str, members: &[String]) -> Value {
+    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+    json!({"schemas": [GROUP_URN], "displayName": name, "members": members})
+}
+
+/// Issue 16, finding 10: a list or search carries the members of a group only up to 100
+/// (README, Groups); a larger group is listed without `members`, and a read of the group
+/// itself still has them all. Before the fix every member of every listed group was
+/// read and rendered.
+#[tokio::test]
+async fn lists_carry_at_most_100_members_per_group() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("BigGroups");
+    let mut ids = Vec::new();
+    for i in 0..101 {
+        ids.push(user(&t, &format!("m{i:03}@example.com")).await);
+    }
+    let big = t.post("/Groups", &group_body("Big", &ids)).await;
+    assert_eq!(big.status, 201, "{}", big.text);
+    let big_id = big.json()["id"].as_str().unwrap().to_owned();
+    let small = t.post("/Groups", &group_body("Small", &ids[..100])).await;
+    assert_eq!(small.status, 201, "{}", small.text);
+
+    for r in [
+        t.get("/Groups?count=1000").await,
+        t.post(
+            "/Groups/.search",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
+        )
+        .await,
+    ] {
+        let list = assert_list(&r);
+        let resources = list["Resources"].as_array().unwrap();
+        assert_eq!(resources.len(), 2, "{list}");
+        for g in resources {
+            match g["displayName"].as_str().unwrap() {
+                "Big" => assert!(g.get("members").is_none(), "{g}"),
+                _ => assert_eq!(g["members"].as_array().unwrap().len(), 100, "{g}"),
+            }
+        }
+    }
+    assert_eq!(members(&t, &big_id).await.len(), 101);
+}
+
+/// Issue 16, finding 10: one group write names at most 10,000 members; a larger POST,
+/// PUT or PATCH gets a SCIM 413 and changes nothing. Before the fix it reached the
+/// store (and with real accounts, held the writer for the whole change).
+#[tokio::test]
+async fn oversized_group_writes_get_413_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Oversized");
+    let real = vec![user(&t, "one@example.com").await];
+    let g = t.post("/Groups", &group_body("G", &real)).await;
+    assert_eq!(g.status, 201, "{}", g.text);
+    let id = g.json()["id"].as_str().unwrap().to_owned();
+    let etag = g.header("etag").unwrap().to_owned();
+    // Well-formed ids of no account: the bound is checked before any lookup.
+    let many: Vec<String> = (0..10_001u32)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+
+    let r = t.post("/Groups", &group_body("Huge", &many)).await;
+    let e = r.assert_scim_error(413, None);
+    assert!(e["detail"].as_str().unwrap().contains("10000"), "{e}");
+    let r = t
+        .put(&format!("/Groups/{id}"), &group_body("G", &many))
+        .await;
+    r.assert_scim_error(413, None);
+    let add: Vec<Value> = many.iter().map(|m| json!({"value": m})).collect();
+    let r = t
+        .patch(
+            &format!("/Groups/{id}"),
+            &ops(json!([{"op": "add", "path": "members", "value": add}])),
+        )
+        .await;
+    r.assert_scim_error(413, None);
+
+    let after = t.get(&format!("/Groups/{id}")).await;
+    assert_eq!(after.header("etag"), Some(etag.as_str()));
+    assert_eq!(members(&t, &id).await, real);
+    let list = assert_list(&t.get("/Groups").await);
+    assert_eq!(list["totalResults"], 1, "{list}");
+    // At the bound, the request is taken (and refused only for its unknown members).
+    let r = t
+        .put(&format!("/Groups/{id}"), &group_body("G", &many[..10_000]))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}

@@ -935,3 +935,137 @@ async fn racing_deletes(deployment: Deployment) {
     assert_eq!(r["corrected_by"], 0, "{r}");
     assert_eq!(r["used_bytes"], 3 + 300_000, "{r}");
 }
+
+/// `cairn account purge-expired` as if run 31 days from now (past the 30-day retention).
+fn purge_a_month_later(app: &TestApp) -> Cli {
+    let mut args = app.deployment.global_args();
+    args.extend(["account", "purge-expired", "--json"].map(String::from));
+    Command::new(cairn_bin())
+        .args(&args)
+        .env("CAIRN_CLOCK_OFFSET_SECS", (31 * 86_400).to_string())
+        .env_remove("CAIRN_DATABASE_URL")
+        .env_remove("CAIRN_DATA_DIR")
+        .env("CAIRN_LOG", "warn")
+        .envs(app.deployment.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+        .into()
+}
+
+fn audit_of(app: &TestApp, t: &Tenant, action: &str) -> Vec<Value> {
+    let audit = app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().json();
+    audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .cloned()
+        .collect()
+}
+
+/// Issue 16, finding 8: a repository that cannot be removed does not orphan it. Before
+/// the fix the purge deleted every due account's row (auditing `user_purged`) and then
+/// stopped at the first repository it could not remove, so that repository and those
+/// after it were never removed. Now the account stays (marked, not restorable), the
+/// failure is audited, the rest of the batch is purged, and the next run retries.
+#[tokio::test]
+async fn a_failed_repository_removal_is_retried_and_does_not_stop_the_purge() {
+    use reqwest::Method;
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Purge");
+    let mut accounts = Vec::new();
+    for name in ["fail@example.com", "ok1@example.com", "ok2@example.com"] {
+        let a = account(&app, &t, name).await;
+        let r = app
+            .client
+            .request(
+                Method::POST,
+                format!("{}/backup/{}/{}/?create=true", app.base, t.id, a.id),
+            )
+            .basic_auth(&a.user, Some(&a.secret))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(t.delete(&format!("/Users/{}", a.id)).await.status, 204);
+        accounts.push(a);
+    }
+    // The injected failure: the first account's repository directory is replaced by a
+    // file, which the removal cannot walk (this works as root, unlike permissions).
+    let dir = app
+        .deployment
+        .data_dir
+        .path()
+        .join("vault")
+        .join(&t.id)
+        .join(&accounts[0].id);
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+
+    let run = purge_a_month_later(&app);
+    assert!(
+        !run.status.success(),
+        "a failure is reported: {}",
+        run.stdout
+    );
+    assert!(run.stderr.contains(&accounts[0].id), "{}", run.stderr);
+    let purged: Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut purged_ids: Vec<&str> = purged
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    purged_ids.sort_unstable();
+    let mut expected = vec![accounts[1].id.as_str(), accounts[2].id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(purged_ids, expected);
+    for a in &accounts[1..] {
+        assert!(!app
+            .deployment
+            .data_dir
+            .path()
+            .join("vault")
+            .join(&t.id)
+            .join(&a.id)
+            .exists());
+    }
+    let failed = audit_of(&app, &t, "vault_purge_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        failed[0]["target_id"],
+        accounts[0].id.as_str(),
+        "{failed:?}"
+    );
+    let purged_events = audit_of(&app, &t, "user_purged");
+    assert_eq!(purged_events.len(), 2, "{purged_events:?}");
+    assert!(purged_events
+        .iter()
+        .all(|e| e["target_id"] != accounts[0].id.as_str()));
+    // Marked for purging: the account can no longer be restored.
+    let restore = app.cli(&[
+        "account",
+        "restore",
+        "--tenant",
+        &t.id,
+        "--user-name",
+        "fail@example.com",
+    ]);
+    assert!(!restore.status.success(), "{}", restore.stdout);
+
+    // Once the fault is gone, the next run finishes the account.
+    std::fs::remove_file(&dir).unwrap();
+    let run = purge_a_month_later(&app).ok();
+    let purged = run.json();
+    assert_eq!(purged.as_array().unwrap().len(), 1, "{purged}");
+    assert_eq!(purged[0]["id"], accounts[0].id.as_str());
+    let purged_events = audit_of(&app, &t, "user_purged");
+    assert_eq!(purged_events.len(), 3, "{purged_events:?}");
+    assert_eq!(audit_of(&app, &t, "vault_purged").len(), 3);
+    assert!(purge_a_month_later(&app)
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
