@@ -71,6 +71,8 @@ pub enum Action {
     VaultPurged,
     /// A purged account's repository could not be removed; the next run retries.
     VaultPurgeFailed,
+    /// The operator set or removed the cap on a tenant's Account Size and group sizes.
+    TenantLimitChanged,
 }
 
 impl Action {
@@ -97,6 +99,7 @@ impl Action {
             Action::BackupKeyGenerated => "backup_key_generated",
             Action::VaultPurged => "vault_purged",
             Action::VaultPurgeFailed => "vault_purge_failed",
+            Action::TenantLimitChanged => "tenant_limit_changed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -104,7 +107,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 21] = [
+pub const ALL_ACTIONS: [Action; 22] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -126,6 +129,7 @@ pub const ALL_ACTIONS: [Action; 21] = [
     Action::BackupKeyGenerated,
     Action::VaultPurged,
     Action::VaultPurgeFailed,
+    Action::TenantLimitChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -110,6 +110,7 @@ impl Services {
             scim_enabled: false,
             account_size_gb: QuotaGb::default(),
             created_at: self.clock.now(),
+            max_account_size_gb: None,
         };
         let audit = self.draft(
             &tenant.id,
@@ -174,6 +175,7 @@ impl Services {
             .account_size_gb
             .filter(|s| *s != current.account_size_gb)
         {
+            current.check_size(size)?;
             effective.account_size_gb = Some(size);
             audits.push(self.draft(
                 tenant,
@@ -190,6 +192,46 @@ impl Services {
         let updated = self
             .store
             .update_settings(tenant, &effective, audits)
+            .await?;
+        self.auth.invalidate(tenant);
+        Ok(updated)
+    }
+
+    /// Sets (or with `None` removes) the operator's cap on the tenant's Account Size and
+    /// group sizes (`cairn tenant limit`). Larger sizes are refused from then on; quotas
+    /// already above it count as the cap (see `Tenant::effective_quota`).
+    pub async fn set_tenant_limit(
+        &self,
+        _op: &OperatorCtx,
+        tenant: &TenantId,
+        cap: Option<QuotaGb>,
+    ) -> Result<Tenant> {
+        let current = self.tenant(tenant).await?;
+        if current.max_account_size_gb == cap {
+            return Ok(current);
+        }
+        let audit = self.draft(
+            tenant,
+            Actor::Operator,
+            Action::TenantLimitChanged,
+            (
+                "tenant",
+                Some(tenant.to_string()),
+                Some(current.name.clone()),
+            ),
+            json!({"maxAccountSizeGb": {
+                "before": current.max_account_size_gb.map(QuotaGb::get),
+                "after": cap.map(QuotaGb::get),
+            }}),
+            &RequestMeta::default(),
+        );
+        let change = SettingsChange {
+            max_account_size_gb: Some(cap),
+            ..SettingsChange::default()
+        };
+        let updated = self
+            .store
+            .update_settings(tenant, &change, vec![audit])
             .await?;
         self.auth.invalidate(tenant);
         Ok(updated)
@@ -756,6 +798,9 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<GroupRecord> {
         let actor = self.admin_actor(who, tenant)?;
+        if let Some(size) = size {
+            self.tenant(tenant).await?.check_size(size)?;
+        }
         let g = self
             .store
             .get_group(tenant, group)

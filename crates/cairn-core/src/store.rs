@@ -63,6 +63,8 @@ impl Role {
 pub struct SettingsChange {
     pub scim_enabled: Option<bool>,
     pub account_size_gb: Option<QuotaGb>,
+    /// The operator's cap: `Some(None)` removes it.
+    pub max_account_size_gb: Option<Option<QuotaGb>>,
 }
 
 #[async_trait]

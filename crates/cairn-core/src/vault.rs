@@ -252,6 +252,9 @@ impl Services {
             AccountStatus::Suspended => return Ok(Err(VaultDenied::Suspended)),
             AccountStatus::Deleted => return Ok(Err(VaultDenied::Deleted)),
         }
+        // The operator's cap on the tenant holds over any larger quota set before it.
+        let mut account = account;
+        account.quota_gb = self.tenant(tenant).await?.effective_quota(account.quota_gb);
         Ok(Ok(VaultCtx {
             tenant: tenant.clone(),
             user: user.clone(),

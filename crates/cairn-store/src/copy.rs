@@ -115,6 +115,7 @@ const TABLES: &[Table] = &[
             ("scim_enabled", Bool),
             ("account_size_gb", Int),
             ("created_at", Text),
+            ("max_account_size_gb", Int),
         ],
         serial: None,
     },

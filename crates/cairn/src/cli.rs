@@ -251,6 +251,25 @@ pub enum TenantCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cap the tenant's Account Size and group sizes (tenant administrators cannot set
+    /// more; larger quotas set before count as the cap).
+    Limit {
+        #[arg(long)]
+        tenant: String,
+        /// The largest Account Size or group size, in GB.
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            conflicts_with = "clear",
+            required_unless_present = "clear"
+        )]
+        max_account_size_gb: Option<i64>,
+        /// Remove the cap.
+        #[arg(long)]
+        clear: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -553,6 +572,28 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Tenant(TenantCmd::Limit {
+            tenant,
+            max_account_size_gb,
+            clear,
+            json,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let cap = match (max_account_size_gb, clear) {
+                (Some(gb), false) => Some(QuotaGb::new(gb).map_err(anyhow::Error::msg)?),
+                _ => None,
+            };
+            let t = svc.set_tenant_limit(&op, &id, cap).await?;
+            let cap = t.max_account_size_gb.map(QuotaGb::get);
+            if json {
+                print_json!(&json!({"id": t.id, "name": t.name, "max_account_size_gb": cap}));
+            } else {
+                match cap {
+                    Some(gb) => outln!("{}: Account Size and group sizes at most {gb} GB", t.name),
+                    None => outln!("{}: no Account Size limit", t.name),
+                }
+            }
+        }
         Command::Scim(ScimCmd::Enable {
             tenant,
             account_size_gb,
@@ -566,6 +607,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     SettingsChange {
                         scim_enabled: Some(true),
                         account_size_gb: Some(size),
+                        max_account_size_gb: None,
                     },
                     &meta,
                 )
@@ -585,6 +627,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     SettingsChange {
                         scim_enabled: Some(false),
                         account_size_gb: None,
+                        max_account_size_gb: None,
                     },
                     &meta,
                 )

@@ -242,7 +242,8 @@ async fn insert_audit<C: GenericClient>(c: &C, a: &AuditDraft) -> Result<()> {
     Ok(())
 }
 
-const TENANT_COLS: &str = "id, name, scim_enabled, account_size_gb, created_at";
+const TENANT_COLS: &str =
+    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb";
 
 fn tenant_from_row(r: &Row) -> Result<Tenant> {
     Ok(Tenant {
@@ -251,6 +252,9 @@ fn tenant_from_row(r: &Row) -> Result<Tenant> {
         scim_enabled: r.get(2),
         account_size_gb: QuotaGb::new(r.get(3)).unwrap_or_default(),
         created_at: time_of(r.get(4))?,
+        max_account_size_gb: r
+            .get::<_, Option<i64>>(5)
+            .and_then(|gb| QuotaGb::new(gb).ok()),
     })
 }
 
@@ -570,6 +574,14 @@ impl Store for PostgresStore {
             tx.execute(
                 "UPDATE tenants SET account_size_gb = $1 WHERE id = $2",
                 &[&i64::from(s.get()), &id],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        if let Some(cap) = change.max_account_size_gb {
+            tx.execute(
+                "UPDATE tenants SET max_account_size_gb = $1 WHERE id = $2",
+                &[&cap.map(|c| i64::from(c.get())), &id],
             )
             .await
             .map_err(map_err)?;

@@ -204,10 +204,14 @@ fn tenant_from_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
         scim_enabled: r.get(2)?,
         account_size_gb: QuotaGb::new(r.get(3)?).unwrap_or_default(),
         created_at: parse_time(r.get(4)?)?,
+        max_account_size_gb: r
+            .get::<_, Option<i64>>(5)?
+            .and_then(|gb| QuotaGb::new(gb).ok()),
     })
 }
 
-const TENANT_COLS: &str = "id, name, scim_enabled, account_size_gb, created_at";
+const TENANT_COLS: &str =
+    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb";
 
 fn get_tenant(c: &Connection, id: &str) -> rusqlite::Result<Option<Tenant>> {
     c.prepare_cached(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = ?"))?
@@ -360,6 +364,12 @@ impl Store for SqliteStore {
                     db(c.execute(
                         "UPDATE tenants SET account_size_gb = ? WHERE id = ?",
                         params![s.get(), id],
+                    ))?;
+                }
+                if let Some(cap) = change.max_account_size_gb {
+                    db(c.execute(
+                        "UPDATE tenants SET max_account_size_gb = ? WHERE id = ?",
+                        params![cap.map(QuotaGb::get), id],
                     ))?;
                 }
                 for a in &audits {

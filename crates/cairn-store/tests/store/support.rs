@@ -124,6 +124,7 @@ pub async fn tenant(store: &dyn Store, name: &str) -> Tenant {
         scim_enabled: true,
         account_size_gb: QuotaGb::new(50).unwrap(),
         created_at: now(),
+        max_account_size_gb: None,
     };
     store
         .create_tenant(&t, draft(&t.id, Action::TenantCreated))

@@ -1069,3 +1069,118 @@ async fn a_failed_repository_removal_is_retried_and_does_not_stop_the_purge() {
         .unwrap()
         .is_empty());
 }
+
+/// Issue 16, finding 12: `cairn tenant limit` caps the Account Size and group sizes a
+/// tenant's administrators can set (the CLI here; the dashboard's forms go through the
+/// same service call), and a larger quota given before the cap counts as the cap when
+/// uploads are charged.
+#[tokio::test]
+async fn the_operators_tenant_limit_caps_account_and_group_sizes() {
+    use reqwest::Method;
+    // 1 "GB" of Account Size = 100 kB here (bodies small enough that a 507 sent before
+    // the body is read does not cut the client off mid-send).
+    let opts = Opts {
+        env: vec![("CAIRN_VAULT_QUOTA_UNIT_BYTES".into(), "100000".into())],
+        ..Opts::default()
+    };
+    let app = TestApp::spawn_with(opts).await;
+    let t = app.tenant("Capped");
+    let enable =
+        |gb: &str| app.cli(&["scim", "enable", "--tenant", &t.id, "--account-size-gb", gb]);
+    let group_size = |gb: &str| {
+        app.cli(&[
+            "group", "size", "--tenant", &t.id, "--group", "Big", "--gb", gb,
+        ])
+    };
+    enable("3").ok();
+    let a = account(&app, &t, "cap@example.com").await;
+    let g = t
+        .post(
+            "/Groups",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": "Big", "members": [{"value": a.id}]}),
+        )
+        .await;
+    assert_eq!(g.status, 201, "{}", g.text);
+    group_size("5").ok(); // the account's quota is now 5 GB
+
+    let limit = app
+        .cli(&[
+            "tenant",
+            "limit",
+            "--tenant",
+            &t.id,
+            "--max-account-size-gb",
+            "2",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(limit["max_account_size_gb"], 2, "{limit}");
+    // Raising either above the cap is refused; the Account Size of 3 GB set before the
+    // cap may be saved again unchanged (the dashboard's form sends it with every save).
+    for refused in [enable("4"), group_size("4")] {
+        assert!(!refused.status.success(), "{}", refused.stdout);
+        assert!(
+            refused
+                .stderr
+                .contains("above the limit of 2 GB set by the operator"),
+            "{}",
+            refused.stderr
+        );
+    }
+    enable("3").ok();
+    enable("2").ok();
+    group_size("2").ok();
+    group_size("5")
+        .status
+        .success()
+        .then(|| panic!("5 GB is above the limit"));
+
+    // The group still says 5 GB from before the cap; uploads are charged against 2 GB.
+    let base = format!("{}/backup/{}/{}", app.base, t.id, a.id);
+    let req = |m: Method, path: &str| {
+        app.client
+            .request(m, format!("{base}{path}"))
+            .basic_auth(&a.user, Some(&a.secret))
+    };
+    assert_eq!(
+        req(Method::POST, "/?create=true")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // A new connection per upload: the server closes one it answered 507 before reading
+    // the body, and a pooled client could pick that one for the next upload.
+    let upload = |data: Vec<u8>| {
+        let name = sha256_hex(&data);
+        reqwest::Client::new()
+            .post(format!("{base}/data/{name}"))
+            .basic_auth(&a.user, Some(&a.secret))
+            .body(data)
+            .send()
+    };
+    let big: Vec<u8> = (0..250_000u32).map(|i| (i % 253) as u8).collect();
+    assert_eq!(upload(big.clone()).await.unwrap().status(), 507);
+    let small: Vec<u8> = (0..150_000u32).map(|i| (i % 241) as u8).collect();
+    assert_eq!(upload(small).await.unwrap().status(), 200);
+
+    // Without the cap the account's own 5 GB hold again.
+    let cleared = app
+        .cli(&["tenant", "limit", "--tenant", &t.id, "--clear", "--json"])
+        .ok()
+        .json();
+    assert_eq!(cleared["max_account_size_gb"], Value::Null, "{cleared}");
+    group_size("5").ok();
+    assert_eq!(upload(big).await.unwrap().status(), 200);
+    let audit = app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().json();
+    let limits = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "tenant_limit_changed")
+        .count();
+    assert_eq!(limits, 2, "{audit}");
+}
