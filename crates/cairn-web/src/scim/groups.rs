@@ -8,6 +8,7 @@
 //! guidance discourages returning every member after a membership change.
 
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
+use super::group_writes::GroupWrite;
 use super::response::{set_etag, ApiError, ApiResult, ScimJson};
 use super::users::{run_list, ListParams};
 use crate::AppState;
@@ -216,12 +217,13 @@ pub async fn search_all(
 }
 
 pub async fn create_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Meta(meta): Meta,
     params: Params,
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
     check_member_count(req.members.len())?;
@@ -230,7 +232,7 @@ pub async fn create_group(
         .create_group(&ctx.0, req.data, &req.members, &meta)
         .await?;
     state.metrics.provisioning_change("group_created");
-    group_response(&ctx, &state, StatusCode::CREATED, &g, &proj).await
+    group_response(ctx, &state, StatusCode::CREATED, &g, &proj).await
 }
 
 pub async fn get_group(
@@ -246,7 +248,7 @@ pub async fn get_group(
 
 /// PUT: a full replace of displayName, externalId and the member list (RFC 7644 §3.5.1).
 pub async fn replace_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Path((_tenant, id)): Path<(String, String)>,
     IfMatch(if_match): IfMatch,
@@ -254,6 +256,7 @@ pub async fn replace_group(
     params: Params,
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
     check_member_count(req.members.len())?;
@@ -264,11 +267,11 @@ pub async fn replace_group(
         })
         .await?;
     state.metrics.provisioning_change("group_replaced");
-    group_response(&ctx, &state, StatusCode::OK, &g, &proj).await
+    group_response(ctx, &state, StatusCode::OK, &g, &proj).await
 }
 
 pub async fn patch_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Path((_tenant, id)): Path<(String, String)>,
     IfMatch(if_match): IfMatch,
@@ -276,6 +279,7 @@ pub async fn patch_group(
     params: Params,
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = patch::parse_patch(&body)?;
     let g = state
@@ -288,7 +292,7 @@ pub async fn patch_group(
         .await?;
     state.metrics.provisioning_change("group_patched");
     if proj.is_requested() {
-        return group_response(&ctx, &state, StatusCode::OK, &g, &proj).await;
+        return group_response(ctx, &state, StatusCode::OK, &g, &proj).await;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     set_etag(&mut resp, g.version);
@@ -297,12 +301,13 @@ pub async fn patch_group(
 
 /// DELETE: the group and its memberships go; the member accounts stay as they are.
 pub async fn delete_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Path((_tenant, id)): Path<(String, String)>,
     IfMatch(if_match): IfMatch,
     Meta(meta): Meta,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     state
         .services
         .delete_group(&ctx.0, &id, if_match, &meta)

@@ -633,3 +633,83 @@ async fn oversized_group_writes_get_413_and_change_nothing() {
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
 }
+
+/// Starts a group PATCH whose body never finishes: it holds one of the tenant's
+/// group-write slots (taken once the request is authenticated) until the connection
+/// closes.
+async fn stalled_group_patch(t: &Tenant, group: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let url = t.url.strip_prefix("http://").unwrap();
+    let (authority, base_path) = url.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let head = format!(
+        "PATCH /{base_path}/Groups/{group} HTTP/1.1\r\nHost: {authority}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/scim+json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"schemas\":",
+        t.token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Issue 16, finding 10: one tenant's group writes get a bounded share of the writer —
+/// at most 4 in flight; a fifth waits briefly, then gets 429 with Retry-After — and they
+/// do not hold up another tenant's group writes. Before the fix every write of the
+/// flooding tenant was admitted.
+#[tokio::test]
+async fn one_tenants_group_writes_are_bounded_and_leave_other_tenants_alone() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.tenant("Flood"), app.tenant("Quiet"));
+    let mut groups = Vec::new();
+    for t in [&a, &b] {
+        let g = t
+            .post(
+                "/Groups",
+                &json!({"schemas": [GROUP_URN], "displayName": "G"}),
+            )
+            .await;
+        assert_eq!(g.status, 201, "{}", g.text);
+        groups.push(g.json()["id"].as_str().unwrap().to_owned());
+    }
+    let rename = |name: &str| ops(json!([{"op": "replace", "value": {"displayName": name}}]));
+
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(stalled_group_patch(&a, &groups[0]).await);
+    }
+    // The server takes the slots as it reads the stalled requests' headers; the first
+    // PATCH after that is refused. Bounded: 20 tries.
+    let mut refused = None;
+    for _ in 0..20 {
+        let r = a
+            .patch(&format!("/Groups/{}", groups[0]), &rename("A1"))
+            .await;
+        if r.status == 429 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 204, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("a fifth concurrent group write of one tenant is refused");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    refused.assert_scim_error(429, None);
+    // Another tenant's group writes go through meanwhile.
+    for i in 0..5 {
+        patch_204(&b, &groups[1], rename(&format!("B{i}"))).await;
+    }
+    // Once the stalled requests are gone, the tenant's slots are free again.
+    drop(stalled);
+    let mut done = false;
+    for _ in 0..50 {
+        let r = a
+            .patch(&format!("/Groups/{}", groups[0]), &rename("A2"))
+            .await;
+        if r.status == 204 {
+            done = true;
+            break;
+        }
+        assert_eq!(r.status, 429, "{}", r.text);
+    }
+    assert!(done, "the slots came back");
+}
