@@ -215,6 +215,11 @@ pub struct ServeArgs {
     /// it requests get 429 with Retry-After. 0 turns the limit off.
     #[arg(long, env = "CAIRN_SCIM_RATE_LIMIT", default_value_t = 100)]
     pub scim_rate_limit: u32,
+    /// Group writes (POST/PUT/PATCH/DELETE of /Groups) of one tenant in flight at once;
+    /// beyond it a write waits up to 2 s, then gets 429 with Retry-After. 0 turns the
+    /// bound off.
+    #[arg(long, env = "CAIRN_SCIM_GROUP_WRITES_PER_TENANT", default_value_t = 4)]
+    pub scim_group_writes_per_tenant: u32,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. TLS 1.2
     /// and 1.3 only.
     #[arg(

@@ -62,6 +62,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         }
     }
     let svc = services(g, public_url.clone()).await?;
+    cairn_web::scim::group_writes::set_per_tenant(args.scim_group_writes_per_tenant);
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(Metrics::new()),

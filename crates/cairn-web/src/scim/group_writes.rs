@@ -14,12 +14,22 @@ use axum::http::request::Parts;
 use cairn_core::ids::TenantId;
 use cairn_scim::ScimError;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Group writes of one tenant in flight at once.
-pub const GROUP_WRITES_PER_TENANT: usize = 4;
+/// Group writes of one tenant in flight at once, unless `serve` sets another bound
+/// (`--scim-group-writes-per-tenant`).
+pub const GROUP_WRITES_PER_TENANT: u32 = 4;
+
+/// The bound in force; 0 turns it off.
+static PER_TENANT: AtomicU32 = AtomicU32::new(GROUP_WRITES_PER_TENANT);
+
+/// Sets the bound for the process (at startup); 0 turns it off.
+pub fn set_per_tenant(n: u32) {
+    PER_TENANT.store(n, Ordering::Relaxed);
+}
 
 /// How long a group write waits for one of its tenant's slots before `429`.
 const WAIT: Duration = Duration::from_secs(2);
@@ -67,9 +77,17 @@ impl FromRequestParts<AppState> for GroupWrite {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let ctx = Scim::from_request_parts(parts, state).await?;
         let tenant = ctx.0.tenant_id().clone();
+        let per_tenant = PER_TENANT.load(Ordering::Relaxed);
+        if per_tenant == 0 {
+            return Ok(GroupWrite {
+                ctx,
+                permit: None,
+                tenant,
+            });
+        }
         let sem = slots()
             .entry(tenant.clone())
-            .or_insert_with(|| Arc::new(Semaphore::new(GROUP_WRITES_PER_TENANT)))
+            .or_insert_with(|| Arc::new(Semaphore::new(per_tenant as usize)))
             .clone();
         let acquired = tokio::time::timeout(WAIT, sem.acquire_owned()).await;
         match acquired {
@@ -85,8 +103,8 @@ impl FromRequestParts<AppState> for GroupWrite {
                     429,
                     None,
                     format!(
-                        "this tenant already has {GROUP_WRITES_PER_TENANT} group changes in \
-                         progress; retry after 1 s"
+                        "this tenant already has {per_tenant} group changes in progress; \
+                         retry after 1 s"
                     ),
                 )))
             }
