@@ -681,18 +681,20 @@ impl Services {
     }
 
     /// The members of a group as a list response carries them: all of them when there
-    /// are at most [`LIST_MEMBERS_MAX`], `None` for a larger group (listed without
-    /// `members`; `GET /Groups/{id}` has them all). Reads at most one more than the cap.
+    /// are at most `cap` (by default [`LIST_MEMBERS_MAX`]), `None` for a larger group
+    /// (listed without `members`; `GET /Groups/{id}` has them all). Reads at most one
+    /// more than the cap.
     pub async fn group_members_for_list(
         &self,
         ctx: &ScimCtx,
         id: &GroupId,
+        cap: u32,
     ) -> Result<Option<Vec<UserId>>> {
         let members = self
             .store
-            .group_members_up_to(ctx.tenant_id(), id, LIST_MEMBERS_MAX + 1)
+            .group_members_up_to(ctx.tenant_id(), id, cap.saturating_add(1))
             .await?;
-        Ok((members.len() <= LIST_MEMBERS_MAX as usize).then_some(members))
+        Ok((members.len() <= cap as usize).then_some(members))
     }
 
     /// The groups of these accounts (the read-only `groups` attribute of a User).
@@ -857,16 +859,17 @@ impl Services {
 }
 
 /// The most members a group carries in a list or search response (`GET /Groups`,
-/// `POST /.search`); a larger group is listed without `members`, so one page of up to
-/// 1,000 groups reads at most 1,000 × 101 member ids. RFC 7644 §3.4.2 lets a list return
+/// `POST /.search`) unless `serve` sets another (`--scim-list-members-max`); a larger
+/// group is listed without `members`, so one page of up to 1,000 groups reads at most
+/// 1,000 × 101 member ids. RFC 7644 §3.4.2 lets a list return
 /// fewer attributes than a read of the resource; Okta and Entra list groups with
 /// `excludedAttributes=members` anyway (README, Groups).
 pub const LIST_MEMBERS_MAX: u32 = 100;
 
 /// Members one group write (POST, PUT or PATCH of a group) may name, counted over all
-/// its operations: the membership change of one request is written in one transaction,
+/// its operations, unless `serve` sets another (`--scim-members-per-write-max`): the membership change of one request is written in one transaction,
 /// and the single SQLite writer is shared by every tenant (README, Groups).
-pub const MEMBERS_PER_WRITE_MAX: usize = 10_000;
+pub const MEMBERS_PER_WRITE_MAX: u32 = 10_000;
 
 /// Accounts one purge run takes on at most; the rest wait for the next run.
 const PURGE_BATCH: u32 = 1000;

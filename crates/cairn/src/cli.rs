@@ -220,6 +220,13 @@ pub struct ServeArgs {
     /// bound off.
     #[arg(long, env = "CAIRN_SCIM_GROUP_WRITES_PER_TENANT", default_value_t = 4)]
     pub scim_group_writes_per_tenant: u32,
+    /// The most members a group carries in a list or search response; a larger group is
+    /// listed without `members` (GET /Groups/{id} returns them all).
+    #[arg(long, env = "CAIRN_SCIM_LIST_MEMBERS_MAX", default_value_t = cairn_core::service::LIST_MEMBERS_MAX)]
+    pub scim_list_members_max: u32,
+    /// The most members one group POST, PUT or PATCH may name; more gets 413.
+    #[arg(long, env = "CAIRN_SCIM_MEMBERS_PER_WRITE_MAX", default_value_t = cairn_core::service::MEMBERS_PER_WRITE_MAX)]
+    pub scim_members_per_write_max: u32,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. TLS 1.2
     /// and 1.3 only.
     #[arg(

@@ -63,6 +63,10 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     }
     let svc = services(g, public_url.clone()).await?;
     cairn_web::scim::group_writes::set_per_tenant(args.scim_group_writes_per_tenant);
+    cairn_web::scim::groups::set_member_limits(
+        args.scim_list_members_max,
+        args.scim_members_per_write_max,
+    );
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(Metrics::new()),

@@ -17,11 +17,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::group::{GroupRecord, MemberChange};
 use cairn_core::query::ListQuery;
-use cairn_core::service::MEMBERS_PER_WRITE_MAX;
+use cairn_core::service::{LIST_MEMBERS_MAX, MEMBERS_PER_WRITE_MAX};
 use cairn_scim::group::{apply_group_patch, group_from_request, render_group, resource_type};
 use cairn_scim::user::Projection;
 use cairn_scim::{filter, list, patch, query, ScimError};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 fn projection(p: &ListParams) -> Result<Projection, ScimError> {
     Projection::for_resource_type(
@@ -52,8 +53,19 @@ async fn render(
     Ok(v)
 }
 
-/// Renders a group of a list or search page: members only up to
-/// `services::LIST_MEMBERS_MAX`; a larger group is listed without the attribute.
+/// The most members a listed group carries (`--scim-list-members-max`).
+static LIST_MEMBERS: AtomicU32 = AtomicU32::new(LIST_MEMBERS_MAX);
+/// The most members one group write may name (`--scim-members-per-write-max`).
+static MEMBERS_PER_WRITE: AtomicU32 = AtomicU32::new(MEMBERS_PER_WRITE_MAX);
+
+/// Sets the two group bounds for the process (at startup).
+pub fn set_member_limits(list_members: u32, members_per_write: u32) {
+    LIST_MEMBERS.store(list_members, Ordering::Relaxed);
+    MEMBERS_PER_WRITE.store(members_per_write, Ordering::Relaxed);
+}
+
+/// Renders a group of a list or search page: members only up to the list bound
+/// (`LIST_MEMBERS_MAX` by default); a larger group is listed without the attribute.
 async fn render_listed(
     ctx: &Scim,
     state: &AppState,
@@ -61,7 +73,11 @@ async fn render_listed(
     proj: &Projection,
 ) -> ApiResult<Value> {
     let members = if proj.wants("members") {
-        state.services.group_members_for_list(&ctx.0, &g.id).await?
+        let cap = LIST_MEMBERS.load(Ordering::Relaxed);
+        state
+            .services
+            .group_members_for_list(&ctx.0, &g.id, cap)
+            .await?
     } else {
         None
     };
@@ -75,17 +91,18 @@ async fn render_listed(
     Ok(v)
 }
 
-/// Refuses a group write that names more members than
-/// `services::MEMBERS_PER_WRITE_MAX` (RFC 7644 §3.12: 413, the request is too large);
+/// Refuses a group write that names more members than the bound
+/// (`MEMBERS_PER_WRITE_MAX` by default; RFC 7644 §3.12: 413, the request is too large);
 /// nothing is changed, and the client can send the change in several PATCH requests.
 fn check_member_count(n: usize) -> Result<(), ScimError> {
-    if n > MEMBERS_PER_WRITE_MAX {
+    let max = MEMBERS_PER_WRITE.load(Ordering::Relaxed);
+    if n > max as usize {
         return Err(ScimError::new(
             413,
             None,
             format!(
-                "a group request may name at most {MEMBERS_PER_WRITE_MAX} members (this one \
-                 names {n}); send the change in several PATCH requests"
+                "a group request may name at most {max} members (this one names {n}); \
+                 send the change in several PATCH requests"
             ),
         ));
     }

@@ -713,3 +713,34 @@ async fn one_tenants_group_writes_are_bounded_and_leave_other_tenants_alone() {
     }
     assert!(done, "the slots came back");
 }
+
+/// The two member bounds follow their `serve` flags (defaults tested above).
+#[tokio::test]
+async fn the_group_member_bounds_follow_their_flags() {
+    let opts = Opts {
+        args: ["--scim-list-members-max", "2", "--scim-members-per-write-max", "3"]
+            .map(String::from)
+            .to_vec(),
+        ..Opts::default()
+    };
+    let app = TestApp::spawn_with(opts).await;
+    let t = app.tenant("Flags");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(user(&t, &format!("f{i}@example.com")).await);
+    }
+    let r = t.post("/Groups", &group_body("Four", &ids)).await;
+    let e = r.assert_scim_error(413, None);
+    assert!(e["detail"].as_str().unwrap().contains("at most 3"), "{e}");
+    for (name, n) in [("Two", 2), ("Three", 3)] {
+        let r = t.post("/Groups", &group_body(name, &ids[..n])).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let list = assert_list(&t.get("/Groups").await);
+    for g in list["Resources"].as_array().unwrap() {
+        match g["displayName"].as_str().unwrap() {
+            "Two" => assert_eq!(g["members"].as_array().unwrap().len(), 2, "{g}"),
+            _ => assert!(g.get("members").is_none(), "{g}"),
+        }
+    }
+}
