@@ -718,9 +718,14 @@ async fn one_tenants_group_writes_are_bounded_and_leave_other_tenants_alone() {
 #[tokio::test]
 async fn the_group_member_bounds_follow_their_flags() {
     let opts = Opts {
-        args: ["--scim-list-members-max", "2", "--scim-members-per-write-max", "3"]
-            .map(String::from)
-            .to_vec(),
+        args: [
+            "--scim-list-members-max",
+            "2",
+            "--scim-members-per-write-max",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..Opts::default()
     };
     let app = TestApp::spawn_with(opts).await;
