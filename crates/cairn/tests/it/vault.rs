@@ -1184,3 +1184,72 @@ async fn the_operators_tenant_limit_caps_account_and_group_sizes() {
         .count();
     assert_eq!(limits, 2, "{audit}");
 }
+
+/// The S3 backend's delete claim (finding 6): while `<key>.deleting` exists (another
+/// delete, possibly on another instance, is removing the object), a DELETE answers 404,
+/// leaves the object to the claim's holder and gives nothing back. (That deletes without
+/// a claim remove the object once: `racing_deletes_of_one_object_on_the_s3_backend`.)
+#[tokio::test]
+async fn an_s3_delete_defers_to_the_claim_of_another_delete() {
+    use reqwest::Method;
+    let app = TestApp::spawn_on(
+        std::sync::Arc::new(Deployment::new().with_s3_vault()),
+        Opts::default(),
+    )
+    .await;
+    let t = app.tenant("Claims");
+    let a = account(&app, &t, "claim@example.com").await;
+    let base = format!("{}/backup/{}/{}", app.base, t.id, a.id);
+    let req = |m: Method, path: &str| {
+        app.client
+            .request(m, format!("{base}{path}"))
+            .basic_auth(&a.user, Some(&a.secret))
+    };
+    assert_eq!(
+        req(Method::POST, "/?create=true")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let data = vec![9u8; 50_000];
+    let name = sha256_hex(&data);
+    let path = format!("/data/{name}");
+    assert_eq!(
+        req(Method::POST, &path)
+            .body(data)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let (s3, bucket) = app.deployment.s3().unwrap();
+    let claim = format!(
+        "vault/{}/{}/data/{}/{name}.deleting",
+        t.id,
+        a.id,
+        &name[..2]
+    );
+    s3.put_empty(bucket, &claim);
+    assert_eq!(
+        req(Method::DELETE, &path).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(req(Method::HEAD, &path).send().await.unwrap().status(), 200);
+    // The claim is not an object of the repository, and nothing was given back.
+    let listed: Value = req(Method::GET, "/data")
+        .header("accept", V2_LIST)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_recount_is_exact(&app, &t, "claim@example.com");
+}
+
+const V2_LIST: &str = "application/vnd.x.restic.rest.v2";
