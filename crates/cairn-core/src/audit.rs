@@ -69,6 +69,10 @@ pub enum Action {
     QuotaChanged,
     BackupKeyGenerated,
     VaultPurged,
+    /// A purged account's repository could not be removed; the next run retries.
+    VaultPurgeFailed,
+    /// The operator set or removed the cap on a tenant's Account Size and group sizes.
+    TenantLimitChanged,
 }
 
 impl Action {
@@ -94,6 +98,8 @@ impl Action {
             Action::QuotaChanged => "quota_changed",
             Action::BackupKeyGenerated => "backup_key_generated",
             Action::VaultPurged => "vault_purged",
+            Action::VaultPurgeFailed => "vault_purge_failed",
+            Action::TenantLimitChanged => "tenant_limit_changed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -101,7 +107,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 20] = [
+pub const ALL_ACTIONS: [Action; 22] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -122,6 +128,8 @@ pub const ALL_ACTIONS: [Action; 20] = [
     Action::QuotaChanged,
     Action::BackupKeyGenerated,
     Action::VaultPurged,
+    Action::VaultPurgeFailed,
+    Action::TenantLimitChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

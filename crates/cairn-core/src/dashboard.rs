@@ -138,6 +138,7 @@ impl Services {
         let change = SettingsChange {
             scim_enabled: Some(enabled),
             account_size_gb: Some(account_size),
+            max_account_size_gb: None,
         };
         self.update_settings(Authority::Dashboard(ctx), ctx.tenant_id(), change, meta)
             .await

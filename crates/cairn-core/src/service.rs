@@ -13,9 +13,10 @@ use crate::store::{DashboardUser, Role, SettingsChange, Store};
 use crate::tenant::{validate_tenant_name, Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
 use crate::{Error, Result};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
+use time::OffsetDateTime;
 
 /// Who is changing tenant settings: the operator (CLI) or a dashboard administrator.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +113,7 @@ impl Services {
             scim_enabled: false,
             account_size_gb: QuotaGb::default(),
             created_at: self.clock.now(),
+            max_account_size_gb: None,
         };
         let audit = self.draft(
             &tenant.id,
@@ -176,6 +178,7 @@ impl Services {
             .account_size_gb
             .filter(|s| *s != current.account_size_gb)
         {
+            current.check_size(size)?;
             effective.account_size_gb = Some(size);
             audits.push(self.draft(
                 tenant,
@@ -192,6 +195,46 @@ impl Services {
         let updated = self
             .store
             .update_settings(tenant, &effective, audits)
+            .await?;
+        self.auth.invalidate(tenant);
+        Ok(updated)
+    }
+
+    /// Sets (or with `None` removes) the operator's cap on the tenant's Account Size and
+    /// group sizes (`cairn tenant limit`). Larger sizes are refused from then on; quotas
+    /// already above it count as the cap (see `Tenant::effective_quota`).
+    pub async fn set_tenant_limit(
+        &self,
+        _op: &OperatorCtx,
+        tenant: &TenantId,
+        cap: Option<QuotaGb>,
+    ) -> Result<Tenant> {
+        let current = self.tenant(tenant).await?;
+        if current.max_account_size_gb == cap {
+            return Ok(current);
+        }
+        let audit = self.draft(
+            tenant,
+            Actor::Operator,
+            Action::TenantLimitChanged,
+            (
+                "tenant",
+                Some(tenant.to_string()),
+                Some(current.name.clone()),
+            ),
+            json!({"maxAccountSizeGb": {
+                "before": current.max_account_size_gb.map(QuotaGb::get),
+                "after": cap.map(QuotaGb::get),
+            }}),
+            &RequestMeta::default(),
+        );
+        let change = SettingsChange {
+            max_account_size_gb: Some(cap),
+            ..SettingsChange::default()
+        };
+        let updated = self
+            .store
+            .update_settings(tenant, &change, vec![audit])
             .await?;
         self.auth.invalidate(tenant);
         Ok(updated)
@@ -317,9 +360,48 @@ impl Services {
             .await
     }
 
-    /// Purges accounts whose retention window has ended. Run periodically by `serve`.
-    pub async fn purge_expired(&self) -> Result<Vec<UserRecord>> {
-        self.store.purge_expired(self.clock.now()).await
+    /// Purges accounts whose retention window has ended (run periodically by `serve`):
+    /// each is marked as being purged, its backup repository removed by `remove_repo`
+    /// (returning the bytes it held), then its row deleted with `vault_purged` and
+    /// `user_purged` audited. A removal that fails is audited (`vault_purge_failed`),
+    /// leaves the account marked for the next run, and does not stop the rest.
+    pub async fn purge_expired(
+        &self,
+        remove_repo: impl Fn(&UserRecord) -> RemoveRepo,
+    ) -> Result<PurgeReport> {
+        let now = self.clock.now();
+        let mut report = PurgeReport::default();
+        for u in self.store.begin_purge(now, PURGE_BATCH).await? {
+            let outcome = match remove_repo(&u).await {
+                Ok(bytes) => self
+                    .store
+                    .finish_purge(&u.tenant_id, &u.id, purge_audits(&u, bytes, now))
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(true) => report.purged.push(u),
+                // Another instance finished this account.
+                Ok(false) => {}
+                Err(reason) => {
+                    let audit = system_audit(
+                        &u,
+                        Action::VaultPurgeFailed,
+                        json!({"error": {"after": reason}}),
+                        now,
+                    );
+                    // The account stays marked either way; a failure to audit the failure
+                    // is reported with it.
+                    let reason = match self.store.record_audit(audit).await {
+                        Ok(()) => reason,
+                        Err(e) => format!("{reason} (not audited: {e})"),
+                    };
+                    report.failed.push((u, reason));
+                }
+            }
+        }
+        Ok(report)
     }
 
     // --- SCIM ---------------------------------------------------------------------------
@@ -601,6 +683,23 @@ impl Services {
         self.store.group_members(ctx.tenant_id(), id).await
     }
 
+    /// The members of a group as a list response carries them: all of them when there
+    /// are at most `cap` (by default [`LIST_MEMBERS_MAX`]), `None` for a larger group
+    /// (listed without `members`; `GET /Groups/{id}` has them all). Reads at most one
+    /// more than the cap.
+    pub async fn group_members_for_list(
+        &self,
+        ctx: &ScimCtx,
+        id: &GroupId,
+        cap: u32,
+    ) -> Result<Option<Vec<UserId>>> {
+        let members = self
+            .store
+            .group_members_up_to(ctx.tenant_id(), id, cap.saturating_add(1))
+            .await?;
+        Ok((members.len() <= cap as usize).then_some(members))
+    }
+
     /// The groups of these accounts (the read-only `groups` attribute of a User).
     pub async fn groups_of_users(
         &self,
@@ -704,6 +803,9 @@ impl Services {
         meta: &RequestMeta,
     ) -> Result<GroupRecord> {
         let actor = self.admin_actor(who, tenant)?;
+        if let Some(size) = size {
+            self.tenant(tenant).await?.check_size(size)?;
+        }
         let g = self
             .store
             .get_group(tenant, group)
@@ -757,4 +859,67 @@ impl Services {
     pub async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
         self.store.group_summaries(tenant).await
     }
+}
+
+/// The most members a group carries in a list or search response (`GET /Groups`,
+/// `POST /.search`) unless `serve` sets another (`--scim-list-members-max`); a larger
+/// group is listed without `members`, so one page of up to 1,000 groups reads at most
+/// 1,000 × 101 member ids. RFC 7644 §3.4.2 lets a list return
+/// fewer attributes than a read of the resource; Okta and Entra list groups with
+/// `excludedAttributes=members` anyway (README, Groups).
+pub const LIST_MEMBERS_MAX: u32 = 100;
+
+/// Members one group write (POST, PUT or PATCH of a group) may name, counted over all
+/// its operations, unless `serve` sets another (`--scim-members-per-write-max`): the membership change of one request is written in one transaction,
+/// and the single SQLite writer is shared by every tenant (README, Groups).
+pub const MEMBERS_PER_WRITE_MAX: u32 = 10_000;
+
+/// Accounts one purge run takes on at most; the rest wait for the next run.
+const PURGE_BATCH: u32 = 1000;
+
+/// The removal of one account's repository, as `Services::purge_expired` is given it:
+/// the bytes it held, or why it failed. Owned (`'static`), so the purge can run in a
+/// spawned task.
+pub type RemoveRepo =
+    std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<u64, String>> + Send>>;
+
+/// What one run of the retention purge did.
+#[derive(Debug, Default)]
+pub struct PurgeReport {
+    /// Accounts whose repository and row are gone.
+    pub purged: Vec<UserRecord>,
+    /// Accounts whose repository could not be removed, with the reason; they stay marked
+    /// and the next run retries them.
+    pub failed: Vec<(UserRecord, String)>,
+}
+
+fn system_audit(u: &UserRecord, action: Action, changes: Value, at: OffsetDateTime) -> AuditDraft {
+    AuditDraft {
+        tenant_id: u.tenant_id.clone(),
+        actor: Actor::System,
+        action,
+        target_type: "user",
+        target_id: Some(u.id.to_string()),
+        target_name: Some(u.user_name.to_string()),
+        changes,
+        meta: RequestMeta::default(),
+        at,
+    }
+}
+
+fn purge_audits(u: &UserRecord, bytes: u64, at: OffsetDateTime) -> Vec<AuditDraft> {
+    vec![
+        system_audit(
+            u,
+            Action::VaultPurged,
+            json!({"repositoryBytes": {"before": bytes, "after": 0}}),
+            at,
+        ),
+        system_audit(
+            u,
+            Action::UserPurged,
+            json!({"deletedAt": {"before": u.deleted_at.map(crate::clock::format_ts)}}),
+            at,
+        ),
+    ]
 }

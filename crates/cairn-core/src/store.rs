@@ -63,6 +63,8 @@ impl Role {
 pub struct SettingsChange {
     pub scim_enabled: Option<bool>,
     pub account_size_gb: Option<QuotaGb>,
+    /// The operator's cap: `Some(None)` removes it.
+    pub max_account_size_gb: Option<Option<QuotaGb>>,
 }
 
 #[async_trait]
@@ -153,9 +155,20 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         audit: AuditDraft,
     ) -> Result<UserRecord>;
-    /// Deletes soft-deleted accounts whose retention window ended before `now`, auditing
-    /// each. Returns the purged accounts.
-    async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>>;
+    /// The first step of the retention purge: marks up to `limit` soft-deleted accounts
+    /// whose retention window ended before `now` as being purged (from then on they
+    /// cannot be restored) and returns them, oldest first. Accounts marked by an earlier
+    /// run that did not finish them are returned again.
+    async fn begin_purge(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<UserRecord>>;
+    /// The last step, once the account's repository is gone: deletes an account marked
+    /// by `begin_purge`, with `audits` in the same transaction. `false` when there is no
+    /// such account (another instance finished it).
+    async fn finish_purge(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        audits: Vec<AuditDraft>,
+    ) -> Result<bool>;
 
     // --- backup vault (see `crate::vault`) ----------------------------------------------
     /// Stores an account's backup key, replacing any earlier one, with its audit entry.
@@ -207,6 +220,13 @@ pub trait Store: Send + Sync + 'static {
     async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>>;
     /// The live (not soft-deleted) members of a group, ordered by id.
     async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>>;
+    /// The first `limit` live members of a group by id (fewer when it has fewer).
+    async fn group_members_up_to(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: u32,
+    ) -> Result<Vec<UserId>>;
     /// The groups of each of these accounts (for the read-only `groups` attribute).
     async fn groups_of_users(
         &self,

@@ -14,6 +14,31 @@ pub struct Tenant {
     pub account_size_gb: QuotaGb,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The operator's cap on the tenant's Account Size and group sizes (`cairn tenant
+    /// limit`); `None`: no cap beyond `QuotaGb::MAX`.
+    pub max_account_size_gb: Option<QuotaGb>,
+}
+
+impl Tenant {
+    /// Refuses an Account Size or group size above the operator's cap.
+    pub fn check_size(&self, size: QuotaGb) -> Result<(), crate::Error> {
+        match self.max_account_size_gb {
+            Some(cap) if size > cap => Err(crate::Error::Invalid {
+                field: "size",
+                reason: format!("{size} is above the limit of {cap} set by the operator"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// An account's quota as enforced: its own, but at most the operator's cap (a larger
+    /// quota given before the cap was set counts as the cap).
+    pub fn effective_quota(&self, quota: QuotaGb) -> QuotaGb {
+        match self.max_account_size_gb {
+            Some(cap) => quota.min(cap),
+            None => quota,
+        }
+    }
 }
 
 impl Tenant {

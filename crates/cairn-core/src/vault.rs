@@ -329,6 +329,9 @@ impl Services {
             AccountStatus::Suspended => return Ok(Err(VaultDenied::Suspended)),
             AccountStatus::Deleted => return Ok(Err(VaultDenied::Deleted)),
         }
+        // The operator's cap on the tenant holds over any larger quota set before it.
+        let mut account = account;
+        account.quota_gb = self.tenant(tenant).await?.effective_quota(account.quota_gb);
         let quota_bytes = u64::from(account.quota_gb.get())
             .checked_mul(unit.0)
             .and_then(ByteCount::new)
@@ -441,22 +444,6 @@ impl Services {
             return Err(Error::VersionMismatch);
         }
         Ok((account, delta))
-    }
-
-    /// Audits the removal of a purged account's repository (the retention purge).
-    pub async fn record_vault_purged(&self, account: &UserRecord, bytes: u64) -> Result<()> {
-        let audit = AuditDraft {
-            tenant_id: account.tenant_id.clone(),
-            actor: Actor::System,
-            action: Action::VaultPurged,
-            target_type: "user",
-            target_id: Some(account.id.to_string()),
-            target_name: Some(account.user_name.to_string()),
-            changes: json!({"repositoryBytes": {"before": bytes, "after": 0}}),
-            meta: RequestMeta::default(),
-            at: self.clock.now(),
-        };
-        self.store.record_audit(audit).await
     }
 }
 

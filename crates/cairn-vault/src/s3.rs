@@ -24,6 +24,15 @@ pub const MAX_REMOTE_OBJECT: u64 = 160 << 20;
 /// The object marking a created repository (S3 has no directories).
 const MARKER: &str = "cairn-repository";
 
+/// Appended to an object's key to name the claim of the one delete allowed to remove
+/// it (see `S3Repo::delete`). Not an object name, so listings never show claims.
+const CLAIM_SUFFIX: &str = ".deleting";
+
+/// How old a delete's claim must be before another delete may take it over: longer
+/// than any one delete takes, with room for clock skew between the object store and
+/// the instance.
+const CLAIM_TTL_SECS: i64 = 300;
+
 fn store_err(e: object_store::Error) -> VaultError {
     match e {
         object_store::Error::NotFound { .. } => VaultError::NotFound,
@@ -62,7 +71,13 @@ impl S3Vault {
     }
 
     pub(crate) async fn repo_size(&self, tenant: &str, account: &str) -> Result<u64> {
-        Ok(self.keys(tenant, account).await?.iter().map(|k| k.1).sum())
+        Ok(self
+            .keys(tenant, account)
+            .await?
+            .iter()
+            .filter(|k| !k.0.as_ref().ends_with(CLAIM_SUFFIX))
+            .map(|k| k.1)
+            .sum())
     }
 
     pub(crate) async fn remove_repo(&self, tenant: &str, account: &str) -> Result<u64> {
@@ -189,11 +204,77 @@ impl S3Repo {
         })
     }
 
+    /// Deletes an object and returns its size, or `NotFound` when this call did not
+    /// remove it. S3's `DELETE` succeeds whether or not the key existed, so racing
+    /// deletes (from one instance or several) cannot tell who removed the object, and
+    /// each would give its size back to the quota. The deleter that creates the claim
+    /// object `<key>.deleting` (a conditional `PUT`, `If-None-Match: *`, the same
+    /// primitive uploads rely on) is the only one that looks the object up and removes
+    /// it; the others get `NotFound`. A claim left behind by a crashed instance is taken
+    /// over after [`CLAIM_TTL_SECS`] with `If-Match` on its ETag, so only one deleter
+    /// can take it over.
     pub(crate) async fn delete(&self, obj: &Object) -> Result<u64> {
         let key = self.key(obj);
-        let size = self.store.head(&key).await.map_err(store_err)?.size;
-        self.store.delete(&key).await.map_err(store_err)?;
-        Ok(size)
+        let claim = Path::from(format!("{key}{CLAIM_SUFFIX}"));
+        // Unique content, so a takeover's `If-Match` tells one claim from the next.
+        let nonce = format!("{:032x}", rand::random::<u128>());
+        let create = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&claim, nonce.clone().into(), create)
+            .await
+            .map_err(store_err)
+        {
+            Ok(_) => {}
+            Err(VaultError::Exists) => {
+                let held = match self.store.head(&claim).await.map_err(store_err) {
+                    Ok(m) => m,
+                    // The other delete just finished: the object is gone.
+                    Err(VaultError::NotFound) => return Err(VaultError::NotFound),
+                    Err(e) => return Err(e),
+                };
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                if now.saturating_sub(held.last_modified.timestamp()) < CLAIM_TTL_SECS {
+                    // Another delete is removing the object right now.
+                    return Err(VaultError::NotFound);
+                }
+                let take_over = PutOptions {
+                    mode: PutMode::Update(object_store::UpdateVersion {
+                        e_tag: held.e_tag,
+                        version: held.version,
+                    }),
+                    ..PutOptions::default()
+                };
+                match self
+                    .store
+                    .put_opts(&claim, nonce.into(), take_over)
+                    .await
+                    .map_err(store_err)
+                {
+                    Ok(_) => {}
+                    Err(VaultError::Exists | VaultError::NotFound) => {
+                        return Err(VaultError::NotFound)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let removed = async {
+            let size = self.store.head(&key).await.map_err(store_err)?.size;
+            self.store.delete(&key).await.map_err(store_err)?;
+            Ok(size)
+        }
+        .await;
+        // A claim that cannot be removed now goes stale and is taken over later; the
+        // object's fate is already decided.
+        let _ = self.store.delete(&claim).await;
+        removed
     }
 
     pub(crate) async fn list(&self, kind: Kind) -> Result<Vec<(String, u64)>> {

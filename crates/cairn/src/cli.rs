@@ -128,21 +128,24 @@ impl Global {
     }
 }
 
-/// The retention purge: deletes accounts past their retention window (audited by the
-/// store), then their backup repositories (audited here, `vault_purged`).
+/// The retention purge (see `Services::purge_expired`): repositories are removed before
+/// their accounts' rows, so a failed removal is retried by the next run.
 pub async fn purge_expired(
     svc: &Services,
     vault: &cairn_vault::Vault,
-) -> Result<Vec<cairn_core::user::UserRecord>> {
-    let purged = svc.purge_expired().await?;
-    for u in &purged {
-        let bytes = vault
-            .remove_repo(u.tenant_id.as_str(), u.id.as_str())
-            .await
-            .with_context(|| format!("removing the backup repository of account {}", u.id))?;
-        svc.record_vault_purged(u, bytes).await?;
-    }
-    Ok(purged)
+) -> Result<cairn_core::service::PurgeReport> {
+    let report = svc
+        .purge_expired(|u| {
+            let (vault, tenant, id) = (vault.clone(), u.tenant_id.clone(), u.id.clone());
+            Box::pin(async move {
+                vault
+                    .remove_repo(tenant.as_str(), id.as_str())
+                    .await
+                    .map_err(|e| format!("removing the backup repository: {e}"))
+            })
+        })
+        .await?;
+    Ok(report)
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,6 +216,18 @@ pub struct ServeArgs {
     /// it requests get 429 with Retry-After. 0 turns the limit off.
     #[arg(long, env = "CAIRN_SCIM_RATE_LIMIT", default_value_t = 100)]
     pub scim_rate_limit: u32,
+    /// Group writes (POST/PUT/PATCH/DELETE of /Groups) of one tenant in flight at once;
+    /// beyond it a write waits up to 2 s, then gets 429 with Retry-After. 0 turns the
+    /// bound off.
+    #[arg(long, env = "CAIRN_SCIM_GROUP_WRITES_PER_TENANT", default_value_t = 4)]
+    pub scim_group_writes_per_tenant: u32,
+    /// The most members a group carries in a list or search response; a larger group is
+    /// listed without `members` (GET /Groups/{id} returns them all).
+    #[arg(long, env = "CAIRN_SCIM_LIST_MEMBERS_MAX", default_value_t = cairn_core::service::LIST_MEMBERS_MAX)]
+    pub scim_list_members_max: u32,
+    /// The most members one group POST, PUT or PATCH may name; more gets 413.
+    #[arg(long, env = "CAIRN_SCIM_MEMBERS_PER_WRITE_MAX", default_value_t = cairn_core::service::MEMBERS_PER_WRITE_MAX)]
+    pub scim_members_per_write_max: u32,
     /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. TLS 1.2
     /// and 1.3 only.
     #[arg(
@@ -263,6 +278,25 @@ pub enum TenantCmd {
     },
     /// List tenants.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cap the tenant's Account Size and group sizes (tenant administrators cannot set
+    /// more; larger quotas set before count as the cap).
+    Limit {
+        #[arg(long)]
+        tenant: String,
+        /// The largest Account Size or group size, in GB.
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            conflicts_with = "clear",
+            required_unless_present = "clear"
+        )]
+        max_account_size_gb: Option<i64>,
+        /// Remove the cap.
+        #[arg(long)]
+        clear: bool,
         #[arg(long)]
         json: bool,
     },
@@ -568,6 +602,28 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::Tenant(TenantCmd::Limit {
+            tenant,
+            max_account_size_gb,
+            clear,
+            json,
+        }) => {
+            let id = tenant_id(&tenant)?;
+            let cap = match (max_account_size_gb, clear) {
+                (Some(gb), false) => Some(QuotaGb::new(gb).map_err(anyhow::Error::msg)?),
+                _ => None,
+            };
+            let t = svc.set_tenant_limit(&op, &id, cap).await?;
+            let cap = t.max_account_size_gb.map(QuotaGb::get);
+            if json {
+                print_json!(&json!({"id": t.id, "name": t.name, "max_account_size_gb": cap}));
+            } else {
+                match cap {
+                    Some(gb) => outln!("{}: Account Size and group sizes at most {gb} GB", t.name),
+                    None => outln!("{}: no Account Size limit", t.name),
+                }
+            }
+        }
         Command::Scim(ScimCmd::Enable {
             tenant,
             account_size_gb,
@@ -581,6 +637,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     SettingsChange {
                         scim_enabled: Some(true),
                         account_size_gb: Some(size),
+                        max_account_size_gb: None,
                     },
                     &meta,
                 )
@@ -600,6 +657,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     SettingsChange {
                         scim_enabled: Some(false),
                         account_size_gb: None,
+                        max_account_size_gb: None,
                     },
                     &meta,
                 )
@@ -786,7 +844,8 @@ pub async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Account(AccountCmd::PurgeExpired { json }) => {
-            let purged = purge_expired(&svc, &g.vault()?.vault).await?;
+            let report = purge_expired(&svc, &g.vault()?.vault).await?;
+            let purged = &report.purged;
             if json {
                 let v: Vec<_> = purged
                     .iter()
@@ -797,6 +856,19 @@ pub async fn run(cli: Cli) -> Result<()> {
                 print_json!(&json!(v));
             } else {
                 outln!("Purged {} account(s)", purged.len());
+            }
+            if !report.failed.is_empty() {
+                let lines: Vec<String> = report
+                    .failed
+                    .iter()
+                    .map(|(u, reason)| format!("account {} ({}): {reason}", u.id, u.user_name))
+                    .collect();
+                bail!(
+                    "{} account(s) could not be purged; they stay marked and the next run \
+                     retries them:\n{}",
+                    lines.len(),
+                    lines.join("\n")
+                );
             }
         }
     }

@@ -71,6 +71,11 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     }
     let mut metrics = Metrics::new();
     metrics.register_sign_in(svc.clone());
+    cairn_web::scim::group_writes::set_per_tenant(args.scim_group_writes_per_tenant);
+    cairn_web::scim::groups::set_member_limits(
+        args.scim_list_members_max,
+        args.scim_members_per_write_max,
+    );
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(metrics),
@@ -87,10 +92,18 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         loop {
             tick.tick().await;
             match purge_expired(&purge_svc, &purge_vault).await {
-                Ok(p) if !p.is_empty() => {
-                    tracing::info!(count = p.len(), "purged accounts past retention")
+                Ok(report) => {
+                    if !report.purged.is_empty() {
+                        tracing::info!(
+                            count = report.purged.len(),
+                            "purged accounts past retention"
+                        )
+                    }
+                    for (u, reason) in &report.failed {
+                        tracing::warn!(account = %u.id, tenant = %u.tenant_id, %reason,
+                            "retention purge of an account failed; retried on the next run");
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
             }
             // Expired sessions and sign-in failures past the throttle window go even when

@@ -305,15 +305,23 @@ impl PostgresStore {
         .await
     }
 
-    pub(super) async fn grp_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+    /// The live members, the first `limit` of them by id when given.
+    pub(super) async fn grp_members(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: Option<u32>,
+    ) -> Result<Vec<UserId>> {
         let c = self.pool.get().await.map_err(pool_err)?;
+        // LIMIT NULL is no limit.
+        let limit = limit.map(i64::from);
         let rows = c
             .query(
                 "SELECT m.user_id FROM group_members m
                  JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
                  WHERE m.tenant_id = $1 AND m.group_id = $2 AND u.deleted_at IS NULL
-                 ORDER BY m.user_id COLLATE \"C\"",
-                &[&tenant.as_str(), &id.as_str()],
+                 ORDER BY m.user_id COLLATE \"C\" LIMIT $3",
+                &[&tenant.as_str(), &id.as_str(), &limit],
             )
             .await
             .map_err(map_err)?;

@@ -9,7 +9,7 @@ mod vault;
 
 use crate::listing::{is_single_key_lookup, total_from_page, PageStarts, PlainPage};
 use async_trait::async_trait;
-use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
+use cairn_core::audit::{AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
 use cairn_core::clock::{format_ts, parse_ts};
 use cairn_core::dashboard::{AccountQuery, ActivityFilter, DayCount};
@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0005_users_paging_index.sql"),
     include_str!("../../migrations/postgres/0006_drop_redundant_user_name_index.sql"),
     include_str!("../../migrations/postgres/0007_user_list_state.sql"),
+    include_str!("../../migrations/postgres/0008_purge_marker_and_tenant_limits.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
@@ -241,7 +242,8 @@ async fn insert_audit<C: GenericClient>(c: &C, a: &AuditDraft) -> Result<()> {
     Ok(())
 }
 
-const TENANT_COLS: &str = "id, name, scim_enabled, account_size_gb, created_at";
+const TENANT_COLS: &str =
+    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb";
 
 fn tenant_from_row(r: &Row) -> Result<Tenant> {
     Ok(Tenant {
@@ -250,6 +252,9 @@ fn tenant_from_row(r: &Row) -> Result<Tenant> {
         scim_enabled: r.get(2),
         account_size_gb: QuotaGb::new(r.get(3)).unwrap_or_default(),
         created_at: time_of(r.get(4))?,
+        max_account_size_gb: r
+            .get::<_, Option<i64>>(5)
+            .and_then(|gb| QuotaGb::new(gb).ok()),
     })
 }
 
@@ -569,6 +574,14 @@ impl Store for PostgresStore {
             tx.execute(
                 "UPDATE tenants SET account_size_gb = $1 WHERE id = $2",
                 &[&i64::from(s.get()), &id],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        if let Some(cap) = change.max_account_size_gb {
+            tx.execute(
+                "UPDATE tenants SET max_account_size_gb = $1 WHERE id = $2",
+                &[&cap.map(|c| i64::from(c.get())), &id],
             )
             .await
             .map_err(map_err)?;
@@ -905,7 +918,7 @@ impl Store for PostgresStore {
         let row = tx
             .query_opt(
                 "SELECT id FROM users WHERE tenant_id = $1 AND user_name_fold = $2 AND deleted_at IS NOT NULL
-                 ORDER BY deleted_at DESC, seq DESC LIMIT 1 FOR UPDATE",
+                 AND purging_since IS NULL ORDER BY deleted_at DESC, seq DESC LIMIT 1 FOR UPDATE",
                 &[&tenant.as_str(), &user_name.folded()],
             )
             .await
@@ -927,46 +940,57 @@ impl Store for PostgresStore {
         Ok(u)
     }
 
-    async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>> {
+    async fn begin_purge(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<UserRecord>> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await.map_err(map_err)?;
-        // SKIP LOCKED: instances purging at the same moment take disjoint rows.
+        // FOR UPDATE: a restore of the same account waits for the mark, then sees it.
         let rows = tx
             .query(
                 &format!(
                     "SELECT {USER_COLS} FROM users u WHERE u.deleted_at IS NOT NULL AND u.purge_at <= $1
-                     ORDER BY u.purge_at LIMIT 1000 FOR UPDATE SKIP LOCKED"
+                     ORDER BY u.purge_at LIMIT $2 FOR UPDATE"
                 ),
-                &[&ts(now)],
+                &[&ts(now), &i64::from(limit)],
             )
             .await
             .map_err(map_err)?;
         let due = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
         for u in &due {
             tx.execute(
-                "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
-                &[&u.tenant_id.as_str(), &u.id.as_str()],
+                "UPDATE users SET purging_since = $1
+                 WHERE tenant_id = $2 AND id = $3 AND purging_since IS NULL",
+                &[&ts(now), &u.tenant_id.as_str(), &u.id.as_str()],
             )
             .await
             .map_err(map_err)?;
-            insert_audit(
-                &*tx,
-                &AuditDraft {
-                    tenant_id: u.tenant_id.clone(),
-                    actor: Actor::System,
-                    action: Action::UserPurged,
-                    target_type: "user",
-                    target_id: Some(u.id.to_string()),
-                    target_name: Some(u.user_name.to_string()),
-                    changes: serde_json::json!({"deletedAt": {"before": u.deleted_at.map(format_ts)}}),
-                    meta: Default::default(),
-                    at: now,
-                },
-            )
-            .await?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(due)
+    }
+
+    async fn finish_purge(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        audits: Vec<AuditDraft>,
+    ) -> Result<bool> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let n = tx
+            .execute(
+                "DELETE FROM users WHERE tenant_id = $1 AND id = $2 AND purging_since IS NOT NULL",
+                &[&tenant.as_str(), &id.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        for a in &audits {
+            insert_audit(&*tx, a).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     async fn create_dashboard_user(&self, u: &DashboardUser, audit: AuditDraft) -> Result<()> {
@@ -1087,7 +1111,15 @@ impl Store for PostgresStore {
         self.grp_list(tenant, query).await
     }
     async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
-        self.grp_members(tenant, id).await
+        self.grp_members(tenant, id, None).await
+    }
+    async fn group_members_up_to(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: u32,
+    ) -> Result<Vec<UserId>> {
+        self.grp_members(tenant, id, Some(limit)).await
     }
     async fn groups_of_users(
         &self,

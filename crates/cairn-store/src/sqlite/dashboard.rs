@@ -453,6 +453,7 @@ mod tests {
             scim_enabled: true,
             account_size_gb: QuotaGb::default(),
             created_at: now,
+            max_account_size_gb: None,
         };
         let audit = AuditDraft {
             tenant_id: tenant.id.clone(),

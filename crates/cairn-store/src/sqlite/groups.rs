@@ -260,16 +260,26 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn grp_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+    /// The live members, the first `limit` of them by id when given.
+    pub(super) async fn grp_members(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: Option<u32>,
+    ) -> Result<Vec<UserId>> {
         let (t, i) = (tenant.to_string(), id.to_string());
+        // SQLite reads LIMIT -1 as no limit.
+        let limit = limit.map_or(-1, i64::from);
         self.read(move |c| {
             let mut st = c.prepare_cached(
                 "SELECT m.user_id FROM group_members m
                  JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
                  WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
-                 ORDER BY m.user_id",
+                 ORDER BY m.user_id LIMIT ?",
             )?;
-            let rows = st.query_map([t, i], |r| Ok(UserId::from_trusted(r.get(0)?)))?;
+            let rows = st.query_map(params![t, i, limit], |r| {
+                Ok(UserId::from_trusted(r.get(0)?))
+            })?;
             rows.collect()
         })
         .await

@@ -9,7 +9,7 @@ mod writer;
 
 use crate::listing::{is_key_lookup, matches_at_most_one, total_from_page, PageStarts, PlainPage};
 use async_trait::async_trait;
-use cairn_core::audit::{Action, Actor, AuditDraft, AuditEvent, AuditQuery};
+use cairn_core::audit::{AuditDraft, AuditEvent, AuditQuery};
 use cairn_core::auth::{PasswordHash, TokenHash};
 use cairn_core::clock::{format_ts, parse_ts};
 use cairn_core::dashboard::{AccountQuery, ActivityFilter, DayCount};
@@ -204,10 +204,14 @@ fn tenant_from_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
         scim_enabled: r.get(2)?,
         account_size_gb: QuotaGb::new(r.get(3)?).unwrap_or_default(),
         created_at: parse_time(r.get(4)?)?,
+        max_account_size_gb: r
+            .get::<_, Option<i64>>(5)?
+            .and_then(|gb| QuotaGb::new(gb).ok()),
     })
 }
 
-const TENANT_COLS: &str = "id, name, scim_enabled, account_size_gb, created_at";
+const TENANT_COLS: &str =
+    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb";
 
 fn get_tenant(c: &Connection, id: &str) -> rusqlite::Result<Option<Tenant>> {
     c.prepare_cached(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = ?"))?
@@ -360,6 +364,12 @@ impl Store for SqliteStore {
                     db(c.execute(
                         "UPDATE tenants SET account_size_gb = ? WHERE id = ?",
                         params![s.get(), id],
+                    ))?;
+                }
+                if let Some(cap) = change.max_account_size_gb {
+                    db(c.execute(
+                        "UPDATE tenants SET max_account_size_gb = ? WHERE id = ?",
+                        params![cap.map(QuotaGb::get), id],
                     ))?;
                 }
                 for a in &audits {
@@ -712,7 +722,7 @@ impl Store for SqliteStore {
                 let id: Option<String> = db(c
                     .query_row(
                         "SELECT id FROM users WHERE tenant_id = ? AND user_name_fold = ? AND deleted_at IS NOT NULL
-                         ORDER BY deleted_at DESC, seq DESC LIMIT 1",
+                         AND purging_since IS NULL ORDER BY deleted_at DESC, seq DESC LIMIT 1",
                         params![t, fold],
                         |r| r.get(0),
                     )
@@ -730,39 +740,50 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn purge_expired(&self, now: OffsetDateTime) -> Result<Vec<UserRecord>> {
+    async fn begin_purge(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<UserRecord>> {
         self.writer
             .write(move |c| {
                 let due = db(c
                     .prepare(&format!(
                         "SELECT {USER_COLS} FROM users u WHERE u.deleted_at IS NOT NULL AND u.purge_at <= ?
-                         ORDER BY u.purge_at LIMIT 1000"
+                         ORDER BY u.purge_at LIMIT ?"
                     ))
                     .and_then(|mut st| {
-                        st.query_map([ts(now)], user_from_row)?
+                        st.query_map(params![ts(now), limit], user_from_row)?
                             .collect::<rusqlite::Result<Vec<_>>>()
                     }))?;
                 for u in &due {
                     db(c.execute(
-                        "DELETE FROM users WHERE tenant_id = ? AND id = ?",
-                        params![u.tenant_id.as_str(), u.id.as_str()],
-                    ))?;
-                    db(insert_audit(
-                        c,
-                        &AuditDraft {
-                            tenant_id: u.tenant_id.clone(),
-                            actor: Actor::System,
-                            action: Action::UserPurged,
-                            target_type: "user",
-                            target_id: Some(u.id.to_string()),
-                            target_name: Some(u.user_name.to_string()),
-                            changes: serde_json::json!({"deletedAt": {"before": u.deleted_at.map(format_ts)}}),
-                            meta: Default::default(),
-                            at: now,
-                        },
+                        "UPDATE users SET purging_since = ?
+                         WHERE tenant_id = ? AND id = ? AND purging_since IS NULL",
+                        params![ts(now), u.tenant_id.as_str(), u.id.as_str()],
                     ))?;
                 }
                 Ok(due)
+            })
+            .await
+    }
+
+    async fn finish_purge(
+        &self,
+        tenant: &TenantId,
+        id: &UserId,
+        audits: Vec<AuditDraft>,
+    ) -> Result<bool> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.writer
+            .write(move |c| {
+                let n = db(c.execute(
+                    "DELETE FROM users WHERE tenant_id = ? AND id = ? AND purging_since IS NOT NULL",
+                    params![t, i],
+                ))?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                for a in &audits {
+                    db(insert_audit(c, a))?;
+                }
+                Ok(true)
             })
             .await
     }
@@ -884,7 +905,15 @@ impl Store for SqliteStore {
         self.grp_list(tenant, query).await
     }
     async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
-        self.grp_members(tenant, id).await
+        self.grp_members(tenant, id, None).await
+    }
+    async fn group_members_up_to(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: u32,
+    ) -> Result<Vec<UserId>> {
+        self.grp_members(tenant, id, Some(limit)).await
     }
     async fn groups_of_users(
         &self,

@@ -298,12 +298,8 @@ async fn soft_delete_restore_and_purge() {
     assert_eq!(restored.id, newer.id);
 
     // Purge removes only accounts past their window.
-    assert!(db.store.purge_expired(now()).await.unwrap().is_empty());
-    let purged = db
-        .store
-        .purge_expired(purge_at + time::Duration::seconds(1))
-        .await
-        .unwrap();
+    assert!(purge(&*db.store, now()).await.is_empty());
+    let purged = purge(&*db.store, purge_at + time::Duration::seconds(1)).await;
     assert_eq!(
         purged.iter().map(|p| p.id.clone()).collect::<Vec<_>>(),
         vec![u.id.clone()]
@@ -360,7 +356,7 @@ async fn concurrent_purges_purge_each_account_once() {
     let runs: Vec<_> = (0..4)
         .map(|_| {
             let store = db.store.clone();
-            tokio::spawn(async move { store.purge_expired(later).await.unwrap() })
+            tokio::spawn(async move { purge(&*store, later).await })
         })
         .collect();
     let mut purged = Vec::new();
@@ -372,7 +368,7 @@ async fn concurrent_purges_purge_each_account_once() {
     purged.dedup();
     assert_eq!(total, 60, "each account purged once in all");
     assert_eq!(purged.len(), 60);
-    assert!(db.store.purge_expired(later).await.unwrap().is_empty());
+    assert!(purge(&*db.store, later).await.is_empty());
 }
 
 /// PostgreSQL: after a burst of creates the store refreshes the statistics itself, so a
@@ -456,7 +452,7 @@ async fn postgres_live_count_starts_from_existing_accounts() {
             .await
             .unwrap();
     }
-    // Back to the schema before 0007, accounts in place.
+    // Back to the schema before 0007 (later migrations undone too), accounts in place.
     let url = db.pg_url.clone().unwrap();
     let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
         .await
@@ -468,7 +464,9 @@ async fn postgres_live_count_starts_from_existing_accounts() {
              DROP TRIGGER users_list_state_update ON users;
              DROP FUNCTION users_list_state();
              DROP TABLE user_list_state;
-             DELETE FROM schema_migrations WHERE version = 7;",
+             ALTER TABLE users DROP COLUMN purging_since;
+             ALTER TABLE tenants DROP COLUMN max_account_size_gb;
+             DELETE FROM schema_migrations WHERE version >= 7;",
         )
         .await
         .unwrap();
@@ -482,4 +480,83 @@ async fn postgres_live_count_starts_from_existing_accounts() {
         .await
         .unwrap();
     assert_eq!(store.list_users(&t.id, &q).await.unwrap().total, 4);
+}
+
+/// Issue 16, finding 8: the purge marks an account before its repository is removed.
+/// A marked account cannot be restored (its repository may be half gone), stays until
+/// `finish_purge` (a failed removal leaves it for the next run, which gets it again),
+/// and is deleted once.
+#[tokio::test]
+async fn an_account_marked_for_purging_is_kept_until_finished_and_cannot_be_restored() {
+    let db = db_async().await;
+    let t = tenant(&*db.store, "acme").await;
+    let at = now();
+    let mut ids = Vec::new();
+    for name in ["gone@x.io", "stays@x.io"] {
+        let u = user(&t.id, name, json!({ "userName": name }));
+        db.store
+            .create_user(&u, draft(&t.id, Action::UserCreated))
+            .await
+            .unwrap();
+        db.store
+            .soft_delete_user(
+                &t.id,
+                &u.id,
+                None,
+                at,
+                at,
+                draft(&t.id, Action::UserDeleted),
+            )
+            .await
+            .unwrap();
+        ids.push(u.id);
+    }
+    let later = at + time::Duration::seconds(1);
+    let marked = db.store.begin_purge(later, 1000).await.unwrap();
+    assert_eq!(marked.len(), 2);
+    let name = UserName::parse("gone@x.io").unwrap();
+    let restored = db
+        .store
+        .restore_user(&t.id, &name, later, draft(&t.id, Action::UserRestored))
+        .await;
+    assert!(matches!(restored, Err(Error::NotFound(_))), "{restored:?}");
+    // Nothing deleted yet: both rows are there, and a new run gets both again.
+    for id in &ids {
+        assert!(db.store.get_user_any(&t.id, id).await.unwrap().is_some());
+    }
+    assert_eq!(db.store.begin_purge(later, 1000).await.unwrap().len(), 2);
+    // One finished (its removal worked), one not (its removal failed).
+    assert!(db
+        .store
+        .finish_purge(&t.id, &ids[0], vec![draft(&t.id, Action::UserPurged)])
+        .await
+        .unwrap());
+    assert!(!db
+        .store
+        .finish_purge(&t.id, &ids[0], vec![draft(&t.id, Action::UserPurged)])
+        .await
+        .unwrap());
+    assert!(db
+        .store
+        .get_user_any(&t.id, &ids[0])
+        .await
+        .unwrap()
+        .is_none());
+    let again = db.store.begin_purge(later, 1000).await.unwrap();
+    assert_eq!(
+        again.iter().map(|u| u.id.clone()).collect::<Vec<_>>(),
+        vec![ids[1].clone()]
+    );
+    // finish_purge deletes only a marked account: a live one is left alone.
+    let live = user(&t.id, "live@x.io", json!({"userName": "live@x.io"}));
+    db.store
+        .create_user(&live, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    assert!(!db
+        .store
+        .finish_purge(&t.id, &live.id, vec![])
+        .await
+        .unwrap());
+    assert!(db.store.get_user(&t.id, &live.id).await.unwrap().is_some());
 }

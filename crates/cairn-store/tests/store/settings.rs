@@ -12,6 +12,7 @@ async fn settings_change_and_are_audited_together() {
     let change = SettingsChange {
         scim_enabled: Some(false),
         account_size_gb: Some(QuotaGb::new(75).unwrap()),
+        max_account_size_gb: None,
     };
     let updated = db
         .store
@@ -27,7 +28,36 @@ async fn settings_change_and_are_audited_together() {
         .unwrap();
     assert!(!updated.scim_enabled);
     assert_eq!(updated.account_size_gb.get(), 75);
+    assert_eq!(updated.max_account_size_gb, None);
     assert_eq!(audit_count(&*db.store, &t.id).await, 3);
+
+    // The operator's cap (`cairn tenant limit`): set, kept by other changes, removed.
+    let cap = SettingsChange {
+        max_account_size_gb: Some(Some(QuotaGb::new(40).unwrap())),
+        ..SettingsChange::default()
+    };
+    let capped = db
+        .store
+        .update_settings(&t.id, &cap, vec![draft(&t.id, Action::TenantLimitChanged)])
+        .await
+        .unwrap();
+    assert_eq!(capped.max_account_size_gb.map(QuotaGb::get), Some(40));
+    assert_eq!(capped.account_size_gb.get(), 75);
+    let read = db.store.get_tenant(&t.id).await.unwrap().unwrap();
+    assert_eq!(read.max_account_size_gb.map(QuotaGb::get), Some(40));
+    let cleared = db
+        .store
+        .update_settings(
+            &t.id,
+            &SettingsChange {
+                max_account_size_gb: Some(None),
+                ..SettingsChange::default()
+            },
+            vec![draft(&t.id, Action::TenantLimitChanged)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared.max_account_size_gb, None);
 }
 
 #[tokio::test]

@@ -124,6 +124,7 @@ pub async fn tenant(store: &dyn Store, name: &str) -> Tenant {
         scim_enabled: true,
         account_size_gb: QuotaGb::new(50).unwrap(),
         created_at: now(),
+        max_account_size_gb: None,
     };
     store
         .create_tenant(&t, draft(&t.id, Action::TenantCreated))
@@ -184,4 +185,23 @@ pub async fn create_users(
         ids.push(u.id);
     }
     ids
+}
+
+/// The retention purge as `Services::purge_expired` runs it, with every repository
+/// removal succeeding: marks what is due, then deletes each account (auditing
+/// `user_purged`). Returns the accounts this call deleted.
+pub async fn purge(store: &dyn Store, now: OffsetDateTime) -> Vec<UserRecord> {
+    let mut purged = Vec::new();
+    for u in store.begin_purge(now, 1000).await.unwrap() {
+        let mut audit = draft(&u.tenant_id, Action::UserPurged);
+        audit.actor = Actor::System;
+        if store
+            .finish_purge(&u.tenant_id, &u.id, vec![audit])
+            .await
+            .unwrap()
+        {
+            purged.push(u);
+        }
+    }
+    purged
 }

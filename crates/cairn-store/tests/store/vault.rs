@@ -72,11 +72,7 @@ async fn backup_keys_are_replaced_scoped_and_purged_with_the_account() {
         .await
         .unwrap();
     assert!(db.store.backup_key(&t.id, &u.id).await.unwrap().is_some());
-    let purged = db
-        .store
-        .purge_expired(at + time::Duration::days(2))
-        .await
-        .unwrap();
+    let purged = purge(&*db.store, at + time::Duration::days(2)).await;
     assert_eq!(purged.len(), 1);
     assert!(db.store.backup_key(&t.id, &u.id).await.unwrap().is_none());
 }

@@ -306,6 +306,7 @@ impl Harness {
             SettingsChange {
                 scim_enabled: Some(true),
                 account_size_gb: None,
+                max_account_size_gb: None,
             },
             &RequestMeta::default(),
         )
@@ -817,6 +818,7 @@ async fn the_token_is_shown_once_and_stored_only_as_a_hash() {
             SettingsChange {
                 scim_enabled: Some(true),
                 account_size_gb: None,
+                max_account_size_gb: None,
             },
             &RequestMeta::default(),
         )
@@ -1167,5 +1169,47 @@ async fn a_vault_upload_dropped_mid_body_gives_its_charge_back() {
         used().await,
         0,
         "the dropped upload's charge stayed counted"
+    );
+}
+
+/// Issue 16, finding 12: above the operator's cap (`cairn tenant limit`), the Account
+/// Size form and a group's size form are refused with the reason, and nothing changes.
+#[tokio::test]
+async fn sizes_above_the_operators_limit_are_refused() {
+    let h = Harness::new().await;
+    let cap = cairn_core::ids::QuotaGb::new(20).unwrap();
+    h.services
+        .set_tenant_limit(&OperatorCtx::local_operator(), &h.tenant, Some(cap))
+        .await
+        .unwrap();
+    let c = h.sign_in(ADMIN).await;
+    let csrf = h.get("/settings/scim", Some(&c)).await.csrf();
+    let save = |gb: &'static str| {
+        form(&[
+            ("csrf", &csrf),
+            ("scim_enabled", "on"),
+            ("account_size_gb", gb),
+            ("action", "save"),
+        ])
+    };
+    let r = h
+        .post("/settings/scim", Some(&c), Some(ORIGIN), save("21"))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        r.body
+            .contains("21 GB is above the limit of 20 GB set by the operator"),
+        "{}",
+        r.body
+    );
+    let t = h.services.tenant(&h.tenant).await.unwrap();
+    assert_ne!(t.account_size_gb.get(), 21);
+    let r = h
+        .post("/settings/scim", Some(&c), Some(ORIGIN), save("20"))
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    assert_eq!(
+        h.services.tenant(&h.tenant).await.unwrap().account_size_gb,
+        cap
     );
 }

@@ -113,6 +113,8 @@ pub fn action_label(action: &str) -> &'static str {
         "user_deleted" => "Account deleted",
         "user_restored" => "Account restored",
         "user_purged" => "Account purged",
+        "vault_purge_failed" => "Repository removal failed (retried)",
+        "tenant_limit_changed" => "Account Size limit changed (operator)",
         "group_created" => "Group created",
         "group_updated" => "Group updated",
         "group_deleted" => "Group deleted",

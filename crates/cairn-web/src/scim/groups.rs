@@ -8,6 +8,7 @@
 //! guidance discourages returning every member after a membership change.
 
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
+use super::group_writes::GroupWrite;
 use super::response::{set_etag, ApiError, ApiResult, ScimJson};
 use super::users::{run_list, ListParams};
 use crate::AppState;
@@ -16,10 +17,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::group::{GroupRecord, MemberChange};
 use cairn_core::query::ListQuery;
+use cairn_core::service::{LIST_MEMBERS_MAX, MEMBERS_PER_WRITE_MAX};
 use cairn_scim::group::{apply_group_patch, group_from_request, render_group, resource_type};
 use cairn_scim::user::Projection;
 use cairn_scim::{filter, list, patch, query, ScimError};
 use serde_json::Value;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 fn projection(p: &ListParams) -> Result<Projection, ScimError> {
     Projection::for_resource_type(
@@ -48,6 +51,69 @@ async fn render(
     let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
     proj.apply(&mut v);
     Ok(v)
+}
+
+/// The most members a listed group carries (`--scim-list-members-max`).
+static LIST_MEMBERS: AtomicU32 = AtomicU32::new(LIST_MEMBERS_MAX);
+/// The most members one group write may name (`--scim-members-per-write-max`).
+static MEMBERS_PER_WRITE: AtomicU32 = AtomicU32::new(MEMBERS_PER_WRITE_MAX);
+
+/// Sets the two group bounds for the process (at startup).
+pub fn set_member_limits(list_members: u32, members_per_write: u32) {
+    LIST_MEMBERS.store(list_members, Ordering::Relaxed);
+    MEMBERS_PER_WRITE.store(members_per_write, Ordering::Relaxed);
+}
+
+/// Renders a group of a list or search page: members only up to the list bound
+/// (`LIST_MEMBERS_MAX` by default); a larger group is listed without the attribute.
+async fn render_listed(
+    ctx: &Scim,
+    state: &AppState,
+    g: &GroupRecord,
+    proj: &Projection,
+) -> ApiResult<Value> {
+    let members = if proj.wants("members") {
+        let cap = LIST_MEMBERS.load(Ordering::Relaxed);
+        state
+            .services
+            .group_members_for_list(&ctx.0, &g.id, cap)
+            .await?
+    } else {
+        None
+    };
+    let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
+    if members.is_none() {
+        if let Some(o) = v.as_object_mut() {
+            o.remove("members");
+        }
+    }
+    proj.apply(&mut v);
+    Ok(v)
+}
+
+/// Refuses a group write that names more members than the bound
+/// (`MEMBERS_PER_WRITE_MAX` by default; RFC 7644 §3.12: 413, the request is too large);
+/// nothing is changed, and the client can send the change in several PATCH requests.
+fn check_member_count(n: usize) -> Result<(), ScimError> {
+    let max = MEMBERS_PER_WRITE.load(Ordering::Relaxed);
+    if n > max as usize {
+        return Err(ScimError::new(
+            413,
+            None,
+            format!(
+                "a group request may name at most {max} members (this one names {n}); \
+                 send the change in several PATCH requests"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn member_change_size(m: &MemberChange) -> usize {
+    match m {
+        MemberChange::Delta { add, remove } => add.len().saturating_add(remove.len()),
+        MemberChange::Replace(all) => all.len(),
+    }
 }
 
 async fn group_response(
@@ -90,7 +156,7 @@ async fn run_group_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<
     let page = state.services.list_groups(&ctx.0, &q).await?;
     let mut resources = Vec::with_capacity(page.items.len());
     for g in &page.items {
-        resources.push(render(&ctx, &state, g, &proj).await?);
+        resources.push(render_listed(&ctx, &state, g, &proj).await?);
     }
     Ok(ScimJson(
         StatusCode::OK,
@@ -158,7 +224,7 @@ pub async fn search_all(
     gq2.count = remaining;
     let page = state.services.list_groups(&ctx.0, &gq2).await?;
     for g in &page.items {
-        resources.push(render(&ctx, &state, g, &gproj).await?);
+        resources.push(render_listed(&ctx, &state, g, &gproj).await?);
     }
     Ok(ScimJson(
         StatusCode::OK,
@@ -168,20 +234,22 @@ pub async fn search_all(
 }
 
 pub async fn create_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Meta(meta): Meta,
     params: Params,
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
+    check_member_count(req.members.len())?;
     let g = state
         .services
         .create_group(&ctx.0, req.data, &req.members, &meta)
         .await?;
     state.metrics.provisioning_change("group_created");
-    group_response(&ctx, &state, StatusCode::CREATED, &g, &proj).await
+    group_response(ctx, &state, StatusCode::CREATED, &g, &proj).await
 }
 
 pub async fn get_group(
@@ -197,7 +265,7 @@ pub async fn get_group(
 
 /// PUT: a full replace of displayName, externalId and the member list (RFC 7644 §3.5.1).
 pub async fn replace_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Path((_tenant, id)): Path<(String, String)>,
     IfMatch(if_match): IfMatch,
@@ -205,8 +273,10 @@ pub async fn replace_group(
     params: Params,
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
+    check_member_count(req.members.len())?;
     let g = state
         .services
         .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |_| {
@@ -214,11 +284,11 @@ pub async fn replace_group(
         })
         .await?;
     state.metrics.provisioning_change("group_replaced");
-    group_response(&ctx, &state, StatusCode::OK, &g, &proj).await
+    group_response(ctx, &state, StatusCode::OK, &g, &proj).await
 }
 
 pub async fn patch_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Path((_tenant, id)): Path<(String, String)>,
     IfMatch(if_match): IfMatch,
@@ -226,17 +296,20 @@ pub async fn patch_group(
     params: Params,
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = patch::parse_patch(&body)?;
     let g = state
         .services
         .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |current| {
-            Ok(apply_group_patch(&current.data(), &req)?)
+            let (data, members) = apply_group_patch(&current.data(), &req)?;
+            check_member_count(member_change_size(&members))?;
+            Ok((data, members))
         })
         .await?;
     state.metrics.provisioning_change("group_patched");
     if proj.is_requested() {
-        return group_response(&ctx, &state, StatusCode::OK, &g, &proj).await;
+        return group_response(ctx, &state, StatusCode::OK, &g, &proj).await;
     }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     set_etag(&mut resp, g.version);
@@ -245,12 +318,13 @@ pub async fn patch_group(
 
 /// DELETE: the group and its memberships go; the member accounts stay as they are.
 pub async fn delete_group(
-    ctx: Scim,
+    write: GroupWrite,
     State(state): State<AppState>,
     Path((_tenant, id)): Path<(String, String)>,
     IfMatch(if_match): IfMatch,
     Meta(meta): Meta,
 ) -> ApiResult<Response> {
+    let ctx = &write.ctx;
     state
         .services
         .delete_group(&ctx.0, &id, if_match, &meta)

@@ -2,6 +2,7 @@
 
 pub mod discovery;
 pub mod extract;
+pub mod group_writes;
 pub mod groups;
 pub mod rate_limit;
 pub mod response;

@@ -544,3 +544,208 @@ async fn group_sizes_raise_quotas_while_members_belong() {
     assert_eq!(groups[0]["size_gb"], 500);
     assert_eq!(groups[0]["members"], 0);
 }
+
+fn group_body(name: &str, members: &[String]) -> Value {
+    let members: Vec<Value> = members.iter().map(|m| json!({"value": m})).collect();
+    json!({"schemas": [GROUP_URN], "displayName": name, "members": members})
+}
+
+/// Issue 16, finding 10: a list or search carries the members of a group only up to 100
+/// (README, Groups); a larger group is listed without `members`, and a read of the group
+/// itself still has them all. Before the fix every member of every listed group was
+/// read and rendered.
+#[tokio::test]
+async fn lists_carry_at_most_100_members_per_group() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("BigGroups");
+    let mut ids = Vec::new();
+    for i in 0..101 {
+        ids.push(user(&t, &format!("m{i:03}@example.com")).await);
+    }
+    let big = t.post("/Groups", &group_body("Big", &ids)).await;
+    assert_eq!(big.status, 201, "{}", big.text);
+    let big_id = big.json()["id"].as_str().unwrap().to_owned();
+    let small = t.post("/Groups", &group_body("Small", &ids[..100])).await;
+    assert_eq!(small.status, 201, "{}", small.text);
+
+    for r in [
+        t.get("/Groups?count=1000").await,
+        t.post(
+            "/Groups/.search",
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"]}),
+        )
+        .await,
+    ] {
+        let list = assert_list(&r);
+        let resources = list["Resources"].as_array().unwrap();
+        assert_eq!(resources.len(), 2, "{list}");
+        for g in resources {
+            match g["displayName"].as_str().unwrap() {
+                "Big" => assert!(g.get("members").is_none(), "{g}"),
+                _ => assert_eq!(g["members"].as_array().unwrap().len(), 100, "{g}"),
+            }
+        }
+    }
+    assert_eq!(members(&t, &big_id).await.len(), 101);
+}
+
+/// Issue 16, finding 10: one group write names at most 10,000 members; a larger POST,
+/// PUT or PATCH gets a SCIM 413 and changes nothing. Before the fix it reached the
+/// store (and with real accounts, held the writer for the whole change).
+#[tokio::test]
+async fn oversized_group_writes_get_413_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Oversized");
+    let real = vec![user(&t, "one@example.com").await];
+    let g = t.post("/Groups", &group_body("G", &real)).await;
+    assert_eq!(g.status, 201, "{}", g.text);
+    let id = g.json()["id"].as_str().unwrap().to_owned();
+    let etag = g.header("etag").unwrap().to_owned();
+    // Well-formed ids of no account: the bound is checked before any lookup.
+    let many: Vec<String> = (0..10_001u32)
+        .map(|i| format!("00000000-0000-4000-8000-{i:012}"))
+        .collect();
+
+    let r = t.post("/Groups", &group_body("Huge", &many)).await;
+    let e = r.assert_scim_error(413, None);
+    assert!(e["detail"].as_str().unwrap().contains("10000"), "{e}");
+    let r = t
+        .put(&format!("/Groups/{id}"), &group_body("G", &many))
+        .await;
+    r.assert_scim_error(413, None);
+    let add: Vec<Value> = many.iter().map(|m| json!({"value": m})).collect();
+    let r = t
+        .patch(
+            &format!("/Groups/{id}"),
+            &ops(json!([{"op": "add", "path": "members", "value": add}])),
+        )
+        .await;
+    r.assert_scim_error(413, None);
+
+    let after = t.get(&format!("/Groups/{id}")).await;
+    assert_eq!(after.header("etag"), Some(etag.as_str()));
+    assert_eq!(members(&t, &id).await, real);
+    let list = assert_list(&t.get("/Groups").await);
+    assert_eq!(list["totalResults"], 1, "{list}");
+    // At the bound, the request is taken (and refused only for its unknown members).
+    let r = t
+        .put(&format!("/Groups/{id}"), &group_body("G", &many[..10_000]))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+}
+
+/// Starts a group PATCH whose body never finishes: it holds one of the tenant's
+/// group-write slots (taken once the request is authenticated) until the connection
+/// closes.
+async fn stalled_group_patch(t: &Tenant, group: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let url = t.url.strip_prefix("http://").unwrap();
+    let (authority, base_path) = url.split_once('/').unwrap();
+    let mut s = tokio::net::TcpStream::connect(authority).await.unwrap();
+    let head = format!(
+        "PATCH /{base_path}/Groups/{group} HTTP/1.1\r\nHost: {authority}\r\n\
+         Authorization: Bearer {}\r\nContent-Type: application/scim+json\r\n\
+         Content-Length: 1000\r\n\r\n{{\"schemas\":",
+        t.token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Issue 16, finding 10: one tenant's group writes get a bounded share of the writer —
+/// at most 4 in flight; a fifth waits briefly, then gets 429 with Retry-After — and they
+/// do not hold up another tenant's group writes. Before the fix every write of the
+/// flooding tenant was admitted.
+#[tokio::test]
+async fn one_tenants_group_writes_are_bounded_and_leave_other_tenants_alone() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (app.tenant("Flood"), app.tenant("Quiet"));
+    let mut groups = Vec::new();
+    for t in [&a, &b] {
+        let g = t
+            .post(
+                "/Groups",
+                &json!({"schemas": [GROUP_URN], "displayName": "G"}),
+            )
+            .await;
+        assert_eq!(g.status, 201, "{}", g.text);
+        groups.push(g.json()["id"].as_str().unwrap().to_owned());
+    }
+    let rename = |name: &str| ops(json!([{"op": "replace", "value": {"displayName": name}}]));
+
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        stalled.push(stalled_group_patch(&a, &groups[0]).await);
+    }
+    // The server takes the slots as it reads the stalled requests' headers; the first
+    // PATCH after that is refused. Bounded: 20 tries.
+    let mut refused = None;
+    for _ in 0..20 {
+        let r = a
+            .patch(&format!("/Groups/{}", groups[0]), &rename("A1"))
+            .await;
+        if r.status == 429 {
+            refused = Some(r);
+            break;
+        }
+        assert_eq!(r.status, 204, "{}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let refused = refused.expect("a fifth concurrent group write of one tenant is refused");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    refused.assert_scim_error(429, None);
+    // Another tenant's group writes go through meanwhile.
+    for i in 0..5 {
+        patch_204(&b, &groups[1], rename(&format!("B{i}"))).await;
+    }
+    // Once the stalled requests are gone, the tenant's slots are free again.
+    drop(stalled);
+    let mut done = false;
+    for _ in 0..50 {
+        let r = a
+            .patch(&format!("/Groups/{}", groups[0]), &rename("A2"))
+            .await;
+        if r.status == 204 {
+            done = true;
+            break;
+        }
+        assert_eq!(r.status, 429, "{}", r.text);
+    }
+    assert!(done, "the slots came back");
+}
+
+/// The two member bounds follow their `serve` flags (defaults tested above).
+#[tokio::test]
+async fn the_group_member_bounds_follow_their_flags() {
+    let opts = Opts {
+        args: [
+            "--scim-list-members-max",
+            "2",
+            "--scim-members-per-write-max",
+            "3",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Opts::default()
+    };
+    let app = TestApp::spawn_with(opts).await;
+    let t = app.tenant("Flags");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(user(&t, &format!("f{i}@example.com")).await);
+    }
+    let r = t.post("/Groups", &group_body("Four", &ids)).await;
+    let e = r.assert_scim_error(413, None);
+    assert!(e["detail"].as_str().unwrap().contains("at most 3"), "{e}");
+    for (name, n) in [("Two", 2), ("Three", 3)] {
+        let r = t.post("/Groups", &group_body(name, &ids[..n])).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let list = assert_list(&t.get("/Groups").await);
+    for g in list["Resources"].as_array().unwrap() {
+        match g["displayName"].as_str().unwrap() {
+            "Two" => assert_eq!(g["members"].as_array().unwrap().len(), 2, "{g}"),
+            _ => assert!(g.get("members").is_none(), "{g}"),
+        }
+    }
+}

@@ -227,6 +227,11 @@ impl Deployment {
         out
     }
 
+    /// The S3 server and bucket of a deployment `with_s3_vault`.
+    pub fn s3(&self) -> Option<(&S3Server, &str)> {
+        self.s3.as_ref().map(|(s, b)| (s, b.as_str()))
+    }
+
     /// The database as a `--database-url` value (`sqlite:PATH` for SQLite).
     pub fn url(&self) -> String {
         match &self.database_url {
@@ -314,6 +319,12 @@ impl S3Server {
     pub fn create_bucket(&self, bucket: &str) {
         let (status, body) = self.call("PUT", &format!("/{bucket}")).unwrap();
         assert_eq!(status, 200, "create bucket {bucket}: {body}");
+    }
+
+    /// Stores an empty object at `key` (PutObject).
+    pub fn put_empty(&self, bucket: &str, key: &str) {
+        let (status, body) = self.call("PUT", &format!("/{bucket}/{key}")).unwrap();
+        assert_eq!(status, 200, "put {key}: {body}");
     }
 
     /// The keys stored under a prefix of a bucket, with their sizes (ListObjectsV2).
