@@ -181,6 +181,7 @@ impl Harness {
                 quota_unit: Default::default(),
             }),
             scim_rate_limit: None,
+            vault_limits: crate::vault::VaultLimits::new(64, 16),
         });
         Harness {
             app,

@@ -19,6 +19,7 @@ mod crash;
 mod faults;
 mod isolation;
 mod lifecycle;
+mod listeners;
 mod ops;
 mod races;
 mod rate_limit;

@@ -86,14 +86,14 @@ fn set_active(active: bool) -> Value {
     json!({"schemas": [PATCH_URN], "Operations": [{"op": "replace", "value": {"active": active}}]})
 }
 
-struct Account {
-    id: String,
-    repo: String,
-    user: String,
-    secret: String,
+pub(crate) struct Account {
+    pub(crate) id: String,
+    pub(crate) repo: String,
+    pub(crate) user: String,
+    pub(crate) secret: String,
 }
 
-async fn account(app: &TestApp, t: &Tenant, name: &str) -> Account {
+pub(crate) async fn account(app: &TestApp, t: &Tenant, name: &str) -> Account {
     let created = t.post("/Users", &user_body(name)).await;
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.json()["id"].as_str().unwrap().to_owned();
@@ -538,7 +538,7 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
     );
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     // The harness has no SHA-256 crate; sha256sum is in coreutils (.ci/run checks it).
     let mut child = Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
@@ -774,7 +774,7 @@ async fn raw_chunked_post(app_base: &str, url: &str, a: &Account) -> String {
         .to_owned()
 }
 
-mod base64_lite {
+pub(crate) mod base64_lite {
     /// Standard base64 with padding (RFC 4648 §4), enough for a basic-auth header.
     pub fn encode(data: &[u8]) -> String {
         const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
