@@ -181,8 +181,16 @@ impl LocalRepo {
                 f.read_exact(&mut buf)?;
                 futures_util::stream::once(async move { Ok(Bytes::from(buf)) }).boxed()
             } else {
-                let f = tokio::fs::File::from_std(f);
-                tokio_util::io::ReaderStream::with_capacity(f.take(len), READ_CHUNK).boxed()
+                // The first chunk comes with the open (restic's ranged reads are mostly
+                // a few hundred KiB), the rest streams one blocking read per chunk.
+                let mut first = vec![0; READ_CHUNK];
+                f.read_exact(&mut first)?;
+                let rest = tokio::fs::File::from_std(f).take(len - READ_CHUNK as u64);
+                futures_util::stream::once(async move { Ok(Bytes::from(first)) })
+                    .chain(tokio_util::io::ReaderStream::with_capacity(
+                        rest, READ_CHUNK,
+                    ))
+                    .boxed()
             };
             Ok(Reader {
                 body,

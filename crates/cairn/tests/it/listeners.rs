@@ -411,6 +411,34 @@ async fn a_stalled_upload_is_cut_off_and_its_quota_charge_given_back() {
     assert_eq!(r["used_bytes"], 4, "{r}");
 }
 
+/// A download whose client stops reading is cut off after the body idle timeout (the
+/// send side of it), giving back its connection, its file and its place.
+#[tokio::test]
+async fn a_download_nobody_reads_is_cut_off_after_the_body_idle_timeout() {
+    let app = TestApp::spawn_with(opts(&[("CAIRN_BODY_IDLE_TIMEOUT_SECS", "2")])).await;
+    let t = app.tenant("Unread");
+    let (a, base) = ready_account(&app, &t, "unread@example.com").await;
+    let data: Vec<u8> = (0..16u32 << 20).map(|i| ((i * 11) >> 2) as u8).collect();
+    let url = format!("{base}/data/{}", upload(&app, &a, &base, &data).await);
+    let mut s = raw_vault_request(&app, &a, "GET", &url, None, b"").await;
+    let mut head = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut head))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // Not reading for longer than the timeout; then what arrives ends early.
+    tokio::time::sleep(Duration::from_secs(2 + 2)).await;
+    let got = until_closed(&mut s, Instant::now() + Duration::from_secs(10))
+        .await
+        .expect("the server closed the connection");
+    assert!(
+        got.len() + n < data.len(),
+        "the whole object arrived ({} bytes): the send was not cut off",
+        got.len() + n
+    );
+}
+
 /// Beyond the per-account bound of concurrent vault requests an account's extra
 /// requests get 429, beyond the global bound anyone's get 503, both with Retry-After;
 /// places are given back when a response has been sent.
