@@ -589,6 +589,12 @@ mod tests {
         assert!(s.bytes == data[1000..=9_437_283]);
         let s = repo.read(&obj, ByteRange::parse("bytes=-5")).await.unwrap();
         assert!(s.bytes == data[data.len() - 5..]);
+        // Either side of one read chunk (256 KiB): one buffer, and a buffer plus a stream.
+        for last in [262_142, 262_143, 262_144, 262_145] {
+            let range = ByteRange::parse(&format!("bytes=1-{last}"));
+            let s = repo.read(&obj, range).await.unwrap();
+            assert!(s.bytes == data[1..=last], "{last}");
+        }
     }
 
     async fn contract(vault: &Vault) {

@@ -24,9 +24,14 @@ fn join_err(e: tokio::task::JoinError) -> VaultError {
     VaultError::Io(std::io::Error::other(e))
 }
 
-/// Reads up to this size are served from one buffer read in one blocking call; larger
-/// ones (whole 16–128 MiB packs) are streamed in 1 MiB chunks so memory stays bounded.
-const INLINE_READ: u64 = 8 << 20;
+/// Reads are streamed in chunks of this size, so a GET whose client reads slowly (or not
+/// at all) holds at most about one chunk however large the object; a read of up to one
+/// chunk is served from one buffer filled in the same blocking call that opens the file.
+const READ_CHUNK: usize = 256 << 10;
+
+/// An upload's write buffer: large enough that a pack is written in few blocking calls,
+/// small enough that hundreds of concurrent uploads stay within a few tens of MiB.
+const WRITE_BUFFER: usize = 256 << 10;
 
 #[derive(Debug, Clone)]
 pub(crate) struct LocalVault {
@@ -171,13 +176,21 @@ impl LocalRepo {
             if first > 0 {
                 f.seek(SeekFrom::Start(first))?;
             }
-            let body: ByteStream = if len <= INLINE_READ {
+            let body: ByteStream = if len <= READ_CHUNK as u64 {
                 let mut buf = vec![0; len as usize];
                 f.read_exact(&mut buf)?;
                 futures_util::stream::once(async move { Ok(Bytes::from(buf)) }).boxed()
             } else {
-                let f = tokio::fs::File::from_std(f);
-                tokio_util::io::ReaderStream::with_capacity(f.take(len), 1 << 20).boxed()
+                // The first chunk comes with the open (restic's ranged reads are mostly
+                // a few hundred KiB), the rest streams one blocking read per chunk.
+                let mut first = vec![0; READ_CHUNK];
+                f.read_exact(&mut first)?;
+                let rest = tokio::fs::File::from_std(f).take(len - READ_CHUNK as u64);
+                futures_util::stream::once(async move { Ok(Bytes::from(first)) })
+                    .chain(tokio_util::io::ReaderStream::with_capacity(
+                        rest, READ_CHUNK,
+                    ))
+                    .boxed()
             };
             Ok(Reader {
                 body,
@@ -209,7 +222,7 @@ impl LocalRepo {
         Ok(LocalUpload {
             target,
             tmp,
-            file: Some(tokio::io::BufWriter::with_capacity(1 << 20, file)),
+            file: Some(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file)),
         })
     }
 

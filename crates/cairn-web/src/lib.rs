@@ -33,6 +33,8 @@ pub struct AppState {
     pub scim_rate_limit: Option<Arc<scim::rate_limit::RateLimiter>>,
     /// Reverse proxies whose `X-Forwarded-For` names the client (sign-in throttling).
     pub trusted_proxies: Arc<client_addr::TrustedProxies>,
+    /// Bounds on vault requests in flight.
+    pub vault_limits: Arc<vault::VaultLimits>,
 }
 
 /// The application router with its middleware, before path normalisation.
@@ -59,6 +61,7 @@ pub fn router_with(state: AppState, bench_floor: bool) -> Router {
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(ops::panic_response))
+        .layer(axum::middleware::map_response(nosniff))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {
                 let id = req
@@ -75,6 +78,27 @@ pub fn router_with(state: AppState, bench_floor: bool) -> Router {
             header::AUTHORIZATION,
             header::COOKIE,
         ]))
+}
+
+/// `X-Content-Type-Options: nosniff` on every response (SCIM, vault, health, metrics,
+/// errors), so a browser never runs a body as another type than the one declared
+/// (<https://fetch.spec.whatwg.org/#x-content-type-options-header>).
+async fn nosniff(mut res: axum::response::Response) -> axum::response::Response {
+    res.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    res
+}
+
+/// The application as one service per request (path normalisation, then the router), for
+/// an accept loop that inserts `ConnectInfo<SocketAddr>` into each request itself.
+pub type Service = tower::util::MapRequest<Router, fn(Request) -> Request>;
+
+/// [`Service`] over [`router_with`].
+pub fn service_with(state: AppState, bench_floor: bool) -> Service {
+    let layer = tower::util::MapRequestLayer::new(normalize_path as fn(Request) -> Request);
+    layer.layer(router_with(state, bench_floor))
 }
 
 /// The service `app` returns, for `axum::serve`.

@@ -20,8 +20,12 @@ use cairn_core::vault::{
     BackupSecret, QuotaUnit, UploadKind, UploadRefused, VaultCtx, VaultDenied, MAX_OBJECT_BYTES,
 };
 use cairn_vault::{ByteRange, Kind, Object, ObjectName, Repo, Vault, VaultError};
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub const V1: &str = "application/vnd.x.restic.rest.v1";
 pub const V2: &str = "application/vnd.x.restic.rest.v2";
@@ -55,6 +59,97 @@ pub fn routes() -> Router<AppState> {
 pub struct Access {
     ctx: VaultCtx,
     repo: Repo,
+    /// This request's place among the vault requests in flight.
+    permit: VaultPermit,
+}
+
+/// Bounds on vault requests in flight, globally and per account, so the memory, file
+/// handles and connections the vault holds stay bounded whatever the clients do. Beyond a
+/// bound the request is answered at once (429 for one account's excess, 503 for the
+/// server's) with `Retry-After`; restic retries failed requests with backoff.
+#[derive(Debug)]
+pub struct VaultLimits {
+    global: Arc<Semaphore>,
+    per_account: usize,
+    accounts: Mutex<HashMap<(TenantId, UserId), usize>>,
+}
+
+impl VaultLimits {
+    /// At most `global` vault requests at once, `per_account` of them for one account.
+    pub fn new(global: usize, per_account: usize) -> Arc<Self> {
+        Arc::new(VaultLimits {
+            global: Arc::new(Semaphore::new(global.max(1))),
+            per_account: per_account.max(1),
+            accounts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn try_enter(self: &Arc<Self>, key: (TenantId, UserId)) -> Result<VaultPermit, Busy> {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        if accounts.get(&key).copied().unwrap_or(0) >= self.per_account {
+            return Err(Busy::Account);
+        }
+        let Ok(global) = self.global.clone().try_acquire_owned() else {
+            return Err(Busy::Server);
+        };
+        *accounts.entry(key.clone()).or_insert(0) += 1;
+        Ok(VaultPermit {
+            _global: global,
+            limits: self.clone(),
+            key,
+        })
+    }
+}
+
+/// A place among the vault requests in flight; dropping it (when the response body has
+/// been sent) gives it back.
+#[derive(Debug)]
+pub struct VaultPermit {
+    _global: OwnedSemaphorePermit,
+    limits: Arc<VaultLimits>,
+    key: (TenantId, UserId),
+}
+
+impl Drop for VaultPermit {
+    fn drop(&mut self) {
+        let mut accounts = self
+            .limits
+            .accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = accounts.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                accounts.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Which bound a refused request met.
+#[derive(Debug, Clone, Copy)]
+enum Busy {
+    Account,
+    Server,
+}
+
+impl Busy {
+    fn response(self) -> Response {
+        let (status, msg) = match self {
+            Busy::Account => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many concurrent requests for this account",
+            ),
+            Busy::Server => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Too many concurrent vault requests",
+            ),
+        };
+        let mut r = with_reason(status, msg);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    }
 }
 
 fn plain(status: StatusCode, msg: &str) -> Response {
@@ -119,6 +214,10 @@ impl FromRequestParts<AppState> for Access {
         {
             Ok(Ok(ctx)) => Ok(Access {
                 repo: state.vault.vault.repo(tenant.as_str(), user.as_str()),
+                permit: state
+                    .vault_limits
+                    .try_enter((tenant, user))
+                    .map_err(Busy::response)?,
                 ctx,
             }),
             Ok(Err(VaultDenied::Unauthenticated)) => Err(unauthorized()),
@@ -196,7 +295,7 @@ async fn head_config(access: Access) -> Response {
 }
 
 async fn get_config(access: Access, headers: HeaderMap) -> Response {
-    read(&access.repo, &Object::Config, &headers).await
+    read(access, &Object::Config, &headers).await
 }
 
 async fn save_config(
@@ -221,7 +320,7 @@ async fn get_object(
     headers: HeaderMap,
 ) -> Response {
     match object(&p.2, &p.3) {
-        Ok(obj) => read(&access.repo, &obj, &headers).await,
+        Ok(obj) => read(access, &obj, &headers).await,
         Err(e) => vault_error(e),
     }
 }
@@ -306,7 +405,8 @@ async fn head(repo: &Repo, obj: &Object) -> Response {
     }
 }
 
-async fn read(repo: &Repo, obj: &Object, headers: &HeaderMap) -> Response {
+async fn read(access: Access, obj: &Object, headers: &HeaderMap) -> Response {
+    let repo = &access.repo;
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -314,7 +414,11 @@ async fn read(repo: &Repo, obj: &Object, headers: &HeaderMap) -> Response {
     match repo.open(obj, range).await {
         Ok(reader) => {
             let (len, range, total) = (reader.len, reader.range, reader.total);
-            let body = Body::from_stream(reader.body);
+            // The request keeps its place until its last byte has been sent.
+            let permit = access.permit;
+            let body = Body::from_stream(reader.body.inspect(move |_| {
+                let _ = &permit;
+            }));
             let mut r = Response::new(body);
             let h = r.headers_mut();
             h.insert(

@@ -262,6 +262,37 @@ pub struct ServeArgs {
     /// running) a sign-in gets 503 with Retry-After.
     #[arg(long, env = "CAIRN_SIGN_IN_QUEUE", default_value_t = 8)]
     pub sign_in_queue: usize,
+    /// Seconds a client may take to send a request's headers, counted from when the
+    /// server starts waiting for the request (so it also closes idle keep-alive
+    /// connections).
+    #[arg(long, env = "CAIRN_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may deliver nothing, or a response wait for the client to
+    /// read more, before the connection is closed (an upload's quota charge is given back).
+    #[arg(long, env = "CAIRN_BODY_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_timeout_secs: u64,
+    /// With TLS: seconds a new connection may take to send its first handshake bytes.
+    #[arg(long, env = "CAIRN_TLS_HELLO_TIMEOUT_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_hello_timeout_secs: u64,
+    /// With TLS: seconds a client may take for its whole handshake.
+    #[arg(long, env = "CAIRN_TLS_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_handshake_timeout_secs: u64,
+    /// With TLS: handshakes in progress at once; a new connection beyond it closes the
+    /// oldest pending handshake.
+    #[arg(long, env = "CAIRN_TLS_MAX_PENDING", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_max_pending: u64,
+    /// With TLS: handshakes in progress at once from one client address (IPv6: one /64);
+    /// beyond it the client's oldest pending handshake is closed.
+    #[arg(long, env = "CAIRN_TLS_MAX_PENDING_PER_CLIENT", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_max_pending_per_client: u64,
+    /// Backup vault requests in flight at once, for all accounts; beyond it requests get
+    /// 503 with Retry-After.
+    #[arg(long, env = "CAIRN_VAULT_MAX_REQUESTS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vault_max_requests: u64,
+    /// Backup vault requests in flight at once for one backup account; beyond it requests
+    /// get 429 with Retry-After.
+    #[arg(long, env = "CAIRN_VAULT_MAX_REQUESTS_PER_ACCOUNT", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vault_max_requests_per_account: u64,
     /// Mount `GET /_bench/floor`, the trivial handler `cairn-bench` measures as its floor.
     #[arg(long, env = "CAIRN_BENCH_FLOOR", hide = true)]
     pub bench_floor: bool,

@@ -1,6 +1,7 @@
 //! The `cairn` binary: configuration, telemetry and the operator's subcommands.
 
 mod cli;
+mod listener;
 mod serve;
 mod tls;
 

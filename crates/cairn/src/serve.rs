@@ -3,15 +3,13 @@
 use crate::cli::{
     database, purge_expired, read_only_reason, services, Database, Global, ServeArgs,
 };
-use crate::tls::TlsListener;
+use crate::listener::{HandshakeLimits, Timeouts};
 use anyhow::{Context, Result};
-use axum::serve::ListenerExt;
 use cairn_core::session::SignInGate;
 use cairn_web::scim::rate_limit::RateLimiter;
+use cairn_web::vault::VaultLimits;
 use cairn_web::{metrics::Metrics, AppState};
-use std::future::{Future, IntoFuture};
 use std::io::Write;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -82,6 +80,10 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         vault: Arc::new(vault.clone()),
         scim_rate_limit: RateLimiter::per_second(args.scim_rate_limit).map(Arc::new),
         trusted_proxies: Arc::new(args.trusted_proxies.clone()),
+        vault_limits: VaultLimits::new(
+            usize::try_from(args.vault_max_requests).unwrap_or(usize::MAX),
+            usize::try_from(args.vault_max_requests_per_account).unwrap_or(usize::MAX),
+        ),
     };
 
     let purge_svc = svc.clone();
@@ -127,21 +129,22 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         shutdown_signal().await;
         let _ = stopping_tx.send(());
     };
-    let app = cairn_web::app_with(state, args.bench_floor);
-    let server: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
-        None => Box::pin(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(graceful)
-                .into_future(),
-        ),
-        // `tap_io` only so that axum hands the peer address to `ConnectInfo`, as it does
-        // for a plain `TcpListener`.
-        Some(config) => Box::pin(
-            axum::serve(TlsListener::new(listener, config)?.tap_io(|_| {}), app)
-                .with_graceful_shutdown(graceful)
-                .into_future(),
-        ),
+    let app = cairn_web::service_with(state, args.bench_floor);
+    let timeouts = Timeouts {
+        header_read: Duration::from_secs(args.header_timeout_secs),
+        body_idle: Duration::from_secs(args.body_idle_timeout_secs),
     };
+    let tls = tls.map(|config| {
+        let limits = HandshakeLimits {
+            hello: Duration::from_secs(args.tls_hello_timeout_secs),
+            handshake: Duration::from_secs(args.tls_handshake_timeout_secs),
+            max_pending: usize::try_from(args.tls_max_pending).unwrap_or(usize::MAX),
+            max_pending_per_client: usize::try_from(args.tls_max_pending_per_client)
+                .unwrap_or(usize::MAX),
+        };
+        (config, limits)
+    });
+    let server = crate::listener::serve(listener, tls, app, timeouts, graceful);
     let drain_deadline = async move {
         match stopping_rx.await {
             Ok(()) => tokio::time::sleep(drain_limit).await,
@@ -149,7 +152,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         }
     };
     tokio::select! {
-        r = server => r.context("server error")?,
+        () = server => {}
         () = drain_deadline => {
             tracing::warn!(
                 secs = drain_limit.as_secs(),

@@ -184,6 +184,7 @@ impl Harness {
             }),
             scim_rate_limit: None,
             trusted_proxies: Default::default(),
+            vault_limits: crate::vault::VaultLimits::new(64, 16),
         });
         Harness {
             app,

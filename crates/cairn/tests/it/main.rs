@@ -20,6 +20,7 @@ mod faults;
 mod harness;
 mod isolation;
 mod lifecycle;
+mod listeners;
 mod ops;
 mod races;
 mod rate_limit;

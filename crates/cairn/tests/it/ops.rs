@@ -437,3 +437,89 @@ async fn made_up_methods_do_not_grow_the_metrics() {
         "{m}"
     );
 }
+
+/// Issue 16 finding 12: `X-Content-Type-Options: nosniff` on every surface's responses
+/// (health, metrics, SCIM successes and errors, the vault's objects and refusals, the
+/// dashboard, unknown paths), not only the dashboard's.
+#[tokio::test]
+async fn every_response_says_nosniff() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Sniff");
+    let a = crate::vault::account(&app, &t, "sniff@example.com").await;
+    let repo = format!("{}/backup/{}/{}", app.base, t.id, a.id);
+    let with_key = |m: Method, url: String| {
+        app.client
+            .request(m, url)
+            .basic_auth(&a.user, Some(&a.secret))
+    };
+    let created = with_key(Method::POST, format!("{repo}/?create=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    let stored = with_key(Method::POST, format!("{repo}/config"))
+        .body("cfg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200);
+    let bad = Tenant {
+        token: "cairn_wrong".into(),
+        ..t.clone()
+    };
+    let responses = [
+        ("healthz", app.get("/healthz").send().await.unwrap()),
+        ("metrics", app.get("/metrics").send().await.unwrap()),
+        ("unknown path", app.get("/nowhere").send().await.unwrap()),
+        ("dashboard", app.get("/login").send().await.unwrap()),
+        (
+            "SCIM list",
+            t.req(Method::GET, "/Users").send().await.unwrap(),
+        ),
+        (
+            "SCIM 401",
+            bad.req(Method::GET, "/Users").send().await.unwrap(),
+        ),
+        (
+            "vault object",
+            with_key(Method::GET, format!("{repo}/config"))
+                .send()
+                .await
+                .unwrap(),
+        ),
+        (
+            "vault 401",
+            app.client
+                .get(format!("{repo}/config"))
+                .send()
+                .await
+                .unwrap(),
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (what, r) in &responses {
+        seen.push((*what, r.status().as_u16()));
+        assert_eq!(
+            r.headers()
+                .get("x-content-type-options")
+                .map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{what} ({})",
+            r.status()
+        );
+    }
+    // The surfaces answered as expected, so the check covered successes and refusals.
+    assert_eq!(
+        seen,
+        [
+            ("healthz", 200),
+            ("metrics", 200),
+            ("unknown path", 404),
+            ("dashboard", 200),
+            ("SCIM list", 200),
+            ("SCIM 401", 401),
+            ("vault object", 200),
+            ("vault 401", 401),
+        ]
+    );
+}
