@@ -35,6 +35,8 @@ pub struct AppState {
     pub trusted_proxies: Arc<client_addr::TrustedProxies>,
     /// Bounds on vault requests in flight.
     pub vault_limits: Arc<vault::VaultLimits>,
+    /// Member bounds of group lists and writes, and each tenant's group writes in flight.
+    pub group_limits: Arc<scim::group_writes::GroupLimits>,
 }
 
 /// The application router with its middleware, before path normalisation.

@@ -6,6 +6,7 @@ use crate::cli::{
 use crate::listener::{HandshakeLimits, Timeouts};
 use anyhow::{Context, Result};
 use cairn_core::session::SignInGate;
+use cairn_web::scim::group_writes::GroupLimits;
 use cairn_web::scim::rate_limit::RateLimiter;
 use cairn_web::vault::VaultLimits;
 use cairn_web::{metrics::Metrics, AppState};
@@ -69,11 +70,6 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     }
     let mut metrics = Metrics::new();
     metrics.register_sign_in(svc.clone());
-    cairn_web::scim::group_writes::set_per_tenant(args.scim_group_writes_per_tenant);
-    cairn_web::scim::groups::set_member_limits(
-        args.scim_list_members_max,
-        args.scim_members_per_write_max,
-    );
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(metrics),
@@ -83,6 +79,11 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         vault_limits: VaultLimits::new(
             usize::try_from(args.vault_max_requests).unwrap_or(usize::MAX),
             usize::try_from(args.vault_max_requests_per_account).unwrap_or(usize::MAX),
+        ),
+        group_limits: GroupLimits::new(
+            args.scim_list_members_max,
+            args.scim_members_per_write_max,
+            args.scim_group_writes_per_tenant,
         ),
     };
 

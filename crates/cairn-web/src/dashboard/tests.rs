@@ -2,8 +2,10 @@
 //! (SQLite; PostgreSQL with `CAIRN_TEST_BACKEND=postgres`, server from
 //! `CAIRN_TEST_POSTGRES_URL`) and a clock the tests move: sessions, expiry, throttling,
 //! CSRF and origin checks, roles, the one-time token display, escaping, paging and restore.
+//! The same harness checks that SCIM group bounds belong to one application state.
 
 use crate::metrics::Metrics;
+use crate::scim::group_writes::{GroupLimits, GroupWrite};
 use crate::{router, AppState};
 use axum::body::Body;
 use axum::extract::connect_info::ConnectInfo;
@@ -47,6 +49,7 @@ impl TestClock {
 
 struct Harness {
     app: Router,
+    state: AppState,
     services: Arc<Services>,
     clock: Arc<TestClock>,
     tenant: TenantId,
@@ -175,7 +178,7 @@ impl Harness {
                 .await
                 .unwrap();
         }
-        let app = router(AppState {
+        let state = AppState {
             services: services.clone(),
             metrics: Arc::new(Metrics::new()),
             vault: Arc::new(crate::vault::VaultConfig {
@@ -185,9 +188,11 @@ impl Harness {
             scim_rate_limit: None,
             trusted_proxies: Default::default(),
             vault_limits: crate::vault::VaultLimits::new(64, 16),
-        });
+            group_limits: Default::default(),
+        };
         Harness {
-            app,
+            app: router(state.clone()),
+            state,
             services,
             clock,
             tenant: tenant.id,
@@ -297,8 +302,30 @@ impl Harness {
         cookie.expect("session cookie")
     }
 
+    /// This harness's state with other group bounds (a second application over the same
+    /// services and store, as a second router in one process would be).
+    fn state_with(&self, group_limits: Arc<GroupLimits>) -> AppState {
+        AppState {
+            group_limits,
+            ..self.state.clone()
+        }
+    }
+
     /// An authenticated SCIM capability, as the SCIM endpoints would get it.
     async fn scim_ctx(&self) -> ScimCtx {
+        let token = self.scim_token().await;
+        self.services
+            .authenticate_scim(
+                self.tenant.as_str(),
+                Some(&format!("Bearer {token}")),
+                Some("Okta SCIM Client 1.0.0"),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Turns SCIM on for the tenant and returns a new SCIM bearer token.
+    async fn scim_token(&self) -> String {
         let op = OperatorCtx::local_operator();
         let s = &self.services;
         s.update_settings(
@@ -321,13 +348,7 @@ impl Harness {
             )
             .await
             .unwrap();
-        s.authenticate_scim(
-            self.tenant.as_str(),
-            Some(&format!("Bearer {}", token.expose())),
-            Some("Okta SCIM Client 1.0.0"),
-        )
-        .await
-        .unwrap()
+        token.expose().to_owned()
     }
 
     async fn provision(&self, ctx: &ScimCtx, user_name: &str, display: &str) -> String {
@@ -1213,4 +1234,101 @@ async fn sizes_above_the_operators_limit_are_refused() {
         h.services.tenant(&h.tenant).await.unwrap().account_size_gb,
         cap
     );
+}
+
+/// Two applications in one process (the state `serve` builds, or this harness's) keep
+/// their own group bounds and their own group-write slots: one with small bounds, one
+/// with large ones, over the same services and the same tenant, each answering by its own.
+#[tokio::test]
+async fn two_states_keep_their_own_group_limits_and_slots() {
+    use axum::extract::FromRequestParts;
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let token = h.scim_token().await;
+    let a = h.state_with(GroupLimits::new(1, 1, 1));
+    let b = h.state_with(GroupLimits::new(10, 10, 1));
+    let (app_a, app_b) = (router(a.clone()), router(b.clone()));
+    let m1 = h.provision(&ctx, "m1@x.io", "M1").await;
+    let m2 = h.provision(&ctx, "m2@x.io", "M2").await;
+    let groups = format!("/scim/v2/{}/Groups", h.tenant);
+    let scim = |method: Method, uri: &str, body: Option<serde_json::Value>| {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"));
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/scim+json");
+        }
+        b.body(body.map_or_else(Body::empty, |v| Body::from(v.to_string())))
+            .unwrap()
+    };
+    let send = |app: &Router, req: Request<Body>| {
+        let app = app.clone();
+        async move {
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            let bytes = axum::body::to_bytes(res.into_body(), 1 << 22)
+                .await
+                .unwrap();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&bytes).ok(),
+            )
+        }
+    };
+    let group = |name: &str| {
+        serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": name,
+            "members": [{"value": m1}, {"value": m2}],
+        })
+    };
+
+    // Members per write: A refuses two members, B takes them.
+    let (status, _) = send(&app_a, scim(Method::POST, &groups, Some(group("A")))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "A's bound is 1");
+    let (status, _) = send(&app_b, scim(Method::POST, &groups, Some(group("B")))).await;
+    assert_eq!(status, StatusCode::CREATED, "B's bound is 10");
+
+    // List members: A lists the two-member group without members, B with both.
+    let list = |app: &Router| {
+        let req = scim(Method::GET, &groups, None);
+        let app = app.clone();
+        async move {
+            let (status, body) = send(&app, req).await;
+            assert_eq!(status, StatusCode::OK);
+            let body = body.unwrap();
+            body["Resources"][0]["members"].as_array().map(Vec::len)
+        }
+    };
+    assert_eq!(list(&app_a).await, None, "A lists at most 1 member");
+    assert_eq!(list(&app_b).await, Some(2), "B lists up to 10 members");
+
+    // Group-write slots: A's one slot held does not take B's.
+    let (mut parts, ()) = Request::builder()
+        .method(Method::POST)
+        .uri(&groups)
+        .header(header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+        .into_parts();
+    let held = GroupWrite::from_request_parts(&mut parts, &a)
+        .await
+        .unwrap_or_else(|e| panic!("A's first slot: {}", e.0.detail));
+    let (status, _) = send(&app_b, scim(Method::POST, &groups, Some(group("B2")))).await;
+    assert_eq!(status, StatusCode::CREATED, "B's slot is its own");
+    let (status, _) = send(&app_a, scim(Method::POST, &groups, Some(group("A2")))).await;
+    assert_eq!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "A's one slot is held"
+    );
+    drop(held);
+    let one = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+        "displayName": "A3",
+        "members": [{"value": m1}],
+    });
+    let (status, _) = send(&app_a, scim(Method::POST, &groups, Some(one))).await;
+    assert_eq!(status, StatusCode::CREATED, "A's slot is free again");
 }

@@ -17,12 +17,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::group::{GroupRecord, MemberChange};
 use cairn_core::query::ListQuery;
-use cairn_core::service::{LIST_MEMBERS_MAX, MEMBERS_PER_WRITE_MAX};
 use cairn_scim::group::{apply_group_patch, group_from_request, render_group, resource_type};
 use cairn_scim::user::Projection;
 use cairn_scim::{filter, list, patch, query, ScimError};
 use serde_json::Value;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 fn projection(p: &ListParams) -> Result<Projection, ScimError> {
     Projection::for_resource_type(
@@ -53,19 +51,9 @@ async fn render(
     Ok(v)
 }
 
-/// The most members a listed group carries (`--scim-list-members-max`).
-static LIST_MEMBERS: AtomicU32 = AtomicU32::new(LIST_MEMBERS_MAX);
-/// The most members one group write may name (`--scim-members-per-write-max`).
-static MEMBERS_PER_WRITE: AtomicU32 = AtomicU32::new(MEMBERS_PER_WRITE_MAX);
-
-/// Sets the two group bounds for the process (at startup).
-pub fn set_member_limits(list_members: u32, members_per_write: u32) {
-    LIST_MEMBERS.store(list_members, Ordering::Relaxed);
-    MEMBERS_PER_WRITE.store(members_per_write, Ordering::Relaxed);
-}
-
 /// Renders a group of a list or search page: members only up to the list bound
-/// (`LIST_MEMBERS_MAX` by default); a larger group is listed without the attribute.
+/// (`GroupLimits::list_members`, `LIST_MEMBERS_MAX` by default); a larger group is
+/// listed without the attribute.
 async fn render_listed(
     ctx: &Scim,
     state: &AppState,
@@ -73,7 +61,7 @@ async fn render_listed(
     proj: &Projection,
 ) -> ApiResult<Value> {
     let members = if proj.wants("members") {
-        let cap = LIST_MEMBERS.load(Ordering::Relaxed);
+        let cap = state.group_limits.list_members;
         state
             .services
             .group_members_for_list(&ctx.0, &g.id, cap)
@@ -91,11 +79,11 @@ async fn render_listed(
     Ok(v)
 }
 
-/// Refuses a group write that names more members than the bound
-/// (`MEMBERS_PER_WRITE_MAX` by default; RFC 7644 §3.12: 413, the request is too large);
-/// nothing is changed, and the client can send the change in several PATCH requests.
-fn check_member_count(n: usize) -> Result<(), ScimError> {
-    let max = MEMBERS_PER_WRITE.load(Ordering::Relaxed);
+/// Refuses a group write that names more than `max` members
+/// (`GroupLimits::members_per_write`, `MEMBERS_PER_WRITE_MAX` by default; RFC 7644 §3.12:
+/// 413, the request is too large); nothing is changed, and the client can send the
+/// change in several PATCH requests.
+fn check_member_count(n: usize, max: u32) -> Result<(), ScimError> {
     if n > max as usize {
         return Err(ScimError::new(
             413,
@@ -243,7 +231,7 @@ pub async fn create_group(
     let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
-    check_member_count(req.members.len())?;
+    check_member_count(req.members.len(), state.group_limits.members_per_write)?;
     let g = state
         .services
         .create_group(&ctx.0, req.data, &req.members, &meta)
@@ -276,7 +264,7 @@ pub async fn replace_group(
     let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = group_from_request(&body)?;
-    check_member_count(req.members.len())?;
+    check_member_count(req.members.len(), state.group_limits.members_per_write)?;
     let g = state
         .services
         .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |_| {
@@ -299,11 +287,12 @@ pub async fn patch_group(
     let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = patch::parse_patch(&body)?;
+    let max = state.group_limits.members_per_write;
     let g = state
         .services
         .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |current| {
             let (data, members) = apply_group_patch(&current.data(), &req)?;
-            check_member_count(member_change_size(&members))?;
+            check_member_count(member_change_size(&members), max)?;
             Ok((data, members))
         })
         .await?;
