@@ -318,7 +318,7 @@ const TMP_SUFFIX: &str = ".uploading";
 
 /// An upload in progress. Up to one part it is buffered and published with one
 /// conditional `PUT`; beyond that it streams as a multipart upload to a temporary key
-/// (at most one part buffered and one in flight), which `publish` copies to the
+/// (at most one part being filled and two in flight), which `publish` copies to the
 /// object's key with a conditional create and then deletes. A multipart upload is
 /// invisible until completed, and it is completed only after the hash was verified, so
 /// nothing half or wrong is ever visible under the object's name.
@@ -333,8 +333,9 @@ pub(crate) struct S3Upload {
 impl S3Upload {
     pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<()> {
         if let Some((_, w)) = &mut self.multipart {
-            // Waits until the part before this one is sent, so one part is in flight.
-            w.wait_for_capacity(1).await.map_err(store_err)?;
+            // Waits while two parts are in flight: receiving the next part overlaps
+            // sending the last one, and memory stays within three parts.
+            w.wait_for_capacity(2).await.map_err(store_err)?;
             w.put(chunk);
             return Ok(());
         }

@@ -613,7 +613,7 @@ async fn finish_raw(mut s: TcpStream, rest: &[u8]) -> u16 {
 /// Issue 16 finding 7 on the S3 backend: uploads were held whole in memory (up to
 /// 160 MiB each) until verified. Eight uploads of 48 MiB stalled after 43 MiB keep the
 /// server's RSS growth under 128 MiB (they stream as multipart uploads, one 5 MiB part
-/// buffered and one in flight each); when they are cut off, their multipart uploads are
+/// being filled and at most two in flight each); when they are cut off, their multipart uploads are
 /// aborted. A wrong or short large upload leaves no object, no temporary key and no
 /// multipart upload; of two racing large uploads of one object, one is stored and the
 /// other gets 403, and the stored bytes are whole.
