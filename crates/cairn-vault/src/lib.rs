@@ -559,7 +559,7 @@ mod tests {
             .await
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
-        // Uploads beyond what the backend holds in memory are refused up front.
+        // Uploads beyond the backend's largest object are refused up front.
         let repo = vault.repo("t", "b");
         repo.create().await.unwrap();
         assert!(matches!(
