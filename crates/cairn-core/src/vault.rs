@@ -99,8 +99,8 @@ impl ByteCount {
 
 /// The largest object the vault accepts. restic writes packs of 16 MiB by default and at
 /// most 128 MiB (`--pack-size`, restic's "Tuning Backup Parameters": Pack Size); index,
-/// snapshot, key and config files are far smaller. The S3 backend holds an upload in
-/// memory up to `cairn_vault::MAX_REMOTE_OBJECT`, which is not smaller.
+/// snapshot, key and config files are far smaller. The S3 backend's largest object,
+/// `cairn_vault::MAX_REMOTE_OBJECT`, is not smaller (uploads stream; it bounds storage).
 pub const MAX_OBJECT_BYTES: u64 = 160 << 20;
 
 /// The largest lock file. restic's are a few hundred bytes (a small JSON document: time,

@@ -235,8 +235,11 @@ impl Vault {
         if bucket.is_empty() {
             return Err(format!("no bucket in {url}"));
         }
+        // Large uploads are published by a copy that must not replace an existing
+        // object (see `s3::S3Upload`).
         let store = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
+            .with_copy_if_not_exists(object_store::aws::S3CopyIfNotExists::Multipart)
             .build()
             .map_err(|e| format!("configuring the S3 vault: {e}"))?;
         Ok(Self::object_store(Arc::new(store), prefix, url))
@@ -448,8 +451,7 @@ impl Upload {
                 if self.written > MAX_REMOTE_OBJECT {
                     return Err(VaultError::TooLarge);
                 }
-                s.write(chunk);
-                Ok(())
+                s.write(chunk).await
             }
         }
     }
@@ -462,14 +464,20 @@ impl Upload {
     /// bytes durable and publishes the object without ever replacing an existing one.
     /// Returns the object's size.
     pub async fn finish(mut self, expected_len: Option<u64>) -> Result<u64> {
+        let mut verdict = Ok(());
         if expected_len.is_some_and(|n| n != self.written) {
-            return Err(VaultError::Truncated);
-        }
-        if let Object::Item(_, name) = &self.obj {
+            verdict = Err(VaultError::Truncated);
+        } else if let Object::Item(_, name) = &self.obj {
             let digest = std::mem::take(&mut self.hasher).finalize();
             if to_hex(&digest) != name.as_str() {
-                return Err(VaultError::HashMismatch);
+                verdict = Err(VaultError::HashMismatch);
             }
+        }
+        if let Err(e) = verdict {
+            if let UploadInner::S3(s) = &mut self.inner {
+                s.abort().await;
+            }
+            return Err(e);
         }
         match &mut self.inner {
             UploadInner::Local(l) => l.publish().await?,
@@ -551,7 +559,7 @@ mod tests {
             .await
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
-        // Uploads beyond what the backend holds in memory are refused up front.
+        // Uploads beyond the backend's largest object are refused up front.
         let repo = vault.repo("t", "b");
         repo.create().await.unwrap();
         assert!(matches!(
@@ -559,6 +567,64 @@ mod tests {
                 .await,
             Err(VaultError::TooLarge)
         ));
+    }
+
+    /// An upload larger than one part streams as a multipart upload: a good one is
+    /// published whole, a wrong or short one leaves nothing (no object, no temporary
+    /// key), and an existing object is never replaced.
+    #[tokio::test]
+    async fn large_uploads_to_an_object_store_stream_and_publish_only_when_verified() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let vault = Vault::object_store(store.clone(), "pre", "memory://");
+        let repo = vault.repo("t", "a");
+        repo.create().await.unwrap();
+        let data: Vec<u8> = (0..(3 * s3::UPLOAD_PART_BYTES as u32) + 777)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let len = data.len() as u64;
+        let obj = Object::Item(Kind::Data, sha(&data));
+        let keys = || async {
+            let all: Vec<_> = object_store::ObjectStore::list(&*store, None)
+                .map_ok(|m| m.location.to_string())
+                .try_collect()
+                .await
+                .unwrap();
+            all
+        };
+        // Wrong content under the name, then a short body: refused, nothing left.
+        let mut up = repo.begin_upload(obj.clone(), len).await.unwrap();
+        for chunk in data.chunks(1 << 20) {
+            let mut c = chunk.to_vec();
+            c[0] ^= 1;
+            up.write(c).await.unwrap();
+        }
+        assert!(matches!(
+            up.finish(Some(len)).await,
+            Err(VaultError::HashMismatch)
+        ));
+        let mut up = repo.begin_upload(obj.clone(), len).await.unwrap();
+        up.write(data[..data.len() - 1].to_vec()).await.unwrap();
+        assert!(matches!(
+            up.finish(Some(len)).await,
+            Err(VaultError::Truncated)
+        ));
+        assert_eq!(keys().await, vec!["pre/t/a/cairn-repository".to_owned()]);
+        // Two uploads of one object: the first published, the second refused and
+        // leaving no temporary key; the stored bytes are the first's.
+        let mut first = repo.begin_upload(obj.clone(), len).await.unwrap();
+        let mut second = repo.begin_upload(obj.clone(), len).await.unwrap();
+        for chunk in data.chunks(1 << 20) {
+            first.write(chunk.to_vec()).await.unwrap();
+            second.write(chunk.to_vec()).await.unwrap();
+        }
+        assert_eq!(first.finish(Some(len)).await.unwrap(), len);
+        assert!(matches!(
+            second.finish(Some(len)).await,
+            Err(VaultError::Exists)
+        ));
+        assert!(repo.read(&obj, None).await.unwrap().bytes == data);
+        assert_eq!(keys().await.len(), 2, "{:?}", keys().await);
+        assert_eq!(vault.repo_size("t", "a").await.unwrap(), len);
     }
 
     /// Objects above the size read in one piece are streamed; both paths return the same

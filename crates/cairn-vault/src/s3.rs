@@ -5,20 +5,22 @@
 //!
 //! Nothing is ever replaced: every write is a conditional create (`If-None-Match: *`), so
 //! two instances racing to store one object yield one object and one refusal. An upload is
-//! hashed and checked while it is received and published with a single `PUT` only after
-//! the check, so a half or wrong upload never becomes visible. S3's `PUT` is atomic and
+//! hashed and checked while it is received and published only after the check (a small
+//! one with a single `PUT`, a large one streamed as a multipart upload to a temporary key
+//! and copied into place), so a half or wrong upload never becomes visible. S3's `PUT` is atomic and
 //! durable once acknowledged.
 
 use crate::{ByteRange, ByteStream, Kind, Object, ObjectName, Reader, Result, VaultError};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{
+    GetOptions, GetRange, ObjectStore, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
 use std::sync::Arc;
 
-/// The largest object the S3 backend accepts. An upload is held in memory until its hash
-/// is verified (S3 offers no publish-after-check for streamed bodies); restic's packs are
-/// at most 128 MiB (16 MiB by default).
+/// The largest object the S3 backend accepts; restic's packs are at most 128 MiB (16 MiB
+/// by default). Uploads stream (see [`S3Upload`]), so this bounds storage, not memory.
 pub const MAX_REMOTE_OBJECT: u64 = 160 << 20;
 
 /// The object marking a created repository (S3 has no directories).
@@ -75,7 +77,10 @@ impl S3Vault {
             .keys(tenant, account)
             .await?
             .iter()
-            .filter(|k| !k.0.as_ref().ends_with(CLAIM_SUFFIX))
+            .filter(|k| {
+                let key = k.0.as_ref();
+                !key.ends_with(CLAIM_SUFFIX) && !key.ends_with(TMP_SUFFIX)
+            })
             .map(|k| k.1)
             .sum())
     }
@@ -201,6 +206,8 @@ impl S3Repo {
             store: self.store.clone(),
             key,
             chunks: Vec::new(),
+            buffered: 0,
+            multipart: None,
         })
     }
 
@@ -299,28 +306,102 @@ impl S3Repo {
     }
 }
 
-/// An upload held in memory until it is verified and published with one conditional PUT.
+/// The size of one part of a multipart upload, and the most an upload buffers before it
+/// starts one: S3's smallest part but the last is 5 MiB
+/// (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html>).
+pub const UPLOAD_PART_BYTES: usize = 5 << 20;
+
+/// Appended (after a random nonce) to an object's key to name the temporary object a
+/// large upload is completed into before it is verified and published. Not an object
+/// name, so listings never show it; repository sizes skip it.
+const TMP_SUFFIX: &str = ".uploading";
+
+/// An upload in progress. Up to one part it is buffered and published with one
+/// conditional `PUT`; beyond that it streams as a multipart upload to a temporary key
+/// (at most one part being filled and two in flight), which `publish` copies to the
+/// object's key with a conditional create and then deletes. A multipart upload is
+/// invisible until completed, and it is completed only after the hash was verified, so
+/// nothing half or wrong is ever visible under the object's name.
 pub(crate) struct S3Upload {
     store: Arc<dyn ObjectStore>,
     key: Path,
     chunks: Vec<Bytes>,
+    buffered: usize,
+    multipart: Option<(Path, WriteMultipart)>,
 }
 
 impl S3Upload {
-    pub(crate) fn write(&mut self, chunk: Bytes) {
+    pub(crate) async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if let Some((_, w)) = &mut self.multipart {
+            // Waits while two parts are in flight: receiving the next part overlaps
+            // sending the last one, and memory stays within three parts.
+            w.wait_for_capacity(2).await.map_err(store_err)?;
+            w.put(chunk);
+            return Ok(());
+        }
+        self.buffered += chunk.len();
         self.chunks.push(chunk);
+        if self.buffered > UPLOAD_PART_BYTES {
+            let nonce = format!("{:032x}", rand::random::<u128>());
+            let tmp = Path::from(format!("{}.{nonce}{TMP_SUFFIX}", self.key));
+            let upload = self.store.put_multipart(&tmp).await.map_err(store_err)?;
+            let mut w = WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_BYTES);
+            for c in std::mem::take(&mut self.chunks) {
+                w.put(c);
+            }
+            self.buffered = 0;
+            self.multipart = Some((tmp, w));
+        }
+        Ok(())
+    }
+
+    /// Gives up the upload: a multipart upload in progress is aborted, so S3 drops its
+    /// parts.
+    pub(crate) async fn abort(&mut self) {
+        self.chunks.clear();
+        if let Some((_, w)) = self.multipart.take() {
+            let _ = w.abort().await;
+        }
     }
 
     pub(crate) async fn publish(&mut self) -> Result<()> {
-        let payload: PutPayload = std::mem::take(&mut self.chunks).into_iter().collect();
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
+        let Some((tmp, w)) = self.multipart.take() else {
+            let payload: PutPayload = std::mem::take(&mut self.chunks).into_iter().collect();
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..PutOptions::default()
+            };
+            self.store
+                .put_opts(&self.key, payload, opts)
+                .await
+                .map_err(store_err)?;
+            return Ok(());
         };
-        self.store
-            .put_opts(&self.key, payload, opts)
+        w.finish().await.map_err(store_err)?;
+        // A conditional create: with `S3CopyIfNotExists::Multipart` a server-side
+        // `UploadPartCopy` completed with `If-None-Match: *`
+        // (<https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html>).
+        let copied = self
+            .store
+            .copy_if_not_exists(&tmp, &self.key)
             .await
-            .map_err(store_err)?;
-        Ok(())
+            .map_err(store_err);
+        // A temporary object left by a failed delete (or a crash) is not an object name
+        // and is not counted; it goes with the repository.
+        let _ = self.store.delete(&tmp).await;
+        copied
+    }
+}
+
+impl Drop for S3Upload {
+    /// An upload dropped mid-body (the client went away) aborts its multipart upload.
+    fn drop(&mut self) {
+        if let Some((_, w)) = self.multipart.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = w.abort().await;
+                });
+            }
+        }
     }
 }

@@ -477,7 +477,7 @@ fn counter_drifted(bytes: u64) {
     );
 }
 
-// Every object the vault accepts fits what the S3 backend holds in memory.
+// Every object the vault accepts is one the S3 backend stores.
 const _: () = assert!(MAX_OBJECT_BYTES <= cairn_vault::MAX_REMOTE_OBJECT);
 
 /// A response whose status line and body both carry `msg`.

@@ -349,6 +349,24 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// The keys of the multipart uploads begun and neither completed nor aborted under a
+    /// prefix of a bucket (ListMultipartUploads).
+    pub fn multipart_uploads(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        let (status, xml) = self
+            .call("GET", &format!("/{bucket}?uploads&prefix={prefix}"))
+            .unwrap();
+        assert_eq!(status, 200, "{xml}");
+        xml.split("<Upload>")
+            .skip(1)
+            .map(|u| {
+                let start = u.find("<Key>").unwrap() + 5;
+                u[start..u.find("</Key>").unwrap()].to_owned()
+            })
+            .collect()
+    }
+}
+
 /// One plain HTTP/1.1 request (std only: these run inside async tests, where a blocking
 /// client's runtime may not be used). Returns status and body.
 fn plain_http(endpoint: &str, method: &str, path: &str) -> std::io::Result<(u16, String)> {
