@@ -4,6 +4,9 @@
 //! deployments where several stateless instances share one database.
 
 pub mod copy;
+// Hooks for the fuzz crate only: not part of the production library. Built under `test`
+// too, so that its own unit tests keep running with the crate's.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod listing;

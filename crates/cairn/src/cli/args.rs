@@ -1,0 +1,385 @@
+//! The clap definitions: global options, subcommands and their flags. `cairn --help`
+//! is generated from these doc comments.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cairn",
+    version,
+    about = "Cairn: backup accounts provisioned over SCIM 2.0"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Where Cairn keeps its data (the SQLite database, later backup repositories).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_DATA_DIR",
+        default_value = "./cairn-data"
+    )]
+    pub data_dir: PathBuf,
+    /// Database to use instead of `<data-dir>/cairn.db`: `sqlite:PATH`, or
+    /// `postgres://USER@HOST:PORT/DB` for several instances sharing one database.
+    #[arg(long, global = true, env = "CAIRN_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The URL under which clients reach this deployment (used for Tenant URLs and
+    /// `Location` headers). Default: `http://<listen address>`.
+    #[arg(long, global = true, env = "CAIRN_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Days a soft-deleted account's data is kept before it is purged.
+    #[arg(long, global = true, env = "CAIRN_RETENTION_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
+    pub retention_days: u32,
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", default_value = "text",
+          value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// How long token and settings lookups are cached, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_AUTH_CACHE_MS",
+        default_value_t = 2000,
+        hide = true
+    )]
+    pub auth_cache_ms: u64,
+    /// Shifts this process's clock (testing retention without waiting).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_CLOCK_OFFSET_SECS",
+        default_value_t = 0,
+        hide = true,
+        allow_negative_numbers = true
+    )]
+    pub clock_offset_secs: i64,
+    /// Bytes per GB of Account Size in the backup vault's quota (tests fill accounts with
+    /// a few megabytes).
+    #[arg(
+        long,
+        global = true,
+        env = "CAIRN_VAULT_QUOTA_UNIT_BYTES",
+        default_value_t = 1_000_000_000,
+        value_parser = clap::value_parser!(u64).range(1..=cairn_core::vault::QuotaUnit::MAX),
+        hide = true
+    )]
+    pub vault_quota_unit_bytes: u64,
+    /// Where backup repositories are stored: `s3://BUCKET[/PREFIX]` for an S3-compatible
+    /// object store (credentials, region and endpoint from the `AWS_*` variables:
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT`,
+    /// `AWS_ALLOW_HTTP`). Default: the directory `<data-dir>/vault`.
+    #[arg(long, global = true, env = "CAIRN_VAULT_URL", value_name = "URL")]
+    pub vault_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the HTTP service (SCIM, health, metrics).
+    Serve(ServeArgs),
+    /// Manage tenants (organisations).
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// Manage a tenant's SCIM settings and API token.
+    #[command(subcommand)]
+    Scim(ScimCmd),
+    /// Manage dashboard users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Print a tenant's audit log, newest first.
+    Audit(AuditArgs),
+    /// Manage backup accounts.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Manage groups (pushed by identity providers): list them, set their Account Size.
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Move a deployment between databases.
+    #[command(subcommand)]
+    Db(DbCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DbCmd {
+    /// Copy every tenant, account, token hash, dashboard user, session and audit event
+    /// from one database into a new, empty one (SQLite ⇄ PostgreSQL), then verify the
+    /// row counts. Stop the instances writing to the source first.
+    Copy {
+        /// Source: sqlite:PATH or postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        from: String,
+        /// Target (must be empty): sqlite:PATH or postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CAIRN_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Seconds between retention purges.
+    #[arg(
+        long,
+        env = "CAIRN_PURGE_INTERVAL_SECS",
+        default_value_t = 3600,
+        hide = true
+    )]
+    pub purge_interval_secs: u64,
+    /// After SIGTERM, the longest wait for in-flight requests before exiting anyway.
+    #[arg(
+        long,
+        env = "CAIRN_DRAIN_TIMEOUT_SECS",
+        default_value_t = 30,
+        hide = true
+    )]
+    pub drain_timeout_secs: u64,
+    /// SCIM requests per second allowed to each tenant, with bursts of twice that; beyond
+    /// it requests get 429 with Retry-After. 0 turns the limit off.
+    #[arg(long, env = "CAIRN_SCIM_RATE_LIMIT", default_value_t = 100)]
+    pub scim_rate_limit: u32,
+    /// Group writes (POST/PUT/PATCH/DELETE of /Groups) of one tenant in flight at once;
+    /// beyond it a write waits up to 2 s, then gets 429 with Retry-After. 0 turns the
+    /// bound off.
+    #[arg(long, env = "CAIRN_SCIM_GROUP_WRITES_PER_TENANT", default_value_t = 4)]
+    pub scim_group_writes_per_tenant: u32,
+    /// The most members a group carries in a list or search response; a larger group is
+    /// listed without `members` (GET /Groups/{id} returns them all).
+    #[arg(long, env = "CAIRN_SCIM_LIST_MEMBERS_MAX", default_value_t = cairn_core::service::LIST_MEMBERS_MAX)]
+    pub scim_list_members_max: u32,
+    /// The most members one group POST, PUT or PATCH may name; more gets 413.
+    #[arg(long, env = "CAIRN_SCIM_MEMBERS_PER_WRITE_MAX", default_value_t = cairn_core::service::MEMBERS_PER_WRITE_MAX)]
+    pub scim_members_per_write_max: u32,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key. TLS 1.2
+    /// and 1.3 only.
+    #[arg(
+        long,
+        env = "CAIRN_TLS_CERT",
+        requires = "tls_key",
+        value_name = "FILE"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.
+    #[arg(
+        long,
+        env = "CAIRN_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "FILE"
+    )]
+    pub tls_key: Option<PathBuf>,
+    /// Reverse proxies (comma-separated addresses or CIDR blocks) whose X-Forwarded-For
+    /// names the client for sign-in throttling: the rightmost entry not in this list.
+    /// Empty (the default): the TCP peer is the client and X-Forwarded-For is ignored.
+    #[arg(
+        long,
+        env = "CAIRN_TRUSTED_PROXIES",
+        value_name = "CIDR,...",
+        default_value = ""
+    )]
+    pub trusted_proxies: cairn_web::client_addr::TrustedProxies,
+    /// Dashboard password checks (Argon2id, 19 MiB each) run at once. 0: one per core.
+    #[arg(long, env = "CAIRN_SIGN_IN_CONCURRENCY", default_value_t = 0)]
+    pub sign_in_concurrency: usize,
+    /// Sign-ins that may wait for a password check; beyond them (and the checks
+    /// running) a sign-in gets 503 with Retry-After.
+    #[arg(long, env = "CAIRN_SIGN_IN_QUEUE", default_value_t = 8)]
+    pub sign_in_queue: usize,
+    /// Seconds a client may take to send a request's headers, counted from when the
+    /// server starts waiting for the request (so it also closes idle keep-alive
+    /// connections).
+    #[arg(long, env = "CAIRN_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body may deliver nothing, or a response wait for the client to
+    /// read more, before the connection is closed (an upload's quota charge is given back).
+    #[arg(long, env = "CAIRN_BODY_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_idle_timeout_secs: u64,
+    /// With TLS: seconds a new connection may take to send its first handshake bytes.
+    #[arg(long, env = "CAIRN_TLS_HELLO_TIMEOUT_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_hello_timeout_secs: u64,
+    /// With TLS: seconds a client may take for its whole handshake.
+    #[arg(long, env = "CAIRN_TLS_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_handshake_timeout_secs: u64,
+    /// With TLS: handshakes in progress at once; a new connection beyond it closes the
+    /// oldest pending handshake.
+    #[arg(long, env = "CAIRN_TLS_MAX_PENDING", default_value_t = 512, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_max_pending: u64,
+    /// With TLS: handshakes in progress at once from one client address (IPv6: one /64);
+    /// beyond it the client's oldest pending handshake is closed.
+    #[arg(long, env = "CAIRN_TLS_MAX_PENDING_PER_CLIENT", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_max_pending_per_client: u64,
+    /// Backup vault requests in flight at once, for all accounts; beyond it requests get
+    /// 503 with Retry-After.
+    #[arg(long, env = "CAIRN_VAULT_MAX_REQUESTS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vault_max_requests: u64,
+    /// Backup vault requests in flight at once for one backup account; beyond it requests
+    /// get 429 with Retry-After.
+    #[arg(long, env = "CAIRN_VAULT_MAX_REQUESTS_PER_ACCOUNT", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vault_max_requests_per_account: u64,
+    /// Mount `GET /_bench/floor`, the trivial handler `cairn-bench` measures as its floor.
+    #[arg(long, env = "CAIRN_BENCH_FLOOR", hide = true)]
+    pub bench_floor: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cap the tenant's Account Size and group sizes (tenant administrators cannot set
+    /// more; larger quotas set before count as the cap).
+    Limit {
+        #[arg(long)]
+        tenant: String,
+        /// The largest Account Size or group size, in GB.
+        #[arg(
+            long,
+            allow_negative_numbers = true,
+            conflicts_with = "clear",
+            required_unless_present = "clear"
+        )]
+        max_account_size_gb: Option<i64>,
+        /// Remove the cap.
+        #[arg(long)]
+        clear: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScimCmd {
+    /// Turn SCIM user management on and set the Account Size.
+    Enable {
+        #[arg(long)]
+        tenant: String,
+        /// Quota in GB for each backup account that provisioning creates.
+        // Negative numbers are parsed as values so that `-1` gets the range message
+        // ("at least 1 GB") instead of clap's "unexpected argument '-1'".
+        #[arg(long, allow_negative_numbers = true)]
+        account_size_gb: i64,
+    },
+    /// Turn SCIM user management off: every SCIM call gets 401.
+    Disable {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Generate a new API token (shown once); earlier tokens stop working.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create a dashboard user; the password is read from standard input.
+    Create {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["administrator", "viewer"])]
+        role: String,
+        /// Read the password from standard input (required).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long)]
+    pub json: bool,
+    /// Most events printed.
+    #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GroupCmd {
+    /// Give a group its own Account Size (`--gb N`) or take it away (`--clear`). Each
+    /// member's quota becomes the largest of the tenant's Account Size at its creation
+    /// and the sizes of its groups.
+    Size {
+        #[arg(long)]
+        tenant: String,
+        /// The group's displayName (letter case does not matter).
+        #[arg(long)]
+        group: String,
+        #[arg(long, conflicts_with = "clear", required_unless_present = "clear")]
+        gb: Option<i64>,
+        #[arg(long)]
+        clear: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List a tenant's groups with their member counts and sizes.
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccountCmd {
+    /// Restore a soft-deleted backup account (same id, same data).
+    Restore {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a backup key for an account's restic repository (shown once); the
+    /// account's earlier key stops working.
+    Key {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set an account's used space to what its backup repository holds (after a crash
+    /// cut uploads short); run it while the account is idle.
+    Recount {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Purge accounts whose retention window has ended, now.
+    PurgeExpired {
+        #[arg(long)]
+        json: bool,
+    },
+}

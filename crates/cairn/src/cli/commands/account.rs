@@ -1,0 +1,132 @@
+//! `cairn account …`: restore, key, recount and purge backup accounts.
+
+use crate::cli::config::tenant_id;
+use crate::cli::{AccountCmd, Ctx};
+use anyhow::{bail, Context, Result};
+use cairn_core::service::{Authority, Services};
+use serde_json::json;
+
+pub async fn run(cx: &Ctx, cmd: AccountCmd) -> Result<()> {
+    match cmd {
+        AccountCmd::Restore {
+            tenant,
+            user_name,
+            json,
+        } => restore(cx, &tenant, &user_name, json).await,
+        AccountCmd::Key {
+            tenant,
+            user_name,
+            json,
+        } => key(cx, &tenant, &user_name, json).await,
+        AccountCmd::Recount {
+            tenant,
+            user_name,
+            json,
+        } => recount(cx, &tenant, &user_name, json).await,
+        AccountCmd::PurgeExpired { json } => purge(cx, json).await,
+    }
+}
+
+async fn restore(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<()> {
+    let Ctx { svc, op, meta, .. } = cx;
+    let id = tenant_id(tenant)?;
+    let u = svc
+        .restore_user(Authority::Operator(op), &id, user_name, meta)
+        .await?;
+    if json {
+        print_json!(&json!({"id": u.id, "user_name": u.user_name, "status": u.status()}));
+    } else {
+        outln!("Restored {} ({})", u.user_name, u.id);
+    }
+    Ok(())
+}
+
+async fn key(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<()> {
+    let Ctx { svc, op, meta, .. } = cx;
+    let id = tenant_id(tenant)?;
+    let k = svc
+        .generate_backup_key(Authority::Operator(op), &id, user_name, meta)
+        .await?;
+    let url = svc.repository_url(&id, &k.account.id, Some((&k.key_user, &k.secret)));
+    if json {
+        print_json!(&json!({"repository": url, "user": k.key_user,
+            "secret": k.secret.expose(), "account_id": k.account.id}));
+    } else {
+        outln!(
+            "Repository (shown once, store it now): {url}\nUser: {}\nSecret: {}",
+            k.key_user,
+            k.secret.expose()
+        );
+    }
+    Ok(())
+}
+
+async fn recount(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<()> {
+    let Ctx { svc, op, g, .. } = cx;
+    let id = tenant_id(tenant)?;
+    let vault = g.vault()?.vault;
+    let (u, delta) = svc
+        .recount_vault(op, &id, user_name, async |u| {
+            vault
+                .repo_size(u.tenant_id.as_str(), u.id.as_str())
+                .await
+                .map_err(|e| cairn_core::Error::Internal(e.to_string()))
+        })
+        .await?;
+    let used = u.used_bytes + delta;
+    if json {
+        print_json!(&json!({"id": u.id, "user_name": u.user_name,
+            "used_bytes": used, "corrected_by": delta}));
+    } else {
+        outln!("{}: used {used} bytes (corrected by {delta})", u.user_name);
+    }
+    Ok(())
+}
+
+async fn purge(cx: &Ctx, json: bool) -> Result<()> {
+    let report = purge_expired(&cx.svc, &cx.g.vault()?.vault).await?;
+    let purged = &report.purged;
+    if json {
+        let v: Vec<_> = purged
+            .iter()
+            .map(|u| json!({"tenant_id": u.tenant_id, "id": u.id, "user_name": u.user_name}))
+            .collect();
+        print_json!(&json!(v));
+    } else {
+        outln!("Purged {} account(s)", purged.len());
+    }
+    if !report.failed.is_empty() {
+        let lines: Vec<String> = report
+            .failed
+            .iter()
+            .map(|(u, reason)| format!("account {} ({}): {reason}", u.id, u.user_name))
+            .collect();
+        bail!(
+            "{} account(s) could not be purged; they stay marked and the next run \
+             retries them:\n{}",
+            lines.len(),
+            lines.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// The retention purge (see `Services::purge_expired`): repositories are removed before
+/// their accounts' rows, so a failed removal is retried by the next run.
+pub async fn purge_expired(
+    svc: &Services,
+    vault: &cairn_vault::Vault,
+) -> Result<cairn_core::service::PurgeReport> {
+    let report = svc
+        .purge_expired(|u| {
+            let (vault, tenant, id) = (vault.clone(), u.tenant_id.clone(), u.id.clone());
+            Box::pin(async move {
+                vault
+                    .remove_repo(tenant.as_str(), id.as_str())
+                    .await
+                    .map_err(|e| format!("removing the backup repository: {e}"))
+            })
+        })
+        .await?;
+    Ok(report)
+}

@@ -1,0 +1,9 @@
+//! The bodies of the operator's commands, one module per subcommand group.
+
+pub mod account;
+pub mod audit;
+pub mod db;
+pub mod group;
+pub mod scim;
+pub mod tenant;
+pub mod user;
