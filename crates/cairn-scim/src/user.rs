@@ -9,17 +9,19 @@
 //! - read-only attributes (`id`, `meta`, `groups`, `manager.displayName`) and `schemas`
 //!   are dropped, `password` (writeOnly) is accepted and dropped — never stored;
 //! - **attributes the schema does not define are accepted and ignored**, including custom
-//!   extension URNs: identity providers send whatever their admins map (idp-clients.md
-//!   §6.21), and a 400 there would fail provisioning for data we do not use;
-//! - booleans sent as the strings "True"/"False" (any case) are coerced (Entra,
-//!   field-lessons #2); any other wrong type is 400 `invalidValue` naming the attribute;
+//!   extension URNs: identity providers send whatever their admins map in the attribute
+//!   mappings, and a 400 there would fail provisioning for data we do not use;
+//! - booleans sent as the strings "True"/"False" (any case) are coerced (Entra
+//!   without `aadOptscim062020`, see `crate::patch`); any other wrong type is 400
+//!   `invalidValue` naming the attribute;
 //! - a multi-valued complex attribute sent as a single object is wrapped in an array
 //!   (OneLogin), and a bare string where a complex attribute with a `value` is expected
-//!   becomes `{"value": …}` (Entra's manager, field-lessons #6);
+//!   becomes `{"value": …}` (Entra's manager);
 //! - nulls and empty arrays are absent; values are otherwise stored exactly as sent;
 //! - two values of one multi-valued attribute with the same `type` (compared without
 //!   case) are 400 `invalidValue`: Entra requires unique types and we must never emit two
-//!   `work` emails (idp-clients.md §6.23), and silently dropping one would lose data;
+//!   `work` emails (Entra's SCIM tutorial on Microsoft Learn), and silently dropping one
+//!   would lose data;
 //! - at most one value per multi-valued attribute may be `primary` (RFC 7643 §2.4);
 //! - limits: strings up to [`MAX_STRING_BYTES`], at most [`MAX_VALUES`] values per
 //!   multi-valued attribute;
@@ -53,7 +55,8 @@ pub fn user_from_request(body: &Value) -> Result<UserData, ScimError> {
         .ok_or_else(|| ScimError::invalid_syntax("a User must be a JSON object"))?;
     let mut doc = normalise(obj)?;
     // Create and PUT materialise the default, so every representation of an account
-    // carries an explicit boolean (idp-clients.md §6.24). Only a PATCH `remove active`
+    // carries an explicit boolean (Okta reads `active` back after each create and update,
+    // Okta's SCIM 2.0 reference). Only a PATCH `remove active`
     // takes it out again; the account then counts as active (RFC 7643 §4.1.1 leaves
     // the meaning of an absent value to the provider).
     doc.entry("active").or_insert(Value::Bool(true));
@@ -140,7 +143,7 @@ pub(crate) fn coerce(
     let items: Vec<&Value> = match value {
         Value::Null => return Ok(None),
         Value::Array(a) => a.iter().collect(),
-        // OneLogin sends `emails` as one object (idp-clients.md §4).
+        // OneLogin's SCIM connector can send `emails` as one object.
         other => vec![other],
     };
     if items.len() > MAX_VALUES {
@@ -419,7 +422,8 @@ pub fn render_user_doc(u: &UserRecord, doc: Value, base_url: &str) -> Value {
 
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9), resolved against the
 /// schema. Names are case-insensitive and may be URN-qualified or name sub-attributes;
-/// unknown names are ignored (idp-clients.md §6.38).
+/// unknown names are ignored, so a client asking for an attribute we lack still gets
+/// the resource.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Projection {
     /// Key paths into the representation (`["name","givenName"]`, `[URN]`,
