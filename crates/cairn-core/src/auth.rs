@@ -79,7 +79,8 @@ impl fmt::Debug for TokenHash {
 
 /// Extracts the token from an `Authorization` header value. Accepts `Bearer <t>` (scheme
 /// in any case), a bare `<t>` and `Bearer Bearer <t>`: Okta's "HTTP Header" mode sends
-/// any of these depending on what the administrator typed (idp-clients.md §2.2).
+/// any of these depending on what the administrator typed (Okta Help Center, "Add SCIM
+/// provisioning to app integrations").
 pub fn token_from_header(value: &str) -> Option<&str> {
     let mut rest = value.trim();
     loop {

@@ -15,7 +15,8 @@ fn trim(base_url: &str) -> &str {
 }
 
 /// RFC 7643 §5. Rippling probes this endpoint as its connection test; Entra and Okta read
-/// `patch`, `filter` and the authentication scheme (idp-clients.md §6.40).
+/// `patch`, `filter` and the authentication scheme (Entra's SCIM tutorial on Microsoft Learn,
+/// Okta's SCIM 2.0 reference).
 pub fn service_provider_config(base_url: &str) -> Value {
     let base = trim(base_url);
     json!({

@@ -4,11 +4,12 @@
 //!
 //! Tolerances beyond the RFC, each answering a real client:
 //! - keywords and operators in any letter case (RFC 5234 strings are case-insensitive);
-//! - a bare unquoted value is a string (`externalId eq jyoung`, from Entra's documentation,
-//!   idp-clients.md §3.5);
+//! - a bare unquoted value is a string (`externalId eq jyoung` appears in Microsoft Learn's
+//!   "Tutorial: Develop and plan provisioning for a SCIM endpoint in Microsoft Entra ID",
+//!   <https://learn.microsoft.com/en-us/entra/identity/app-provisioning/use-scim-to-provision-users-and-groups>);
 //! - `emails[type eq "work"].value eq "x"`: a value path followed by a sub-attribute test,
-//!   which Entra sends for the work email (idp-clients.md §3.3) although the RFC grammar
-//!   only has it in PATCH paths.
+//!   which Entra sends for the work email (same tutorial) although the RFC grammar only
+//!   has it in PATCH paths.
 //!
 //! Hostile input is bounded: at most [`MAX_LEN`] characters and [`MAX_DEPTH`] levels of
 //! parentheses, `not` and brackets, so recursion depth is bounded too.

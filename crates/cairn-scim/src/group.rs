@@ -2,7 +2,10 @@
 //! bodies, rendering, and PATCH (RFC 7644 §3.5.2) folded into attribute changes plus one
 //! member delta, so that a membership change never reads the whole group.
 //!
-//! Client forms handled (idp-clients.md §2.11, §3.11, §6.37; field-lessons #1, #10):
+//! Client forms handled (group operations in Okta's "SCIM 2.0 protocol reference",
+//! <https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20>, and in
+//! Microsoft Learn's Entra SCIM tutorial,
+//! <https://learn.microsoft.com/en-us/entra/identity/app-provisioning/use-scim-to-provision-users-and-groups>):
 //! - Okta's rename without a path, `{"op":"replace","value":{"id":…,"displayName":…}}`:
 //!   `id`, `meta`, `schemas` and unknown keys inside the value are ignored;
 //! - Okta's `remove` with `members[value eq "…"]` (also `or` of several `value eq`), and
@@ -10,7 +13,8 @@
 //! - full replacement, `replace` of `members` (and PUT);
 //! - Entra's `Add` with `[{"$ref": null, "value": …}]`, capitalised ops;
 //! - Entra's non-standard `Remove` with `path: "members"` and a value array: removes
-//!   exactly the listed members, never the whole group (field-lessons #1); `remove` of
+//!   exactly the listed members, never the whole group (Microsoft Learn, "Known issues
+//!   and resolutions with SCIM 2.0 protocol compliance"); `remove` of
 //!   `members` without a value empties the group (RFC 7644 §3.5.2.2);
 //! - several operations in one request, applied in order and atomically.
 //!
@@ -345,7 +349,7 @@ pub fn apply_group_patch(
             match op.op {
                 OpKind::Remove => match attr {
                     "members" => match &op.value {
-                        // Entra: remove exactly the listed members (field-lessons #1).
+                        // Entra: remove exactly the listed members, never the whole group.
                         Some(v) if !v.is_null() => members.remove(ids_to_remove(member_values(v)?)),
                         _ => members.replace(Vec::new()),
                     },

@@ -8,7 +8,8 @@ pub const LIST_RESPONSE_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListR
 
 /// The largest page served; advertised as `filter.maxResults` in `/ServiceProviderConfig`.
 pub const MAX_COUNT: u64 = 1000;
-/// Okta pages with `count=100` and expects at least that by default (idp-clients.md §6.9).
+/// Okta pages with `count=100` and expects at least that by default (Okta's SCIM 2.0
+/// reference, <https://developer.okta.com/docs/api/openapi/okta-scim/guides/scim-20>).
 pub const DEFAULT_COUNT: u64 = 100;
 
 /// Parses `startIndex` and `count` (RFC 7644 §3.4.2.4) into a 1-based start and a page size.
@@ -54,7 +55,8 @@ fn parse_int(name: &str, v: Option<&str>) -> Result<Option<i128>, ScimError> {
 }
 
 /// A `ListResponse` (RFC 7644 §3.4.2): every number a JSON integer and `itemsPerPage` the
-/// number of resources actually returned (field-lessons #9).
+/// number of resources actually returned, as RFC 7644 §3.4.2 defines it (not the
+/// requested `count`).
 pub fn list_response(total: u64, start_index: u64, resources: Vec<Value>) -> Value {
     // Built by hand: `json!` would pass `resources` through `to_value`, a deep copy of
     // every resource on the page by serialising it.

@@ -1,23 +1,30 @@
 //! PATCH (RFC 7644 §3.5.2) for Users: parsing the PatchOp message and applying its
 //! operations atomically to a stored document, with every client quirk we know of.
 //!
-//! Quirks handled (idp-clients.md, field-lessons.md):
-//! - `op` in any case: Entra sends `Add`/`Replace`/`Remove` (field-lessons #5); the
+//! Quirks handled. "Compatibility page" below is Microsoft Learn's "Known issues and
+//! resolutions with SCIM 2.0 protocol compliance", which shows what Entra sends with and
+//! without the `aadOptscim062020` flag:
+//! <https://learn.microsoft.com/en-us/entra/identity/app-provisioning/application-provisioning-config-problem-scim-compatibility>
+//! - `op` in any case: Entra sends `Add`/`Replace`/`Remove` (compatibility page); the
 //!   `Operations` key in any case; a missing `schemas` is tolerated, a wrong one is not;
 //! - path-less `add`/`replace` whose value keys are themselves paths: plain (`active`),
 //!   dotted (`name.givenName`), URN-qualified (`urn:…:enterprise:2.0:User:employeeNumber`)
-//!   — Entra with `aadOptscim062020` (field-lessons #3); unknown keys and read-only keys
+//!   — Entra with `aadOptscim062020` (compatibility page); unknown keys and read-only keys
 //!   (`id` in Okta's group rename) inside such a value are ignored, as on POST;
-//! - booleans as `"True"`/`"False"` (Entra default, field-lessons #2);
+//! - booleans as `"True"`/`"False"` (Entra without the flag, compatibility page);
 //! - `add`/`replace` on `emails[type eq "work"].value` with no such element creates
-//!   `{"type":"work","value":…}` (create-on-absent, field-lessons #4), for any
-//!   multi-valued attribute whose filter is a conjunction of `eq` tests;
+//!   `{"type":"work","value":…}` (create-on-absent: Entra's default mappings update the
+//!   work email this way, and RFC 7644 §3.5.2 does not say what a filter matching nothing
+//!   does), for any multi-valued attribute whose filter is a conjunction of `eq` tests;
 //! - `remove` with `path: "members"` and a value array removes those elements by `value`
-//!   (Entra, field-lessons #1), implemented for every multi-valued attribute;
-//! - OneLogin's single-object `emails`; Entra's manager as a bare string (field-lessons #6);
+//!   (Entra without the flag, compatibility page; not RFC 7644 §3.5.2.2), implemented for
+//!   every multi-valued attribute;
+//! - OneLogin's single-object `emails`; Entra's manager as a bare string on the extension
+//!   path;
 //! - a path naming an attribute we do not know is 400 `invalidPath`, never silently
-//!   ignored (field-lessons #17), except for unknown extension schema URNs, which are
-//!   ignored like on POST; a path naming a read-only attribute is 400 `mutability`;
+//!   ignored (RFC 7644 §3.12: a silent no-op would hide a mapping error), except for
+//!   unknown extension schema URNs, which are ignored like on POST; a path naming a
+//!   read-only attribute is 400 `mutability`;
 //!   `password` is accepted and ignored.
 //!
 //! Semantics chosen where the RFC leaves room:
@@ -190,7 +197,8 @@ fn apply_op(work: &mut Map<String, Value>, op: &PatchOp) -> Result<(), ScimError
     }
 }
 
-/// One key of a path-less value object, treated as a path (field-lessons #3).
+/// One key of a path-less value object, treated as a path (Entra with
+/// `aadOptscim062020` sends dotted and URN-qualified keys this way).
 fn apply_key(
     work: &mut Map<String, Value>,
     kind: OpKind,
@@ -411,7 +419,7 @@ fn whole_attribute(
     match kind {
         OpKind::Remove => match value {
             // Entra removes members with `path: "members"` and a value array
-            // (field-lessons #1): remove those elements, not the attribute.
+            // (not RFC 7644 §3.5.2.2): remove those elements, not the attribute.
             Some(v) if attr.multi_valued && !v.is_null() => {
                 let given: Vec<Value> = match v {
                     Value::Array(a) => a.clone(),
@@ -611,8 +619,8 @@ fn filtered_elements(
     Ok(())
 }
 
-/// `emails[type eq "work"].value`, creating the element when none matches (Entra,
-/// field-lessons #4).
+/// `emails[type eq "work"].value`, creating the element when none matches (Entra expects
+/// it; see the module documentation).
 fn filtered_sub(
     container: &mut Map<String, Value>,
     attr: &AttributeDef,

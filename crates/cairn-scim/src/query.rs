@@ -363,7 +363,7 @@ fn compare(
             }
             match value {
                 Scalar::Bool(b) => Scalar::Bool(*b),
-                // Entra sends booleans as "True"/"False" (field-lessons #2).
+                // Entra sends booleans as "True"/"False" without `aadOptscim062020`.
                 Scalar::String(s) if s.eq_ignore_ascii_case("true") => Scalar::Bool(true),
                 Scalar::String(s) if s.eq_ignore_ascii_case("false") => Scalar::Bool(false),
                 _ => return bad("expected true or false".into()),

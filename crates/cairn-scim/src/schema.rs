@@ -426,7 +426,8 @@ pub static USER_RESOURCE_TYPE: ResourceTypeDef = ResourceTypeDef {
 pub const GROUP_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";
 
 /// RFC 7643 §4.2 members: only accounts (`User`) can be members here, nested groups are
-/// not provisioned (Entra does not push them either, idp-clients.md §3.11). `display` is
+/// not provisioned (Entra does not push them either: Microsoft Learn,
+/// "Known issues for application provisioning in Microsoft Entra ID"). `display` is
 /// accepted on requests and ignored (Okta sends it); it is not stored, so it is not
 /// published.
 const MEMBER_SUBS: &[AttributeDef] = &[

@@ -93,7 +93,7 @@ fn entra_aadoptscim062020_pathless_combined_replace() {
     );
     assert_eq!(d.doc[ENTERPRISE_USER_URN], json!({"employeeNumber":"Aklq"}));
     assert_eq!(d.email.as_deref(), Some("TestMhvaes@test.microsoft.com"));
-    // No literal dotted or URN keys are stored (field-lessons #3).
+    // No literal dotted or URN keys are stored: each is resolved as a path.
     let keys: Vec<&String> = d.doc.as_object().unwrap().keys().collect();
     assert!(
         keys.iter()

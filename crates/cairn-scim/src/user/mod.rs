@@ -9,17 +9,19 @@
 //! - read-only attributes (`id`, `meta`, `groups`, `manager.displayName`) and `schemas`
 //!   are dropped, `password` (writeOnly) is accepted and dropped — never stored;
 //! - **attributes the schema does not define are accepted and ignored**, including custom
-//!   extension URNs: identity providers send whatever their admins map (idp-clients.md
-//!   §6.21), and a 400 there would fail provisioning for data we do not use;
-//! - booleans sent as the strings "True"/"False" (any case) are coerced (Entra,
-//!   field-lessons #2); any other wrong type is 400 `invalidValue` naming the attribute;
+//!   extension URNs: identity providers send whatever their admins map in the attribute
+//!   mappings, and a 400 there would fail provisioning for data we do not use;
+//! - booleans sent as the strings "True"/"False" (any case) are coerced (Entra
+//!   without `aadOptscim062020`, see `crate::patch`); any other wrong type is 400
+//!   `invalidValue` naming the attribute;
 //! - a multi-valued complex attribute sent as a single object is wrapped in an array
 //!   (OneLogin), and a bare string where a complex attribute with a `value` is expected
-//!   becomes `{"value": …}` (Entra's manager, field-lessons #6);
+//!   becomes `{"value": …}` (Entra's manager);
 //! - nulls and empty arrays are absent; values are otherwise stored exactly as sent;
 //! - two values of one multi-valued attribute with the same `type` (compared without
 //!   case) are 400 `invalidValue`: Entra requires unique types and we must never emit two
-//!   `work` emails (idp-clients.md §6.23), and silently dropping one would lose data;
+//!   `work` emails (Entra's SCIM tutorial on Microsoft Learn), and silently dropping one
+//!   would lose data;
 //! - at most one value per multi-valued attribute may be `primary` (RFC 7643 §2.4);
 //! - limits: strings up to [`MAX_STRING_BYTES`], at most [`MAX_VALUES`] values per
 //!   multi-valued attribute;

@@ -6,7 +6,8 @@ use serde_json::{json, Map, Value};
 
 /// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5, §3.9), resolved against the
 /// schema. Names are case-insensitive and may be URN-qualified or name sub-attributes;
-/// unknown names are ignored (idp-clients.md §6.38).
+/// unknown names are ignored, so a client asking for an attribute we lack still gets
+/// the resource.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Projection {
     /// Key paths into the representation (`["name","givenName"]`, `[URN]`,

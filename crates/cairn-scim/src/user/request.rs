@@ -27,7 +27,8 @@ pub fn user_from_request(body: &Value) -> Result<UserData, ScimError> {
         .ok_or_else(|| ScimError::invalid_syntax("a User must be a JSON object"))?;
     let mut doc = normalise(obj)?;
     // Create and PUT materialise the default, so every representation of an account
-    // carries an explicit boolean (idp-clients.md §6.24). Only a PATCH `remove active`
+    // carries an explicit boolean (Okta reads `active` back after each create and update,
+    // Okta's SCIM 2.0 reference). Only a PATCH `remove active`
     // takes it out again; the account then counts as active (RFC 7643 §4.1.1 leaves
     // the meaning of an absent value to the provider).
     doc.entry("active").or_insert(Value::Bool(true));
@@ -114,7 +115,7 @@ pub(crate) fn coerce(
     let items: Vec<&Value> = match value {
         Value::Null => return Ok(None),
         Value::Array(a) => a.iter().collect(),
-        // OneLogin sends `emails` as one object (idp-clients.md §4).
+        // OneLogin's SCIM connector can send `emails` as one object.
         other => vec![other],
     };
     if items.len() > MAX_VALUES {

@@ -1,6 +1,6 @@
 -- SCIM Groups and their members, and group-based account sizes.
 -- Membership is a relation indexed both ways, so adding or removing k members touches k
--- rows whatever the size of the group (field-lessons #10).
+-- rows whatever the size of the group (identity providers push whole departments).
 
 CREATE TABLE groups (
     seq               INTEGER PRIMARY KEY,

@@ -148,10 +148,10 @@ impl PostgresStore {
     /// Runs `ANALYZE` on the account tables in the background when this process has
     /// created 100, 1,000, 10,000, … accounts. Until a table has statistics PostgreSQL
     /// cannot tell its indexes apart: on a new deployment under an identity provider's
-    /// first sync it looked up `GET /Users/{id}` through the `(tenant_id, user_name_fold)`
-    /// index, reading the whole tenant per request (EXPLAIN: 4,999 rows removed by filter
-    /// at 5,000 users; 577 req/s at 10,000), and autovacuum's first analyze can be a
-    /// minute away — the minute of the heaviest load.
+    /// first sync it can look up `GET /Users/{id}` through the `(tenant_id, user_name_fold)`
+    /// index, reading the whole tenant per request, and autovacuum's first analyze can be a
+    /// minute away — the minute of the heaviest load (figures: BENCHMARKS.md, 2026-12-04
+    /// morning).
     fn refresh_statistics(&self) {
         let n = self
             .created

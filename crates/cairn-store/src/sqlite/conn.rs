@@ -35,8 +35,9 @@ pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     conn.pragma_update(None, "trusted_schema", "OFF")?;
     if writer {
         // 8 MiB of page cache (SQLite's default is 2 MiB): the writer touches index pages
-        // all over a tenant's key space. 32 MiB cost it 8.5% in `pcache1Truncate` at each
-        // commit; readers measured slower with 8 MiB than with the default.
+        // all over a tenant's key space. Not larger: SQLite truncates the cache at each
+        // commit. Readers keep the default, which was faster for them (BENCHMARKS.md,
+        // 2026-12-04 evening, "Tried and dropped").
         conn.pragma_update(None, "cache_size", -8_192)?; // negative: in KiB
 
         // Checkpoints run on their own thread (`writer::checkpoint`); the writer runs one
@@ -46,8 +47,8 @@ pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     } else {
         // Readers' sorts stay in memory. The writer runs each write in its own savepoint,
         // whose sub-journal holds the original of every page the write changes: with
-        // `temp_store = MEMORY` SQLite keeps it in 1 KiB chunks, one malloc each (a fifth of
-        // the writer's instructions under callgrind, in `subjournalPageIfRequired`). With the
+        // `temp_store = MEMORY` SQLite keeps it in 1 KiB chunks, one malloc each (a large
+        // share of the writer's cost, in `subjournalPageIfRequired`). With the
         // default temp store it is kept in memory in one chunk of SQLITE_STMTJRNL_SPILL bytes
         // (1 MiB, `.cargo/config.toml`) and spills to a temp file only beyond that.
         conn.pragma_update(None, "temp_store", "MEMORY")?;

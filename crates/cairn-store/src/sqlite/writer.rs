@@ -27,11 +27,9 @@ pub(crate) struct Writer {
 
 /// Pause after each background checkpoint, so a burst of commits is copied back in a few
 /// large checkpoints (each ending in one fsync of the database file), not one per batch.
-/// Not longer: with 20 ms the checkpoint thread's CPU under cairn-bench's POST at 100k
-/// users fell from 12-13% of a core to 3-4% (each checkpoint sorts the WAL-index segment
-/// it resumes in, `walMerge`, however few frames are new), but the larger fsync of the
-/// database file held up the writer's WAL syncs behind it: PUT and PATCH p99 went from
-/// 5.5 ms to 30 ms in alternating runs, POST p99 from 3 ms to 5 ms, throughput unchanged.
+/// Not longer: a longer pause saves the checkpoint thread's CPU, but the larger fsync of
+/// the database file holds up the writer's WAL syncs behind it and raises write latency
+/// (the 20 ms trial in BENCHMARKS.md, "2026-12-06: the writer's savepoint journal").
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(2);
 
 impl Writer {

@@ -1,9 +1,12 @@
 //! Replays of what Microsoft Entra ID's provisioning service sends
-//! (../shared/reference/idp-clients.md §3): Test Connection and matching probes, creates
-//! with the default mappings, the default (flag-less) PATCH forms with capitalised ops and
-//! `"False"`/`"True"` strings, the `aadOptscim062020` forms (lowercase ops, booleans,
-//! combined path-less replace), hard delete, and the SCIM Validator's checks (§3.16).
-//! Numbers in `#N` refer to the checklist in §6.
+//! (Microsoft Learn: "Tutorial: Develop and plan provisioning for a SCIM endpoint", "Known
+//! issues and resolutions with SCIM 2.0 protocol compliance", "SCIM Validator tutorial"):
+//! Test Connection and matching probes, creates with the default mappings, the default
+//! (flag-less) PATCH forms with capitalised ops and `"False"`/`"True"` strings, the
+//! `aadOptscim062020` forms (lowercase ops, booleans, combined path-less replace), hard
+//! delete, and the SCIM Validator's checks.
+//! Tags such as `#14` or `§3.5` in the tests below are labels from the client-requirements
+//! checklist these replays were first written from; each test states what it checks.
 //! Served with the production defaults of the auth cache and the rate limit
 //! (`Opts::production`).
 

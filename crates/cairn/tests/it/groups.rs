@@ -1,5 +1,6 @@
 //! Groups against the real binary: Okta's Push Groups and Entra's group provisioning
-//! replayed request by request (idp-clients.md §2.11, §3.11), cross-tenant members,
+//! replayed request by request (Okta's SCIM 2.0 reference, Entra's SCIM tutorial),
+//! cross-tenant members,
 //! uniqueness and ETags, and the group-based account size rule (README "Group-based
 //! account size").
 

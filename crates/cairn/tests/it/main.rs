@@ -4,7 +4,7 @@
 
 mod support;
 
-// Replays of what identity providers send (../shared/reference/idp-clients.md).
+// Replays of what identity providers send (each module names its vendor's documentation).
 mod entra;
 mod groups;
 mod okta;

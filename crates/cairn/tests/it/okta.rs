@@ -1,9 +1,11 @@
-//! Replays of what Okta sends (../shared/reference/idp-clients.md §2): the Okta SCIM 2.0
-//! SPEC test (the 12 Runscope/OIN steps of §2.12) and the CRUD test read-backs (§2.13),
-//! the custom-app (AIW, PUT-based) lifecycle that Infrascale's instructions set up (§1.3,
-//! §2.1, §2.7–§2.10), and the OIN catalog-app PATCH lifecycle (§2.8, §2.9).
-//! Numbers in `#N` refer to the checklist in §6. Served with the production defaults of
-//! the auth cache and the rate limit (`Opts::production`).
+//! Replays of what Okta sends (Okta Developer: "SCIM 2.0 protocol reference" and "Build
+//! your SCIM API service", which links the SPEC and CRUD test files): the 12 steps of the
+//! Okta SCIM 2.0 SPEC test and the CRUD test read-backs, the custom-app (AIW, PUT-based)
+//! lifecycle that README "Connecting Okta" sets up, and the OIN catalog-app PATCH
+//! lifecycle. Served with the production defaults of the auth cache and the rate limit
+//! (`Opts::production`).
+//! Tags such as `#14` or `§3.5` in the tests below are labels from the client-requirements
+//! checklist these replays were first written from; each test states what it checks.
 
 use crate::support::*;
 use reqwest::{header, Method, RequestBuilder};

@@ -1,8 +1,10 @@
-//! Replays of the other IdPs that push SCIM (../shared/reference/idp-clients.md §4):
-//! OneLogin, JumpCloud, Google Workspace, Rippling; and the checks every client relies on
-//! (authentication scoping, discovery, throughput). Numbers in `#N` refer to the
-//! checklist in §6. Served with the production defaults of the auth cache and the rate
-//! limit (`Opts::production`).
+//! Replays of the other IdPs that push SCIM: OneLogin, JumpCloud, Google Workspace,
+//! Rippling; and the checks every client relies on (authentication scoping, discovery,
+//! throughput).
+//! Tags such as `#14` or `§3.5` in the tests below are labels from the client-requirements
+//! checklist these replays were first written from; each test states what it checks.
+//! Served with the production defaults of the auth cache and the rate limit
+//! (`Opts::production`).
 
 use crate::support::*;
 use reqwest::{header, Method};

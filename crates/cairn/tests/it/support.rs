@@ -839,7 +839,7 @@ pub fn assert_scim_content_type(r: &Reply) {
     );
 }
 
-/// Asserts a 200 ListResponse (idp-clients.md §6 items 7, 8) and returns it.
+/// Asserts a 200 ListResponse (RFC 7644 §3.4.2, integer counts) and returns it.
 pub fn assert_list(r: &Reply) -> Value {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_scim_content_type(r);
@@ -863,7 +863,8 @@ pub fn list_ids(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Asserts what every user representation must carry (idp-clients.md §6 items 22, 24).
+/// Asserts what every user representation must carry: what Okta and Entra read back, and
+/// never `password` (RFC 7643 §4.1.1, `returned: never`).
 pub fn assert_user_shape(u: &Value) {
     assert!(u["id"].as_str().is_some_and(|s| !s.is_empty()), "{u}");
     assert!(u["userName"].as_str().is_some_and(|s| !s.is_empty()), "{u}");
