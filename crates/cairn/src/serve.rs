@@ -62,12 +62,14 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         }
     }
     let mut svc = services(g, public_url.clone()).await?;
-    if let Some(s) = Arc::get_mut(&mut svc) {
-        s.sign_in_gate = match args.sign_in_concurrency {
-            0 => SignInGate::default_with_queue(args.sign_in_queue),
-            n => SignInGate::new(n, args.sign_in_queue),
-        };
-    }
+    // Nothing holds the services yet, so the gate can be set in place; a silent fallback
+    // to the default gate would ignore the operator's flags.
+    Arc::get_mut(&mut svc)
+        .context("the services are shared before the sign-in gate is set")?
+        .sign_in_gate = match args.sign_in_concurrency {
+        0 => SignInGate::default_with_queue(args.sign_in_queue),
+        n => SignInGate::new(n, args.sign_in_queue),
+    };
     let mut metrics = Metrics::new();
     metrics.register_sign_in(svc.clone());
     let state = AppState {
