@@ -203,6 +203,15 @@ pub struct Slice {
     pub total: u64,
 }
 
+/// What [`Vault::sweep_stale_uploads`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Temporary files removed.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 /// All repositories: a directory (`<data-dir>/vault`) or a bucket and prefix.
 #[derive(Debug, Clone)]
 pub struct Vault {
@@ -219,7 +228,7 @@ impl Vault {
     /// Repositories under a local directory.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Vault {
-            backend: Backend::Local(local::LocalVault { root: root.into() }),
+            backend: Backend::Local(local::LocalVault::new(root.into())),
         }
     }
 
@@ -286,6 +295,17 @@ impl Vault {
         match &self.backend {
             Backend::Local(l) => l.repo_size(tenant, account).await,
             Backend::S3(s) => s.repo_size(tenant, account).await,
+        }
+    }
+
+    /// Removes what uploads interrupted by a crash left behind and nothing removes
+    /// otherwise: on the local backend, temporary files not modified for longer than
+    /// `max_age` that no upload of this process is writing. On S3 nothing is done here
+    /// (a bucket lifecycle rule aborts incomplete multipart uploads).
+    pub async fn sweep_stale_uploads(&self, max_age: std::time::Duration) -> Result<Swept> {
+        match &self.backend {
+            Backend::Local(l) => l.sweep_stale_uploads(max_age).await,
+            Backend::S3(_) => Ok(Swept::default()),
         }
     }
 
@@ -546,6 +566,54 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(tmp_left, 0, "no temporary upload file is left behind");
+    }
+
+    /// The sweep removes a temporary file nobody writes (left by a crash) once it is
+    /// older than the threshold, and never the file of an upload in flight, even with a
+    /// threshold of zero; that upload still publishes.
+    #[tokio::test]
+    async fn the_sweep_removes_orphaned_upload_files_but_never_one_in_flight() {
+        let tmp = tempfile::tempdir().unwrap();
+        let vault = Vault::new(tmp.path().join("vault"));
+        let repo = vault.repo("t", "a");
+        repo.create().await.unwrap();
+        let tmp_dir = repo.local_dir().unwrap().join("tmp");
+        let orphan = tmp_dir.join(format!("upload-{:032x}", 7));
+        std::fs::write(&orphan, b"left by a crash").unwrap();
+        let other = tmp_dir.join("not-an-upload");
+        std::fs::write(&other, b"x").unwrap();
+        let data = b"in flight".to_vec();
+        let mut up = repo
+            .begin_upload(Object::Item(Kind::Data, sha(&data)), data.len() as u64)
+            .await
+            .unwrap();
+        up.write(data.clone()).await.unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        let swept = vault.sweep_stale_uploads(hour).await.unwrap();
+        assert_eq!(swept, Swept::default(), "nothing is an hour old yet");
+        // Past the threshold (modification times may be coarse: wait for a tick).
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let swept = vault
+            .sweep_stale_uploads(std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(
+            swept,
+            Swept {
+                files: 1,
+                bytes: 15
+            }
+        );
+        assert!(!orphan.exists());
+        assert!(other.exists(), "only upload-* files are swept");
+        let left: Vec<_> = std::fs::read_dir(&tmp_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("upload-"))
+            .collect();
+        assert_eq!(left.len(), 1, "the upload in flight keeps its file");
+        up.finish(Some(data.len() as u64)).await.unwrap();
+        assert_eq!(repo.list(Kind::Data).await.unwrap().len(), 1);
     }
 
     #[tokio::test]

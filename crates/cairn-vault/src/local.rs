@@ -8,8 +8,11 @@
 use crate::{to_hex, ByteRange, ByteStream, Kind, Object, ObjectName, Reader, Result, VaultError};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use std::collections::HashSet;
 use std::io::{ErrorKind, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn not_found_or(e: std::io::Error) -> VaultError {
@@ -36,13 +39,52 @@ const WRITE_BUFFER: usize = 256 << 10;
 #[derive(Debug, Clone)]
 pub(crate) struct LocalVault {
     pub(crate) root: PathBuf,
+    /// The temporary files of this process's uploads in flight, shared by every clone:
+    /// the sweep of stale temporary files never removes one of them, however old.
+    pub(crate) live: Live,
+}
+
+/// Temporary files of uploads in flight (see [`LocalVault::live`]).
+pub(crate) type Live = Arc<Mutex<HashSet<PathBuf>>>;
+
+fn lock(live: &Live) -> std::sync::MutexGuard<'_, HashSet<PathBuf>> {
+    // The set is only inserted into and removed from: a panic elsewhere cannot leave it
+    // half changed, so a poisoned lock is still good.
+    live.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LocalVault {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        LocalVault {
+            root,
+            live: Live::default(),
+        }
+    }
+
     pub(crate) fn repo(&self, tenant: &str, account: &str) -> LocalRepo {
         LocalRepo {
             dir: self.root.join(tenant).join(account),
+            live: self.live.clone(),
         }
+    }
+
+    /// Removes the temporary files (`<repo>/tmp/upload-*`) that no upload of this process
+    /// is writing and that have not been modified for longer than `max_age`: those left
+    /// by a crash or a kill in the middle of an upload, which nothing else removes.
+    pub(crate) async fn sweep_stale_uploads(&self, max_age: Duration) -> Result<crate::Swept> {
+        let root = self.root.clone();
+        let live = self.live.clone();
+        tokio::task::spawn_blocking(move || -> Result<crate::Swept> {
+            let mut swept = crate::Swept::default();
+            for tenant in read_dirs(&root)? {
+                for account in read_dirs(&tenant)? {
+                    sweep_tmp_dir(&account.join("tmp"), max_age, &live, &mut swept);
+                }
+            }
+            Ok(swept)
+        })
+        .await
+        .map_err(join_err)?
     }
 
     pub(crate) async fn repo_size(&self, tenant: &str, account: &str) -> Result<u64> {
@@ -72,6 +114,56 @@ impl LocalVault {
         })
         .await
         .map_err(join_err)?
+    }
+}
+
+/// The subdirectories of `dir`; none when it is missing.
+fn read_dirs(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            out.push(entry.path());
+        }
+    }
+    Ok(out)
+}
+
+/// One repository's part of [`LocalVault::sweep_stale_uploads`]. A file that cannot be
+/// read or removed (or a repository removed meanwhile) is left for the next sweep.
+fn sweep_tmp_dir(dir: &Path, max_age: Duration, live: &Live, swept: &mut crate::Swept) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        if !entry.file_name().to_string_lossy().starts_with("upload-") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else {
+            continue;
+        };
+        // A clock set back makes a file look new: it is then kept, never removed early.
+        let age = now.duration_since(meta.modified().unwrap_or(now));
+        if !meta.is_file() || age.unwrap_or_default() <= max_age {
+            continue;
+        }
+        let path = entry.path();
+        // Checked and removed under the lock, so an upload cannot start on this name
+        // in between (names are random 128-bit values, but the check costs nothing).
+        let live = lock(live);
+        if live.contains(&path) {
+            continue;
+        }
+        if std::fs::remove_file(&path).is_ok() {
+            swept.files += 1;
+            swept.bytes += meta.len();
+        }
     }
 }
 
@@ -108,6 +200,7 @@ async fn sync_dir(dir: PathBuf) -> Result<()> {
 #[derive(Debug, Clone)]
 pub(crate) struct LocalRepo {
     pub(crate) dir: PathBuf,
+    live: Live,
 }
 
 impl LocalRepo {
@@ -214,16 +307,21 @@ impl LocalRepo {
         let tmp_dir = self.dir.join("tmp");
         tokio::fs::create_dir_all(&tmp_dir).await?;
         let tmp = tmp_dir.join(format!("upload-{:032x}", rand::random::<u128>()));
+        // Registered before the file exists, so the sweep never sees it unregistered.
+        lock(&self.live).insert(tmp.clone());
+        let mut upload = LocalUpload {
+            target,
+            tmp,
+            live: self.live.clone(),
+            file: None,
+        };
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp)
+            .open(&upload.tmp)
             .await?;
-        Ok(LocalUpload {
-            target,
-            tmp,
-            file: Some(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file)),
-        })
+        upload.file = Some(tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file));
+        Ok(upload)
     }
 
     pub(crate) async fn delete(&self, obj: &Object) -> Result<u64> {
@@ -286,6 +384,7 @@ fn list_files(dir: &Path, out: &mut Vec<(String, u64)>) -> Result<()> {
 pub(crate) struct LocalUpload {
     target: PathBuf,
     tmp: PathBuf,
+    live: Live,
     file: Option<tokio::io::BufWriter<tokio::fs::File>>,
 }
 
@@ -330,5 +429,6 @@ impl Drop for LocalUpload {
         // Runs after `publish` too: the published object is the link, the temporary name
         // goes away either way.
         let _ = std::fs::remove_file(&self.tmp);
+        lock(&self.live).remove(&self.tmp);
     }
 }

@@ -92,6 +92,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     let purge_svc = svc.clone();
     let purge_vault = vault.vault.clone();
     let interval = Duration::from_secs(args.purge_interval_secs.max(1));
+    let tmp_max_age = Duration::from_secs(args.vault_tmp_max_age_secs);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -110,6 +111,18 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
+            }
+            // A crash (or SIGKILL) in the middle of uploads leaves their temporary files,
+            // invisible and not counted in any quota but on disk until removed here. The
+            // first run is at start-up.
+            match purge_vault.sweep_stale_uploads(tmp_max_age).await {
+                Ok(swept) if swept.files > 0 => tracing::info!(
+                    files = swept.files,
+                    bytes = swept.bytes,
+                    "removed temporary files of interrupted uploads"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sweeping temporary upload files failed"),
             }
             // Expired sessions and sign-in failures past the throttle window go even when
             // nobody signs in (sign-ins also clear them).

@@ -137,6 +137,16 @@ pub struct ServeArgs {
         hide = true
     )]
     pub purge_interval_secs: u64,
+    /// Seconds after its last write when a temporary upload file of the local vault that
+    /// no upload of this process is writing (one left by a crash) is removed, on each
+    /// purge run. Files of this process's uploads in flight are never removed.
+    #[arg(
+        long,
+        env = "CAIRN_VAULT_TMP_MAX_AGE_SECS",
+        default_value_t = 3600,
+        hide = true
+    )]
+    pub vault_tmp_max_age_secs: u64,
     /// After SIGTERM, the longest wait for in-flight requests before exiting anyway.
     #[arg(
         long,

@@ -228,6 +228,15 @@ where
     panic!("condition not reached within 30 s");
 }
 
+/// The `upload-*` temporary files in a local repository's `tmp/`.
+fn upload_tmp_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("upload-"))
+        .collect()
+}
+
 /// A server whose "1 GB" is `unit` bytes, with one tenant whose Account Size is 1 GB.
 async fn app_with_unit(deployment: Deployment, unit: Option<u64>) -> (TestApp, Tenant) {
     let env = unit
@@ -568,8 +577,33 @@ async fn sigkill_mid_upload(deployment: Deployment) {
     wait_for(|| async move { used_bytes(d, id).await == charged }).await;
     app.kill();
     drop(held);
+    // On the local backend the killed uploads' temporary files are still on disk.
+    let tmp_dir = (deployment.s3().is_none()).then(|| {
+        deployment
+            .data_dir
+            .path()
+            .join("vault")
+            .join(&t.id)
+            .join(&a.id)
+            .join("tmp")
+    });
+    if let Some(dir) = &tmp_dir {
+        assert_eq!(upload_tmp_files(dir).len(), 4, "one per killed upload");
+    }
 
-    let app = TestApp::spawn_on(deployment.clone(), Opts::default()).await;
+    // Sweeps run every second and take files older than a second, so the ones the
+    // restarted server's own uploads are writing are in reach too (and must be kept).
+    let opts = Opts {
+        env: vec![
+            ("CAIRN_PURGE_INTERVAL_SECS".into(), "1".into()),
+            ("CAIRN_VAULT_TMP_MAX_AGE_SECS".into(), "1".into()),
+        ],
+        ..Opts::default()
+    };
+    let app = TestApp::spawn_on(deployment.clone(), opts).await;
+    if let Some(dir) = &tmp_dir {
+        wait_for(|| async move { upload_tmp_files(dir).is_empty() }).await;
+    }
     let r = Repo {
         app: &app,
         tenant: t.id.clone(),
