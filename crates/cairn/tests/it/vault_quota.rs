@@ -575,9 +575,8 @@ async fn sigkill_mid_upload(deployment: Deployment) {
     let charged = stored + 4 * (1 << 20);
     let (d, id) = (&deployment, a.id.as_str());
     wait_for(|| async move { used_bytes(d, id).await == charged }).await;
-    app.kill();
-    drop(held);
-    // On the local backend the killed uploads' temporary files are still on disk.
+    // On the local backend each upload writes a temporary file, created just after its
+    // charge: wait for all four, so the kill leaves them behind.
     let tmp_dir = (deployment.s3().is_none()).then(|| {
         deployment
             .data_dir
@@ -587,6 +586,11 @@ async fn sigkill_mid_upload(deployment: Deployment) {
             .join(&a.id)
             .join("tmp")
     });
+    if let Some(dir) = &tmp_dir {
+        wait_for(|| async move { upload_tmp_files(dir).len() == 4 }).await;
+    }
+    app.kill();
+    drop(held);
     if let Some(dir) = &tmp_dir {
         assert_eq!(upload_tmp_files(dir).len(), 4, "one per killed upload");
     }
