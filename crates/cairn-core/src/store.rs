@@ -1,6 +1,10 @@
-//! The storage interface. Every method takes the tenant first; every implementation keeps
-//! each tenant's rows apart and writes the audit entry in the same transaction as the
-//! change it describes.
+//! The storage interface: one small trait per aggregate, combined into [`Store`]. Every
+//! method takes the tenant first, except where the tenant is not known yet (sessions and
+//! sign-in throttling, found by hashed keys; dashboard users, found by email; the purge,
+//! which runs across tenants). Every implementation keeps each tenant's rows apart and
+//! writes the audit entry in the same transaction as the change it describes.
+//!
+//! Callers import the traits with `use cairn_core::store::*;`.
 
 use crate::audit::{AuditDraft, AuditEvent, AuditQuery};
 use crate::auth::{PasswordHash, TokenHash};
@@ -67,9 +71,9 @@ pub struct SettingsChange {
     pub max_account_size_gb: Option<Option<QuotaGb>>,
 }
 
+/// Tenants and their SCIM settings.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // --- tenants and settings -------------------------------------------------------
+pub trait TenantStore: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &Tenant, audit: AuditDraft) -> Result<()>;
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>>;
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
@@ -80,8 +84,11 @@ pub trait Store: Send + Sync + 'static {
         change: &SettingsChange,
         audits: Vec<AuditDraft>,
     ) -> Result<Tenant>;
+}
 
-    // --- SCIM API tokens --------------------------------------------------------------
+/// SCIM API tokens, stored only as hashes.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
     /// Stores a new token hash and revokes every earlier token of the tenant.
     async fn replace_token(
         &self,
@@ -99,8 +106,11 @@ pub trait Store: Send + Sync + 'static {
         at: OffsetDateTime,
         user_agent: Option<&str>,
     ) -> Result<()>;
+}
 
-    // --- backup accounts ----------------------------------------------------------------
+/// Backup accounts: the SCIM users, their soft deletion, restore and purge.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
     /// Creates an account. A live account with the same folded userName yields
     /// `Error::Conflict { attribute: "userName" }`.
     async fn create_user(&self, user: &UserRecord, audit: AuditDraft) -> Result<()>;
@@ -169,36 +179,18 @@ pub trait Store: Send + Sync + 'static {
         id: &UserId,
         audits: Vec<AuditDraft>,
     ) -> Result<bool>;
-
-    // --- backup vault (see `crate::vault`) ----------------------------------------------
-    /// Stores an account's backup key, replacing any earlier one, with its audit entry.
-    async fn set_backup_key(&self, key: &BackupKeyRecord, audit: AuditDraft) -> Result<()>;
-    /// The account's backup key (soft-deleted accounts keep theirs).
-    async fn backup_key(&self, tenant: &TenantId, user: &UserId)
-        -> Result<Option<BackupKeyRecord>>;
-    /// Adds `bytes` to the account's `used_bytes`, atomically, only if the result stays
-    /// within `limit` (when given) and within the counter's range. Returns whether it was
-    /// applied (never for an unknown account).
-    async fn charge_used_bytes(
+    /// Accounts of the dashboard list, soft-deleted ones included (see `AccountQuery`).
+    /// `total` counts all matches regardless of the cursor.
+    async fn list_accounts(
         &self,
         tenant: &TenantId,
-        user: &UserId,
-        bytes: ByteCount,
-        limit: Option<ByteCount>,
-    ) -> Result<bool>;
-    /// Takes `bytes` off the account's `used_bytes`, atomically, only if it holds at least
-    /// that many: a counter that would go below 0 has drifted and is left unchanged (for
-    /// `cairn account recount`), never clamped. Returns whether it was applied.
-    async fn refund_used_bytes(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-        bytes: ByteCount,
-    ) -> Result<bool>;
-    /// Writes an audit entry that has no row change of its own (the vault purge).
-    async fn record_audit(&self, audit: AuditDraft) -> Result<()>;
+        query: &AccountQuery,
+    ) -> Result<Page<UserRecord>>;
+}
 
-    // --- groups (see `crate::group`) ----------------------------------------------------
+/// Groups, their members and their Account Size (see `crate::group`).
+#[async_trait]
+pub trait GroupStore: Send + Sync + 'static {
     /// Creates a group with these members. A group with the same folded displayName yields
     /// `Error::Conflict { attribute: "displayName" }`; a member that is not a live account
     /// of the tenant yields `Error::Invalid { field: "members" }`.
@@ -268,18 +260,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<GroupRecord>;
     /// Groups by displayName with their live member counts, for the dashboard.
     async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>>;
+}
 
-    // --- dashboard users ------------------------------------------------------------------
+/// Dashboard identities: dashboard users, their sessions and sign-in throttling. Sessions
+/// are found by the hash of their id before the tenant is known.
+#[async_trait]
+pub trait IdentityStore: Send + Sync + 'static {
     async fn create_dashboard_user(&self, user: &DashboardUser, audit: AuditDraft) -> Result<()>;
     async fn find_dashboard_user(&self, email: &str) -> Result<Option<DashboardUser>>;
-
-    // --- audit ---------------------------------------------------------------------------
-    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
-
-    /// Cheap liveness check of the backend.
-    async fn ping(&self) -> Result<()>;
-
-    // --- dashboard ---------------------------------------------------------------------
     // Sessions are found by the hash of their id before the tenant is known.
     async fn create_session(&self, session: &SessionRecord) -> Result<()>;
     /// The session and its dashboard user.
@@ -317,13 +305,14 @@ pub trait Store: Send + Sync + 'static {
     /// Takes back one failure recorded at `at` under each key (a charged attempt that
     /// succeeded).
     async fn credit_login_attempt(&self, keys: &[[u8; 32]], at: OffsetDateTime) -> Result<()>;
-    /// Accounts of the dashboard list, soft-deleted ones included (see `AccountQuery`).
-    /// `total` counts all matches regardless of the cursor.
-    async fn list_accounts(
-        &self,
-        tenant: &TenantId,
-        query: &AccountQuery,
-    ) -> Result<Page<UserRecord>>;
+}
+
+/// The audit log: entries without a row change of their own, and every way of reading it.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Writes an audit entry that has no row change of its own (the vault purge).
+    async fn record_audit(&self, audit: AuditDraft) -> Result<()>;
+    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
     /// Audit events matching `filter`, newest first, with ids below `before_id`.
     async fn list_activity(
         &self,
@@ -341,4 +330,66 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DayCount>>;
     /// Distinct client User-Agents among the tenant's recent events.
     async fn activity_clients(&self, tenant: &TenantId) -> Result<Vec<String>>;
+}
+
+/// Backup vault accounting (see `crate::vault`): backup keys and used bytes.
+#[async_trait]
+pub trait VaultStore: Send + Sync + 'static {
+    /// Stores an account's backup key, replacing any earlier one, with its audit entry.
+    async fn set_backup_key(&self, key: &BackupKeyRecord, audit: AuditDraft) -> Result<()>;
+    /// The account's backup key (soft-deleted accounts keep theirs).
+    async fn backup_key(&self, tenant: &TenantId, user: &UserId)
+        -> Result<Option<BackupKeyRecord>>;
+    /// Adds `bytes` to the account's `used_bytes`, atomically, only if the result stays
+    /// within `limit` (when given) and within the counter's range. Returns whether it was
+    /// applied (never for an unknown account).
+    async fn charge_used_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
+        limit: Option<ByteCount>,
+    ) -> Result<bool>;
+    /// Takes `bytes` off the account's `used_bytes`, atomically, only if it holds at least
+    /// that many: a counter that would go below 0 has drifted and is left unchanged (for
+    /// `cairn account recount`), never clamped. Returns whether it was applied.
+    async fn refund_used_bytes(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
+    ) -> Result<bool>;
+}
+
+/// The backend itself.
+#[async_trait]
+pub trait HealthStore: Send + Sync + 'static {
+    /// Cheap liveness check of the backend.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Everything a backend provides. Implemented for every type that implements each
+/// aggregate's trait; code holds an `Arc<dyn Store>`.
+pub trait Store:
+    TenantStore
+    + TokenStore
+    + UserStore
+    + GroupStore
+    + IdentityStore
+    + AuditStore
+    + VaultStore
+    + HealthStore
+{
+}
+
+impl<T> Store for T where
+    T: TenantStore
+        + TokenStore
+        + UserStore
+        + GroupStore
+        + IdentityStore
+        + AuditStore
+        + VaultStore
+        + HealthStore
+{
 }

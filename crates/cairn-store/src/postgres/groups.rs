@@ -1,17 +1,319 @@
 //! PostgreSQL side of groups: the groups table, the membership relation (set-based
 //! statements over the k members a change names, never over the whole group) and the
-//! quota recompute of group-based account sizes. Called from the `Store` impl in `mod.rs`.
+//! quota recompute of group-based account sizes.
 
-use super::{insert_audit, map_err, pool_err, time_of, ts, PostgresStore};
+use super::*;
+use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
     members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
 };
 use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{ListQuery, Page};
+use cairn_core::store::*;
 use cairn_core::{Error, Result};
 use std::collections::HashSet;
 use tokio_postgres::{GenericClient, Row};
+
+#[async_trait]
+impl GroupStore for PostgresStore {
+    async fn create_group(
+        &self,
+        g: &GroupRecord,
+        members: &[UserId],
+        mut audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let t = g.tenant_id.as_str();
+        tx.execute(
+            "INSERT INTO groups (id, tenant_id, display_name, display_name_fold, external_id, doc,
+                size_gb, created_at, updated_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            &[
+                &g.id.as_str(),
+                &t,
+                &g.display_name,
+                &fold_case(&g.display_name),
+                &g.external_id,
+                &g.doc,
+                &g.size_gb.map(|s| i64::from(s.get())),
+                &ts(g.created_at),
+                &ts(g.updated_at),
+                &g.version,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        let mut seen = HashSet::new();
+        let members: Vec<UserId> = members
+            .iter()
+            .filter(|u| seen.insert(*u))
+            .cloned()
+            .collect();
+        let added = add_members(&*tx, t, g.id.as_str(), &members).await?;
+        if !added.is_empty() {
+            audit.changes["members"] = members_audit(&added, &[]);
+        }
+        insert_audit(&*tx, &audit).await?;
+        if g.size_gb.is_some() {
+            recompute_quotas(&*tx, t, &added, &audit).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn get_group(&self, tenant: &TenantId, id: &GroupId) -> Result<Option<GroupRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        get_group(&**c, tenant.as_str(), id.as_str(), false).await
+    }
+
+    async fn find_group_by_name(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<GroupRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                &format!(
+                    "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = $1 AND u.display_name_fold = $2"
+                ),
+                &[&tenant.as_str(), &fold_case(name)],
+            )
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(group_from_row).transpose()
+    }
+
+    async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        super::list_page(
+            &c,
+            "groups",
+            GROUP_COLS,
+            "TRUE",
+            tenant,
+            query,
+            group_from_row,
+        )
+        .await
+    }
+
+    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        self.live_members(tenant, id, None).await
+    }
+
+    async fn group_members_up_to(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: u32,
+    ) -> Result<Vec<UserId>> {
+        self.live_members(tenant, id, Some(limit)).await
+    }
+
+    async fn groups_of_users(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let c = self.pool.get().await.map_err(pool_err)?;
+        groups_of_users_on(&c, tenant, users).await
+    }
+
+    async fn update_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        data: Option<&GroupData>,
+        members: &MemberChange,
+        mut audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let (t, i) = (tenant.as_str(), id.as_str());
+        // The row lock orders concurrent changes of one group (and of its size).
+        let current = get_group(&*tx, t, i, true)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        if expected_version.is_some_and(|v| v != current.version) {
+            return Err(Error::VersionMismatch);
+        }
+        let (added, removed) = apply_members(&*tx, t, i, members).await?;
+        let data = data.filter(|d| **d != current.data());
+        if data.is_none() && added.is_empty() && removed.is_empty() {
+            return Ok(current);
+        }
+        let at = ts(audit.at);
+        match data {
+            Some(d) => tx
+                .execute(
+                    "UPDATE groups SET display_name = $1, display_name_fold = $2, external_id = $3, doc = $4,
+                        updated_at = $5, version = version + 1
+                     WHERE tenant_id = $6 AND id = $7",
+                    &[
+                        &d.display_name,
+                        &fold_case(&d.display_name),
+                        &d.external_id,
+                        &d.doc,
+                        &at,
+                        &t,
+                        &i,
+                    ],
+                )
+                .await
+                .map_err(map_err)?,
+            None => tx
+                .execute(
+                    "UPDATE groups SET updated_at = $1, version = version + 1 WHERE tenant_id = $2 AND id = $3",
+                    &[&at, &t, &i],
+                )
+                .await
+                .map_err(map_err)?,
+        };
+        if !added.is_empty() || !removed.is_empty() {
+            audit.changes["members"] = members_audit(&added, &removed);
+        }
+        if let Some(d) = data {
+            audit.target_name = Some(d.display_name.clone());
+        }
+        insert_audit(&*tx, &audit).await?;
+        if current.size_gb.is_some() {
+            let mut affected = added;
+            affected.extend(removed);
+            recompute_quotas(&*tx, t, &affected, &audit).await?;
+        }
+        let g = get_group(&*tx, t, i, false)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(g)
+    }
+
+    async fn delete_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let (t, i) = (tenant.as_str(), id.as_str());
+        let current = get_group(&*tx, t, i, true)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        if expected_version.is_some_and(|v| v != current.version) {
+            return Err(Error::VersionMismatch);
+        }
+        let members = if current.size_gb.is_some() {
+            all_members(&*tx, t, i).await?
+        } else {
+            Vec::new()
+        };
+        // Memberships go with the group (ON DELETE CASCADE); accounts stay.
+        tx.execute(
+            "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",
+            &[&t, &i],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        recompute_quotas(&*tx, t, &members, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn set_group_size(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        size: Option<QuotaGb>,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let (t, i) = (tenant.as_str(), id.as_str());
+        let current = get_group(&*tx, t, i, true)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        if current.size_gb == size {
+            return Ok(current);
+        }
+        // The size is not a SCIM attribute: the version (ETag) stays.
+        tx.execute(
+            "UPDATE groups SET size_gb = $1 WHERE tenant_id = $2 AND id = $3",
+            &[&size.map(|s| i64::from(s.get())), &t, &i],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        let members = all_members(&*tx, t, i).await?;
+        recompute_quotas(&*tx, t, &members, &audit).await?;
+        let g = get_group(&*tx, t, i, false)
+            .await?
+            .ok_or(Error::NotFound("group"))?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(g)
+    }
+
+    async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {GROUP_COLS}, (SELECT COUNT(*) FROM group_members m
+                         JOIN users us ON us.tenant_id = m.tenant_id AND us.id = m.user_id
+                         WHERE m.tenant_id = u.tenant_id AND m.group_id = u.id AND us.deleted_at IS NULL)
+                     FROM groups u WHERE u.tenant_id = $1
+                     ORDER BY u.display_name_fold COLLATE \"C\", u.seq"
+                ),
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|r| {
+                let n: i64 = r.get(9);
+                Ok(GroupSummary {
+                    group: group_from_row(r)?,
+                    members: n.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+}
+
+impl PostgresStore {
+    /// The live members, the first `limit` of them by id when given.
+    pub(super) async fn live_members(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: Option<u32>,
+    ) -> Result<Vec<UserId>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        // LIMIT NULL is no limit.
+        let limit = limit.map(i64::from);
+        let rows = c
+            .query(
+                "SELECT m.user_id FROM group_members m
+                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+                 WHERE m.tenant_id = $1 AND m.group_id = $2 AND u.deleted_at IS NULL
+                 ORDER BY m.user_id COLLATE \"C\" LIMIT $3",
+                &[&tenant.as_str(), &id.as_str(), &limit],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| UserId::from_trusted(r.get(0)))
+            .collect())
+    }
+}
 
 const GROUP_COLS: &str = "u.id, u.tenant_id, u.display_name, u.external_id, u.doc, \
     u.size_gb, u.created_at, u.updated_at, u.version";
@@ -212,298 +514,6 @@ async fn recompute_quotas<C: GenericClient>(
         insert_audit(c, &quota_audit(cause, &id, &name, before, after)).await?;
     }
     Ok(())
-}
-
-impl PostgresStore {
-    pub(super) async fn grp_create(
-        &self,
-        g: &GroupRecord,
-        members: &[UserId],
-        mut audit: AuditDraft,
-    ) -> Result<()> {
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let tx = c.transaction().await.map_err(map_err)?;
-        let t = g.tenant_id.as_str();
-        tx.execute(
-            "INSERT INTO groups (id, tenant_id, display_name, display_name_fold, external_id, doc,
-                size_gb, created_at, updated_at, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                &g.id.as_str(),
-                &t,
-                &g.display_name,
-                &fold_case(&g.display_name),
-                &g.external_id,
-                &g.doc,
-                &g.size_gb.map(|s| i64::from(s.get())),
-                &ts(g.created_at),
-                &ts(g.updated_at),
-                &g.version,
-            ],
-        )
-        .await
-        .map_err(map_err)?;
-        let mut seen = HashSet::new();
-        let members: Vec<UserId> = members
-            .iter()
-            .filter(|u| seen.insert(*u))
-            .cloned()
-            .collect();
-        let added = add_members(&*tx, t, g.id.as_str(), &members).await?;
-        if !added.is_empty() {
-            audit.changes["members"] = members_audit(&added, &[]);
-        }
-        insert_audit(&*tx, &audit).await?;
-        if g.size_gb.is_some() {
-            recompute_quotas(&*tx, t, &added, &audit).await?;
-        }
-        tx.commit().await.map_err(map_err)
-    }
-
-    pub(super) async fn grp_get(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-    ) -> Result<Option<GroupRecord>> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        get_group(&**c, tenant.as_str(), id.as_str(), false).await
-    }
-
-    pub(super) async fn grp_find_by_name(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-    ) -> Result<Option<GroupRecord>> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        let row = c
-            .query_opt(
-                &format!(
-                    "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = $1 AND u.display_name_fold = $2"
-                ),
-                &[&tenant.as_str(), &fold_case(name)],
-            )
-            .await
-            .map_err(map_err)?;
-        row.as_ref().map(group_from_row).transpose()
-    }
-
-    pub(super) async fn grp_list(
-        &self,
-        tenant: &TenantId,
-        query: &ListQuery,
-    ) -> Result<Page<GroupRecord>> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        super::list_page(
-            &c,
-            "groups",
-            GROUP_COLS,
-            "TRUE",
-            tenant,
-            query,
-            group_from_row,
-        )
-        .await
-    }
-
-    /// The live members, the first `limit` of them by id when given.
-    pub(super) async fn grp_members(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        limit: Option<u32>,
-    ) -> Result<Vec<UserId>> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        // LIMIT NULL is no limit.
-        let limit = limit.map(i64::from);
-        let rows = c
-            .query(
-                "SELECT m.user_id FROM group_members m
-                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
-                 WHERE m.tenant_id = $1 AND m.group_id = $2 AND u.deleted_at IS NULL
-                 ORDER BY m.user_id COLLATE \"C\" LIMIT $3",
-                &[&tenant.as_str(), &id.as_str(), &limit],
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| UserId::from_trusted(r.get(0)))
-            .collect())
-    }
-
-    pub(super) async fn grp_of_users(
-        &self,
-        tenant: &TenantId,
-        users: &[UserId],
-    ) -> Result<Vec<(UserId, GroupRef)>> {
-        if users.is_empty() {
-            return Ok(Vec::new());
-        }
-        let c = self.pool.get().await.map_err(pool_err)?;
-        groups_of_users_on(&c, tenant, users).await
-    }
-
-    pub(super) async fn grp_update(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        expected_version: Option<i64>,
-        data: Option<&GroupData>,
-        members: &MemberChange,
-        mut audit: AuditDraft,
-    ) -> Result<GroupRecord> {
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let tx = c.transaction().await.map_err(map_err)?;
-        let (t, i) = (tenant.as_str(), id.as_str());
-        // The row lock orders concurrent changes of one group (and of its size).
-        let current = get_group(&*tx, t, i, true)
-            .await?
-            .ok_or(Error::NotFound("group"))?;
-        if expected_version.is_some_and(|v| v != current.version) {
-            return Err(Error::VersionMismatch);
-        }
-        let (added, removed) = apply_members(&*tx, t, i, members).await?;
-        let data = data.filter(|d| **d != current.data());
-        if data.is_none() && added.is_empty() && removed.is_empty() {
-            return Ok(current);
-        }
-        let at = ts(audit.at);
-        match data {
-            Some(d) => tx
-                .execute(
-                    "UPDATE groups SET display_name = $1, display_name_fold = $2, external_id = $3, doc = $4,
-                        updated_at = $5, version = version + 1
-                     WHERE tenant_id = $6 AND id = $7",
-                    &[
-                        &d.display_name,
-                        &fold_case(&d.display_name),
-                        &d.external_id,
-                        &d.doc,
-                        &at,
-                        &t,
-                        &i,
-                    ],
-                )
-                .await
-                .map_err(map_err)?,
-            None => tx
-                .execute(
-                    "UPDATE groups SET updated_at = $1, version = version + 1 WHERE tenant_id = $2 AND id = $3",
-                    &[&at, &t, &i],
-                )
-                .await
-                .map_err(map_err)?,
-        };
-        if !added.is_empty() || !removed.is_empty() {
-            audit.changes["members"] = members_audit(&added, &removed);
-        }
-        if let Some(d) = data {
-            audit.target_name = Some(d.display_name.clone());
-        }
-        insert_audit(&*tx, &audit).await?;
-        if current.size_gb.is_some() {
-            let mut affected = added;
-            affected.extend(removed);
-            recompute_quotas(&*tx, t, &affected, &audit).await?;
-        }
-        let g = get_group(&*tx, t, i, false)
-            .await?
-            .ok_or(Error::NotFound("group"))?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(g)
-    }
-
-    pub(super) async fn grp_delete(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        expected_version: Option<i64>,
-        audit: AuditDraft,
-    ) -> Result<()> {
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let tx = c.transaction().await.map_err(map_err)?;
-        let (t, i) = (tenant.as_str(), id.as_str());
-        let current = get_group(&*tx, t, i, true)
-            .await?
-            .ok_or(Error::NotFound("group"))?;
-        if expected_version.is_some_and(|v| v != current.version) {
-            return Err(Error::VersionMismatch);
-        }
-        let members = if current.size_gb.is_some() {
-            all_members(&*tx, t, i).await?
-        } else {
-            Vec::new()
-        };
-        // Memberships go with the group (ON DELETE CASCADE); accounts stay.
-        tx.execute(
-            "DELETE FROM groups WHERE tenant_id = $1 AND id = $2",
-            &[&t, &i],
-        )
-        .await
-        .map_err(map_err)?;
-        insert_audit(&*tx, &audit).await?;
-        recompute_quotas(&*tx, t, &members, &audit).await?;
-        tx.commit().await.map_err(map_err)
-    }
-
-    pub(super) async fn grp_set_size(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        size: Option<QuotaGb>,
-        audit: AuditDraft,
-    ) -> Result<GroupRecord> {
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let tx = c.transaction().await.map_err(map_err)?;
-        let (t, i) = (tenant.as_str(), id.as_str());
-        let current = get_group(&*tx, t, i, true)
-            .await?
-            .ok_or(Error::NotFound("group"))?;
-        if current.size_gb == size {
-            return Ok(current);
-        }
-        // The size is not a SCIM attribute: the version (ETag) stays.
-        tx.execute(
-            "UPDATE groups SET size_gb = $1 WHERE tenant_id = $2 AND id = $3",
-            &[&size.map(|s| i64::from(s.get())), &t, &i],
-        )
-        .await
-        .map_err(map_err)?;
-        insert_audit(&*tx, &audit).await?;
-        let members = all_members(&*tx, t, i).await?;
-        recompute_quotas(&*tx, t, &members, &audit).await?;
-        let g = get_group(&*tx, t, i, false)
-            .await?
-            .ok_or(Error::NotFound("group"))?;
-        tx.commit().await.map_err(map_err)?;
-        Ok(g)
-    }
-
-    pub(super) async fn grp_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        let rows = c
-            .query(
-                &format!(
-                    "SELECT {GROUP_COLS}, (SELECT COUNT(*) FROM group_members m
-                         JOIN users us ON us.tenant_id = m.tenant_id AND us.id = m.user_id
-                         WHERE m.tenant_id = u.tenant_id AND m.group_id = u.id AND us.deleted_at IS NULL)
-                     FROM groups u WHERE u.tenant_id = $1
-                     ORDER BY u.display_name_fold COLLATE \"C\", u.seq"
-                ),
-                &[&tenant.as_str()],
-            )
-            .await
-            .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                let n: i64 = r.get(9);
-                Ok(GroupSummary {
-                    group: group_from_row(r)?,
-                    members: n.max(0) as u64,
-                })
-            })
-            .collect()
-    }
 }
 
 /// The groups of `users`, on a pooled connection the caller holds (one prepared statement).

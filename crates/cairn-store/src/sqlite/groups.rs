@@ -1,17 +1,290 @@
 //! SQLite side of groups: the groups table, the membership relation (one indexed row per
 //! membership, so adding or removing k members touches k rows) and the quota recompute of
-//! group-based account sizes. Called from the `Store` impl in `mod.rs`.
+//! group-based account sizes.
 
-use super::{db, insert_audit, parse_time, ts, SqliteStore};
+use super::*;
+use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
     members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
 };
 use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{ListQuery, Page};
+use cairn_core::store::*;
 use cairn_core::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::HashSet;
+
+#[async_trait]
+impl GroupStore for SqliteStore {
+    async fn create_group(
+        &self,
+        g: &GroupRecord,
+        members: &[UserId],
+        mut audit: AuditDraft,
+    ) -> Result<()> {
+        let g = g.clone();
+        let members = members.to_vec();
+        self.writer
+            .write(move |c| {
+                let t = g.tenant_id.as_str();
+                db(c.execute(
+                    "INSERT INTO groups (id, tenant_id, display_name, display_name_fold, external_id, doc,
+                        size_gb, created_at, updated_at, version)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params![
+                        g.id.as_str(),
+                        t,
+                        g.display_name,
+                        fold_case(&g.display_name),
+                        g.external_id,
+                        g.doc.to_string(),
+                        g.size_gb.map(|s| s.get()),
+                        ts(g.created_at),
+                        ts(g.updated_at),
+                        g.version,
+                    ],
+                ))?;
+                let added = add_members(c, t, g.id.as_str(), &members)?;
+                if !added.is_empty() {
+                    audit.changes["members"] = members_audit(&added, &[]);
+                }
+                db(insert_audit(c, &audit))?;
+                if g.size_gb.is_some() {
+                    recompute_quotas(c, t, &added, &audit)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_group(&self, tenant: &TenantId, id: &GroupId) -> Result<Option<GroupRecord>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| get_group(c, &t, &i)).await
+    }
+
+    async fn find_group_by_name(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<Option<GroupRecord>> {
+        let (t, n) = (tenant.to_string(), fold_case(name));
+        self.read(move |c| {
+            c.prepare_cached(&format!(
+                "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = ? AND u.display_name_fold = ?"
+            ))?
+            .query_row([t, n], group_from_row)
+            .optional()
+        })
+        .await
+    }
+
+    async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>> {
+        let tenant = tenant.to_string();
+        let query = query.clone();
+        self.read(move |c| {
+            super::list_page(
+                c,
+                "groups",
+                GROUP_COLS,
+                "u.tenant_id = ?",
+                tenant,
+                &query,
+                group_from_row,
+            )
+        })
+        .await
+    }
+
+    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        self.live_members(tenant, id, None).await
+    }
+
+    async fn group_members_up_to(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: u32,
+    ) -> Result<Vec<UserId>> {
+        self.live_members(tenant, id, Some(limit)).await
+    }
+
+    async fn groups_of_users(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+    ) -> Result<Vec<(UserId, GroupRef)>> {
+        let t = tenant.to_string();
+        let users = users.to_vec();
+        self.read(move |c| groups_of_users_in(c, &t, &users)).await
+    }
+
+    async fn update_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        data: Option<&GroupData>,
+        members: &MemberChange,
+        mut audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        let data = data.cloned();
+        let members = members.clone();
+        self.writer
+            .write(move |c| {
+                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
+                if expected_version.is_some_and(|v| v != current.version) {
+                    return Err(Error::VersionMismatch);
+                }
+                let (added, removed) = apply_members(c, &t, &i, &members)?;
+                let data = data.filter(|d| *d != current.data());
+                if data.is_none() && added.is_empty() && removed.is_empty() {
+                    return Ok(current);
+                }
+                let at = ts(audit.at);
+                match &data {
+                    Some(d) => db(c.execute(
+                        "UPDATE groups SET display_name = ?, display_name_fold = ?, external_id = ?, doc = ?,
+                            updated_at = ?, version = version + 1
+                         WHERE tenant_id = ? AND id = ?",
+                        params![
+                            d.display_name,
+                            fold_case(&d.display_name),
+                            d.external_id,
+                            d.doc.to_string(),
+                            at,
+                            t,
+                            i
+                        ],
+                    ))?,
+                    None => db(c.execute(
+                        "UPDATE groups SET updated_at = ?, version = version + 1 WHERE tenant_id = ? AND id = ?",
+                        params![at, t, i],
+                    ))?,
+                };
+                if !added.is_empty() || !removed.is_empty() {
+                    audit.changes["members"] = members_audit(&added, &removed);
+                }
+                if let Some(d) = &data {
+                    audit.target_name = Some(d.display_name.clone());
+                }
+                db(insert_audit(c, &audit))?;
+                if current.size_gb.is_some() {
+                    let mut affected = added;
+                    affected.extend(removed);
+                    recompute_quotas(c, &t, &affected, &audit)?;
+                }
+                db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
+            })
+            .await
+    }
+
+    async fn delete_group(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        expected_version: Option<i64>,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.writer
+            .write(move |c| {
+                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
+                if expected_version.is_some_and(|v| v != current.version) {
+                    return Err(Error::VersionMismatch);
+                }
+                let members = if current.size_gb.is_some() {
+                    db(all_members(c, &t, &i))?
+                } else {
+                    Vec::new()
+                };
+                // Memberships go with the group (ON DELETE CASCADE); accounts stay.
+                db(c.execute(
+                    "DELETE FROM groups WHERE tenant_id = ? AND id = ?",
+                    params![t, i],
+                ))?;
+                db(insert_audit(c, &audit))?;
+                recompute_quotas(c, &t, &members, &audit)
+            })
+            .await
+    }
+
+    async fn set_group_size(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        size: Option<QuotaGb>,
+        audit: AuditDraft,
+    ) -> Result<GroupRecord> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.writer
+            .write(move |c| {
+                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
+                if current.size_gb == size {
+                    return Ok(current);
+                }
+                // The size is not a SCIM attribute: the version (ETag) stays.
+                db(c.execute(
+                    "UPDATE groups SET size_gb = ? WHERE tenant_id = ? AND id = ?",
+                    params![size.map(|s| s.get()), t, i],
+                ))?;
+                db(insert_audit(c, &audit))?;
+                let members = db(all_members(c, &t, &i))?;
+                recompute_quotas(c, &t, &members, &audit)?;
+                db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
+            })
+            .await
+    }
+
+    async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {GROUP_COLS}, (SELECT COUNT(*) FROM group_members m
+                     JOIN users us ON us.tenant_id = m.tenant_id AND us.id = m.user_id
+                     WHERE m.tenant_id = u.tenant_id AND m.group_id = u.id AND us.deleted_at IS NULL)
+                 FROM groups u WHERE u.tenant_id = ? ORDER BY u.display_name_fold, u.seq"
+            ))?;
+            let rows = st.query_map([t], |r| {
+                let n: i64 = r.get(9)?;
+                Ok(GroupSummary {
+                    group: group_from_row(r)?,
+                    members: n.max(0) as u64,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
+
+impl SqliteStore {
+    /// The live members, the first `limit` of them by id when given.
+    pub(super) async fn live_members(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        limit: Option<u32>,
+    ) -> Result<Vec<UserId>> {
+        let (t, i) = (tenant.to_string(), id.to_string());
+        // SQLite reads LIMIT -1 as no limit.
+        let limit = limit.map_or(-1, i64::from);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.user_id FROM group_members m
+                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+                 WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
+                 ORDER BY m.user_id LIMIT ?",
+            )?;
+            let rows = st.query_map(params![t, i, limit], |r| {
+                Ok(UserId::from_trusted(r.get(0)?))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+}
 
 pub(super) const GROUP_COLS: &str = "u.id, u.tenant_id, u.display_name, u.external_id, u.doc, \
     u.size_gb, u.created_at, u.updated_at, u.version";
@@ -170,269 +443,6 @@ fn recompute_quotas(
         }
     }
     Ok(())
-}
-
-impl SqliteStore {
-    pub(super) async fn grp_create(
-        &self,
-        g: &GroupRecord,
-        members: &[UserId],
-        mut audit: AuditDraft,
-    ) -> Result<()> {
-        let g = g.clone();
-        let members = members.to_vec();
-        self.writer
-            .write(move |c| {
-                let t = g.tenant_id.as_str();
-                db(c.execute(
-                    "INSERT INTO groups (id, tenant_id, display_name, display_name_fold, external_id, doc,
-                        size_gb, created_at, updated_at, version)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    params![
-                        g.id.as_str(),
-                        t,
-                        g.display_name,
-                        fold_case(&g.display_name),
-                        g.external_id,
-                        g.doc.to_string(),
-                        g.size_gb.map(|s| s.get()),
-                        ts(g.created_at),
-                        ts(g.updated_at),
-                        g.version,
-                    ],
-                ))?;
-                let added = add_members(c, t, g.id.as_str(), &members)?;
-                if !added.is_empty() {
-                    audit.changes["members"] = members_audit(&added, &[]);
-                }
-                db(insert_audit(c, &audit))?;
-                if g.size_gb.is_some() {
-                    recompute_quotas(c, t, &added, &audit)?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
-    pub(super) async fn grp_get(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-    ) -> Result<Option<GroupRecord>> {
-        let (t, i) = (tenant.to_string(), id.to_string());
-        self.read(move |c| get_group(c, &t, &i)).await
-    }
-
-    pub(super) async fn grp_find_by_name(
-        &self,
-        tenant: &TenantId,
-        name: &str,
-    ) -> Result<Option<GroupRecord>> {
-        let (t, n) = (tenant.to_string(), fold_case(name));
-        self.read(move |c| {
-            c.prepare_cached(&format!(
-                "SELECT {GROUP_COLS} FROM groups u WHERE u.tenant_id = ? AND u.display_name_fold = ?"
-            ))?
-            .query_row([t, n], group_from_row)
-            .optional()
-        })
-        .await
-    }
-
-    pub(super) async fn grp_list(
-        &self,
-        tenant: &TenantId,
-        query: &ListQuery,
-    ) -> Result<Page<GroupRecord>> {
-        let tenant = tenant.to_string();
-        let query = query.clone();
-        self.read(move |c| {
-            super::list_page(
-                c,
-                "groups",
-                GROUP_COLS,
-                "u.tenant_id = ?",
-                tenant,
-                &query,
-                group_from_row,
-            )
-        })
-        .await
-    }
-
-    /// The live members, the first `limit` of them by id when given.
-    pub(super) async fn grp_members(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        limit: Option<u32>,
-    ) -> Result<Vec<UserId>> {
-        let (t, i) = (tenant.to_string(), id.to_string());
-        // SQLite reads LIMIT -1 as no limit.
-        let limit = limit.map_or(-1, i64::from);
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT m.user_id FROM group_members m
-                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
-                 WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
-                 ORDER BY m.user_id LIMIT ?",
-            )?;
-            let rows = st.query_map(params![t, i, limit], |r| {
-                Ok(UserId::from_trusted(r.get(0)?))
-            })?;
-            rows.collect()
-        })
-        .await
-    }
-
-    pub(super) async fn grp_of_users(
-        &self,
-        tenant: &TenantId,
-        users: &[UserId],
-    ) -> Result<Vec<(UserId, GroupRef)>> {
-        let t = tenant.to_string();
-        let users = users.to_vec();
-        self.read(move |c| groups_of_users_in(c, &t, &users)).await
-    }
-
-    pub(super) async fn grp_update(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        expected_version: Option<i64>,
-        data: Option<&GroupData>,
-        members: &MemberChange,
-        mut audit: AuditDraft,
-    ) -> Result<GroupRecord> {
-        let (t, i) = (tenant.to_string(), id.to_string());
-        let data = data.cloned();
-        let members = members.clone();
-        self.writer
-            .write(move |c| {
-                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
-                if expected_version.is_some_and(|v| v != current.version) {
-                    return Err(Error::VersionMismatch);
-                }
-                let (added, removed) = apply_members(c, &t, &i, &members)?;
-                let data = data.filter(|d| *d != current.data());
-                if data.is_none() && added.is_empty() && removed.is_empty() {
-                    return Ok(current);
-                }
-                let at = ts(audit.at);
-                match &data {
-                    Some(d) => db(c.execute(
-                        "UPDATE groups SET display_name = ?, display_name_fold = ?, external_id = ?, doc = ?,
-                            updated_at = ?, version = version + 1
-                         WHERE tenant_id = ? AND id = ?",
-                        params![
-                            d.display_name,
-                            fold_case(&d.display_name),
-                            d.external_id,
-                            d.doc.to_string(),
-                            at,
-                            t,
-                            i
-                        ],
-                    ))?,
-                    None => db(c.execute(
-                        "UPDATE groups SET updated_at = ?, version = version + 1 WHERE tenant_id = ? AND id = ?",
-                        params![at, t, i],
-                    ))?,
-                };
-                if !added.is_empty() || !removed.is_empty() {
-                    audit.changes["members"] = members_audit(&added, &removed);
-                }
-                if let Some(d) = &data {
-                    audit.target_name = Some(d.display_name.clone());
-                }
-                db(insert_audit(c, &audit))?;
-                if current.size_gb.is_some() {
-                    let mut affected = added;
-                    affected.extend(removed);
-                    recompute_quotas(c, &t, &affected, &audit)?;
-                }
-                db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
-            })
-            .await
-    }
-
-    pub(super) async fn grp_delete(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        expected_version: Option<i64>,
-        audit: AuditDraft,
-    ) -> Result<()> {
-        let (t, i) = (tenant.to_string(), id.to_string());
-        self.writer
-            .write(move |c| {
-                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
-                if expected_version.is_some_and(|v| v != current.version) {
-                    return Err(Error::VersionMismatch);
-                }
-                let members = if current.size_gb.is_some() {
-                    db(all_members(c, &t, &i))?
-                } else {
-                    Vec::new()
-                };
-                // Memberships go with the group (ON DELETE CASCADE); accounts stay.
-                db(c.execute(
-                    "DELETE FROM groups WHERE tenant_id = ? AND id = ?",
-                    params![t, i],
-                ))?;
-                db(insert_audit(c, &audit))?;
-                recompute_quotas(c, &t, &members, &audit)
-            })
-            .await
-    }
-
-    pub(super) async fn grp_set_size(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        size: Option<QuotaGb>,
-        audit: AuditDraft,
-    ) -> Result<GroupRecord> {
-        let (t, i) = (tenant.to_string(), id.to_string());
-        self.writer
-            .write(move |c| {
-                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
-                if current.size_gb == size {
-                    return Ok(current);
-                }
-                // The size is not a SCIM attribute: the version (ETag) stays.
-                db(c.execute(
-                    "UPDATE groups SET size_gb = ? WHERE tenant_id = ? AND id = ?",
-                    params![size.map(|s| s.get()), t, i],
-                ))?;
-                db(insert_audit(c, &audit))?;
-                let members = db(all_members(c, &t, &i))?;
-                recompute_quotas(c, &t, &members, &audit)?;
-                db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
-            })
-            .await
-    }
-
-    pub(super) async fn grp_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>> {
-        let t = tenant.to_string();
-        self.read(move |c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {GROUP_COLS}, (SELECT COUNT(*) FROM group_members m
-                     JOIN users us ON us.tenant_id = m.tenant_id AND us.id = m.user_id
-                     WHERE m.tenant_id = u.tenant_id AND m.group_id = u.id AND us.deleted_at IS NULL)
-                 FROM groups u WHERE u.tenant_id = ? ORDER BY u.display_name_fold, u.seq"
-            ))?;
-            let rows = st.query_map([t], |r| {
-                let n: i64 = r.get(9)?;
-                Ok(GroupSummary {
-                    group: group_from_row(r)?,
-                    members: n.max(0) as u64,
-                })
-            })?;
-            rows.collect()
-        })
-        .await
-    }
 }
 
 /// The groups of each of these accounts, on a connection the caller holds.
