@@ -16,7 +16,7 @@ use crate::session::{SessionHash, SessionRecord, ThrottleRule};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
 use crate::vault::{BackupKeyRecord, ByteCount};
-use crate::Result;
+use crate::{Error, Result};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -69,6 +69,32 @@ pub struct SettingsChange {
     pub account_size_gb: Option<QuotaGb>,
     /// The operator's cap: `Some(None)` removes it.
     pub max_account_size_gb: Option<Option<QuotaGb>>,
+}
+
+/// Whether a change guarded by `expected` (an `If-Match` version, or none) may go ahead
+/// on a resource the store found at version `current` (`None`: not found). The same
+/// decision on every backend.
+pub fn check_version(
+    what: &'static str,
+    current: Option<i64>,
+    expected: Option<i64>,
+) -> Result<()> {
+    match current {
+        None => Err(Error::NotFound(what)),
+        Some(v) if expected.is_some_and(|e| e != v) => Err(Error::VersionMismatch),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Why a write guarded in its statement (`… AND version = ?` on a live row) changed no
+/// row, as the store reads the resource afterwards: still there, so another change came
+/// first; or gone.
+pub fn missed_write(what: &'static str, still_there: bool) -> Error {
+    if still_there {
+        Error::VersionMismatch
+    } else {
+        Error::NotFound(what)
+    }
 }
 
 /// Tenants and their SCIM settings.
@@ -312,7 +338,12 @@ pub trait IdentityStore: Send + Sync + 'static {
 pub trait AuditStore: Send + Sync + 'static {
     /// Writes an audit entry that has no row change of its own (the vault purge).
     async fn record_audit(&self, audit: AuditDraft) -> Result<()>;
-    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+    /// Audit events matching `query`, newest first: the activity listing of
+    /// [`AuditQuery::as_activity`], so that each backend has one way to list events.
+    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let (filter, limit) = query.as_activity();
+        self.list_activity(tenant, &filter, None, limit).await
+    }
     /// Audit events matching `filter`, newest first, with ids below `before_id`.
     async fn list_activity(
         &self,
@@ -392,4 +423,33 @@ impl<T> Store for T where
         + VaultStore
         + HealthStore
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_guarded_change_goes_ahead_only_on_a_found_resource_at_the_version() {
+        assert_eq!(
+            check_version("group", None, None),
+            Err(Error::NotFound("group"))
+        );
+        assert_eq!(
+            check_version("group", None, Some(3)),
+            Err(Error::NotFound("group"))
+        );
+        assert_eq!(
+            check_version("group", Some(3), Some(2)),
+            Err(Error::VersionMismatch)
+        );
+        assert_eq!(check_version("group", Some(3), Some(3)), Ok(()));
+        assert_eq!(check_version("group", Some(3), None), Ok(()));
+    }
+
+    #[test]
+    fn a_missed_write_is_a_conflict_while_the_resource_exists() {
+        assert_eq!(missed_write("user", true), Error::VersionMismatch);
+        assert_eq!(missed_write("user", false), Error::NotFound("user"));
+    }
 }
