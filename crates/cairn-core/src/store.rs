@@ -71,19 +71,36 @@ pub struct SettingsChange {
     pub max_account_size_gb: Option<Option<QuotaGb>>,
 }
 
-/// Whether a change guarded by `expected` (an `If-Match` version, or none) may go ahead
-/// on a resource the store found at version `current` (`None`: not found). The same
-/// decision on every backend.
-pub fn check_version(
-    what: &'static str,
-    current: Option<i64>,
-    expected: Option<i64>,
-) -> Result<()> {
-    match current {
-        None => Err(Error::NotFound(what)),
-        Some(v) if expected.is_some_and(|e| e != v) => Err(Error::VersionMismatch),
-        Some(_) => Ok(()),
+/// A resource whose changes are guarded by a version (its SCIM ETag).
+pub trait Versioned {
+    fn version(&self) -> i64;
+}
+
+impl Versioned for GroupRecord {
+    fn version(&self) -> i64 {
+        self.version
     }
+}
+
+impl<D> Versioned for UserRecord<D> {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+/// Whether a change guarded by `expected` (an `If-Match` version, or none) may go ahead
+/// on what the store found (`None`: not found): the resource, or why not. The same
+/// decision on every backend.
+pub fn check_version<T: Versioned>(
+    what: &'static str,
+    found: Option<T>,
+    expected: Option<i64>,
+) -> Result<T> {
+    let current = found.ok_or(Error::NotFound(what))?;
+    if expected.is_some_and(|v| v != current.version()) {
+        return Err(Error::VersionMismatch);
+    }
+    Ok(current)
 }
 
 /// Why a write guarded in its statement (`… AND version = ?` on a live row) changed no
@@ -429,22 +446,38 @@ impl<T> Store for T where
 mod tests {
     use super::*;
 
+    fn group(version: i64) -> GroupRecord {
+        let now = OffsetDateTime::now_utc();
+        GroupRecord {
+            id: GroupId::random(),
+            tenant_id: TenantId::random(),
+            display_name: "g".into(),
+            external_id: None,
+            doc: serde_json::json!({}),
+            size_gb: None,
+            created_at: now,
+            updated_at: now,
+            version,
+        }
+    }
+
     #[test]
     fn a_guarded_change_goes_ahead_only_on_a_found_resource_at_the_version() {
+        let v = |r: Result<GroupRecord>| r.map(|g| g.version);
         assert_eq!(
-            check_version("group", None, None),
+            v(check_version("group", None, None)),
             Err(Error::NotFound("group"))
         );
         assert_eq!(
-            check_version("group", None, Some(3)),
+            v(check_version("group", None, Some(3))),
             Err(Error::NotFound("group"))
         );
         assert_eq!(
-            check_version("group", Some(3), Some(2)),
+            v(check_version("group", Some(group(3)), Some(2))),
             Err(Error::VersionMismatch)
         );
-        assert_eq!(check_version("group", Some(3), Some(3)), Ok(()));
-        assert_eq!(check_version("group", Some(3), None), Ok(()));
+        assert_eq!(v(check_version("group", Some(group(3)), Some(3))), Ok(3));
+        assert_eq!(v(check_version("group", Some(group(3)), None)), Ok(3));
     }
 
     #[test]

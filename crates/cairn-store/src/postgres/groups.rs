@@ -6,7 +6,8 @@ use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
-    members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
+    distinct, member_diff, members_audit, quota_audit, GroupData, GroupRecord, GroupRef,
+    GroupSummary, MemberChange,
 };
 use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{ListQuery, Page};
@@ -45,13 +46,7 @@ impl GroupStore for PostgresStore {
         )
         .await
         .map_err(map_err)?;
-        let mut seen = HashSet::new();
-        let members: Vec<UserId> = members
-            .iter()
-            .filter(|u| seen.insert(*u))
-            .cloned()
-            .collect();
-        let added = add_members(&*tx, t, g.id.as_str(), &members).await?;
+        let added = add_members(&*tx, t, g.id.as_str(), &distinct(members)).await?;
         if !added.is_empty() {
             audit.changes["members"] = members_audit(&added, &[]);
         }
@@ -137,12 +132,11 @@ impl GroupStore for PostgresStore {
         let tx = c.transaction().await.map_err(map_err)?;
         let (t, i) = (tenant.as_str(), id.as_str());
         // The row lock orders concurrent changes of one group (and of its size).
-        let current = get_group(&*tx, t, i, true)
-            .await?
-            .ok_or(Error::NotFound("group"))?;
-        if expected_version.is_some_and(|v| v != current.version) {
-            return Err(Error::VersionMismatch);
-        }
+        let current = check_version(
+            "group",
+            get_group(&*tx, t, i, true).await?,
+            expected_version,
+        )?;
         let (added, removed) = apply_members(&*tx, t, i, members).await?;
         let data = data.filter(|d| **d != current.data());
         if data.is_none() && added.is_empty() && removed.is_empty() {
@@ -204,12 +198,11 @@ impl GroupStore for PostgresStore {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await.map_err(map_err)?;
         let (t, i) = (tenant.as_str(), id.as_str());
-        let current = get_group(&*tx, t, i, true)
-            .await?
-            .ok_or(Error::NotFound("group"))?;
-        if expected_version.is_some_and(|v| v != current.version) {
-            return Err(Error::VersionMismatch);
-        }
+        let current = check_version(
+            "group",
+            get_group(&*tx, t, i, true).await?,
+            expected_version,
+        )?;
         let members = if current.size_gb.is_some() {
             all_members(&*tx, t, i).await?
         } else {
@@ -443,26 +436,12 @@ async fn apply_members<C: GenericClient>(
     match change {
         MemberChange::Delta { add, remove } => {
             let removed = remove_members(c, tenant, group, remove).await?;
-            let mut seen = HashSet::new();
-            let add: Vec<UserId> = add.iter().filter(|u| seen.insert(*u)).cloned().collect();
-            let added = add_members(c, tenant, group, &add).await?;
+            let added = add_members(c, tenant, group, &distinct(add)).await?;
             Ok((added, removed))
         }
         MemberChange::Replace(want) => {
-            let current: HashSet<UserId> =
-                all_members(c, tenant, group).await?.into_iter().collect();
-            let want_set: HashSet<&UserId> = want.iter().collect();
-            let to_remove: Vec<UserId> = current
-                .iter()
-                .filter(|u| !want_set.contains(u))
-                .cloned()
-                .collect();
-            let mut seen = HashSet::new();
-            let to_add: Vec<UserId> = want
-                .iter()
-                .filter(|u| !current.contains(*u) && seen.insert(*u))
-                .cloned()
-                .collect();
+            let current = all_members(c, tenant, group).await?;
+            let (to_add, to_remove) = member_diff(&current, want);
             let removed = remove_members(c, tenant, group, &to_remove).await?;
             let added = add_members(c, tenant, group, &to_add).await?;
             Ok((added, removed))
@@ -471,7 +450,9 @@ async fn apply_members<C: GenericClient>(
 }
 
 /// Recomputes the effective quota of these accounts in one statement and audits each one
-/// that changed.
+/// that changed. The statement computes [`cairn_core::group::effective_quota`] in SQL,
+/// to change k accounts in one round trip; `tests/store/groups.rs` holds it to the Rust
+/// rule on generated cases.
 async fn recompute_quotas<C: GenericClient>(
     c: &C,
     tenant: &str,
