@@ -150,6 +150,31 @@ pub fn members_audit(added: &[UserId], removed: &[UserId]) -> Value {
     })
 }
 
+/// Completes a group change's audit entry with what only the store knows: the members
+/// the change added and removed (when any), and the new name when it renamed the group.
+pub fn complete_change_audit(
+    audit: &mut AuditDraft,
+    renamed: Option<&GroupData>,
+    added: &[UserId],
+    removed: &[UserId],
+) {
+    if !added.is_empty() || !removed.is_empty() {
+        audit.changes["members"] = members_audit(added, removed);
+    }
+    if let Some(d) = renamed {
+        audit.target_name = Some(d.display_name.clone());
+    }
+}
+
+/// The accounts whose quota a change of a group's members may move: each account added
+/// or removed when the group has a size; none when it has not.
+pub fn quota_affected(size: Option<QuotaGb>, added: &[UserId], removed: &[UserId]) -> Vec<UserId> {
+    match size {
+        Some(_) => added.iter().chain(removed).cloned().collect(),
+        None => Vec::new(),
+    }
+}
+
 /// The audit entry for an account whose quota a group change recomputed: same actor,
 /// request and time as the group change that caused it.
 pub fn quota_audit(
@@ -215,6 +240,49 @@ mod tests {
         assert_eq!(member_diff(&[], &[]), (vec![], vec![]));
         assert_eq!(member_diff(&u, &[]), (vec![], u.clone()));
         assert_eq!(member_diff(&[], &u), (u.clone(), vec![]));
+    }
+
+    fn draft() -> AuditDraft {
+        AuditDraft {
+            tenant_id: TenantId::random(),
+            actor: crate::audit::Actor::Operator,
+            action: Action::GroupUpdated,
+            target_type: "group",
+            target_id: Some("g".into()),
+            target_name: Some("Old".into()),
+            changes: json!({"displayName": {"before": "Old", "after": "New"}}),
+            meta: Default::default(),
+            at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_change_audit_gets_the_members_and_the_new_name() {
+        let u = ids(3);
+        let mut a = draft();
+        let renamed = GroupData {
+            display_name: "New".into(),
+            external_id: None,
+            doc: json!({}),
+        };
+        complete_change_audit(&mut a, Some(&renamed), &u[..2], &u[2..]);
+        assert_eq!(a.target_name.as_deref(), Some("New"));
+        assert_eq!(a.changes["members"], members_audit(&u[..2], &u[2..]));
+        assert_eq!(a.changes["members"]["added"], 2);
+        assert_eq!(a.changes["displayName"]["after"], "New");
+
+        let untouched = draft();
+        let mut b = untouched.clone();
+        complete_change_audit(&mut b, None, &[], &[]);
+        assert_eq!(b, untouched);
+    }
+
+    #[test]
+    fn only_a_sized_group_moves_quotas() {
+        let u = ids(3);
+        let size = Some(QuotaGb::new(100).unwrap());
+        assert_eq!(quota_affected(size, &u[..1], &u[1..]), u);
+        assert_eq!(quota_affected(None, &u[..1], &u[1..]), vec![]);
     }
 
     #[test]

@@ -253,8 +253,11 @@ pub trait GroupStore: Send + Sync + 'static {
     /// Groups matching the query; filters and sorts use the same `Filter` as users
     /// (`id`, `displayName`, `externalId`, `meta.created`, `meta.lastModified`).
     async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>>;
-    /// The live (not soft-deleted) members of a group, ordered by id.
-    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>>;
+    /// The live (not soft-deleted) members of a group, ordered by id: all of them (no
+    /// group comes near `u32::MAX` members).
+    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        self.group_members_up_to(tenant, id, u32::MAX).await
+    }
     /// The first `limit` live members of a group by id (fewer when it has fewer).
     async fn group_members_up_to(
         &self,

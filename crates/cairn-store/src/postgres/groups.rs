@@ -6,8 +6,8 @@ use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
-    distinct, member_diff, members_audit, quota_audit, GroupData, GroupRecord, GroupRef,
-    GroupSummary, MemberChange,
+    complete_change_audit, distinct, member_diff, quota_affected, quota_audit, GroupData,
+    GroupRecord, GroupRef, GroupSummary, MemberChange,
 };
 use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{ListQuery, Page};
@@ -47,13 +47,10 @@ impl GroupStore for PostgresStore {
         .await
         .map_err(map_err)?;
         let added = add_members(&*tx, t, g.id.as_str(), &distinct(members)).await?;
-        if !added.is_empty() {
-            audit.changes["members"] = members_audit(&added, &[]);
-        }
+        complete_change_audit(&mut audit, None, &added, &[]);
         insert_audit(&*tx, &audit).await?;
-        if g.size_gb.is_some() {
-            recompute_quotas(&*tx, t, &added, &audit).await?;
-        }
+        let affected = quota_affected(g.size_gb, &added, &[]);
+        recompute_quotas(&*tx, t, &affected, &audit).await?;
         tx.commit().await.map_err(map_err)
     }
 
@@ -94,17 +91,27 @@ impl GroupStore for PostgresStore {
         .await
     }
 
-    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
-        self.live_members(tenant, id, None).await
-    }
-
     async fn group_members_up_to(
         &self,
         tenant: &TenantId,
         id: &GroupId,
         limit: u32,
     ) -> Result<Vec<UserId>> {
-        self.live_members(tenant, id, Some(limit)).await
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                "SELECT m.user_id FROM group_members m
+                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+                 WHERE m.tenant_id = $1 AND m.group_id = $2 AND u.deleted_at IS NULL
+                 ORDER BY m.user_id COLLATE \"C\" LIMIT $3",
+                &[&tenant.as_str(), &id.as_str(), &i64::from(limit)],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| UserId::from_trusted(r.get(0)))
+            .collect())
     }
 
     async fn groups_of_users(
@@ -169,18 +176,10 @@ impl GroupStore for PostgresStore {
                 .await
                 .map_err(map_err)?,
         };
-        if !added.is_empty() || !removed.is_empty() {
-            audit.changes["members"] = members_audit(&added, &removed);
-        }
-        if let Some(d) = data {
-            audit.target_name = Some(d.display_name.clone());
-        }
+        complete_change_audit(&mut audit, data, &added, &removed);
         insert_audit(&*tx, &audit).await?;
-        if current.size_gb.is_some() {
-            let mut affected = added;
-            affected.extend(removed);
-            recompute_quotas(&*tx, t, &affected, &audit).await?;
-        }
+        let affected = quota_affected(current.size_gb, &added, &removed);
+        recompute_quotas(&*tx, t, &affected, &audit).await?;
         let g = get_group(&*tx, t, i, false)
             .await?
             .ok_or(Error::NotFound("group"))?;
@@ -277,34 +276,6 @@ impl GroupStore for PostgresStore {
                 })
             })
             .collect()
-    }
-}
-
-impl PostgresStore {
-    /// The live members, the first `limit` of them by id when given.
-    pub(super) async fn live_members(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        limit: Option<u32>,
-    ) -> Result<Vec<UserId>> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        // LIMIT NULL is no limit.
-        let limit = limit.map(i64::from);
-        let rows = c
-            .query(
-                "SELECT m.user_id FROM group_members m
-                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
-                 WHERE m.tenant_id = $1 AND m.group_id = $2 AND u.deleted_at IS NULL
-                 ORDER BY m.user_id COLLATE \"C\" LIMIT $3",
-                &[&tenant.as_str(), &id.as_str(), &limit],
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| UserId::from_trusted(r.get(0)))
-            .collect())
     }
 }
 

@@ -6,8 +6,8 @@ use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
-    effective_quota, member_diff, members_audit, quota_audit, GroupData, GroupRecord, GroupRef,
-    GroupSummary, MemberChange,
+    complete_change_audit, effective_quota, member_diff, quota_affected, quota_audit, GroupData,
+    GroupRecord, GroupRef, GroupSummary, MemberChange,
 };
 use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{ListQuery, Page};
@@ -46,14 +46,9 @@ impl GroupStore for SqliteStore {
                     ],
                 ))?;
                 let added = add_members(c, t, g.id.as_str(), &members)?;
-                if !added.is_empty() {
-                    audit.changes["members"] = members_audit(&added, &[]);
-                }
+                complete_change_audit(&mut audit, None, &added, &[]);
                 db(insert_audit(c, &audit))?;
-                if g.size_gb.is_some() {
-                    recompute_quotas(c, t, &added, &audit)?;
-                }
-                Ok(())
+                recompute_quotas(c, t, &quota_affected(g.size_gb, &added, &[]), &audit)
             })
             .await
     }
@@ -96,17 +91,26 @@ impl GroupStore for SqliteStore {
         .await
     }
 
-    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
-        self.live_members(tenant, id, None).await
-    }
-
     async fn group_members_up_to(
         &self,
         tenant: &TenantId,
         id: &GroupId,
         limit: u32,
     ) -> Result<Vec<UserId>> {
-        self.live_members(tenant, id, Some(limit)).await
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.user_id FROM group_members m
+                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+                 WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
+                 ORDER BY m.user_id LIMIT ?",
+            )?;
+            let rows = st.query_map(params![t, i, limit], |r| {
+                Ok(UserId::from_trusted(r.get(0)?))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     async fn groups_of_users(
@@ -160,18 +164,10 @@ impl GroupStore for SqliteStore {
                         params![at, t, i],
                     ))?,
                 };
-                if !added.is_empty() || !removed.is_empty() {
-                    audit.changes["members"] = members_audit(&added, &removed);
-                }
-                if let Some(d) = &data {
-                    audit.target_name = Some(d.display_name.clone());
-                }
+                complete_change_audit(&mut audit, data.as_ref(), &added, &removed);
                 db(insert_audit(c, &audit))?;
-                if current.size_gb.is_some() {
-                    let mut affected = added;
-                    affected.extend(removed);
-                    recompute_quotas(c, &t, &affected, &audit)?;
-                }
+                let affected = quota_affected(current.size_gb, &added, &removed);
+                recompute_quotas(c, &t, &affected, &audit)?;
                 db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
             })
             .await
@@ -246,33 +242,6 @@ impl GroupStore for SqliteStore {
                     group: group_from_row(r)?,
                     members: n.max(0) as u64,
                 })
-            })?;
-            rows.collect()
-        })
-        .await
-    }
-}
-
-impl SqliteStore {
-    /// The live members, the first `limit` of them by id when given.
-    pub(super) async fn live_members(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        limit: Option<u32>,
-    ) -> Result<Vec<UserId>> {
-        let (t, i) = (tenant.to_string(), id.to_string());
-        // SQLite reads LIMIT -1 as no limit.
-        let limit = limit.map_or(-1, i64::from);
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT m.user_id FROM group_members m
-                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
-                 WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
-                 ORDER BY m.user_id LIMIT ?",
-            )?;
-            let rows = st.query_map(params![t, i, limit], |r| {
-                Ok(UserId::from_trusted(r.get(0)?))
             })?;
             rows.collect()
         })
