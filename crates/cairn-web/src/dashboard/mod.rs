@@ -60,7 +60,7 @@ pub fn routes() -> Router<AppState> {
 /// Response headers for every dashboard response. The CSP forbids inline scripts and
 /// styles (so an injected `<script>` or `onerror=` cannot run even if escaping failed),
 /// framing (clickjacking), and form posts to other origins.
-async fn security_headers(req: Request, next: Next) -> Response {
+pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(
