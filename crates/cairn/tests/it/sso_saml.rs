@@ -299,8 +299,8 @@ impl Sso {
         }
     }
 
-    /// Starts a sign-in: the AuthnRequest's id, read back from the redirect to the IdP.
-    async fn login(&self) -> String {
+    /// Starts a sign-in: where Cairn sends the browser (the IdP, with the AuthnRequest).
+    async fn login_redirect(&self) -> String {
         let r = self
             .app
             .get(&format!("/sso/{}/login", self.tenant.id))
@@ -308,7 +308,12 @@ impl Sso {
             .await
             .unwrap();
         assert!(r.status().is_redirection(), "{}", r.status());
-        let loc = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+        r.headers()[header::LOCATION].to_str().unwrap().to_owned()
+    }
+
+    /// Starts a sign-in: the AuthnRequest's id, read back from the redirect to the IdP.
+    async fn login(&self) -> String {
+        let loc = self.login_redirect().await;
         assert!(loc.starts_with("https://idp.example.test/sso?"), "{loc}");
         let url = reqwest::Url::parse(&loc).unwrap();
         let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
@@ -387,6 +392,95 @@ impl Sso {
 
 fn session_cookie(r: &reqwest::Response, name: &str) -> String {
     cookie_set_by(r.headers(), name).unwrap_or_else(|| panic!("{name} cookie"))
+}
+
+fn have_pysaml2() -> bool {
+    Command::new("python3")
+        .args(["-c", "import saml2.server"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// pysaml2's identity provider (a real one, not ours) answers Cairn's AuthnRequest for
+/// each of an administrator and a backup user; both land where they should.
+#[tokio::test]
+async fn a_real_identity_provider_signs_in_an_administrator_and_a_backup_user() {
+    if !tools()
+        || !require(
+            "pysaml2 from requirements-dev.txt (python3 -c 'import saml2')",
+            have_pysaml2(),
+        )
+    {
+        return;
+    }
+    let sso = Sso::start().await;
+    let sp_metadata = sso
+        .app
+        .get(&format!("/sso/{}/saml/metadata", sso.tenant.id))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sp_file = sso.dir.path().join("sp-metadata.xml");
+    std::fs::write(&sp_file, sp_metadata).unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/idp/pysaml2_idp.py");
+    for (user, cookie_name, page) in [
+        (ADMIN, "cairn_session", "/accounts"),
+        (BACKUP, "cairn_account", "/me"),
+    ] {
+        let redirect = sso.login_redirect().await;
+        let out = Command::new("python3")
+            .arg(script)
+            .args([
+                "--entity-id",
+                IDP,
+                "--sso-url",
+                "https://idp.example.test/sso",
+            ])
+            .arg("--key")
+            .arg(&sso.idp.key)
+            .arg("--cert")
+            .arg(&sso.idp.cert)
+            .arg("--sp-metadata")
+            .arg(&sp_file)
+            .args(["--redirect", &redirect, "--user", user])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pysaml2 IdP: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(answer["acs"], sso.acs.as_str());
+        let r = sso
+            .app
+            .client
+            .post(sso.acs.as_str())
+            .header(header::ORIGIN, "https://idp.example.test")
+            .form(&[
+                ("SAMLResponse", answer["SAMLResponse"].as_str().unwrap()),
+                ("RelayState", answer["RelayState"].as_str().unwrap()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        let cookie = cookie_set_by(r.headers(), cookie_name);
+        assert_eq!(status, 200, "{user}: {}", r.text().await.unwrap());
+        let page = sso
+            .app
+            .get(page)
+            .header(header::COOKIE, cookie.expect("session cookie"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), 200);
+        assert!(page.text().await.unwrap().contains(user));
+        assert_eq!(sso.audit()[0]["action"], "sso_sign_in");
+    }
 }
 
 #[tokio::test]
