@@ -8,6 +8,7 @@
 //! verified signature covered. No account is created here: SCIM does that.
 
 use crate::audit::{Action, Actor, AuditDraft, RequestMeta};
+use crate::auth::DashboardCtx;
 use crate::ids::{fold_case, TenantId, UserId};
 use crate::service::Services;
 use crate::session::{
@@ -204,6 +205,28 @@ impl Services {
         };
         self.store.put_saml_config(&config, audit).await?;
         Ok(config)
+    }
+
+    /// Settings → Single Sign-On: the tenant's SAML settings, for any dashboard user of
+    /// the tenant (viewers see them read-only).
+    pub async fn sso_settings(&self, ctx: &DashboardCtx) -> Result<Option<SamlIdpConfig>> {
+        self.store.get_saml_config(ctx.tenant_id()).await
+    }
+
+    /// "Save" on Settings → Single Sign-On: administrators only, for their own tenant.
+    pub async fn save_sso_settings(
+        &self,
+        ctx: &DashboardCtx,
+        mut config: SamlIdpConfig,
+        meta: RequestMeta,
+    ) -> Result<SamlIdpConfig> {
+        crate::dashboard::require_admin(ctx)?;
+        config.tenant_id = ctx.tenant_id().clone();
+        let actor = Actor::DashboardUser {
+            id: ctx.user_id.clone(),
+            email: ctx.email().to_owned(),
+        };
+        self.set_saml_config(actor, config, meta).await
     }
 
     /// Remembers a new AuthnRequest id for the tenant (single use, [`REQUEST_TTL`]).

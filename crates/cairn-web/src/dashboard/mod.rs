@@ -16,6 +16,7 @@ pub mod groups;
 pub mod login;
 pub mod scim_settings;
 pub mod session;
+pub mod sso_settings;
 pub mod view;
 
 #[cfg(test)]
@@ -39,6 +40,10 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/settings/scim",
             get(scim_settings::show_scim_settings).post(scim_settings::change_scim_settings),
+        )
+        .route(
+            "/settings/sso",
+            get(sso_settings::show_sso_settings).post(sso_settings::change_sso_settings),
         )
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
@@ -143,7 +148,8 @@ pub struct Nav {
     pub role: &'static str,
     pub admin: bool,
     pub csrf: String,
-    /// Which menu entry is current: `accounts`, `groups`, `activity` or `settings`.
+    /// Which menu entry is current: `accounts`, `groups`, `activity`, `settings` (SCIM)
+    /// or `settings-sso`.
     pub section: &'static str,
 }
 
