@@ -786,6 +786,13 @@ async fn suspended_accounts_are_refused() {
         return;
     }
     let sso = Sso::start().await;
+    // Signed in before the suspension: the open session ends with it.
+    let id = sso.login().await;
+    let a = Assertion::new(&sso, &id, BACKUP);
+    let r = sso.post(&a.signed(sso.dir.path(), &sso.idp)).await;
+    let open = session_cookie(&r, "cairn_account");
+    let me = |cookie: String| sso.app.get("/me").header(header::COOKIE, cookie).send();
+    assert_eq!(me(open.clone()).await.unwrap().status(), 200);
     let list = sso
         .tenant
         .get(&format!("/Users?filter=userName eq \"{BACKUP}\""))
@@ -801,6 +808,11 @@ async fn suspended_accounts_are_refused() {
         )
         .await;
     assert_eq!(r.status, 200);
+    assert_eq!(
+        me(open).await.unwrap().status(),
+        401,
+        "the open session ended"
+    );
     let id = sso.login().await;
     let a = Assertion::new(&sso, &id, BACKUP);
     sso.assert_refused(
@@ -808,4 +820,64 @@ async fn suspended_accounts_are_refused() {
         "account is suspended",
     )
     .await;
+}
+
+#[tokio::test]
+async fn accounts_outside_the_sso_scope_and_disabled_sso_are_refused() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start().await;
+    // Only the administrators and one listed account are in scope.
+    sso.app
+        .cli(&[
+            "sso",
+            "scope",
+            "--tenant",
+            &sso.tenant.id,
+            "--admins",
+            "--accounts",
+            "someone@acme.test",
+        ])
+        .ok();
+    let id = sso.login().await;
+    let a = Assertion::new(&sso, &id, BACKUP);
+    sso.assert_refused(
+        sso.post(&a.signed(sso.dir.path(), &sso.idp)).await,
+        "account is not in the SSO scope",
+    )
+    .await;
+    // Listed by name (any letter case): in scope.
+    sso.app
+        .cli(&[
+            "sso",
+            "scope",
+            "--tenant",
+            &sso.tenant.id,
+            "--accounts",
+            "x@acme.test;BOB@acme.test",
+        ])
+        .ok();
+    let id = sso.login().await;
+    let a = Assertion::new(&sso, &id, BACKUP);
+    assert_eq!(
+        sso.post(&a.signed(sso.dir.path(), &sso.idp)).await.status(),
+        200
+    );
+    // SSO turned off: no sign-in starts, and an answer to an earlier one is not taken.
+    let id = sso.login().await;
+    sso.app
+        .cli(&["sso", "disable", "--tenant", &sso.tenant.id])
+        .ok();
+    let r = sso
+        .app
+        .get(&format!("/sso/{}/login", sso.tenant.id))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let a = Assertion::new(&sso, &id, BACKUP);
+    let r = sso.post(&a.signed(sso.dir.path(), &sso.idp)).await;
+    assert_eq!(r.status(), 404);
+    assert!(cookie_set_by(r.headers(), "cairn_account").is_none());
 }
