@@ -634,7 +634,9 @@ async fn wrapped_signatures_are_refused() {
     assert_eq!(status, 403);
     let audit = sso.audit();
     assert_eq!(audit[0]["action"], "sso_sign_in_refused");
-    // Only bob's assertion is signed; a wrapped document is refused as a whole.
+    // Only bob's assertion is signed. samael alone reads only that one (with the
+    // document-level check below switched off, this response signs bob in, never the
+    // administrator); Cairn refuses a wrapped document as a whole.
     assert_eq!(audit[0]["changes"]["reason"], "more than one assertion");
     assert!(
         !audit.iter().any(|e| e["action"] == "sso_sign_in"),
