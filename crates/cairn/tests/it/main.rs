@@ -17,7 +17,6 @@ mod bad_input;
 mod cli;
 mod crash;
 mod faults;
-mod harness;
 mod isolation;
 mod lifecycle;
 mod listeners;
