@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod metrics;
 pub mod ops;
 pub mod scim;
+pub mod sso;
 pub mod vault;
 
 use axum::extract::Request;
@@ -57,6 +58,7 @@ pub fn router_with(state: AppState, bench_floor: bool) -> Router {
     routes
         .merge(ops::routes())
         .merge(dashboard::routes())
+        .merge(sso::routes())
         .merge(vault::routes())
         .nest("/scim/v2/{tenant}", scim::routes())
         .fallback(ops::not_found)

@@ -8,4 +8,5 @@ mod filters;
 mod groups;
 mod settings;
 mod sign_in;
+mod sso;
 mod vault;
