@@ -466,6 +466,7 @@ async fn postgres_live_count_starts_from_existing_accounts() {
              DROP TABLE user_list_state;
              ALTER TABLE users DROP COLUMN purging_since;
              ALTER TABLE tenants DROP COLUMN max_account_size_gb;
+             ALTER TABLE group_members DROP COLUMN display;
              DELETE FROM schema_migrations WHERE version >= 7;",
         )
         .await

@@ -189,3 +189,114 @@ async fn endpoints_answer_in_any_letter_case() {
         assert_eq!(r.status, 404, "{}", r.text);
     }
 }
+
+/// The member `display` a client sends is kept and returned (RFC 7643 §4.2), on create,
+/// PATCH add (Okta's form) and PUT; it ends with the membership.
+#[tokio::test]
+async fn member_display_is_kept_and_returned() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Member display");
+    let mut ids = Vec::new();
+    for n in ["ann", "bob", "cy"] {
+        let u = t
+            .create_user(&json!({"schemas":[USER_URN],"userName":format!("{n}@example.com")}))
+            .await;
+        ids.push(u["id"].as_str().unwrap().to_owned());
+    }
+    let displays = |g: &Value| -> Vec<(String, Option<String>)> {
+        let mut v: Vec<_> = g["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{g}"))
+            .iter()
+            .map(|m| {
+                (
+                    m["value"].as_str().unwrap().to_owned(),
+                    m["display"].as_str().map(str::to_owned),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let sorted = |mut v: Vec<(String, Option<String>)>| {
+        v.sort();
+        v
+    };
+    let r = t
+        .post(
+            "/Groups",
+            &json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Team",
+                "members":[{"value":ids[0],"display":"Ann A."},{"value":ids[1]}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let gid = r.json()["id"].as_str().unwrap().to_owned();
+    let want = sorted(vec![
+        (ids[0].clone(), Some("Ann A.".into())),
+        (ids[1].clone(), None),
+    ]);
+    assert_eq!(displays(&r.json()), want);
+    assert_eq!(
+        displays(&t.get(&format!("/Groups/{gid}")).await.json()),
+        want
+    );
+    let list = assert_list(&t.get("/Groups").await);
+    assert_eq!(displays(&list["Resources"][0]), want);
+
+    // Okta's add: {value, display}; a path-less replace of displayName beside it.
+    let r = t
+        .patch(
+            &format!("/Groups/{gid}"),
+            &json!({"schemas":[PATCH_URN],"Operations":[
+                {"op":"add","path":"members","value":[{"value":ids[2],"display":"cy@example.com"},
+                                                     {"value":ids[1],"display":"Bob B."}]}]}),
+        )
+        .await;
+    assert!(matches!(r.status, 200 | 204), "{}", r.text);
+    let want = sorted(vec![
+        (ids[0].clone(), Some("Ann A.".into())),
+        (ids[1].clone(), Some("Bob B.".into())),
+        (ids[2].clone(), Some("cy@example.com".into())),
+    ]);
+    assert_eq!(
+        displays(&t.get(&format!("/Groups/{gid}")).await.json()),
+        want
+    );
+
+    // Removed, then added back without a display: none is returned.
+    for op in [
+        json!({"op":"remove","path":format!("members[value eq \"{}\"]", ids[2])}),
+        json!({"op":"add","path":"members","value":[{"value":ids[2]}]}),
+    ] {
+        let r = t
+            .patch(
+                &format!("/Groups/{gid}"),
+                &json!({"schemas":[PATCH_URN],"Operations":[op]}),
+            )
+            .await;
+        assert!(matches!(r.status, 200 | 204), "{}", r.text);
+    }
+    let g = t.get(&format!("/Groups/{gid}")).await.json();
+    let mut back = want[..2].to_vec();
+    back.push((ids[2].clone(), None));
+    assert_eq!(displays(&g), sorted(back));
+
+    // PUT: the list and the displays as sent this time.
+    let r = t
+        .put(
+            &format!("/Groups/{gid}"),
+            &json!({"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Team",
+                "members":[{"value":ids[0],"display":"Ann"},{"value":ids[2],"display":"Cy"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let want = sorted(vec![
+        (ids[0].clone(), Some("Ann".into())),
+        (ids[2].clone(), Some("Cy".into())),
+    ]);
+    assert_eq!(displays(&r.json()), want);
+    assert_eq!(
+        displays(&t.get(&format!("/Groups/{gid}")).await.json()),
+        want
+    );
+}
