@@ -383,6 +383,11 @@ fn examine(buf: &[u8], out: &mut Vec<u8>, limit: usize) -> Examined {
         &mut headers,
     ) {
         Ok(httparse::Status::Partial) => return Examined::Partial,
+        // A head larger than the HTTP layer's buffer is refused whether it arrived in one
+        // read or in several (hyper could not hold it either).
+        Ok(httparse::Status::Complete(len)) if len > limit => {
+            return Examined::Refused(too_large(limit))
+        }
         Ok(httparse::Status::Complete(len)) => len,
         Err(e) => return Examined::Refused(parse_refusal(e, req.method.is_none())),
     };
