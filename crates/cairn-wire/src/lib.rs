@@ -29,6 +29,17 @@ use std::ops::Range;
 /// request line) and `%` and `#` (which keep their meaning).
 pub const LIBERAL: &[u8] = b"\"<>{}|\\^`";
 
+/// [`LIBERAL`] as a table (one load per byte of a target).
+const IS_LIBERAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < LIBERAL.len() {
+        t[LIBERAL[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// hyper's limits on a request head (`proto::h1::role`): header fields, target length,
 /// and the largest Content-Length (`body::length::MAX_LEN`).
 const MAX_HEADERS: usize = 100;
@@ -398,7 +409,7 @@ fn examine(buf: &[u8], out: &mut Vec<u8>, limit: usize) -> Examined {
         return Examined::Refused(Refusal::new(400, "the request method is not valid"));
     }
     let target_range = range_in(buf, target.as_bytes());
-    let liberal = target.bytes().filter(|b| LIBERAL.contains(b)).count();
+    let liberal = target.bytes().filter(|&b| IS_LIBERAL[b as usize]).count();
     if target.len() + 2 * liberal > MAX_URI_LEN {
         return Examined::Refused(Refusal::new(
             414,
@@ -415,7 +426,7 @@ fn examine(buf: &[u8], out: &mut Vec<u8>, limit: usize) -> Examined {
         out.reserve(len + 2 * liberal);
         out.extend_from_slice(&buf[..target_range.start]);
         for &b in &buf[target_range.clone()] {
-            if LIBERAL.contains(&b) {
+            if IS_LIBERAL[b as usize] {
                 const HEX: &[u8; 16] = b"0123456789ABCDEF";
                 out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
             } else {
@@ -433,9 +444,9 @@ fn examine(buf: &[u8], out: &mut Vec<u8>, limit: usize) -> Examined {
                 ),
             ));
         }
-        http::Uri::try_from(&out[target_range.start..end])
+        uri_check(&out[target_range.start..end])
     } else {
-        http::Uri::try_from(target.as_bytes())
+        uri_check(target.as_bytes())
     };
     if let Err(e) = valid {
         return Examined::Refused(Refusal::new(
@@ -448,6 +459,32 @@ fn examine(buf: &[u8], out: &mut Vec<u8>, limit: usize) -> Examined {
         framing,
         rewritten,
     }
+}
+
+/// Bytes an origin-form target may hold that the `http` crate (1.x) accepts anywhere in
+/// a path or query: visible ASCII but [`LIBERAL`] (which go percent-encoded) and `#`.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        t[b] = !IS_LIBERAL[b] && b != b'#' as usize;
+        b += 1;
+    }
+    t
+};
+
+/// Whether hyper will accept `target` as a `Uri`. Most targets are `/…` made of
+/// [`PLAIN`] bytes, which it always accepts: they skip the parse (an allocation and a
+/// copy), the rest are parsed as hyper will (`tests::plain_targets_are_uris` holds the
+/// shortcut to the `http` version in use).
+fn uri_check(target: &[u8]) -> Result<(), http::uri::InvalidUri> {
+    if target.first() == Some(&b'/')
+        && target.len() <= MAX_URI_LEN
+        && target.iter().all(|&b| PLAIN[b as usize])
+    {
+        return Ok(());
+    }
+    http::Uri::try_from(target).map(drop)
 }
 
 fn parse_refusal(e: httparse::Error, in_method: bool) -> Refusal {

@@ -308,6 +308,20 @@ fn request() -> impl Strategy<Value = Req> {
 }
 
 proptest! {
+    /// The shortcut of `uri_check`: every `/…` target of plain bytes is a URI for the
+    /// `http` crate in use, and so is every target after rewriting.
+    #[test]
+    fn plain_targets_are_uris(rest in prop::collection::vec(0x21u8..0x7f, 0..200)) {
+        let target = [&b"/"[..], &rest].concat();
+        if target.iter().all(|&b| PLAIN[b as usize]) {
+            prop_assert!(http::Uri::try_from(target.as_slice()).is_ok());
+        }
+        let head = [&b"GET "[..], &target, b" HTTP/1.1\r\n\r\n"].concat();
+        let (out, mut rw) = rewrite_all(&head, &[], LIMIT);
+        prop_assert!(rw.take_refusal().is_none(), "{:?}", String::from_utf8_lossy(&head));
+        prop_assert!(http::Uri::try_from(&out[4..out.len() - 13]).is_ok());
+    }
+
     /// Sequences of requests on one connection, cut anywhere: every head's target is
     /// encoded, every body (which may look like a head) goes on untouched, and the
     /// rewriter ends between requests having counted each head.
