@@ -8,7 +8,6 @@ mod audit;
 pub(crate) mod filter;
 mod groups;
 mod identities;
-mod member_displays;
 mod sso;
 mod tenants;
 mod tokens;
