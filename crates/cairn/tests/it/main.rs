@@ -14,6 +14,7 @@ mod conformance;
 // The service's own rules.
 mod audit;
 mod bad_input;
+mod bulk;
 mod cli;
 mod crash;
 mod faults;
