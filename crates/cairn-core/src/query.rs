@@ -25,6 +25,10 @@ pub enum Filter {
         path: Vec<String>,
         filter: Box<Filter>,
     },
+    /// Some live member of the group satisfies `filter`, in which `AttrTarget::Value` is
+    /// the member's user id. Groups only: members are the `group_members` relation, not
+    /// part of the stored document (`members[value eq "…"]`, `members.value eq "…"`).
+    Member(Box<Filter>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,16 +22,21 @@ impl Sql {
     }
 }
 
+/// What attributes are read from: the document, an element of a `Filter::Any`, or,
+/// inside `Filter::Member`, the membership row whose user id `AttrTarget::Value` names.
 #[derive(Clone, Copy)]
 enum Scope {
     Doc,
     Element(usize),
+    Member(usize),
 }
 
 fn source(scope: Scope) -> String {
     match scope {
         Scope::Doc => "u.doc".into(),
         Scope::Element(n) => format!("e{n}.value"),
+        // A membership has no document: its JSON paths are absent.
+        Scope::Member(_) => "NULL::jsonb".into(),
     }
 }
 
@@ -80,6 +85,20 @@ fn build(f: &Filter, scope: Scope, sql: &mut Sql, depth: &mut usize) {
             build(filter, Scope::Element(n), sql, depth);
             sql.text.push(')');
         }
+        Filter::Member(filter) => {
+            // As in the SQLite dialect: per group row, its memberships through the
+            // primary key; soft-deleted accounts are not members.
+            *depth += 1;
+            let n = *depth;
+            sql.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM group_members m{n} JOIN users mu{n} \
+                 ON mu{n}.tenant_id = m{n}.tenant_id AND mu{n}.id = m{n}.user_id \
+                 WHERE m{n}.tenant_id = u.tenant_id AND m{n}.group_id = u.id \
+                 AND mu{n}.deleted_at IS NULL AND "
+            ));
+            build(filter, Scope::Member(n), sql, depth);
+            sql.text.push(')');
+        }
     }
 }
 
@@ -103,6 +122,7 @@ fn text_expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> (String, bool) {
         AttrTarget::Value => (
             match scope {
                 Scope::Element(n) => format!("(e{n}.value #>> '{{}}')"),
+                Scope::Member(n) => format!("m{n}.user_id"),
                 Scope::Doc => "NULL::text".into(),
             },
             false,
@@ -119,7 +139,7 @@ fn json_expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> Option<String> {
         }
         AttrTarget::Value => match scope {
             Scope::Element(n) => Some(format!("e{n}.value")),
-            Scope::Doc => None,
+            Scope::Member(_) | Scope::Doc => None,
         },
         _ => None,
     }

@@ -25,11 +25,13 @@ pub(crate) fn json_path(keys: &[String]) -> String {
 }
 
 /// The source a relative JSON path is applied to: the user's document, or the current
-/// element of a `json_each` inside `Filter::Any`.
+/// element of a `json_each` inside `Filter::Any`; or, inside `Filter::Member`, the
+/// membership row whose user id `AttrTarget::Value` names.
 #[derive(Clone, Copy)]
 enum Scope {
     Doc,
     Element(usize),
+    Member(usize),
 }
 
 pub(crate) fn where_clause(f: &Filter) -> Sql {
@@ -72,6 +74,21 @@ fn build(f: &Filter, scope: Scope, sql: &mut Sql, depth: &mut usize) {
             build(filter, Scope::Element(n), sql, depth);
             sql.text.push(')');
         }
+        Filter::Member(filter) => {
+            // Per group row, its memberships through the primary key (tenant, group,
+            // user): a `value eq` test is one point lookup per group; soft-deleted
+            // accounts are not members (as `live_members` reads them).
+            *depth += 1;
+            let n = *depth;
+            sql.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM group_members m{n} JOIN users mu{n} \
+                 ON mu{n}.tenant_id = m{n}.tenant_id AND mu{n}.id = m{n}.user_id \
+                 WHERE m{n}.tenant_id = u.tenant_id AND m{n}.group_id = u.id \
+                 AND mu{n}.deleted_at IS NULL AND "
+            ));
+            build(filter, Scope::Member(n), sql, depth);
+            sql.text.push(')');
+        }
     }
 }
 
@@ -79,6 +96,8 @@ fn source(scope: Scope) -> String {
     match scope {
         Scope::Doc => "u.doc".into(),
         Scope::Element(n) => format!("e{n}.value"),
+        // A membership has no document: its JSON paths are absent.
+        Scope::Member(_) => "NULL".into(),
     }
 }
 
@@ -112,6 +131,7 @@ fn expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> (String, bool) {
         AttrTarget::Value => (
             match scope {
                 Scope::Element(n) => format!("e{n}.value"),
+                Scope::Member(n) => format!("m{n}.user_id"),
                 Scope::Doc => "NULL".into(),
             },
             false,

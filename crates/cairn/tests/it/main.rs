@@ -18,6 +18,7 @@ mod bulk;
 mod cli;
 mod crash;
 mod faults;
+mod group_filters;
 mod harness;
 mod isolation;
 mod lifecycle;
