@@ -691,41 +691,34 @@ fn filter_strategy() -> impl Strategy<Value = Filter> {
     })
 }
 
-struct Seeded {
-    rt: tokio::runtime::Runtime,
-    db: Db,
-    tenant: cairn_core::tenant::Tenant,
-    users: Vec<UserRecord>,
-}
-
-/// One seeded database shared by all generated cases (the data never changes).
-fn shared() -> &'static std::sync::Mutex<Seeded> {
-    static SEEDED: std::sync::OnceLock<std::sync::Mutex<Seeded>> = std::sync::OnceLock::new();
-    SEEDED.get_or_init(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (db, tenant, users) = rt.block_on(seeded());
-        std::sync::Mutex::new(Seeded {
-            rt,
-            db,
-            tenant,
-            users,
-        })
-    })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, .. ProptestConfig::default() })]
-    #[test]
-    fn sql_agrees_with_the_reference_evaluator(f in filter_strategy()) {
-        let s = shared().lock().unwrap_or_else(|e| e.into_inner());
-        let mut want: Vec<String> = s.users.iter().filter(|u| eval(u, &u.doc, &f)).map(|u| u.user_name.to_string()).collect();
-        let mut got = s.rt.block_on(names(&s.db, &s.tenant, f.clone()));
+/// One seeded database shared by all generated cases (the data never changes), owned by
+/// the test so that it is dropped (on PostgreSQL: the database too) when the test ends.
+#[test]
+fn sql_agrees_with_the_reference_evaluator() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (db, tenant, users) = rt.block_on(seeded());
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 300,
+        ..ProptestConfig::default()
+    });
+    let outcome = runner.run(&filter_strategy(), |f| {
+        let mut want: Vec<String> = users
+            .iter()
+            .filter(|u| eval(u, &u.doc, &f))
+            .map(|u| u.user_name.to_string())
+            .collect();
+        let mut got = rt.block_on(names(&db, &tenant, f.clone()));
         want.sort();
         got.sort();
         prop_assert_eq!(got, want, "filter {:?}", f);
+        Ok(())
+    });
+    rt.block_on(async move { drop(db) });
+    if let Err(e) = outcome {
+        panic!("{e}");
     }
 }

@@ -3,95 +3,15 @@ use cairn_core::ids::{QuotaGb, TenantId, TokenId, UserId, UserName};
 use cairn_core::store::Store;
 use cairn_core::tenant::Tenant;
 use cairn_core::user::{UserData, UserRecord};
-use cairn_store::{PostgresStore, SqliteStore};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use time::OffsetDateTime;
 
-/// A fresh database of the backend under test: SQLite by default, PostgreSQL when
-/// `CAIRN_TEST_BACKEND=postgres` (server from `CAIRN_TEST_POSTGRES_URL`, default the local
-/// one). Each `Db` is a new database, dropped afterwards.
-pub struct Db {
-    pub store: Arc<dyn Store>,
-    /// The PostgreSQL database's URL, on that backend.
-    pub pg_url: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
-}
+/// A fresh database of the backend under test (see `cairn_testkit::TestDb`).
+pub use cairn_testkit::{backend_is_postgres, TestDb as Db};
 
-pub fn backend_is_postgres() -> bool {
-    std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("CAIRN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-fn pg_admin(sql: String) {
-    // Runs on its own thread and runtime, so it works from sync and async contexts alike.
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
-                .await
-                .expect("connect to the test PostgreSQL server");
-            tokio::spawn(conn);
-            client.batch_execute(&sql).await.expect("admin statement");
-        })
-    })
-    .join()
-    .unwrap();
-}
-
+/// A new database of the backend under test, dropped with the `Db`.
 pub async fn db_async() -> Db {
-    if backend_is_postgres() {
-        let name = format!("cairn_test_{}", uuid_simple());
-        pg_admin(format!("CREATE DATABASE {name}"));
-        let base = pg_admin_url();
-        let url = match base.rfind('/') {
-            Some(i) if base[..i].contains("://") && i > base.find("://").unwrap() + 2 => {
-                format!("{}/{name}", &base[..i])
-            }
-            _ => format!("{base}/{name}"),
-        };
-        let store = PostgresStore::connect(&url).await.expect("connect");
-        Db {
-            store: Arc::new(store),
-            pg_url: Some(url),
-            _dir: None,
-            pg_name: Some(name),
-        }
-    } else {
-        db()
-    }
-}
-
-pub fn db() -> Db {
-    assert!(!backend_is_postgres(), "use db_async() for PostgreSQL");
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&dir.path().join("cairn.db")).unwrap());
-    Db {
-        store,
-        pg_url: None,
-        _dir: Some(dir),
-        pg_name: None,
-    }
-}
-
-impl Drop for Db {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            pg_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
-}
-
-fn uuid_simple() -> String {
-    TenantId::random().to_string().replace('-', "")
+    Db::new("cairn_test").await
 }
 
 pub fn now() -> OffsetDateTime {

@@ -16,10 +16,9 @@ use cairn_core::auth::{OperatorCtx, ScimCtx, TokenHash};
 use cairn_core::clock::Clock;
 use cairn_core::ids::{TenantId, UserName};
 use cairn_core::service::{Authority, Services};
-use cairn_core::store::Store;
 use cairn_core::store::{Role, SettingsChange};
 use cairn_core::user::UserData;
-use cairn_store::{PostgresStore, SqliteStore};
+use cairn_testkit::TestDb;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -53,62 +52,8 @@ struct Harness {
     services: Arc<Services>,
     clock: Arc<TestClock>,
     tenant: TenantId,
-    _dir: tempfile::TempDir,
-    pg_name: Option<String>,
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("CAIRN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Runs an administrative statement on its own thread and runtime (usable from `Drop`).
-fn pg_admin(sql: String) {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
-                .await
-                .expect("connect to the test PostgreSQL server");
-            tokio::spawn(conn);
-            client.batch_execute(&sql).await.expect("admin statement");
-        })
-    })
-    .join()
-    .unwrap();
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            pg_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
-    }
-}
-
-async fn test_store(dir: &std::path::Path) -> (Arc<dyn Store>, Option<String>) {
-    if std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "postgres") {
-        let name = format!(
-            "cairn_web_test_{}",
-            TenantId::random().to_string().replace('-', "")
-        );
-        pg_admin(format!("CREATE DATABASE {name}"));
-        let base = pg_admin_url();
-        let url = match base.rfind('/') {
-            Some(i) if i > base.find("://").map_or(0, |j| j + 2) => {
-                format!("{}/{name}", &base[..i])
-            }
-            _ => format!("{base}/{name}"),
-        };
-        let store = PostgresStore::connect(&url).await.expect("connect");
-        (Arc::new(store), Some(name))
-    } else {
-        let store = SqliteStore::open(&dir.join("cairn.db")).unwrap();
-        (Arc::new(store), None)
-    }
+    /// The store's database, and the vault's directory beside it.
+    _db: TestDb,
 }
 
 struct Resp {
@@ -160,8 +105,8 @@ impl Harness {
     }
 
     async fn with_url(public_url: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, pg_name) = test_store(dir.path()).await;
+        let db = TestDb::new("cairn_web_test").await;
+        let store = db.store.clone();
         let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::now_utc())));
         let services = Arc::new(Services::new(
             store,
@@ -182,7 +127,7 @@ impl Harness {
             services: services.clone(),
             metrics: Arc::new(Metrics::new()),
             vault: Arc::new(crate::vault::VaultConfig {
-                vault: cairn_vault::Vault::new(dir.path().join("vault")),
+                vault: cairn_vault::Vault::new(db.dir().join("vault")),
                 quota_unit: Default::default(),
             }),
             scim_rate_limit: None,
@@ -196,8 +141,7 @@ impl Harness {
             services,
             clock,
             tenant: tenant.id,
-            _dir: dir,
-            pg_name,
+            _db: db,
         }
     }
 
@@ -326,29 +270,7 @@ impl Harness {
 
     /// Turns SCIM on for the tenant and returns a new SCIM bearer token.
     async fn scim_token(&self) -> String {
-        let op = OperatorCtx::local_operator();
-        let s = &self.services;
-        s.update_settings(
-            Authority::Operator(&op),
-            &self.tenant,
-            SettingsChange {
-                scim_enabled: Some(true),
-                account_size_gb: None,
-                max_account_size_gb: None,
-            },
-            &RequestMeta::default(),
-        )
-        .await
-        .unwrap();
-        let (token, _) = s
-            .generate_token(
-                Authority::Operator(&op),
-                &self.tenant,
-                &RequestMeta::default(),
-            )
-            .await
-            .unwrap();
-        token.expose().to_owned()
+        cairn_testkit::enable_scim(&self.services, &self.tenant).await
     }
 
     async fn provision(&self, ctx: &ScimCtx, user_name: &str, display: &str) -> String {

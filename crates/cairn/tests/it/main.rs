@@ -19,7 +19,6 @@ mod cli;
 mod crash;
 mod faults;
 mod group_filters;
-mod harness;
 mod isolation;
 mod lifecycle;
 mod listeners;

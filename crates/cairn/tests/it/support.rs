@@ -18,92 +18,8 @@ pub const LIST_URN: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 pub const SCIM_JSON: &str = "application/scim+json";
 
-pub fn backend_is_postgres() -> bool {
-    std::env::var("CAIRN_TEST_BACKEND").is_ok_and(|b| b == "postgres")
-}
-
-/// Whether this run is CI's (`CI` set to anything but `false`/`0`/empty; `.ci/run` and
-/// GitHub Actions set `CI=true`).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// A line on the test process's stderr that cargo test shows whatever the outcome:
-/// the test harness captures `print!`/`eprint!` of passing tests, not direct writes.
-pub fn announce(line: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "{line}");
-}
-
-/// The running test's name (libtest names each test's thread after it).
-fn test_name() -> String {
-    std::thread::current()
-        .name()
-        .unwrap_or("<unnamed test>")
-        .to_owned()
-}
-
-/// What a test needs from the machine (`need`, e.g. "mounting a tmpfs (root)") and
-/// whether it has it. With it, the test announces that it ran, so CI's log shows it did.
-/// Without it, under CI (see [`in_ci`]) the test fails naming what is missing; elsewhere
-/// it says `SKIPPED` on the uncaptured stderr and the caller returns (a local machine
-/// may lack root or a tool, CI may not).
-#[track_caller]
-pub fn require(need: &str, have: bool) -> bool {
-    let test = test_name();
-    if have {
-        announce(&format!("ran {test}: {need}"));
-        return true;
-    }
-    assert!(
-        !in_ci(),
-        "{test}: needs {need}, which this machine does not give it, and CI is set: \
-         a CI run must not skip it"
-    );
-    announce(&format!(
-        "SKIPPED {test}: needs {need} (CI fails here instead)"
-    ));
-    false
-}
-
-fn pg_admin_url() -> String {
-    std::env::var("CAIRN_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// Runs one statement on the PostgreSQL test server (own thread and runtime, so it works
-/// from sync code and from inside a runtime alike).
-pub fn pg_admin(sql: String) {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (client, conn) = tokio_postgres::connect(&pg_admin_url(), tokio_postgres::NoTls)
-                .await
-                .expect("connect to the test PostgreSQL server");
-            tokio::spawn(conn);
-            client.batch_execute(&sql).await.expect("admin statement");
-        })
-    })
-    .join()
-    .unwrap();
-}
-
-fn unique_suffix() -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000,
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use cairn_testkit::{backend_is_postgres, pg_admin, require};
+use cairn_testkit::{unique_suffix, PgDatabase};
 
 /// A database for one test: a SQLite file under a temporary directory, or a new
 /// PostgreSQL database that is dropped with the `Deployment`.
@@ -111,7 +27,8 @@ pub struct Deployment {
     pub data_dir: tempfile::TempDir,
     /// `--database-url`, `None` for the SQLite default under `data_dir`.
     pub database_url: Option<String>,
-    pg_name: Option<String>,
+    /// The PostgreSQL database, dropped with the `Deployment`.
+    pg: Option<PgDatabase>,
     /// Environment for every `cairn` process of this deployment, server and CLI alike
     /// (the S3 vault's settings).
     pub env: Vec<(String, String)>,
@@ -135,7 +52,7 @@ impl Deployment {
         Deployment {
             data_dir: tempfile::tempdir().unwrap(),
             database_url: None,
-            pg_name: None,
+            pg: None,
             env: Vec::new(),
             s3: None,
         }
@@ -143,14 +60,11 @@ impl Deployment {
 
     /// A new PostgreSQL database, whatever the backend under test.
     pub fn postgres() -> Self {
-        let name = format!("cairn_it_{}", unique_suffix());
-        pg_admin(format!("CREATE DATABASE {name}"));
-        let base = pg_admin_url();
-        let root = &base[..base.rfind('/').unwrap()];
+        let db = PgDatabase::create("cairn_it");
         Deployment {
             data_dir: tempfile::tempdir().unwrap(),
-            database_url: Some(format!("{root}/{name}")),
-            pg_name: Some(name),
+            database_url: Some(db.url().to_owned()),
+            pg: Some(db),
             env: Vec::new(),
             s3: None,
         }
@@ -257,14 +171,6 @@ impl Deployment {
 impl Default for Deployment {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl Drop for Deployment {
-    fn drop(&mut self) {
-        if let Some(name) = self.pg_name.take() {
-            pg_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
-        }
     }
 }
 

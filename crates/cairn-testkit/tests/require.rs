@@ -1,11 +1,12 @@
-//! The harness's own rules, checked against this test binary run as a child process:
-//! a test that cannot get what it needs from the machine fails under CI, naming it, and
-//! elsewhere says `SKIPPED` where cargo test shows it (not in captured output).
+//! The rule of [`cairn_testkit::require`], checked against this test binary run as a
+//! child process: a test that cannot get what it needs from the machine fails under CI,
+//! naming it, and elsewhere says `SKIPPED` where cargo test shows it (not in captured
+//! output). Moved here from the integration suite's `harness` module with the function.
 
-use crate::support::*;
+use cairn_testkit::require;
 use std::process::Command;
 
-const PROBE: &str = "harness::require_probe";
+const PROBE: &str = "require_probe";
 const NEED: &str = "a thing no machine has";
 
 /// Acts only when `the_probe_fails_under_ci_and_skips_loudly_elsewhere` runs it.
