@@ -403,6 +403,29 @@ pub(super) async fn list_page<T>(
     }
     let count_text = format!("SELECT COUNT(*) FROM {table} u WHERE {}", sql.text);
     let filter_params = sql.params.len();
+    if let (Some(seek), true) = (&query.seek, query.count > 0) {
+        // A keyset page (RFC 9865 cursors): one seek through the index of the sort key
+        // (or of ids) wherever the position is; a page read backwards is turned back.
+        let (order, backward) = filter::push_keyset(query.sort.as_ref(), seek, &mut sql);
+        let limit = sql.bind(Box::new(query.count.min(i64::MAX as u64) as i64));
+        let text = format!(
+            "SELECT {cols} FROM {table} u WHERE {}{order} LIMIT {limit}",
+            sql.text
+        );
+        let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
+        let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+        if backward {
+            items.reverse();
+        }
+        let first_and_short =
+            matches!(seek, cairn_core::query::Seek::First) && (items.len() as u64) < query.count;
+        let total = if first_and_short {
+            items.len() as u64
+        } else {
+            count_rows(c, &count_text, &sql.params[..filter_params]).await?
+        };
+        return Ok(Page { total, items });
+    }
     if query.count == 0 {
         return Ok(Page {
             total: count_rows(c, &count_text, &sql.params).await?,

@@ -368,7 +368,7 @@ async fn list_live_users(
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
 ) -> Result<Page<UserRecord>> {
-    if query.filter.is_none() && query.sort.is_none() {
+    if query.filter.is_none() && query.sort.is_none() && query.seek.is_none() {
         return list_plain_users(c, tenant, query, starts).await;
     }
     list_page(

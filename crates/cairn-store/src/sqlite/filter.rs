@@ -3,7 +3,9 @@
 //! can change the shape of the statement.
 
 use cairn_core::ids::fold_case;
-use cairn_core::query::{Attr, AttrKind, AttrTarget, CompareOp, Filter, Scalar, SortKey};
+use cairn_core::query::{
+    Attr, AttrKind, AttrTarget, CompareOp, Filter, Keyset, Scalar, Seek, SortKey,
+};
 use rusqlite::types::Value as SqlValue;
 
 /// The SQL and its parameters, in order.
@@ -298,4 +300,101 @@ pub(crate) fn order_by(sort: Option<&SortKey>) -> Sql {
         }
     }
     sql
+}
+
+/// The expression a sort key orders by (folded when the attribute is case-insensitive),
+/// the same in `ORDER BY` and in a keyset's comparison.
+fn sort_expr(k: &SortKey, sql: &mut Sql) -> String {
+    let (e, folded) = expr(&k.attr, Scope::Doc, sql);
+    let fold = !k.attr.case_exact && is_textual(k.attr.kind) && !folded;
+    if fold {
+        format!("scim_fold({e})")
+    } else {
+        e
+    }
+}
+
+/// A keyset page (RFC 9865 cursors): ` AND <after or before the position>`, appended to
+/// the `WHERE` clause, and the ` ORDER BY` that reads the page (by the sort key with
+/// NULLs last, then by id; reversed for a page before the position, which the caller
+/// turns back). Whether the page reads backwards is returned too.
+pub(crate) fn keyset(sort: Option<&SortKey>, seek: &Seek) -> (Sql, Sql, bool) {
+    let (pos, backward) = match seek {
+        Seek::First => (None, false),
+        Seek::After(k) => (Some(k), false),
+        Seek::Before(k) => (Some(k), true),
+    };
+    let descending = sort.is_some_and(|k| k.descending);
+    // Rows "after" in the direction read: greater ids when reading ascending.
+    let cmp = if descending == backward { ">" } else { "<" };
+    let dir = if descending == backward {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let nulls = if backward {
+        "NULLS FIRST"
+    } else {
+        "NULLS LAST"
+    };
+    let mut cond = Sql::default();
+    let mut order = Sql::default();
+    match sort {
+        None => {
+            if let Some(Keyset { id, .. }) = pos {
+                cond.text = format!(" AND u.id {cmp} ?");
+                cond.params.push(SqlValue::Text(id.clone()));
+            }
+            order.text = format!(" ORDER BY u.id {dir}");
+        }
+        Some(k) => {
+            if let Some(Keyset { key, id }) = pos {
+                let e = sort_expr(k, &mut cond);
+                let e_params = cond.params.clone();
+                let value = match key {
+                    Scalar::Null => None,
+                    Scalar::Bool(b) => Some(SqlValue::Integer(i64::from(*b))),
+                    Scalar::Int(i) => Some(SqlValue::Integer(*i)),
+                    Scalar::Decimal(d) => Some(SqlValue::Real(*d)),
+                    Scalar::String(s) => Some(SqlValue::Text(s.clone())),
+                };
+                cond.params.clear();
+                let push_e = |c: &mut Sql| c.params.extend(e_params.iter().cloned());
+                match (value, backward) {
+                    (Some(v), false) => {
+                        push_e(&mut cond);
+                        cond.params.push(v.clone());
+                        push_e(&mut cond);
+                        cond.params.push(v);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        push_e(&mut cond);
+                        cond.text = format!(
+                            " AND ({e} {cmp} ? OR ({e} = ? AND u.id {cmp} ?) OR {e} IS NULL)"
+                        );
+                    }
+                    (Some(v), true) => {
+                        push_e(&mut cond);
+                        cond.params.push(v.clone());
+                        push_e(&mut cond);
+                        cond.params.push(v);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        cond.text = format!(" AND ({e} {cmp} ? OR ({e} = ? AND u.id {cmp} ?))");
+                    }
+                    (None, false) => {
+                        push_e(&mut cond);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        cond.text = format!(" AND ({e} IS NULL AND u.id {cmp} ?)");
+                    }
+                    (None, true) => {
+                        push_e(&mut cond);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        cond.text = format!(" AND ({e} IS NOT NULL OR u.id {cmp} ?)");
+                    }
+                }
+            }
+            let e = sort_expr(k, &mut order);
+            order.text = format!(" ORDER BY {e} {dir} {nulls}, u.id {dir}");
+        }
+    }
+    (cond, order, backward)
 }

@@ -406,7 +406,7 @@ fn list_users_in<D: FromDoc>(
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
 ) -> rusqlite::Result<Page<UserRecord<D>>> {
-    if query.filter.is_none() && query.sort.is_none() {
+    if query.filter.is_none() && query.sort.is_none() && query.seek.is_none() {
         return list_live_users(c, &tenant, query, starts);
     }
     list_page(

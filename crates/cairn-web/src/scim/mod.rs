@@ -1,6 +1,7 @@
 //! The SCIM 2.0 service provider (RFC 7644) of one tenant, mounted at `/scim/v2/{tenant}`.
 
 pub mod bulk;
+pub mod cursor;
 pub mod discovery;
 pub mod extract;
 pub mod group_writes;

@@ -17,6 +17,7 @@ mod bad_input;
 mod bulk;
 mod cli;
 mod crash;
+mod cursor;
 mod faults;
 mod group_filters;
 mod isolation;
