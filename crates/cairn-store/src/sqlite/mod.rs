@@ -363,10 +363,11 @@ pub(super) fn list_page<T>(
 }
 
 /// A keyset page (RFC 9865 cursors) of [`list_page`]: one seek through the index of the
-/// sort key (or of ids), whatever the position, then the total by `COUNT(*)` unless the
+/// sort key (or of ids), whatever the position, then the total from `count` (`COUNT(*)`
+/// in `list_page`; the tenant's live count for an unfiltered account list) unless the
 /// first page is not full. A page read backwards is turned back into the list's order.
 #[allow(clippy::too_many_arguments)]
-fn keyset_page<T>(
+pub(super) fn keyset_page<T>(
     c: &Connection,
     table: &str,
     cols: &str,

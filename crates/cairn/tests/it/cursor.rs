@@ -131,6 +131,8 @@ async fn pages_are_stable_under_creates_and_deletes() {
     let mut next = first["nextCursor"].as_str().map(str::to_owned);
     while let Some(c) = next {
         let p = page(&t, &format!("/Users?count=10&cursor={c}")).await;
+        // The total follows the churn: 40 - 4 + 5.
+        assert_eq!(p["totalResults"], 41, "{p}");
         seen.extend(ids_of(&p));
         next = p["nextCursor"].as_str().map(str::to_owned);
     }
@@ -157,6 +159,9 @@ async fn sorted_cursor_pages_follow_the_sort() {
         ("displayName", "ascending"),
         ("displayName", "descending"),
         ("meta.created", "ascending"),
+        // Every user active, none with an externalId: one tie over the whole list.
+        ("active", "descending"),
+        ("externalId", "ascending"),
     ] {
         let q = format!("/Users?sortBy={by}&sortOrder={order}");
         let whole = page(&t, &format!("{q}&count=100")).await;
@@ -179,6 +184,8 @@ async fn sorted_cursor_pages_follow_the_sort() {
             match by {
                 "userName" => r["userName"].clone(),
                 "displayName" => r["displayName"].clone(),
+                "active" => r["active"].clone(),
+                "externalId" => r["externalId"].clone(),
                 _ => r["meta"]["created"].clone(),
             }
         };
