@@ -1,6 +1,7 @@
 //! Snapshots of the SCIM documents clients read, as the router serves them: the
 //! discovery endpoints (RFC 7644 §4), a full user with the enterprise extension and its
-//! groups, a group with members, a ListResponse, and every SCIM error body the service
+//! groups, a group with members, a ListResponse, a BulkResponse (RFC 7644 §3.7.3) and a
+//! cursor page (RFC 9865), and every SCIM error body the service
 //! returns (RFC 7644 §3.12). Each snapshot holds the status, the headers clients act on
 //! and the body; what differs per run is redacted: the tenant's and resources' ids
 //! (named after what they are, so a member still shows whom it points at), times, and

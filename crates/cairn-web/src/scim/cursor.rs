@@ -387,6 +387,81 @@ mod tests {
         assert_eq!(e.scim_type, Some(ScimType::InvalidCursor));
     }
 
+    /// Whatever a client sends as a cursor is a valid position in its own list or 400
+    /// `invalidCursor` (or `expiredCursor`), never a panic: random base64url text, every
+    /// one-character change of a real cursor, and well-formed arrays with the right
+    /// fingerprint but values of the wrong kind.
+    #[test]
+    fn arbitrary_cursors_are_positions_or_invalid() {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let ok_or_invalid = |text: &str| match req(text, 1_000_100) {
+            Ok(Some(r)) => assert!(matches!(
+                r.seek,
+                Seek::After(_) | Seek::Before(_) | Seek::First
+            )),
+            Ok(None) => unreachable!("a cursor was given"),
+            Err(e) => {
+                assert_eq!(e.status, 400, "{text}");
+                assert!(
+                    matches!(
+                        e.scim_type,
+                        Some(ScimType::InvalidCursor | ScimType::ExpiredCursor)
+                    ),
+                    "{text}: {e}"
+                );
+            }
+        };
+        for _ in 0..5000 {
+            let len = (next() % 300) as usize;
+            let text: String = (0..len)
+                .map(|_| ALPHABET[(next() % 64) as usize] as char)
+                .collect();
+            ok_or_invalid(&text);
+        }
+        let r = req("", 1_000_000).unwrap().unwrap();
+        let valid = r.encode(
+            &Keyset {
+                key: Scalar::Null,
+                id: "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c".into(),
+            },
+            true,
+        );
+        for i in 0..valid.len() {
+            for c in ALPHABET.iter().step_by(7) {
+                let mut t = valid.clone().into_bytes();
+                t[i] = *c;
+                ok_or_invalid(&String::from_utf8(t).unwrap());
+            }
+        }
+        let fp = r.fingerprint.clone();
+        for key in [
+            json!(1),
+            json!(true),
+            json!({}),
+            json!([]),
+            json!("x".repeat(5000)),
+            json!(null),
+        ] {
+            for id in [
+                json!("0193A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5C"),
+                json!("' OR 1=1 --"),
+                json!(7),
+                json!(null),
+                json!("0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5c"),
+            ] {
+                let v = json!([VERSION, "a", 1_000_000, fp, key, id]);
+                ok_or_invalid(&URL_SAFE_NO_PAD.encode(v.to_string()));
+            }
+        }
+    }
+
     #[test]
     fn pages_know_their_neighbours() {
         let r = req("", 0).unwrap().unwrap();
