@@ -18,6 +18,9 @@ pub enum Actor {
     Operator,
     /// Cairn itself (retention purges).
     System,
+    /// A single sign-on attempt, named by the subject the identity provider asserted
+    /// (`None` when nothing verified named one).
+    SingleSignOn { subject: Option<String> },
 }
 
 impl Actor {
@@ -27,6 +30,7 @@ impl Actor {
             Actor::DashboardUser { .. } => "dashboard_user",
             Actor::Operator => "operator",
             Actor::System => "system",
+            Actor::SingleSignOn { .. } => "sso",
         }
     }
     pub fn id(&self) -> Option<String> {
@@ -34,6 +38,7 @@ impl Actor {
             Actor::Token { id } => Some(id.to_string()),
             Actor::DashboardUser { email, .. } => Some(email.clone()),
             Actor::Operator | Actor::System => None,
+            Actor::SingleSignOn { subject } => subject.clone(),
         }
     }
 }
@@ -73,6 +78,12 @@ pub enum Action {
     VaultPurgeFailed,
     /// The operator set or removed the cap on a tenant's Account Size and group sizes.
     TenantLimitChanged,
+    /// A tenant's single sign-on settings changed (identity provider, scope, on/off).
+    SsoSettingsChanged,
+    /// Someone signed in through the tenant's identity provider.
+    SsoSignIn,
+    /// A single sign-on attempt was refused (the reason is in `changes`).
+    SsoSignInRefused,
 }
 
 impl Action {
@@ -100,6 +111,9 @@ impl Action {
             Action::VaultPurged => "vault_purged",
             Action::VaultPurgeFailed => "vault_purge_failed",
             Action::TenantLimitChanged => "tenant_limit_changed",
+            Action::SsoSettingsChanged => "sso_settings_changed",
+            Action::SsoSignIn => "sso_sign_in",
+            Action::SsoSignInRefused => "sso_sign_in_refused",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -107,7 +121,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 22] = [
+pub const ALL_ACTIONS: [Action; 25] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -130,6 +144,9 @@ pub const ALL_ACTIONS: [Action; 22] = [
     Action::VaultPurged,
     Action::VaultPurgeFailed,
     Action::TenantLimitChanged,
+    Action::SsoSettingsChanged,
+    Action::SsoSignIn,
+    Action::SsoSignInRefused,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

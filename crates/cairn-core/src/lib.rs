@@ -12,6 +12,7 @@ pub mod ids;
 pub mod query;
 pub mod service;
 pub mod session;
+pub mod sso;
 pub mod store;
 pub mod tenant;
 pub mod user;

@@ -368,6 +368,32 @@ impl Services {
 
     /// The dashboard user when `password` is theirs. Unknown emails are checked against a
     /// dummy hash, so both take as long.
+    /// Starts a dashboard session for `user` after a sign-in that did not use a password
+    /// (single sign-on, `crate::sso`): the same record and expiry as [`Self::sign_in`],
+    /// with a new session id (the presented one, if any, is ended: no fixation).
+    pub(crate) async fn start_dashboard_session(
+        &self,
+        user: &DashboardUser,
+        previous: Option<&SessionSecret>,
+    ) -> Result<(SessionSecret, DashboardSession)> {
+        let now = self.clock.now();
+        if let Some(prev) = previous {
+            self.store.delete_session(&prev.hash()).await?;
+        }
+        let secret = SessionSecret::generate();
+        let record = SessionRecord {
+            id_hash: secret.hash(),
+            tenant_id: user.tenant_id.clone(),
+            user_id: user.id.clone(),
+            csrf_token: random_hex(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + SESSION_ABSOLUTE,
+        };
+        self.store.create_session(&record).await?;
+        Ok((secret, session_of(user, &record)))
+    }
+
     async fn check_password(
         &self,
         ticket: &GateTicket<'_>,

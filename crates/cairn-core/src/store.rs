@@ -13,6 +13,7 @@ use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange}
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
 use crate::session::{SessionHash, SessionRecord, ThrottleRule};
+use crate::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SubjectPin};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
 use crate::vault::{BackupKeyRecord, ByteCount};
@@ -306,6 +307,21 @@ pub trait GroupStore: Send + Sync + 'static {
     ) -> Result<GroupRecord>;
     /// Groups by displayName with their live member counts, for the dashboard.
     async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>>;
+    /// Records the `display` a client sent with members (RFC 7643 §4.2 `members.display`)
+    /// on their memberships; an account that is not a member is skipped. Memberships keep
+    /// their display until they end.
+    async fn set_member_displays(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        displays: &[(UserId, String)],
+    ) -> Result<()>;
+    /// The `display` values recorded for a group's members.
+    async fn member_displays(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+    ) -> Result<std::collections::HashMap<UserId, String>>;
 }
 
 /// Dashboard identities: dashboard users, their sessions and sign-in throttling. Sessions
@@ -412,6 +428,74 @@ pub trait VaultStore: Send + Sync + 'static {
     ) -> Result<bool>;
 }
 
+/// Single sign-on (see `crate::sso`): each tenant's SAML identity provider and SSO scope,
+/// the outstanding AuthnRequest ids, the assertion ids already used (the replay store,
+/// in the database so every instance shares it), the identity provider's subject pinned
+/// to each dashboard user or account, and the sessions of backup accounts.
+#[async_trait]
+pub trait SsoStore: Send + Sync + 'static {
+    /// Creates or replaces the tenant's SAML settings, with its audit entry.
+    async fn put_saml_config(&self, config: &SamlIdpConfig, audit: AuditDraft) -> Result<()>;
+    async fn get_saml_config(&self, tenant: &TenantId) -> Result<Option<SamlIdpConfig>>;
+    /// Remembers an AuthnRequest id until `expires_at`.
+    async fn create_sso_request(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Those of `ids` that are outstanding (issued for this tenant, unused, unexpired).
+    async fn outstanding_sso_requests(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>>;
+    /// Uses up a request id: `true` only for the one caller that removed an outstanding,
+    /// unexpired id (single use, across instances). Also drops expired ids.
+    async fn take_sso_request(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Records an assertion id until `keep_until`: `false` when it was already recorded
+    /// (a replay). Also drops ids whose time is over.
+    async fn record_assertion_id(
+        &self,
+        tenant: &TenantId,
+        assertion_id: &str,
+        keep_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
+    /// The subject pinned to a dashboard user or account, if any.
+    async fn sso_subject(
+        &self,
+        tenant: &TenantId,
+        kind: PrincipalKind,
+        principal_id: &str,
+    ) -> Result<Option<SubjectPin>>;
+    /// Pins `pin` to the principal unless one is pinned already; returns the pin in force.
+    async fn pin_sso_subject(
+        &self,
+        tenant: &TenantId,
+        kind: PrincipalKind,
+        principal_id: &str,
+        pin: &SubjectPin,
+        at: OffsetDateTime,
+    ) -> Result<SubjectPin>;
+    /// The live (not soft-deleted) account whose userName equals `user_name` ignoring case.
+    async fn find_account_by_user_name(
+        &self,
+        tenant: &TenantId,
+        user_name: &str,
+    ) -> Result<Option<UserRecord>>;
+    async fn create_account_session(&self, session: &AccountSessionRecord) -> Result<()>;
+    async fn get_account_session(&self, id: &SessionHash) -> Result<Option<AccountSessionRecord>>;
+    async fn touch_account_session(&self, id: &SessionHash, at: OffsetDateTime) -> Result<()>;
+    async fn delete_account_session(&self, id: &SessionHash) -> Result<()>;
+}
+
 /// The backend itself.
 #[async_trait]
 pub trait HealthStore: Send + Sync + 'static {
@@ -429,6 +513,7 @@ pub trait Store:
     + IdentityStore
     + AuditStore
     + VaultStore
+    + SsoStore
     + HealthStore
 {
 }
@@ -441,6 +526,7 @@ impl<T> Store for T where
         + IdentityStore
         + AuditStore
         + VaultStore
+        + SsoStore
         + HealthStore
 {
 }

@@ -184,7 +184,12 @@ const TABLES: &[Table] = &[
     Table {
         name: "group_members",
         key: &["tenant_id", "group_id", "user_id"],
-        cols: &[("tenant_id", Text), ("group_id", Text), ("user_id", Text)],
+        cols: &[
+            ("tenant_id", Text),
+            ("group_id", Text),
+            ("user_id", Text),
+            ("display", Text),
+        ],
         serial: None,
     },
     Table {
@@ -228,6 +233,50 @@ const TABLES: &[Table] = &[
         serial: None,
     },
     Table {
+        name: "sso_saml_configs",
+        key: &["tenant_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("enabled", Bool),
+            ("idp_entity_id", Text),
+            ("sso_url", Text),
+            ("certificates", Text),
+            ("metadata_xml", Text),
+            ("metadata_url", Text),
+            ("scope_admins", Bool),
+            ("scope_all_accounts", Bool),
+            ("scope_accounts", Text),
+            ("updated_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
+        name: "sso_subjects",
+        key: &["tenant_id", "principal_kind", "principal_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("principal_kind", Text),
+            ("principal_id", Text),
+            ("issuer", Text),
+            ("subject", Text),
+            ("pinned_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
+        name: "account_sessions",
+        key: &["id_hash"],
+        cols: &[
+            ("id_hash", Bytes),
+            ("tenant_id", Text),
+            ("user_id", Text),
+            ("created_at", Text),
+            ("last_seen_at", Text),
+            ("expires_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
         name: "audit_events",
         key: &["id"],
         cols: &[
@@ -258,6 +307,16 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "user_list_state",
         "the per-tenant count and change generation of accounts, kept by triggers on both \
          backends: the target rebuilds it as the accounts are copied",
+    ),
+    (
+        "sso_requests",
+        "outstanding SAML AuthnRequest ids, usable for minutes: sign-ins in progress \
+         during the copy start over",
+    ),
+    (
+        "sso_assertions",
+        "the SAML replay store: without the request ids (not copied) no copied assertion \
+         could be accepted again anyway",
     ),
     (
         "schema_migrations",

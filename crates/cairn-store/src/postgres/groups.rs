@@ -18,6 +18,23 @@ use tokio_postgres::{GenericClient, Row};
 
 #[async_trait]
 impl GroupStore for PostgresStore {
+    async fn set_member_displays(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        displays: &[(UserId, String)],
+    ) -> Result<()> {
+        self.write_member_displays(tenant, id, displays).await
+    }
+
+    async fn member_displays(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+    ) -> Result<std::collections::HashMap<UserId, String>> {
+        self.read_member_displays(tenant, id).await
+    }
+
     async fn create_group(
         &self,
         g: &GroupRecord,

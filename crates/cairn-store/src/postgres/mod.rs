@@ -8,6 +8,8 @@ mod audit;
 pub(crate) mod filter;
 mod groups;
 mod identities;
+mod member_displays;
+mod sso;
 mod tenants;
 mod tokens;
 mod users;
@@ -41,6 +43,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_drop_redundant_user_name_index.sql"),
     include_str!("../../migrations/postgres/0007_user_list_state.sql"),
     include_str!("../../migrations/postgres/0008_purge_marker_and_tenant_limits.sql"),
+    include_str!("../../migrations/postgres/0009_sso.sql"),
+    include_str!("../../migrations/postgres/0010_group_member_display.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

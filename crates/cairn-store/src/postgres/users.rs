@@ -200,13 +200,18 @@ impl UserStore for PostgresStore {
         let tx = c.transaction().await.map_err(map_err)?;
         let row = tx
             .query_opt(
-                "SELECT id FROM users WHERE tenant_id = $1 AND user_name_fold = $2 AND deleted_at IS NOT NULL
+                "SELECT id, CASE WHEN purge_at <= $3 THEN purge_at END FROM users
+                 WHERE tenant_id = $1 AND user_name_fold = $2 AND deleted_at IS NOT NULL
                  AND purging_since IS NULL ORDER BY deleted_at DESC, seq DESC LIMIT 1 FOR UPDATE",
-                &[&tenant.as_str(), &user_name.folded()],
+                &[&tenant.as_str(), &user_name.folded(), &ts(at)],
             )
             .await
             .map_err(map_err)?;
-        let id: String = row.ok_or(Error::NotFound("deleted account"))?.get(0);
+        let row = row.ok_or(Error::NotFound("deleted account"))?;
+        if let Some(purge_at) = row.get::<_, Option<String>>(1) {
+            return Err(crate::retention_ended(&purge_at));
+        }
+        let id: String = row.get(0);
         tx.execute(
             "UPDATE users SET deleted_at = NULL, purge_at = NULL, updated_at = $1, version = version + 1
              WHERE tenant_id = $2 AND id = $3",

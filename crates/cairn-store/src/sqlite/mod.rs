@@ -17,6 +17,8 @@ pub(crate) mod conn;
 pub(crate) mod filter;
 mod groups;
 mod identities;
+mod member_displays;
+mod sso;
 mod tenants;
 mod tokens;
 mod users;

@@ -224,15 +224,19 @@ impl UserStore for SqliteStore {
         let fold = user_name.folded();
         self.writer
             .write(move |c| {
-                let id: Option<String> = db(c
+                let found: Option<(String, Option<String>)> = db(c
                     .query_row(
-                        "SELECT id FROM users WHERE tenant_id = ? AND user_name_fold = ? AND deleted_at IS NOT NULL
+                        "SELECT id, CASE WHEN purge_at <= ? THEN purge_at END FROM users
+                         WHERE tenant_id = ? AND user_name_fold = ? AND deleted_at IS NOT NULL
                          AND purging_since IS NULL ORDER BY deleted_at DESC, seq DESC LIMIT 1",
-                        params![t, fold],
-                        |r| r.get(0),
+                        params![ts(at), t, fold],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional())?;
-                let id = id.ok_or(Error::NotFound("deleted account"))?;
+                let (id, ended) = found.ok_or(Error::NotFound("deleted account"))?;
+                if let Some(purge_at) = ended {
+                    return Err(crate::retention_ended(&purge_at));
+                }
                 db(c.execute(
                     "UPDATE users SET deleted_at = NULL, purge_at = NULL, updated_at = ?, version = version + 1
                      WHERE tenant_id = ? AND id = ?",

@@ -10,4 +10,5 @@ mod keyset;
 mod member_filters;
 mod settings;
 mod sign_in;
+mod sso;
 mod vault;

@@ -16,6 +16,7 @@ pub mod groups;
 pub mod login;
 pub mod scim_settings;
 pub mod session;
+pub mod sso_settings;
 pub mod view;
 
 #[cfg(test)]
@@ -40,6 +41,10 @@ pub fn routes() -> Router<AppState> {
             "/settings/scim",
             get(scim_settings::show_scim_settings).post(scim_settings::change_scim_settings),
         )
+        .route(
+            "/settings/sso",
+            get(sso_settings::show_sso_settings).post(sso_settings::change_sso_settings),
+        )
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))
@@ -60,7 +65,7 @@ pub fn routes() -> Router<AppState> {
 /// Response headers for every dashboard response. The CSP forbids inline scripts and
 /// styles (so an injected `<script>` or `onerror=` cannot run even if escaping failed),
 /// framing (clickjacking), and form posts to other origins.
-async fn security_headers(req: Request, next: Next) -> Response {
+pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
     h.insert(
@@ -143,7 +148,8 @@ pub struct Nav {
     pub role: &'static str,
     pub admin: bool,
     pub csrf: String,
-    /// Which menu entry is current: `accounts`, `groups`, `activity` or `settings`.
+    /// Which menu entry is current: `accounts`, `groups`, `activity`, `settings` (SCIM)
+    /// or `settings-sso`.
     pub section: &'static str,
 }
 

@@ -1254,3 +1254,145 @@ async fn two_states_keep_their_own_group_limits_and_slots() {
     let (status, _) = send(&app_a, scim(Method::POST, &groups, Some(one))).await;
     assert_eq!(status, StatusCode::CREATED, "A's slot is free again");
 }
+
+/// A self-signed certificate (RSA 1024, CN=test-idp) pasted into the SSO settings; only
+/// its shape is checked there (signatures are tested in it/sso_saml.rs).
+const TEST_IDP_CERT: &str = "-----BEGIN CERTIFICATE-----\nMIICAjCCAWugAwIBAgIUTZYC2ETAYOgmYl0U9slvMGR+xxwwDQYJKoZIhvcNAQEL\nBQAwEzERMA8GA1UEAwwIdGVzdC1pZHAwHhcNMjYxMjA2MTAwMTQyWhcNMzYxMjAz\nMTAwMTQyWjATMREwDwYDVQQDDAh0ZXN0LWlkcDCBnzANBgkqhkiG9w0BAQEFAAOB\njQAwgYkCgYEAzHLgDMjZKCKGQZl+wVAOZOMNRJvPQ/UZQ/asnBv0tLi9TM2bl0Kk\nmx5CAAM+CaaH6i8pcF6sCaUo6AjxVOSKMW+m1MTUBOT1/ASxxcpLUY45MKISD/+e\nP7TRLR7JDlhmHoZj1M3OFNHDzFAMJdRzrLwzI/KT1X4qUtiF+UPzQ/cCAwEAAaNT\nMFEwHQYDVR0OBBYEFKifydlrOydywc78BtFDRjrqvRjGMB8GA1UdIwQYMBaAFKif\nydlrOydywc78BtFDRjrqvRjGMA8GA1UdEwEB/wQFMAMBAf8wDQYJKoZIhvcNAQEL\nBQADgYEAAC9K7TE8elO98NkXL9Fx7vq+wDyBuPpuejYHJyCGCE6bXMl3GrhUqtBv\n/Ffts7LEIg586oZT9juMDV+G+Cy00Ar2OUmuu3o/f1LMRB0behLYr7TXfG4blEId\nRY51tkwAYlwELcMqr/RkPIR3tS+dqGSMmE5jau6uNcB2134leDA=\n-----END CERTIFICATE-----";
+
+#[tokio::test]
+async fn administrators_set_up_single_sign_on_and_viewers_only_look() {
+    let h = Harness::new().await;
+    let admin = h.sign_in(ADMIN).await;
+    let page = h.get("/settings/sso", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page
+        .body
+        .contains(&format!("{ORIGIN}/sso/{}/saml/acs", h.tenant)));
+    assert!(page
+        .body
+        .contains(&format!("{ORIGIN}/sso/{}/saml/metadata", h.tenant)));
+    assert!(page.body.contains("No identity provider yet"));
+    let csrf = page.csrf();
+
+    // Enabling without a signing certificate is refused (an IdP without one would let
+    // unsigned responses through samael), and nothing is saved.
+    let r = h
+        .post(
+            "/settings/sso",
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("enabled", "on"),
+                ("issuer", "https://idp.test/x"),
+                ("sso_url", "https://idp.test/sso"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("certificate"), "{}", r.body);
+    let ctx_view = h.services.store.get_saml_config(&h.tenant).await.unwrap();
+    assert!(ctx_view.is_none());
+
+    // A bad certificate is refused too.
+    let r = h
+        .post(
+            "/settings/sso",
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("enabled", "on"),
+                ("issuer", "https://idp.test/x"),
+                ("sso_url", "https://idp.test/sso"),
+                ("certificate", "not a certificate"),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // By hand, with an issuer that tries markup: saved, audited, shown escaped.
+    let issuer = "https://idp.test/<script>alert(1)</script>";
+    let r = h
+        .post(
+            "/settings/sso",
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[
+                ("csrf", &csrf),
+                ("enabled", "on"),
+                ("scope_admins", "on"),
+                ("accounts", "a@acme.test; b@acme.test c@acme.test"),
+                ("issuer", issuer),
+                ("sso_url", "https://idp.test/sso"),
+                ("certificate", TEST_IDP_CERT),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let saved = h
+        .services
+        .store
+        .get_saml_config(&h.tenant)
+        .await
+        .unwrap()
+        .expect("saved");
+    assert!(saved.enabled);
+    assert_eq!(saved.idp_entity_id, issuer);
+    assert_eq!(saved.certificates.len(), 1);
+    assert!(saved.scope.admins && !saved.scope.all_accounts);
+    assert_eq!(
+        saved.scope.accounts,
+        vec!["a@acme.test", "b@acme.test", "c@acme.test"]
+    );
+    let audit = h
+        .services
+        .store
+        .list_audit(&h.tenant, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(audit[0].action, "sso_settings_changed");
+    assert_eq!(audit[0].actor_id.as_deref(), Some(ADMIN));
+    let page = h.get("/settings/sso", Some(&admin)).await;
+    assert!(!page.body.contains("<script>alert"), "escaped");
+    assert!(
+        page.body.contains("&#60;script&#62;alert(1)"),
+        "{}",
+        page.body
+    );
+
+    // Without the CSRF token: refused, unchanged.
+    let r = h
+        .post(
+            "/settings/sso",
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[("enabled", "")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // A viewer sees the page read-only and cannot save.
+    let viewer = h.sign_in(VIEWER).await;
+    let page = h.get("/settings/sso", Some(&viewer)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("only administrators can change them"));
+    assert!(page.body.contains("<fieldset disabled>"));
+    let r = h
+        .post(
+            "/settings/sso",
+            Some(&viewer),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf()), ("scope_all", "on")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let after = h
+        .services
+        .store
+        .get_saml_config(&h.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(after.enabled && !after.scope.all_accounts, "unchanged");
+}

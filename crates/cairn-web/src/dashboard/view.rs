@@ -120,6 +120,9 @@ pub fn action_label(action: &str) -> &'static str {
         "group_deleted" => "Group deleted",
         "group_size_changed" => "Group Account Size changed",
         "quota_changed" => "Quota changed",
+        "sso_settings_changed" => "Single sign-on settings changed",
+        "sso_sign_in" => "Signed in through single sign-on",
+        "sso_sign_in_refused" => "Single sign-on refused",
         _ => "Other",
     }
 }
@@ -189,6 +192,10 @@ fn actor_text(e: &AuditEvent) -> String {
             .unwrap_or_else(|| "Dashboard user".into()),
         "operator" => "Operator (command line)".into(),
         "system" => "Cairn (retention)".into(),
+        "sso" => format!(
+            "{} (single sign-on)",
+            e.actor_id.as_deref().unwrap_or("unknown subject")
+        ),
         other => other.to_owned(),
     }
 }

@@ -18,7 +18,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::group::{GroupRecord, MemberChange};
 use cairn_core::query::ListQuery;
-use cairn_scim::group::{apply_group_patch, group_from_request, render_group, resource_type};
+use cairn_scim::group::{
+    apply_group_patch, group_from_request, patch_member_displays, render_group_with, resource_type,
+};
 use cairn_scim::user::Projection;
 use cairn_scim::{filter, list, patch, query, ScimError};
 use serde_json::Value;
@@ -42,12 +44,15 @@ async fn render(
     g: &GroupRecord,
     proj: &Projection,
 ) -> ApiResult<Value> {
-    let members = if proj.wants("members") {
-        Some(state.services.group_members(&ctx.0, &g.id).await?)
+    let (members, displays) = if proj.wants("members") {
+        (
+            Some(state.services.group_members(&ctx.0, &g.id).await?),
+            state.services.member_displays(&ctx.0, &g.id).await?,
+        )
     } else {
-        None
+        Default::default()
     };
-    let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
+    let mut v = render_group_with(g, members.as_deref(), &displays, &base_url(ctx, state));
     proj.apply(&mut v);
     Ok(v)
 }
@@ -70,7 +75,11 @@ async fn render_listed(
     } else {
         None
     };
-    let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
+    let displays = match &members {
+        Some(m) if !m.is_empty() => state.services.member_displays(&ctx.0, &g.id).await?,
+        _ => Default::default(),
+    };
+    let mut v = render_group_with(g, members.as_deref(), &displays, &base_url(ctx, state));
     if members.is_none() {
         if let Some(o) = v.as_object_mut() {
             o.remove("members");
@@ -267,6 +276,10 @@ pub async fn create_group(
         .services
         .create_group(&ctx.0, req.data, &req.members, &meta)
         .await?;
+    state
+        .services
+        .set_member_displays(&ctx.0, &g.id, &req.displays)
+        .await?;
     state.metrics.provisioning_change("group_created");
     group_response(ctx, &state, StatusCode::CREATED, &g, &proj).await
 }
@@ -302,6 +315,10 @@ pub async fn replace_group(
             Ok((req.data.clone(), MemberChange::Replace(req.members.clone())))
         })
         .await?;
+    state
+        .services
+        .set_member_displays(&ctx.0, &g.id, &req.displays)
+        .await?;
     state.metrics.provisioning_change("group_replaced");
     group_response(ctx, &state, StatusCode::OK, &g, &proj).await
 }
@@ -318,6 +335,7 @@ pub async fn patch_group(
     let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = patch::parse_patch(&body)?;
+    let displays = patch_member_displays(&req)?;
     let max = state.group_limits.members_per_write;
     let g = state
         .services
@@ -326,6 +344,10 @@ pub async fn patch_group(
             check_member_count(member_change_size(&members), max)?;
             Ok((data, members))
         })
+        .await?;
+    state
+        .services
+        .set_member_displays(&ctx.0, &g.id, &displays)
         .await?;
     state.metrics.provisioning_change("group_patched");
     if proj.is_requested() {

@@ -15,6 +15,36 @@ use axum::routing::{get, post};
 use axum::Router;
 use response::{method_not_allowed, not_found};
 
+/// The endpoints under a tenant's base URL, as routed. RFC 7644 §3.2 names them in this
+/// case, but clients send `/users` or `/groups` too (a vendor's published SCIM test
+/// collection does), and RFC 3986 §6.2.2.1 leaves path case to the server:
+/// [`canonical_endpoint`] routes them without regard to case.
+const ENDPOINTS: [&str; 6] = [
+    "Users",
+    "Groups",
+    "ServiceProviderConfig",
+    "Schemas",
+    "ResourceTypes",
+    ".search",
+];
+
+/// The path with the endpoint segment after `/scim/v2/{tenant}/` in its routed case, or
+/// `None` when it already is (or names no endpoint). Ids and the rest are left as sent.
+pub fn canonical_endpoint(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/scim/v2/")?;
+    let (_tenant, rest) = rest.split_once('/')?;
+    let segment = rest.split('/').next()?;
+    let canonical = ENDPOINTS
+        .iter()
+        .find(|e| e.eq_ignore_ascii_case(segment) && **e != segment)?;
+    let start = path.len() - rest.len();
+    let mut out = String::with_capacity(path.len());
+    out.push_str(&path[..start]);
+    out.push_str(canonical);
+    out.push_str(&path[start + segment.len()..]);
+    Some(out)
+}
+
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/Users", get(users::list_users).post(users::create_user))

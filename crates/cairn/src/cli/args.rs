@@ -91,6 +91,9 @@ pub enum Command {
     /// Manage a tenant's SCIM settings and API token.
     #[command(subcommand)]
     Scim(ScimCmd),
+    /// Manage a tenant's single sign-on (SAML 2.0).
+    #[command(subcommand)]
+    Sso(SsoCmd),
     /// Manage dashboard users.
     #[command(subcommand)]
     User(UserCmd),
@@ -271,6 +274,42 @@ pub enum TenantCmd {
         /// Remove the cap.
         #[arg(long)]
         clear: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SsoCmd {
+    /// Set the tenant's SAML identity provider from its metadata and turn SSO on.
+    Saml {
+        #[arg(long)]
+        tenant: String,
+        /// The identity provider's SAML metadata (XML file).
+        #[arg(long, value_name = "FILE")]
+        metadata_file: std::path::PathBuf,
+    },
+    /// Whom SSO applies to: dashboard administrators, all backup accounts, listed ones.
+    Scope {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        admins: bool,
+        #[arg(long)]
+        all_accounts: bool,
+        /// User names separated by commas, spaces or semicolons.
+        #[arg(long, value_name = "NAMES")]
+        accounts: Option<String>,
+    },
+    /// Turn SSO off (the identity provider's settings are kept).
+    Disable {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Print the values to give the identity provider, and the current settings.
+    Show {
+        #[arg(long)]
+        tenant: String,
         #[arg(long)]
         json: bool,
     },

@@ -66,6 +66,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Serve(_) | Command::Db(_) => unreachable!("handled above"),
         Command::Tenant(c) => commands::tenant::run(&cx, c).await,
         Command::Scim(c) => commands::scim::run(&cx, c).await,
+        Command::Sso(c) => commands::sso::run(&cx, c).await,
         Command::User(c) => commands::user::run(&cx, c).await,
         Command::Audit(a) => commands::audit::run(&cx, a).await,
         Command::Account(c) => commands::account::run(&cx, c).await,

@@ -9,6 +9,8 @@ mod entra;
 mod groups;
 mod okta;
 mod other_idps;
+mod raw_targets;
+mod test_collection;
 // The external conformance checker (scim2-tester through scripts/scim2-check).
 mod conformance;
 // The service's own rules.
@@ -29,6 +31,7 @@ mod rate_limit;
 mod scale_out;
 mod sign_in;
 mod smoke;
+mod sso_saml;
 mod tls;
 mod vault;
 mod vault_quota;

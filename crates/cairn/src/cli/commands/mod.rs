@@ -5,5 +5,6 @@ pub mod audit;
 pub mod db;
 pub mod group;
 pub mod scim;
+pub mod sso;
 pub mod tenant;
 pub mod user;

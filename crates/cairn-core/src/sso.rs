@@ -1,0 +1,497 @@
+//! Single sign-on (issue 17): a tenant's SAML 2.0 identity provider, its SSO scope, and
+//! what happens once a response has been verified: matching the asserted subject to a
+//! dashboard administrator or a backup account *of that tenant only*, single use of the
+//! request id, the replay store, subject pinning, and the session.
+//!
+//! Signature checking lives in `cairn-web` (`sso` module, on `samael` with xmlsec): this
+//! module only ever sees a [`VerifiedAssertion`], built from the part of the response a
+//! verified signature covered. No account is created here: SCIM does that.
+
+use crate::audit::{Action, Actor, AuditDraft, RequestMeta};
+use crate::auth::DashboardCtx;
+use crate::ids::{fold_case, TenantId, UserId};
+use crate::service::Services;
+use crate::session::{
+    random_hex, DashboardSession, SessionHash, SessionSecret, SESSION_ABSOLUTE, SESSION_IDLE,
+};
+use crate::store::{DashboardUser, Role};
+use crate::user::UserRecord;
+use crate::{Error, Result};
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+/// How long an AuthnRequest id stays usable: the time a person has to sign in at the
+/// identity provider.
+pub const REQUEST_TTL: Duration = Duration::minutes(10);
+/// The clock skew allowed between us and the identity provider, both ways. Bounded and
+/// small: SAML's own windows are minutes long.
+pub const MAX_CLOCK_SKEW: Duration = Duration::seconds(120);
+/// The longest an assertion id is remembered, whatever its NotOnOrAfter says: an
+/// identity provider cannot make the replay store grow without bound.
+pub const MAX_REPLAY_WINDOW: Duration = Duration::hours(24);
+
+/// Whom single sign-on applies to (Infrascale's "Enable SSO for").
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SsoScope {
+    /// Dashboard users with the administrator role.
+    pub admins: bool,
+    /// Every backup account of the tenant.
+    pub all_accounts: bool,
+    /// These backup accounts (userNames), when not all.
+    pub accounts: Vec<String>,
+}
+
+impl SsoScope {
+    /// User names separated by commas, spaces or semicolons, as the settings page takes them.
+    pub fn parse_accounts(list: &str) -> Vec<String> {
+        let mut out: Vec<String> = list
+            .split([',', ';', ' ', '\t', '\n', '\r'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        out.dedup();
+        out
+    }
+
+    pub fn includes_account(&self, user_name: &str) -> bool {
+        self.all_accounts || {
+            let f = fold_case(user_name);
+            self.accounts.iter().any(|a| fold_case(a) == f)
+        }
+    }
+}
+
+/// A tenant's SAML identity provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SamlIdpConfig {
+    pub tenant_id: TenantId,
+    pub enabled: bool,
+    /// The IdP's entity id: the only Issuer accepted.
+    pub idp_entity_id: String,
+    /// Where AuthnRequests go (HTTP-Redirect binding).
+    pub sso_url: String,
+    /// Signing certificates, base64 DER without line breaks. Never empty once saved.
+    pub certificates: Vec<String>,
+    /// The metadata document it was read from, if any.
+    pub metadata_xml: Option<String>,
+    /// Where the metadata comes from, if given as a URL (not fetched yet).
+    pub metadata_url: Option<String>,
+    pub scope: SsoScope,
+    pub updated_at: OffsetDateTime,
+}
+
+impl SamlIdpConfig {
+    /// The checks every saved configuration passes. A configuration without a signing
+    /// certificate is refused: with none, samael skips signature verification altogether
+    /// (docs.rs/samael 0.0.22, `ServiceProvider::parse_xml_response_with_mode`).
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |field, reason: &str| {
+            Err(Error::Invalid {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.idp_entity_id.trim().is_empty() {
+            return invalid("issuer", "the identity provider's entity id is required");
+        }
+        if !(self.sso_url.starts_with("https://") || self.sso_url.starts_with("http://")) {
+            return invalid("sso_url", "the sign-on URL must be an http(s) URL");
+        }
+        if self.certificates.is_empty() {
+            return invalid(
+                "certificate",
+                "at least one signing certificate of the identity provider is required",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Which kind of principal a subject is pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    DashboardUser,
+    Account,
+}
+
+impl PrincipalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalKind::DashboardUser => "dashboard_user",
+            PrincipalKind::Account => "account",
+        }
+    }
+}
+
+/// The identity provider's subject for one principal: required from the first sign-in on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectPin {
+    pub issuer: String,
+    pub subject: String,
+}
+
+/// A backup account's own session (its page only; no dashboard rights).
+#[derive(Debug, Clone)]
+pub struct AccountSessionRecord {
+    pub id_hash: SessionHash,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub created_at: OffsetDateTime,
+    pub last_seen_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What the signature layer hands over: values read only from the verified subtree,
+/// with samael's checks (Destination, Recipient, Audience, InResponseTo, time windows,
+/// Issuer, status) passed.
+#[derive(Debug, Clone)]
+pub struct VerifiedAssertion {
+    pub issuer: String,
+    pub name_id: String,
+    pub assertion_id: String,
+    /// The request id it answers (checked by samael against the outstanding ids).
+    pub request_id: String,
+    /// The assertion's latest NotOnOrAfter, if it had one.
+    pub not_on_or_after: Option<OffsetDateTime>,
+}
+
+/// A successful single sign-on.
+#[derive(Debug)]
+pub enum SsoSignedIn {
+    Dashboard(SessionSecret, DashboardSession),
+    Account(SessionSecret),
+}
+
+/// A backup account signed in for its own page.
+#[derive(Debug, Clone)]
+pub struct AccountSession {
+    pub account: UserRecord,
+}
+
+impl Services {
+    pub async fn saml_config(&self, tenant: &TenantId) -> Result<Option<SamlIdpConfig>> {
+        self.store.get_saml_config(tenant).await
+    }
+
+    /// Saves a tenant's SAML settings (validated; see [`SamlIdpConfig::validate`]).
+    pub async fn set_saml_config(
+        &self,
+        actor: Actor,
+        mut config: SamlIdpConfig,
+        meta: RequestMeta,
+    ) -> Result<SamlIdpConfig> {
+        if self.store.get_tenant(&config.tenant_id).await?.is_none() {
+            return Err(Error::NotFound("tenant"));
+        }
+        config.validate()?;
+        config.updated_at = self.clock.now();
+        let audit = AuditDraft {
+            tenant_id: config.tenant_id.clone(),
+            actor,
+            action: Action::SsoSettingsChanged,
+            target_type: "sso",
+            target_id: None,
+            target_name: Some("saml".into()),
+            changes: json!({
+                "enabled": config.enabled,
+                "issuer": config.idp_entity_id,
+                "sso_url": config.sso_url,
+                "certificates": config.certificates.len(),
+                "scope": config.scope,
+            }),
+            meta,
+            at: config.updated_at,
+        };
+        self.store.put_saml_config(&config, audit).await?;
+        Ok(config)
+    }
+
+    /// Settings → Single Sign-On: the tenant's SAML settings, for any dashboard user of
+    /// the tenant (viewers see them read-only).
+    pub async fn sso_settings(&self, ctx: &DashboardCtx) -> Result<Option<SamlIdpConfig>> {
+        self.store.get_saml_config(ctx.tenant_id()).await
+    }
+
+    /// "Save" on Settings → Single Sign-On: administrators only, for their own tenant.
+    pub async fn save_sso_settings(
+        &self,
+        ctx: &DashboardCtx,
+        mut config: SamlIdpConfig,
+        meta: RequestMeta,
+    ) -> Result<SamlIdpConfig> {
+        crate::dashboard::require_admin(ctx)?;
+        config.tenant_id = ctx.tenant_id().clone();
+        let actor = Actor::DashboardUser {
+            id: ctx.user_id.clone(),
+            email: ctx.email().to_owned(),
+        };
+        self.set_saml_config(actor, config, meta).await
+    }
+
+    /// Remembers a new AuthnRequest id for the tenant (single use, [`REQUEST_TTL`]).
+    pub async fn begin_saml_login(&self, tenant: &TenantId, request_id: &str) -> Result<()> {
+        let expires = self.clock.now() + REQUEST_TTL;
+        self.store
+            .create_sso_request(tenant, request_id, expires)
+            .await
+    }
+
+    /// Of the request ids a response names, those still outstanding for this tenant.
+    pub async fn outstanding_saml_requests(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<String>> {
+        self.store
+            .outstanding_sso_requests(tenant, ids, self.clock.now())
+            .await
+    }
+
+    /// Audits a refused attempt. `subject` only when a verified assertion named one.
+    pub async fn saml_refused(
+        &self,
+        tenant: &TenantId,
+        reason: &str,
+        subject: Option<&str>,
+        meta: RequestMeta,
+    ) -> Result<()> {
+        let draft = AuditDraft {
+            tenant_id: tenant.clone(),
+            actor: Actor::SingleSignOn {
+                subject: subject.map(str::to_owned),
+            },
+            action: Action::SsoSignInRefused,
+            target_type: "sso",
+            target_id: None,
+            target_name: subject.map(str::to_owned),
+            changes: json!({"protocol": "saml", "reason": reason}),
+            meta,
+            at: self.clock.now(),
+        };
+        self.store.record_audit(draft).await
+    }
+
+    /// The rest of a SAML sign-in once the signature and samael's checks passed: single
+    /// use of the request id, the replay store, matching inside the tenant, the scope,
+    /// account state, the subject pin, then a new session. `Err(reason)` (outer `Ok`) for
+    /// a refusal, already audited; nothing is created then.
+    pub async fn finish_saml_login(
+        &self,
+        tenant: &TenantId,
+        verified: &VerifiedAssertion,
+        previous: Option<&SessionSecret>,
+        meta: RequestMeta,
+    ) -> Result<std::result::Result<SsoSignedIn, &'static str>> {
+        let outcome = self.saml_match(tenant, verified).await?;
+        let subject = Some(verified.name_id.as_str());
+        let principal = match outcome {
+            Ok(p) => p,
+            Err(reason) => {
+                self.saml_refused(tenant, reason, subject, meta).await?;
+                return Ok(Err(reason));
+            }
+        };
+        let now = self.clock.now();
+        let (signed_in, actor, target_type, target_id, target_name) = match principal {
+            Principal::Admin(user) => {
+                let (secret, session) = self.start_dashboard_session(&user, previous).await?;
+                let actor = Actor::DashboardUser {
+                    id: user.id.clone(),
+                    email: user.email.clone(),
+                };
+                (
+                    SsoSignedIn::Dashboard(secret, session),
+                    actor,
+                    "dashboard_user",
+                    user.id.to_string(),
+                    user.email,
+                )
+            }
+            Principal::Account(account) => {
+                if let Some(prev) = previous {
+                    self.store.delete_account_session(&prev.hash()).await?;
+                }
+                let secret = SessionSecret::generate();
+                self.store
+                    .create_account_session(&AccountSessionRecord {
+                        id_hash: secret.hash(),
+                        tenant_id: tenant.clone(),
+                        user_id: account.id.clone(),
+                        created_at: now,
+                        last_seen_at: now,
+                        expires_at: now + SESSION_ABSOLUTE,
+                    })
+                    .await?;
+                (
+                    SsoSignedIn::Account(secret),
+                    Actor::SingleSignOn {
+                        subject: Some(verified.name_id.clone()),
+                    },
+                    "user",
+                    account.id.to_string(),
+                    account.user_name.as_str().to_owned(),
+                )
+            }
+        };
+        let draft = AuditDraft {
+            tenant_id: tenant.clone(),
+            actor,
+            action: Action::SsoSignIn,
+            target_type,
+            target_id: Some(target_id),
+            target_name: Some(target_name),
+            changes: json!({"protocol": "saml", "issuer": verified.issuer}),
+            meta,
+            at: now,
+        };
+        self.store.record_audit(draft).await?;
+        Ok(Ok(signed_in))
+    }
+
+    async fn saml_match(
+        &self,
+        tenant: &TenantId,
+        v: &VerifiedAssertion,
+    ) -> Result<std::result::Result<Principal, &'static str>> {
+        let now = self.clock.now();
+        let Some(config) = self.store.get_saml_config(tenant).await? else {
+            return Ok(Err("single sign-on is not configured"));
+        };
+        if !config.enabled {
+            return Ok(Err("single sign-on is disabled"));
+        }
+        if v.issuer != config.idp_entity_id {
+            return Ok(Err("issuer is not the tenant's identity provider"));
+        }
+        // Single use, checked after the signature so a forged response cannot burn the
+        // id of a sign-in in progress.
+        if !self
+            .store
+            .take_sso_request(tenant, &v.request_id, now)
+            .await?
+        {
+            return Ok(Err("response to an unknown, used or expired request"));
+        }
+        let keep_until = v
+            .not_on_or_after
+            .map(|t| t + MAX_CLOCK_SKEW)
+            .unwrap_or(now + MAX_REPLAY_WINDOW)
+            .min(now + MAX_REPLAY_WINDOW)
+            .max(now + MAX_CLOCK_SKEW);
+        if !self
+            .store
+            .record_assertion_id(tenant, &v.assertion_id, keep_until, now)
+            .await?
+        {
+            return Ok(Err("assertion already used (replay)"));
+        }
+        let name = v.name_id.trim();
+        if name.is_empty() {
+            return Ok(Err("assertion names no subject"));
+        }
+        let pin = SubjectPin {
+            issuer: v.issuer.clone(),
+            subject: name.to_owned(),
+        };
+        let mut principal = None;
+        if config.scope.admins {
+            if let Some(user) = self.store.find_dashboard_user(name).await? {
+                // Dashboard emails are unique across tenants; a match in another tenant
+                // is no match here.
+                if &user.tenant_id == tenant && user.role == Role::Administrator {
+                    principal = Some(Principal::Admin(user));
+                }
+            }
+        }
+        if principal.is_none() {
+            if let Some(account) = self.store.find_account_by_user_name(tenant, name).await? {
+                if !config.scope.includes_account(account.user_name.as_str()) {
+                    return Ok(Err("account is not in the SSO scope"));
+                }
+                if !account.active {
+                    return Ok(Err("account is suspended"));
+                }
+                principal = Some(Principal::Account(account));
+            }
+        }
+        let Some(principal) = principal else {
+            return Ok(Err(
+                "no dashboard administrator or account of the tenant matches",
+            ));
+        };
+        let (kind, id) = match &principal {
+            Principal::Admin(u) => (PrincipalKind::DashboardUser, u.id.to_string()),
+            Principal::Account(a) => (PrincipalKind::Account, a.id.to_string()),
+        };
+        let pinned = self
+            .store
+            .pin_sso_subject(tenant, kind, &id, &pin, now)
+            .await?;
+        if pinned != pin {
+            return Ok(Err(
+                "subject differs from the one pinned at the first sign-in",
+            ));
+        }
+        Ok(Ok(principal))
+    }
+
+    /// The backup account behind an account session, if the session is live and the
+    /// account still active and not deleted.
+    pub async fn account_session(&self, secret: &SessionSecret) -> Result<Option<AccountSession>> {
+        let now = self.clock.now();
+        let hash = secret.hash();
+        let Some(rec) = self.store.get_account_session(&hash).await? else {
+            return Ok(None);
+        };
+        if now >= rec.expires_at || now - rec.last_seen_at >= SESSION_IDLE {
+            self.store.delete_account_session(&hash).await?;
+            return Ok(None);
+        }
+        let Some(account) = self.store.get_user(&rec.tenant_id, &rec.user_id).await? else {
+            self.store.delete_account_session(&hash).await?;
+            return Ok(None);
+        };
+        if !account.active {
+            self.store.delete_account_session(&hash).await?;
+            return Ok(None);
+        }
+        if now - rec.last_seen_at >= Duration::seconds(60) {
+            self.store.touch_account_session(&hash, now).await?;
+        }
+        Ok(Some(AccountSession { account }))
+    }
+
+    pub async fn end_account_session(&self, secret: &SessionSecret) -> Result<()> {
+        self.store.delete_account_session(&secret.hash()).await
+    }
+
+    /// A fresh random SAML request id (an XML NCName: it must not start with a digit).
+    pub fn new_saml_request_id() -> String {
+        format!("_{}", random_hex())
+    }
+}
+
+enum Principal {
+    Admin(DashboardUser),
+    Account(UserRecord),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_lists_split_on_commas_spaces_and_semicolons() {
+        assert_eq!(
+            SsoScope::parse_accounts(" a@x.test, b@x.test;c@x.test  d@x.test;;"),
+            vec!["a@x.test", "b@x.test", "c@x.test", "d@x.test"]
+        );
+        let s = SsoScope {
+            accounts: vec!["Alice@X.test".into()],
+            ..Default::default()
+        };
+        assert!(s.includes_account("alice@x.TEST"));
+        assert!(!s.includes_account("bob@x.test"));
+    }
+}

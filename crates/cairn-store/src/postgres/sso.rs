@@ -1,0 +1,320 @@
+//! PostgreSQL side of single sign-on (migration 0009): SAML settings, request ids, the
+//! replay store, subject pins and backup accounts' sessions. The single-use checks are
+//! one statement each (`DELETE … RETURNING`-style row counts, `ON CONFLICT DO NOTHING`),
+//! so two instances racing on one request id or assertion id see one winner.
+
+use super::*;
+use async_trait::async_trait;
+use cairn_core::audit::AuditDraft;
+use cairn_core::ids::{fold_case, TenantId, UserId};
+use cairn_core::session::SessionHash;
+use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
+use cairn_core::store::*;
+use cairn_core::user::UserRecord;
+use cairn_core::{Error, Result};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).expect("a list of strings serialises")
+}
+
+fn parse_list(s: String) -> Vec<String> {
+    serde_json::from_str(&s).unwrap_or_default()
+}
+
+fn config_from_row(r: &Row) -> Result<SamlIdpConfig> {
+    Ok(SamlIdpConfig {
+        tenant_id: TenantId::from_trusted(r.get(0)),
+        enabled: r.get(1),
+        idp_entity_id: r.get(2),
+        sso_url: r.get(3),
+        certificates: parse_list(r.get(4)),
+        metadata_xml: r.get(5),
+        metadata_url: r.get(6),
+        scope: SsoScope {
+            admins: r.get(7),
+            all_accounts: r.get(8),
+            accounts: parse_list(r.get(9)),
+        },
+        updated_at: time_of(r.get(10))?,
+    })
+}
+
+fn account_session_from_row(r: &Row) -> Result<AccountSessionRecord> {
+    let hash: Vec<u8> = r.get(0);
+    Ok(AccountSessionRecord {
+        id_hash: SessionHash::from_bytes(&hash)
+            .ok_or_else(|| conv(0, "bad session hash".into()))?,
+        tenant_id: TenantId::from_trusted(r.get(1)),
+        user_id: UserId::from_trusted(r.get(2)),
+        created_at: time_of(r.get(3))?,
+        last_seen_at: time_of(r.get(4))?,
+        expires_at: time_of(r.get(5))?,
+    })
+}
+
+async fn get_pin<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    kind: PrincipalKind,
+    principal: &str,
+) -> Result<Option<SubjectPin>> {
+    let row = c
+        .query_opt(
+            "SELECT issuer, subject FROM sso_subjects
+             WHERE tenant_id = $1 AND principal_kind = $2 AND principal_id = $3",
+            &[&tenant, &kind.as_str(), &principal],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(row.map(|r| SubjectPin {
+        issuer: r.get(0),
+        subject: r.get(1),
+    }))
+}
+
+#[async_trait]
+impl SsoStore for PostgresStore {
+    async fn put_saml_config(&self, cfg: &SamlIdpConfig, audit: AuditDraft) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO sso_saml_configs (tenant_id, enabled, idp_entity_id, sso_url,
+                certificates, metadata_xml, metadata_url, scope_admins, scope_all_accounts,
+                scope_accounts, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             ON CONFLICT (tenant_id) DO UPDATE SET enabled = excluded.enabled,
+                idp_entity_id = excluded.idp_entity_id, sso_url = excluded.sso_url,
+                certificates = excluded.certificates, metadata_xml = excluded.metadata_xml,
+                metadata_url = excluded.metadata_url, scope_admins = excluded.scope_admins,
+                scope_all_accounts = excluded.scope_all_accounts,
+                scope_accounts = excluded.scope_accounts, updated_at = excluded.updated_at",
+            &[
+                &cfg.tenant_id.as_str(),
+                &cfg.enabled,
+                &cfg.idp_entity_id,
+                &cfg.sso_url,
+                &json_list(&cfg.certificates),
+                &cfg.metadata_xml,
+                &cfg.metadata_url,
+                &cfg.scope.admins,
+                &cfg.scope.all_accounts,
+                &json_list(&cfg.scope.accounts),
+                &ts(cfg.updated_at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn get_saml_config(&self, tenant: &TenantId) -> Result<Option<SamlIdpConfig>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT tenant_id, enabled, idp_entity_id, sso_url, certificates, metadata_xml,
+                        metadata_url, scope_admins, scope_all_accounts, scope_accounts, updated_at
+                 FROM sso_saml_configs WHERE tenant_id = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(config_from_row).transpose()
+    }
+
+    async fn create_sso_request(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO sso_requests (tenant_id, request_id, expires_at) VALUES ($1, $2, $3)",
+            &[&tenant.as_str(), &request_id, &ts(expires_at)],
+        )
+        .await
+        .map_err(map_err)
+        .map(drop)
+    }
+
+    async fn outstanding_sso_requests(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+        now: OffsetDateTime,
+    ) -> Result<Vec<String>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                "SELECT request_id FROM sso_requests
+                 WHERE tenant_id = $1 AND request_id = ANY($2) AND expires_at > $3",
+                &[&tenant.as_str(), &ids, &ts(now)],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn take_sso_request(
+        &self,
+        tenant: &TenantId,
+        request_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let taken = c
+            .execute(
+                "DELETE FROM sso_requests WHERE tenant_id = $1 AND request_id = $2 AND expires_at > $3",
+                &[&tenant.as_str(), &request_id, &ts(now)],
+            )
+            .await
+            .map_err(map_err)?;
+        c.execute(
+            "DELETE FROM sso_requests WHERE expires_at <= $1",
+            &[&ts(now)],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(taken == 1)
+    }
+
+    async fn record_assertion_id(
+        &self,
+        tenant: &TenantId,
+        assertion_id: &str,
+        keep_until: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "DELETE FROM sso_assertions WHERE keep_until <= $1",
+            &[&ts(now)],
+        )
+        .await
+        .map_err(map_err)?;
+        let added = c
+            .execute(
+                "INSERT INTO sso_assertions (tenant_id, assertion_id, keep_until) VALUES ($1, $2, $3)
+                 ON CONFLICT (tenant_id, assertion_id) DO NOTHING",
+                &[&tenant.as_str(), &assertion_id, &ts(keep_until)],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(added == 1)
+    }
+
+    async fn sso_subject(
+        &self,
+        tenant: &TenantId,
+        kind: PrincipalKind,
+        principal_id: &str,
+    ) -> Result<Option<SubjectPin>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        get_pin(&**c, tenant.as_str(), kind, principal_id).await
+    }
+
+    async fn pin_sso_subject(
+        &self,
+        tenant: &TenantId,
+        kind: PrincipalKind,
+        principal_id: &str,
+        pin: &SubjectPin,
+        at: OffsetDateTime,
+    ) -> Result<SubjectPin> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO sso_subjects (tenant_id, principal_kind, principal_id, issuer, subject,
+                pinned_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant_id, principal_kind, principal_id) DO NOTHING",
+            &[
+                &tenant.as_str(),
+                &kind.as_str(),
+                &principal_id,
+                &pin.issuer,
+                &pin.subject,
+                &ts(at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        get_pin(&**c, tenant.as_str(), kind, principal_id)
+            .await?
+            .ok_or(Error::Internal("subject pin vanished".into()))
+    }
+
+    async fn find_account_by_user_name(
+        &self,
+        tenant: &TenantId,
+        user_name: &str,
+    ) -> Result<Option<UserRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                &format!(
+                    "SELECT {USER_COLS} FROM users u
+                     WHERE u.tenant_id = $1 AND u.user_name_fold = $2 AND u.deleted_at IS NULL"
+                ),
+                &[&tenant.as_str(), &fold_case(user_name)],
+            )
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn create_account_session(&self, s: &AccountSessionRecord) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO account_sessions (id_hash, tenant_id, user_id, created_at, last_seen_at,
+                expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &s.id_hash.as_bytes().as_slice(),
+                &s.tenant_id.as_str(),
+                &s.user_id.as_str(),
+                &ts(s.created_at),
+                &ts(s.last_seen_at),
+                &ts(s.expires_at),
+            ],
+        )
+        .await
+        .map_err(map_err)
+        .map(drop)
+    }
+
+    async fn get_account_session(&self, id: &SessionHash) -> Result<Option<AccountSessionRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT id_hash, tenant_id, user_id, created_at, last_seen_at, expires_at
+                 FROM account_sessions WHERE id_hash = $1",
+                &[&id.as_bytes().as_slice()],
+            )
+            .await
+            .map_err(map_err)?;
+        row.as_ref().map(account_session_from_row).transpose()
+    }
+
+    async fn touch_account_session(&self, id: &SessionHash, at: OffsetDateTime) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "UPDATE account_sessions SET last_seen_at = $1 WHERE id_hash = $2",
+            &[&ts(at), &id.as_bytes().as_slice()],
+        )
+        .await
+        .map_err(map_err)
+        .map(drop)
+    }
+
+    async fn delete_account_session(&self, id: &SessionHash) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "DELETE FROM account_sessions WHERE id_hash = $1",
+            &[&id.as_bytes().as_slice()],
+        )
+        .await
+        .map_err(map_err)
+        .map(drop)
+    }
+}
