@@ -369,8 +369,35 @@ async fn list_live_users(
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
 ) -> Result<Page<UserRecord>> {
-    if query.filter.is_none() && query.sort.is_none() {
+    if query.filter.is_none() && query.sort.is_none() && query.seek.is_none() {
         return list_plain_users(c, tenant, query, starts).await;
+    }
+    if let (None, Some(seek)) = (&query.filter, &query.seek) {
+        // An unfiltered cursor page takes its total from the tenant's live count (kept by
+        // triggers, migration 0007) as the plain list does, instead of COUNT(*).
+        let st = c
+            .prepare_cached(
+                "SELECT COALESCE(SUM(live), 0)::BIGINT FROM user_list_state WHERE tenant_id = $1",
+            )
+            .await
+            .map_err(map_err)?;
+        let live: i64 = c
+            .query_one(&st, &[&tenant.to_string()])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        return super::keyset_page(
+            c,
+            "users",
+            USER_COLS,
+            "u.deleted_at IS NULL",
+            tenant,
+            query,
+            seek,
+            user_from_row,
+            Some(live.max(0) as u64),
+        )
+        .await;
     }
     list_page(
         c,

@@ -406,8 +406,29 @@ fn list_users_in<D: FromDoc>(
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
 ) -> rusqlite::Result<Page<UserRecord<D>>> {
-    if query.filter.is_none() && query.sort.is_none() {
+    if query.filter.is_none() && query.sort.is_none() && query.seek.is_none() {
         return list_live_users(c, &tenant, query, starts);
+    }
+    if let (None, Some(seek)) = (&query.filter, &query.seek) {
+        // An unfiltered cursor page takes its total from the tenant's live count (kept by
+        // triggers, migration 0007) as the plain list does, instead of COUNT(*); both
+        // are read in the caller's snapshot.
+        let live: i64 = c
+            .prepare_cached("SELECT live FROM user_list_state WHERE tenant_id = ?")?
+            .query_row([&tenant], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        return super::keyset_page(
+            c,
+            "users",
+            USER_COLS,
+            "u.tenant_id = ? AND u.deleted_at IS NULL",
+            vec![rusqlite::types::Value::Text(tenant)],
+            query,
+            seek,
+            user_from_row::<D>,
+            move |_| Ok(live.max(0) as u64),
+        );
     }
     list_page(
         c,

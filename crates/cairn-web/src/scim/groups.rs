@@ -7,10 +7,11 @@
 //! group projected accordingly (RFC 7644 §3.5.2); Okta and Entra accept both, and Entra's
 //! guidance discourages returning every member after a membership change.
 
+use super::cursor::{keyset_of, RowKeys};
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
 use super::group_writes::GroupWrite;
 use super::response::{set_etag, ApiError, ApiResult, ScimJson};
-use super::users::{run_list, ListParams};
+use super::users::{cursor_request, run_list, ListParams};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -144,22 +145,47 @@ fn group_query(p: &ListParams) -> Result<ListQuery, ScimError> {
         sort,
         start_index,
         count,
+        seek: None,
     })
 }
 
 async fn run_group_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<Response> {
     let proj = projection(&p)?;
-    let q = group_query(&p)?;
+    let mut q = group_query(&p)?;
+    let cursor = cursor_request(&ctx, &state, &p, "Groups", q.sort.as_ref(), q.count)?;
+    if let Some(c) = &cursor {
+        q.count = c.fetch();
+        q.seek = Some(c.seek.clone());
+    }
     let page = state.services.list_groups(&ctx.0, &q).await?;
-    let mut resources = Vec::with_capacity(page.items.len());
-    for g in &page.items {
+    let mut items = page.items;
+    let cursors = cursor.as_ref().map(|c| {
+        c.finish(&mut items, |g| {
+            keyset_of(
+                q.sort.as_ref(),
+                &RowKeys {
+                    id: g.id.as_str(),
+                    user_name: None,
+                    display_name: Some(&g.display_name),
+                    external_id: g.external_id.as_deref(),
+                    active: None,
+                    created: g.created_at,
+                    updated: g.updated_at,
+                },
+            )
+        })
+    });
+    let mut resources = Vec::with_capacity(items.len());
+    for g in &items {
         resources.push(render_listed(&ctx, &state, g, &proj).await?);
     }
-    Ok(ScimJson(
-        StatusCode::OK,
-        list::list_response(page.total, q.start_index, resources),
-    )
-    .into_response())
+    let body = match cursors {
+        None => list::list_response(page.total, q.start_index, resources),
+        Some((next, prev)) => {
+            list::cursor_list_response(page.total, next.as_deref(), prev.as_deref(), resources)
+        }
+    };
+    Ok(ScimJson(StatusCode::OK, body).into_response())
 }
 
 pub async fn list_groups(
@@ -188,6 +214,11 @@ pub async fn search_all(
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
     let p = ListParams::from_search_body(&body)?;
+    if p.cursor.is_some() {
+        return Err(ApiError(ScimError::invalid_value(
+            "cursor paging is offered on /Users and /Groups (and their .search), not on the root /.search",
+        )));
+    }
     let groups_q = group_query(&p);
     let user_filter_ok = match p.filter.as_deref() {
         Some(f) if !f.trim().is_empty() => {

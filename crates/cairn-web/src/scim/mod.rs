@@ -1,5 +1,7 @@
 //! The SCIM 2.0 service provider (RFC 7644) of one tenant, mounted at `/scim/v2/{tenant}`.
 
+pub mod bulk;
+pub mod cursor;
 pub mod discovery;
 pub mod extract;
 pub mod group_writes;
@@ -67,6 +69,7 @@ pub fn routes() -> Router<AppState> {
                 .patch(groups::patch_group)
                 .delete(groups::delete_group),
         )
+        .route("/Bulk", post(bulk::bulk))
         .route(
             "/ServiceProviderConfig",
             get(discovery::service_provider_config),

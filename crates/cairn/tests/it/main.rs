@@ -16,9 +16,12 @@ mod conformance;
 // The service's own rules.
 mod audit;
 mod bad_input;
+mod bulk;
 mod cli;
 mod crash;
+mod cursor;
 mod faults;
+mod group_filters;
 mod isolation;
 mod lifecycle;
 mod listeners;
