@@ -73,6 +73,8 @@ pub enum Action {
     VaultPurgeFailed,
     /// The operator set or removed the cap on a tenant's Account Size and group sizes.
     TenantLimitChanged,
+    /// An administrator switched the provisioning inspector's body capture on or off.
+    BodyCaptureChanged,
 }
 
 impl Action {
@@ -100,6 +102,7 @@ impl Action {
             Action::VaultPurged => "vault_purged",
             Action::VaultPurgeFailed => "vault_purge_failed",
             Action::TenantLimitChanged => "tenant_limit_changed",
+            Action::BodyCaptureChanged => "body_capture_changed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -107,7 +110,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 22] = [
+pub const ALL_ACTIONS: [Action; 23] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -130,6 +133,7 @@ pub const ALL_ACTIONS: [Action; 22] = [
     Action::VaultPurged,
     Action::VaultPurgeFailed,
     Action::TenantLimitChanged,
+    Action::BodyCaptureChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same
@@ -166,8 +170,21 @@ pub struct AuditEvent {
     pub request_id: Option<String>,
 }
 
-fn serialize_ts<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_ts<S: serde::Serializer>(
+    t: &OffsetDateTime,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::clock::format_ts(*t))
+}
+
+pub(crate) fn serialize_opt_ts<S: serde::Serializer>(
+    t: &Option<OffsetDateTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize_ts(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// Filters for reading the audit log.

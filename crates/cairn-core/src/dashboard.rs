@@ -99,7 +99,7 @@ pub struct AccountsRequest {
     pub before: Option<UserId>,
 }
 
-fn require_admin(ctx: &DashboardCtx) -> Result<()> {
+pub(crate) fn require_admin(ctx: &DashboardCtx) -> Result<()> {
     if ctx.role() == Role::Administrator {
         Ok(())
     } else {

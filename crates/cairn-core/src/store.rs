@@ -12,6 +12,7 @@ use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
+use crate::requests::{RequestEntry, RequestFilter, TokenHealth};
 use crate::session::{SessionHash, SessionRecord, ThrottleRule};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
@@ -361,6 +362,41 @@ pub trait VaultStore: Send + Sync + 'static {
     ) -> Result<bool>;
 }
 
+/// The provisioning inspector's request log (see `crate::requests`). Entries arrive in
+/// batches from the recorder, never inside a request's transaction. Writing, pruning and
+/// reading the capture switches work across tenants (one background writer and one
+/// maintenance run serve them all); every read of entries takes the tenant.
+#[async_trait]
+pub trait RequestLogStore: Send + Sync + 'static {
+    /// Appends entries, of any tenants, in one transaction.
+    async fn record_requests(&self, entries: &[RequestEntry]) -> Result<()>;
+    /// The tenant's entries matching `filter`, newest first.
+    async fn list_requests(
+        &self,
+        tenant: &TenantId,
+        filter: &RequestFilter,
+    ) -> Result<Vec<RequestEntry>>;
+    /// Deletes entries older than `before` and, per tenant, all but the newest
+    /// `keep_per_tenant`. Returns how many went.
+    async fn prune_requests(&self, before: OffsetDateTime, keep_per_tenant: u32) -> Result<u64>;
+    /// Per token of the tenant: the last request, the last success and its client, and
+    /// the requests, failures and most common failure since `since`.
+    async fn token_health(
+        &self,
+        tenant: &TenantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<TokenHealth>>;
+    /// Switches body capture on until `until`, or off, with its audit entry.
+    async fn set_body_capture(
+        &self,
+        tenant: &TenantId,
+        until: Option<OffsetDateTime>,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// Every tenant whose body capture is on at `now`, and until when.
+    async fn body_captures(&self, now: OffsetDateTime) -> Result<Vec<(TenantId, OffsetDateTime)>>;
+}
+
 /// The backend itself.
 #[async_trait]
 pub trait HealthStore: Send + Sync + 'static {
@@ -378,6 +414,7 @@ pub trait Store:
     + IdentityStore
     + AuditStore
     + VaultStore
+    + RequestLogStore
     + HealthStore
 {
 }
@@ -390,6 +427,7 @@ impl<T> Store for T where
         + IdentityStore
         + AuditStore
         + VaultStore
+        + RequestLogStore
         + HealthStore
 {
 }

@@ -8,6 +8,7 @@ mod audit;
 pub(crate) mod filter;
 mod groups;
 mod identities;
+mod requests;
 mod tenants;
 mod tokens;
 mod users;
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0006_drop_redundant_user_name_index.sql"),
     include_str!("../../migrations/postgres/0007_user_list_state.sql"),
     include_str!("../../migrations/postgres/0008_purge_marker_and_tenant_limits.sql"),
+    include_str!("../../migrations/postgres/0009_scim_requests.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

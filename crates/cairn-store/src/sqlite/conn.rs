@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_drop_redundant_user_name_index.sql"),
     include_str!("../../migrations/sqlite/0007_user_list_state.sql"),
     include_str!("../../migrations/sqlite/0008_purge_marker_and_tenant_limits.sql"),
+    include_str!("../../migrations/sqlite/0009_scim_requests.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

@@ -6,6 +6,7 @@ mod support;
 mod accounts;
 mod filters;
 mod groups;
+mod requests;
 mod settings;
 mod sign_in;
 mod vault;

@@ -115,6 +115,7 @@ pub fn action_label(action: &str) -> &'static str {
         "user_purged" => "Account purged",
         "vault_purge_failed" => "Repository removal failed (retried)",
         "tenant_limit_changed" => "Account Size limit changed (operator)",
+        "body_capture_changed" => "Request body capture switched",
         "group_created" => "Group created",
         "group_updated" => "Group updated",
         "group_deleted" => "Group deleted",
