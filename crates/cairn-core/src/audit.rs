@@ -195,6 +195,27 @@ pub struct AuditQuery {
     pub limit: u32,
 }
 
+/// Most events one `AuditQuery` returns when it names no limit.
+pub const DEFAULT_AUDIT_LIMIT: u32 = 1000;
+
+impl AuditQuery {
+    /// The same listing as the dashboard's activity view describes it: the filter, and
+    /// how many events (newest first). Every store lists audit events one way.
+    pub fn as_activity(&self) -> (crate::dashboard::ActivityFilter, u32) {
+        let filter = crate::dashboard::ActivityFilter {
+            target_id: self.target_id.clone(),
+            action: self.action,
+            ..Default::default()
+        };
+        let limit = if self.limit == 0 {
+            DEFAULT_AUDIT_LIMIT
+        } else {
+            self.limit
+        };
+        (filter, limit)
+    }
+}
+
 /// Attribute-level differences between two resource documents: top-level attributes, and
 /// the sub-attributes of complex single-valued ones (`name.givenName`). Values that are
 /// equal are left out.
@@ -252,6 +273,29 @@ mod tests {
                 "title": {"before": null, "after": "t"}
             })
         );
+    }
+
+    #[test]
+    fn an_audit_query_is_an_activity_listing() {
+        let q = AuditQuery {
+            target_id: Some("u1".into()),
+            action: Some(Action::UserUpdated),
+            limit: 7,
+        };
+        let (f, limit) = q.as_activity();
+        assert_eq!(
+            f,
+            crate::dashboard::ActivityFilter {
+                target_id: Some("u1".into()),
+                account_name: None,
+                action: Some(Action::UserUpdated),
+                client: None,
+            }
+        );
+        assert_eq!(limit, 7);
+        let (f, limit) = AuditQuery::default().as_activity();
+        assert_eq!(f, Default::default());
+        assert_eq!(limit, DEFAULT_AUDIT_LIMIT);
     }
 
     #[test]

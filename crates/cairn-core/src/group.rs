@@ -16,6 +16,7 @@ use crate::audit::{Action, AuditDraft};
 use crate::ids::{GroupId, QuotaGb, TenantId, UserId};
 use serde::Serialize;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 use time::OffsetDateTime;
 
 /// The attributes of a group a provisioning client controls, already validated by the
@@ -83,6 +84,39 @@ impl MemberChange {
     }
 }
 
+/// An account's quota as the store keeps it: the largest of its base quota and the sizes
+/// of the sized groups it belongs to (see the module documentation). Generic over the
+/// number type, so a backend can apply it to the integers its rows hold. The operator's
+/// cap applies on top, when the quota is enforced (`Tenant::effective_quota`).
+pub fn effective_quota<Q: Ord>(base: Q, group_sizes: impl IntoIterator<Item = Q>) -> Q {
+    group_sizes.into_iter().fold(base, Ord::max)
+}
+
+/// What a full replacement of a group's members (PUT, `replace` of `members`) changes,
+/// given the members it has: `(to_add, to_remove)`. `to_add` holds each wanted account
+/// that is not a member, once, in the order wanted; `to_remove` each member that is not
+/// wanted, in the order of `current`.
+pub fn member_diff(current: &[UserId], want: &[UserId]) -> (Vec<UserId>, Vec<UserId>) {
+    let have: HashSet<&UserId> = current.iter().collect();
+    let wanted: HashSet<&UserId> = want.iter().collect();
+    let to_remove = current
+        .iter()
+        .filter(|u| !wanted.contains(u))
+        .cloned()
+        .collect();
+    let to_add = distinct(want.iter().filter(|u| !have.contains(u)));
+    (to_add, to_remove)
+}
+
+/// The accounts of `ids`, each once, in their first order.
+pub fn distinct<'a>(ids: impl IntoIterator<Item = &'a UserId>) -> Vec<UserId> {
+    let mut seen = HashSet::new();
+    ids.into_iter()
+        .filter(|u| seen.insert(*u))
+        .cloned()
+        .collect()
+}
+
 /// A group as a user's `groups` attribute names it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GroupRef {
@@ -116,6 +150,31 @@ pub fn members_audit(added: &[UserId], removed: &[UserId]) -> Value {
     })
 }
 
+/// Completes a group change's audit entry with what only the store knows: the members
+/// the change added and removed (when any), and the new name when it renamed the group.
+pub fn complete_change_audit(
+    audit: &mut AuditDraft,
+    renamed: Option<&GroupData>,
+    added: &[UserId],
+    removed: &[UserId],
+) {
+    if !added.is_empty() || !removed.is_empty() {
+        audit.changes["members"] = members_audit(added, removed);
+    }
+    if let Some(d) = renamed {
+        audit.target_name = Some(d.display_name.clone());
+    }
+}
+
+/// The accounts whose quota a change of a group's members may move: each account added
+/// or removed when the group has a size; none when it has not.
+pub fn quota_affected(size: Option<QuotaGb>, added: &[UserId], removed: &[UserId]) -> Vec<UserId> {
+    match size {
+        Some(_) => added.iter().chain(removed).cloned().collect(),
+        None => Vec::new(),
+    }
+}
+
 /// The audit entry for an account whose quota a group change recomputed: same actor,
 /// request and time as the group change that caused it.
 pub fn quota_audit(
@@ -138,5 +197,98 @@ pub fn quota_audit(
         }),
         meta: cause.meta.clone(),
         at: cause.at,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: usize) -> Vec<UserId> {
+        let mut v: Vec<UserId> = (0..n).map(|_| UserId::random()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn effective_quota_is_the_largest_of_base_and_group_sizes() {
+        assert_eq!(effective_quota(10, []), 10);
+        assert_eq!(effective_quota(10, [5, 7]), 10);
+        assert_eq!(effective_quota(10, [5, 50, 20]), 50);
+        let q = |gb| QuotaGb::new(gb).unwrap();
+        assert_eq!(effective_quota(q(10), [q(10)]), q(10));
+        assert_eq!(effective_quota(q(1), [q(2)]), q(2));
+    }
+
+    #[test]
+    fn member_diff_adds_the_missing_once_and_removes_the_unwanted() {
+        let u = ids(5);
+        let current = vec![u[0].clone(), u[1].clone(), u[2].clone()];
+        let want = vec![u[4].clone(), u[1].clone(), u[3].clone(), u[4].clone()];
+        let (add, remove) = member_diff(&current, &want);
+        assert_eq!(add, vec![u[4].clone(), u[3].clone()]);
+        assert_eq!(remove, vec![u[0].clone(), u[2].clone()]);
+    }
+
+    #[test]
+    fn member_diff_of_the_same_set_is_empty() {
+        let u = ids(3);
+        let mut shuffled = u.clone();
+        shuffled.reverse();
+        shuffled.push(u[0].clone());
+        assert_eq!(member_diff(&u, &shuffled), (vec![], vec![]));
+        assert_eq!(member_diff(&[], &[]), (vec![], vec![]));
+        assert_eq!(member_diff(&u, &[]), (vec![], u.clone()));
+        assert_eq!(member_diff(&[], &u), (u.clone(), vec![]));
+    }
+
+    fn draft() -> AuditDraft {
+        AuditDraft {
+            tenant_id: TenantId::random(),
+            actor: crate::audit::Actor::Operator,
+            action: Action::GroupUpdated,
+            target_type: "group",
+            target_id: Some("g".into()),
+            target_name: Some("Old".into()),
+            changes: json!({"displayName": {"before": "Old", "after": "New"}}),
+            meta: Default::default(),
+            at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_change_audit_gets_the_members_and_the_new_name() {
+        let u = ids(3);
+        let mut a = draft();
+        let renamed = GroupData {
+            display_name: "New".into(),
+            external_id: None,
+            doc: json!({}),
+        };
+        complete_change_audit(&mut a, Some(&renamed), &u[..2], &u[2..]);
+        assert_eq!(a.target_name.as_deref(), Some("New"));
+        assert_eq!(a.changes["members"], members_audit(&u[..2], &u[2..]));
+        assert_eq!(a.changes["members"]["added"], 2);
+        assert_eq!(a.changes["displayName"]["after"], "New");
+
+        let untouched = draft();
+        let mut b = untouched.clone();
+        complete_change_audit(&mut b, None, &[], &[]);
+        assert_eq!(b, untouched);
+    }
+
+    #[test]
+    fn only_a_sized_group_moves_quotas() {
+        let u = ids(3);
+        let size = Some(QuotaGb::new(100).unwrap());
+        assert_eq!(quota_affected(size, &u[..1], &u[1..]), u);
+        assert_eq!(quota_affected(None, &u[..1], &u[1..]), vec![]);
+    }
+
+    #[test]
+    fn distinct_keeps_the_first_of_each() {
+        let u = ids(2);
+        let v = [u[1].clone(), u[0].clone(), u[1].clone(), u[0].clone()];
+        assert_eq!(distinct(&v), vec![u[1].clone(), u[0].clone()]);
     }
 }

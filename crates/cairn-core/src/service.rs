@@ -11,12 +11,11 @@ use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, U
 use crate::query::{ListQuery, Page};
 use crate::store::{DashboardUser, Role, SettingsChange, Store};
 use crate::tenant::{validate_tenant_name, Tenant, TokenInfo};
-use crate::user::{DocJson, UserData, UserRecord};
+use crate::user::{purge_audits, system_audit, DocJson, UserData, UserRecord};
 use crate::{Error, Result};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use time::OffsetDateTime;
 
 /// Who is changing tenant settings: the operator (CLI) or a dashboard administrator.
 #[derive(Debug, Clone, Copy)]
@@ -891,35 +890,4 @@ pub struct PurgeReport {
     /// Accounts whose repository could not be removed, with the reason; they stay marked
     /// and the next run retries them.
     pub failed: Vec<(UserRecord, String)>,
-}
-
-fn system_audit(u: &UserRecord, action: Action, changes: Value, at: OffsetDateTime) -> AuditDraft {
-    AuditDraft {
-        tenant_id: u.tenant_id.clone(),
-        actor: Actor::System,
-        action,
-        target_type: "user",
-        target_id: Some(u.id.to_string()),
-        target_name: Some(u.user_name.to_string()),
-        changes,
-        meta: RequestMeta::default(),
-        at,
-    }
-}
-
-fn purge_audits(u: &UserRecord, bytes: u64, at: OffsetDateTime) -> Vec<AuditDraft> {
-    vec![
-        system_audit(
-            u,
-            Action::VaultPurged,
-            json!({"repositoryBytes": {"before": bytes, "after": 0}}),
-            at,
-        ),
-        system_audit(
-            u,
-            Action::UserPurged,
-            json!({"deletedAt": {"before": u.deleted_at.map(crate::clock::format_ts)}}),
-            at,
-        ),
-    ]
 }

@@ -17,7 +17,7 @@ use crate::session::{SessionHash, SessionRecord, ThrottleRule};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
 use crate::vault::{BackupKeyRecord, ByteCount};
-use crate::Result;
+use crate::{Error, Result};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
@@ -70,6 +70,49 @@ pub struct SettingsChange {
     pub account_size_gb: Option<QuotaGb>,
     /// The operator's cap: `Some(None)` removes it.
     pub max_account_size_gb: Option<Option<QuotaGb>>,
+}
+
+/// A resource whose changes are guarded by a version (its SCIM ETag).
+pub trait Versioned {
+    fn version(&self) -> i64;
+}
+
+impl Versioned for GroupRecord {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+impl<D> Versioned for UserRecord<D> {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}
+
+/// Whether a change guarded by `expected` (an `If-Match` version, or none) may go ahead
+/// on what the store found (`None`: not found): the resource, or why not. The same
+/// decision on every backend.
+pub fn check_version<T: Versioned>(
+    what: &'static str,
+    found: Option<T>,
+    expected: Option<i64>,
+) -> Result<T> {
+    let current = found.ok_or(Error::NotFound(what))?;
+    if expected.is_some_and(|v| v != current.version()) {
+        return Err(Error::VersionMismatch);
+    }
+    Ok(current)
+}
+
+/// Why a write guarded in its statement (`… AND version = ?` on a live row) changed no
+/// row, as the store reads the resource afterwards: still there, so another change came
+/// first; or gone.
+pub fn missed_write(what: &'static str, still_there: bool) -> Error {
+    if still_there {
+        Error::VersionMismatch
+    } else {
+        Error::NotFound(what)
+    }
 }
 
 /// Tenants and their SCIM settings.
@@ -211,8 +254,11 @@ pub trait GroupStore: Send + Sync + 'static {
     /// Groups matching the query; filters and sorts use the same `Filter` as users
     /// (`id`, `displayName`, `externalId`, `meta.created`, `meta.lastModified`).
     async fn list_groups(&self, tenant: &TenantId, query: &ListQuery) -> Result<Page<GroupRecord>>;
-    /// The live (not soft-deleted) members of a group, ordered by id.
-    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>>;
+    /// The live (not soft-deleted) members of a group, ordered by id: all of them (no
+    /// group comes near `u32::MAX` members).
+    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
+        self.group_members_up_to(tenant, id, u32::MAX).await
+    }
     /// The first `limit` live members of a group by id (fewer when it has fewer).
     async fn group_members_up_to(
         &self,
@@ -313,7 +359,12 @@ pub trait IdentityStore: Send + Sync + 'static {
 pub trait AuditStore: Send + Sync + 'static {
     /// Writes an audit entry that has no row change of its own (the vault purge).
     async fn record_audit(&self, audit: AuditDraft) -> Result<()>;
-    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>>;
+    /// Audit events matching `query`, newest first: the activity listing of
+    /// [`AuditQuery::as_activity`], so that each backend has one way to list events.
+    async fn list_audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditEvent>> {
+        let (filter, limit) = query.as_activity();
+        self.list_activity(tenant, &filter, None, limit).await
+    }
     /// Audit events matching `filter`, newest first, with ids below `before_id`.
     async fn list_activity(
         &self,
@@ -430,4 +481,49 @@ impl<T> Store for T where
         + RequestLogStore
         + HealthStore
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(version: i64) -> GroupRecord {
+        let now = OffsetDateTime::now_utc();
+        GroupRecord {
+            id: GroupId::random(),
+            tenant_id: TenantId::random(),
+            display_name: "g".into(),
+            external_id: None,
+            doc: serde_json::json!({}),
+            size_gb: None,
+            created_at: now,
+            updated_at: now,
+            version,
+        }
+    }
+
+    #[test]
+    fn a_guarded_change_goes_ahead_only_on_a_found_resource_at_the_version() {
+        let v = |r: Result<GroupRecord>| r.map(|g| g.version);
+        assert_eq!(
+            v(check_version("group", None, None)),
+            Err(Error::NotFound("group"))
+        );
+        assert_eq!(
+            v(check_version("group", None, Some(3))),
+            Err(Error::NotFound("group"))
+        );
+        assert_eq!(
+            v(check_version("group", Some(group(3)), Some(2))),
+            Err(Error::VersionMismatch)
+        );
+        assert_eq!(v(check_version("group", Some(group(3)), Some(3))), Ok(3));
+        assert_eq!(v(check_version("group", Some(group(3)), None)), Ok(3));
+    }
+
+    #[test]
+    fn a_missed_write_is_a_conflict_while_the_resource_exists() {
+        assert_eq!(missed_write("user", true), Error::VersionMismatch);
+        assert_eq!(missed_write("user", false), Error::NotFound("user"));
+    }
 }

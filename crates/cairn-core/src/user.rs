@@ -1,9 +1,10 @@
 //! Backup accounts: every SCIM user is one. The SCIM representation lives in `doc`; the
 //! columns beside it are projections used for indexes, uniqueness and the dashboard.
 
+use crate::audit::{Action, Actor, AuditDraft, RequestMeta};
 use crate::ids::{QuotaGb, TenantId, UserId, UserName};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 /// The attributes a provisioning client controls, already validated by the protocol layer.
@@ -146,5 +147,94 @@ impl UserRecord {
             active: self.active,
             doc: self.doc.clone(),
         }
+    }
+}
+
+/// An audit entry Cairn itself writes about an account (the retention purge).
+pub fn system_audit<D>(
+    u: &UserRecord<D>,
+    action: Action,
+    changes: Value,
+    at: OffsetDateTime,
+) -> AuditDraft {
+    AuditDraft {
+        tenant_id: u.tenant_id.clone(),
+        actor: Actor::System,
+        action,
+        target_type: "user",
+        target_id: Some(u.id.to_string()),
+        target_name: Some(u.user_name.to_string()),
+        changes,
+        meta: RequestMeta::default(),
+        at,
+    }
+}
+
+/// The entries that go with the purge of an account whose repository held `bytes`:
+/// `vault_purged`, then `user_purged`, written by `UserStore::finish_purge` in the
+/// transaction that deletes the row.
+pub fn purge_audits<D>(u: &UserRecord<D>, bytes: u64, at: OffsetDateTime) -> Vec<AuditDraft> {
+    vec![
+        system_audit(
+            u,
+            Action::VaultPurged,
+            json!({"repositoryBytes": {"before": bytes, "after": 0}}),
+            at,
+        ),
+        system_audit(
+            u,
+            Action::UserPurged,
+            json!({"deletedAt": {"before": u.deleted_at.map(crate::clock::format_ts)}}),
+            at,
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_purge_is_audited_as_vault_then_account_by_the_system() {
+        let deleted = time::macros::datetime!(2026-11-01 10:00:00.5 UTC);
+        let at = time::macros::datetime!(2026-12-01 00:00 UTC);
+        let u = UserRecord {
+            id: UserId::random(),
+            tenant_id: TenantId::random(),
+            user_name: UserName::parse("gone@example.test").unwrap(),
+            external_id: None,
+            display_name: None,
+            email: None,
+            active: true,
+            doc: (),
+            quota_gb: QuotaGb::default(),
+            used_bytes: 0,
+            scim_managed: true,
+            created_at: deleted,
+            updated_at: deleted,
+            version: 2,
+            deleted_at: Some(deleted),
+            purge_at: Some(at),
+        };
+        let a = purge_audits(&u, 4096, at);
+        let actions: Vec<Action> = a.iter().map(|d| d.action).collect();
+        assert_eq!(actions, [Action::VaultPurged, Action::UserPurged]);
+        for d in &a {
+            assert_eq!(d.actor, Actor::System);
+            assert_eq!(d.tenant_id, u.tenant_id);
+            assert_eq!(d.target_type, "user");
+            assert_eq!(d.target_id.as_deref(), Some(u.id.as_str()));
+            assert_eq!(d.target_name.as_deref(), Some("gone@example.test"));
+            assert_eq!(d.meta, RequestMeta::default());
+            assert_eq!(d.at, at);
+        }
+        assert_eq!(
+            a[0].changes,
+            json!({"repositoryBytes": {"before": 4096, "after": 0}})
+        );
+        assert_eq!(
+            a[1].changes,
+            json!({"deletedAt": {"before": "2026-11-01T10:00:00.500Z"}})
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! shared durable commits while each request keeps its own outcome. PostgreSQL serves
 //! deployments where several stateless instances share one database.
 
+mod activity;
 pub mod copy;
 // Hooks for the fuzz crate only: not part of the production library. Built under `test`
 // too, so that its own unit tests keep running with the crate's.

@@ -153,10 +153,8 @@ impl UserStore for PostgresStore {
             .await
             .map_err(map_err)?;
         let Some(row) = row else {
-            return match get_user_where(&*tx, tenant.as_str(), id.as_str(), true).await? {
-                Some(_) => Err(Error::VersionMismatch),
-                None => Err(Error::NotFound("user")),
-            };
+            let live = get_user_where(&*tx, tenant.as_str(), id.as_str(), true).await?;
+            return Err(missed_write("user", live.is_some()));
         };
         let u = user_from_row(&row)?;
         insert_audit(&*tx, &audit).await?;
@@ -184,10 +182,8 @@ impl UserStore for PostgresStore {
             .await
             .map_err(map_err)?;
         if n == 0 {
-            return match get_user_where(&*tx, tenant.as_str(), id.as_str(), true).await? {
-                Some(_) => Err(Error::VersionMismatch),
-                None => Err(Error::NotFound("user")),
-            };
+            let live = get_user_where(&*tx, tenant.as_str(), id.as_str(), true).await?;
+            return Err(missed_write("user", live.is_some()));
         }
         insert_audit(&*tx, &audit).await?;
         tx.commit().await.map_err(map_err)

@@ -6,14 +6,14 @@ use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::group::{
-    members_audit, quota_audit, GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange,
+    complete_change_audit, effective_quota, member_diff, quota_affected, quota_audit, GroupData,
+    GroupRecord, GroupRef, GroupSummary, MemberChange,
 };
 use cairn_core::ids::{fold_case, GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{ListQuery, Page};
 use cairn_core::store::*;
 use cairn_core::{Error, Result};
 use rusqlite::{params, Connection, OptionalExtension, Row};
-use std::collections::HashSet;
 
 #[async_trait]
 impl GroupStore for SqliteStore {
@@ -46,14 +46,9 @@ impl GroupStore for SqliteStore {
                     ],
                 ))?;
                 let added = add_members(c, t, g.id.as_str(), &members)?;
-                if !added.is_empty() {
-                    audit.changes["members"] = members_audit(&added, &[]);
-                }
+                complete_change_audit(&mut audit, None, &added, &[]);
                 db(insert_audit(c, &audit))?;
-                if g.size_gb.is_some() {
-                    recompute_quotas(c, t, &added, &audit)?;
-                }
-                Ok(())
+                recompute_quotas(c, t, &quota_affected(g.size_gb, &added, &[]), &audit)
             })
             .await
     }
@@ -96,17 +91,26 @@ impl GroupStore for SqliteStore {
         .await
     }
 
-    async fn group_members(&self, tenant: &TenantId, id: &GroupId) -> Result<Vec<UserId>> {
-        self.live_members(tenant, id, None).await
-    }
-
     async fn group_members_up_to(
         &self,
         tenant: &TenantId,
         id: &GroupId,
         limit: u32,
     ) -> Result<Vec<UserId>> {
-        self.live_members(tenant, id, Some(limit)).await
+        let (t, i) = (tenant.to_string(), id.to_string());
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.user_id FROM group_members m
+                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+                 WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
+                 ORDER BY m.user_id LIMIT ?",
+            )?;
+            let rows = st.query_map(params![t, i, limit], |r| {
+                Ok(UserId::from_trusted(r.get(0)?))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     async fn groups_of_users(
@@ -133,10 +137,7 @@ impl GroupStore for SqliteStore {
         let members = members.clone();
         self.writer
             .write(move |c| {
-                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
-                if expected_version.is_some_and(|v| v != current.version) {
-                    return Err(Error::VersionMismatch);
-                }
+                let current = check_version("group", db(get_group(c, &t, &i))?, expected_version)?;
                 let (added, removed) = apply_members(c, &t, &i, &members)?;
                 let data = data.filter(|d| *d != current.data());
                 if data.is_none() && added.is_empty() && removed.is_empty() {
@@ -163,18 +164,10 @@ impl GroupStore for SqliteStore {
                         params![at, t, i],
                     ))?,
                 };
-                if !added.is_empty() || !removed.is_empty() {
-                    audit.changes["members"] = members_audit(&added, &removed);
-                }
-                if let Some(d) = &data {
-                    audit.target_name = Some(d.display_name.clone());
-                }
+                complete_change_audit(&mut audit, data.as_ref(), &added, &removed);
                 db(insert_audit(c, &audit))?;
-                if current.size_gb.is_some() {
-                    let mut affected = added;
-                    affected.extend(removed);
-                    recompute_quotas(c, &t, &affected, &audit)?;
-                }
+                let affected = quota_affected(current.size_gb, &added, &removed);
+                recompute_quotas(c, &t, &affected, &audit)?;
                 db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))
             })
             .await
@@ -190,10 +183,7 @@ impl GroupStore for SqliteStore {
         let (t, i) = (tenant.to_string(), id.to_string());
         self.writer
             .write(move |c| {
-                let current = db(get_group(c, &t, &i))?.ok_or(Error::NotFound("group"))?;
-                if expected_version.is_some_and(|v| v != current.version) {
-                    return Err(Error::VersionMismatch);
-                }
+                let current = check_version("group", db(get_group(c, &t, &i))?, expected_version)?;
                 let members = if current.size_gb.is_some() {
                     db(all_members(c, &t, &i))?
                 } else {
@@ -252,33 +242,6 @@ impl GroupStore for SqliteStore {
                     group: group_from_row(r)?,
                     members: n.max(0) as u64,
                 })
-            })?;
-            rows.collect()
-        })
-        .await
-    }
-}
-
-impl SqliteStore {
-    /// The live members, the first `limit` of them by id when given.
-    pub(super) async fn live_members(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        limit: Option<u32>,
-    ) -> Result<Vec<UserId>> {
-        let (t, i) = (tenant.to_string(), id.to_string());
-        // SQLite reads LIMIT -1 as no limit.
-        let limit = limit.map_or(-1, i64::from);
-        self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT m.user_id FROM group_members m
-                 JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
-                 WHERE m.tenant_id = ? AND m.group_id = ? AND u.deleted_at IS NULL
-                 ORDER BY m.user_id LIMIT ?",
-            )?;
-            let rows = st.query_map(params![t, i, limit], |r| {
-                Ok(UserId::from_trusted(r.get(0)?))
             })?;
             rows.collect()
         })
@@ -388,19 +351,8 @@ fn apply_members(
             Ok((added, removed))
         }
         MemberChange::Replace(want) => {
-            let current: HashSet<UserId> = db(all_members(c, tenant, group))?.into_iter().collect();
-            let want_set: HashSet<&UserId> = want.iter().collect();
-            let to_remove: Vec<UserId> = current
-                .iter()
-                .filter(|u| !want_set.contains(u))
-                .cloned()
-                .collect();
-            let mut seen = HashSet::new();
-            let to_add: Vec<UserId> = want
-                .iter()
-                .filter(|u| !current.contains(*u) && seen.insert(*u))
-                .cloned()
-                .collect();
+            let current = db(all_members(c, tenant, group))?;
+            let (to_add, to_remove) = member_diff(&current, want);
             let removed = remove_members(c, tenant, group, &to_remove)?;
             let added = add_members(c, tenant, group, &to_add)?;
             Ok((added, removed))
@@ -408,37 +360,46 @@ fn apply_members(
     }
 }
 
-/// Recomputes the effective quota of these accounts (largest of the base quota and the
-/// sizes of their groups) and audits each one that changed.
+/// Recomputes the effective quota of these accounts ([`effective_quota`], in Rust: the
+/// rows are local) and audits each one that changed.
 fn recompute_quotas(
     c: &Connection,
     tenant: &str,
     users: &[UserId],
     cause: &AuditDraft,
 ) -> Result<()> {
+    // One row per group of the account (one with no size when it has none).
     let mut read = db(c.prepare_cached(
-        "SELECT u.user_name, u.quota_gb, MAX(u.base_quota_gb, COALESCE((
-             SELECT MAX(g.size_gb) FROM group_members m
-             JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
-             WHERE m.tenant_id = u.tenant_id AND m.user_id = u.id), 0))
-         FROM users u WHERE u.tenant_id = ? AND u.id = ?",
+        "SELECT u.user_name, u.quota_gb, u.base_quota_gb, g.size_gb FROM users u
+         LEFT JOIN group_members m ON m.tenant_id = u.tenant_id AND m.user_id = u.id
+         LEFT JOIN groups g ON g.tenant_id = m.tenant_id AND g.id = m.group_id
+         WHERE u.tenant_id = ? AND u.id = ?",
     ))?;
     let mut write =
         db(c.prepare_cached("UPDATE users SET quota_gb = ? WHERE tenant_id = ? AND id = ?"))?;
     for u in users {
-        let row: Option<(String, i64, i64)> = db(read
-            .query_row(params![tenant, u.as_str()], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        let rows = db(read
+            .query_map(params![tenant, u.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
             })
-            .optional())?;
-        let Some((name, before, after)) = row else {
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>()))?;
+        let Some((name, before, base, _)) = rows.first() else {
             continue;
         };
+        let (before, after) = (
+            *before,
+            effective_quota(*base, rows.iter().filter_map(|r| r.3)),
+        );
         if before != after {
             db(write.execute(params![after, tenant, u.as_str()]))?;
             db(insert_audit(
                 c,
-                &quota_audit(cause, u.as_str(), &name, before, after),
+                &quota_audit(cause, u.as_str(), name, before, after),
             ))?;
         }
     }

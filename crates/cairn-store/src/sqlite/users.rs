@@ -177,10 +177,8 @@ impl UserStore for SqliteStore {
                         ])
                     }))?;
                 if n == 0 {
-                    return match db(get_user_where::<()>(c, &t, &i, true))? {
-                        Some(_) => Err(Error::VersionMismatch),
-                        None => Err(Error::NotFound("user")),
-                    };
+                    let live = db(get_user_where::<()>(c, &t, &i, true))?.is_some();
+                    return Err(missed_write("user", live));
                 }
                 db(insert_audit_with(c, &audit, &changes))?;
                 db(get_user_where::<()>(c, &t, &i, true))?.ok_or(Error::NotFound("user"))
@@ -207,10 +205,8 @@ impl UserStore for SqliteStore {
                     params![ts(at), ts(purge_at), ts(at), t, i, expected_version, expected_version],
                 ))?;
                 if n == 0 {
-                    return match db(get_user_where::<()>(c, &t, &i, true))? {
-                        Some(_) => Err(Error::VersionMismatch),
-                        None => Err(Error::NotFound("user")),
-                    };
+                    let live = db(get_user_where::<()>(c, &t, &i, true))?.is_some();
+                    return Err(missed_write("user", live));
                 }
                 db(insert_audit(c, &audit))
             })

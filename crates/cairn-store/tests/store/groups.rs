@@ -6,8 +6,9 @@ use cairn_core::audit::{Action, AuditQuery};
 use cairn_core::group::{GroupData, GroupRecord, MemberChange};
 use cairn_core::ids::{GroupId, QuotaGb, TenantId, UserId};
 use cairn_core::query::{Attr, AttrKind, AttrTarget, CompareOp, Filter, ListQuery, Scalar};
-use cairn_core::store::Store;
+use cairn_core::store::*;
 use cairn_core::Error;
+use proptest::prelude::*;
 use serde_json::json;
 
 fn group(tenant: &TenantId, name: &str) -> GroupRecord {
@@ -593,4 +594,215 @@ async fn users_read_with_their_groups_agree_with_the_separate_reads() {
     );
     let (_, without) = s.list_users_with_groups(&t.id, &q, false).await.unwrap();
     assert!(without.is_empty());
+}
+
+/// One generated case of the quota rule: accounts with their base quotas, the tenant's
+/// cap, and groups with a size (or none), members at creation, members after a full
+/// replacement, a new size, and whether the group is deleted at the end.
+#[derive(Debug, Clone)]
+struct QuotaCase {
+    bases: Vec<u32>,
+    cap: Option<u32>,
+    groups: Vec<GroupCase>,
+}
+
+#[derive(Debug, Clone)]
+struct GroupCase {
+    size: Option<u32>,
+    resized: Option<u32>,
+    first: Vec<bool>,
+    then: Vec<bool>,
+    deleted: bool,
+}
+
+fn gb() -> impl Strategy<Value = u32> {
+    // Few values, so that ties and sizes below the base come up often.
+    prop::sample::select(vec![1u32, 10, 50, 200, 1000])
+}
+
+fn quota_case() -> impl Strategy<Value = QuotaCase> {
+    (1usize..=5).prop_flat_map(|n| {
+        let group = (
+            prop::option::of(gb()),
+            prop::option::of(gb()),
+            prop::collection::vec(any::<bool>(), n),
+            prop::collection::vec(any::<bool>(), n),
+            prop::bool::weighted(0.3),
+        )
+            .prop_map(|(size, resized, first, then, deleted)| GroupCase {
+                size,
+                resized,
+                first,
+                then,
+                deleted,
+            });
+        (
+            prop::collection::vec(gb(), n),
+            prop::option::of(gb()),
+            prop::collection::vec(group, 0..=4),
+        )
+            .prop_map(|(bases, cap, groups)| QuotaCase { bases, cap, groups })
+    })
+}
+
+/// The groups as the test last set them: size, members, and whether still there.
+struct Model {
+    groups: Vec<(Option<u32>, Vec<bool>, bool)>,
+}
+
+impl Model {
+    /// Every account's quota by the Rust rule.
+    fn quotas(&self, bases: &[u32]) -> Vec<u32> {
+        bases
+            .iter()
+            .enumerate()
+            .map(|(a, base)| {
+                let sizes = self
+                    .groups
+                    .iter()
+                    .filter(|(_, members, live)| *live && members[a])
+                    .filter_map(|(size, _, _)| *size);
+                cairn_core::group::effective_quota(*base, sizes)
+            })
+            .collect()
+    }
+}
+
+fn members_of(accounts: &[UserId], pick: &[bool]) -> Vec<UserId> {
+    accounts
+        .iter()
+        .zip(pick)
+        .filter(|(_, p)| **p)
+        .map(|(u, _)| u.clone())
+        .collect()
+}
+
+fn size_of(gb: Option<u32>) -> Option<QuotaGb> {
+    gb.map(|g| QuotaGb::new(i64::from(g)).unwrap())
+}
+
+/// Runs one case through the store: after every step (creation with members, full
+/// replacement, resizing, deletion) each account's stored quota must equal the Rust rule,
+/// and its enforced quota the rule capped by the tenant's limit. Returns the first
+/// disagreement.
+async fn run_quota_case(s: &dyn Store, case: &QuotaCase) -> Result<(), String> {
+    let mut t = tenant(s, "quota").await;
+    if let Some(cap) = case.cap {
+        let change = SettingsChange {
+            max_account_size_gb: Some(size_of(Some(cap))),
+            ..Default::default()
+        };
+        t = s.update_settings(&t.id, &change, vec![]).await.unwrap();
+    }
+    let mut accounts = Vec::new();
+    for (i, base) in case.bases.iter().enumerate() {
+        let name = format!("q{i}@x.io");
+        let mut u = user(&t.id, &name, json!({ "userName": name }));
+        u.quota_gb = size_of(Some(*base)).unwrap();
+        s.create_user(&u, draft(&t.id, Action::UserCreated))
+            .await
+            .unwrap();
+        accounts.push(u.id);
+    }
+    let mut model = Model { groups: Vec::new() };
+    let check = |model: &Model, step: &'static str| {
+        let want = model.quotas(&case.bases);
+        let (t, accounts) = (&t, &accounts);
+        async move {
+            for (a, u) in accounts.iter().enumerate() {
+                let got = s.get_user(&t.id, u).await.unwrap().unwrap().quota_gb;
+                if got.get() != want[a] {
+                    return Err(format!(
+                        "after {step}: account {a} has {got}, the rule says {} GB",
+                        want[a]
+                    ));
+                }
+                let enforced = t.effective_quota(got).get();
+                let capped = case.cap.map_or(want[a], |c| want[a].min(c));
+                if enforced != capped {
+                    return Err(format!(
+                        "after {step}: account {a} is held to {enforced} GB, not {capped}"
+                    ));
+                }
+            }
+            Ok(())
+        }
+    };
+    let mut ids = Vec::new();
+    for (i, g) in case.groups.iter().enumerate() {
+        let mut rec = group(&t.id, &format!("G{i}"));
+        rec.size_gb = size_of(g.size);
+        s.create_group(
+            &rec,
+            &members_of(&accounts, &g.first),
+            gdraft(&t.id, Action::GroupCreated),
+        )
+        .await
+        .unwrap();
+        ids.push(rec.id);
+        model.groups.push((g.size, g.first.clone(), true));
+    }
+    check(&model, "creation").await?;
+    for (i, g) in case.groups.iter().enumerate() {
+        let change = MemberChange::Replace(members_of(&accounts, &g.then));
+        s.update_group(
+            &t.id,
+            &ids[i],
+            None,
+            None,
+            &change,
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap();
+        model.groups[i].1 = g.then.clone();
+    }
+    check(&model, "replacement").await?;
+    for (i, g) in case.groups.iter().enumerate() {
+        s.set_group_size(
+            &t.id,
+            &ids[i],
+            size_of(g.resized),
+            gdraft(&t.id, Action::GroupSizeChanged),
+        )
+        .await
+        .unwrap();
+        model.groups[i].0 = g.resized;
+    }
+    check(&model, "resizing").await?;
+    for (i, g) in case.groups.iter().enumerate() {
+        if g.deleted {
+            s.delete_group(&t.id, &ids[i], None, gdraft(&t.id, Action::GroupDeleted))
+                .await
+                .unwrap();
+            model.groups[i].2 = false;
+        }
+    }
+    check(&model, "deletion").await
+}
+
+/// One database for all generated cases; each case has a tenant of its own.
+fn quota_db() -> &'static (tokio::runtime::Runtime, Db) {
+    static DB: std::sync::OnceLock<(tokio::runtime::Runtime, Db)> = std::sync::OnceLock::new();
+    DB.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let db = rt.block_on(db_async());
+        (rt, db)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+    /// The store's quota recompute (in SQL on PostgreSQL, for speed) agrees with
+    /// `cairn_core::group::effective_quota` on generated accounts, groups and caps.
+    #[test]
+    fn stored_quotas_follow_the_rust_rule(case in quota_case()) {
+        let (rt, db) = quota_db();
+        let r = rt.block_on(run_quota_case(&*db.store, &case));
+        prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
 }
