@@ -17,6 +17,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod faults;
+mod inspector;
 mod isolation;
 mod lifecycle;
 mod listeners;
