@@ -40,46 +40,44 @@ impl RequestLogStore for PostgresStore {
         if entries.is_empty() {
             return Ok(());
         }
-        let mut c = self.pool.get().await.map_err(pool_err)?;
-        let tx = c.transaction().await.map_err(map_err)?;
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO scim_requests (tenant_id, at, token_id, method, path, client,
-                     dialect, user_agent, status, scim_type, error, latency_us,
-                     resource_type, resource_id, notes, request_body, response_body)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                     $16, $17)",
-            )
-            .await
-            .map_err(map_err)?;
-        for e in entries {
-            let notes = serde_json::to_string(&e.notes).unwrap_or_else(|_| "[]".into());
-            tx.execute(
-                &st,
-                &[
-                    &e.tenant_id.as_str(),
-                    &ts(e.at),
-                    &e.token_id,
-                    &e.method,
-                    &e.path,
-                    &e.client.as_str(),
-                    &e.dialect,
-                    &e.user_agent,
-                    &i64::from(e.status),
-                    &e.scim_type,
-                    &e.error,
-                    &e.latency_us,
-                    &e.resource_type,
-                    &e.resource_id,
-                    &notes,
-                    &e.request_body,
-                    &e.response_body,
-                ],
-            )
-            .await
-            .map_err(map_err)?;
-        }
-        tx.commit().await.map_err(map_err)
+        // One statement for the whole batch (one round trip): a column array each.
+        let col = |f: &dyn Fn(&RequestEntry) -> Option<String>| -> Vec<Option<String>> {
+            entries.iter().map(f).collect()
+        };
+        let tenant = col(&|e| Some(e.tenant_id.to_string()));
+        let at = col(&|e| Some(ts(e.at)));
+        let token = col(&|e| e.token_id.clone());
+        let method = col(&|e| Some(e.method.clone()));
+        let path = col(&|e| Some(e.path.clone()));
+        let client = col(&|e| Some(e.client.as_str().to_owned()));
+        let dialect = col(&|e| e.dialect.clone());
+        let ua = col(&|e| e.user_agent.clone());
+        let status: Vec<i64> = entries.iter().map(|e| i64::from(e.status)).collect();
+        let scim_type = col(&|e| e.scim_type.clone());
+        let error = col(&|e| e.error.clone());
+        let latency: Vec<i64> = entries.iter().map(|e| e.latency_us).collect();
+        let rtype = col(&|e| e.resource_type.clone());
+        let rid = col(&|e| e.resource_id.clone());
+        let notes = col(&|e| Some(serde_json::to_string(&e.notes).unwrap_or_else(|_| "[]".into())));
+        let req = col(&|e| e.request_body.clone());
+        let resp = col(&|e| e.response_body.clone());
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO scim_requests (tenant_id, at, token_id, method, path, client,
+                 dialect, user_agent, status, scim_type, error, latency_us,
+                 resource_type, resource_id, notes, request_body, response_body)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
+                 $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[],
+                 $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[],
+                 $16::text[], $17::text[])",
+            &[
+                &tenant, &at, &token, &method, &path, &client, &dialect, &ua, &status, &scim_type,
+                &error, &latency, &rtype, &rid, &notes, &req, &resp,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(())
     }
 
     async fn list_requests(
