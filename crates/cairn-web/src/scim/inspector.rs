@@ -39,6 +39,11 @@ use tokio::sync::mpsc;
 pub const DEFAULT_QUEUE: usize = 8192;
 /// Entries stored per write.
 const BATCH: usize = 512;
+/// The writer's pause after each batch, so that entries arriving one at a time share a
+/// commit instead of each taking one (callgrind counted +55% instructions per sequential
+/// `GET /Users/{id}` with a commit per entry). At the queue's default size this holds
+/// 80,000 requests/s before entries are dropped.
+const FLUSH_PAUSE: Duration = Duration::from_millis(100);
 /// How often the writer re-reads which tenants capture bodies (another instance, or the
 /// CLI, may have switched it).
 const CAPTURE_REFRESH: Duration = Duration::from_secs(5);
@@ -165,6 +170,7 @@ async fn write_loop(
                     }
                 }
                 batch.clear();
+                tokio::time::sleep(FLUSH_PAUSE).await;
             }
             _ = refresh.tick() => {
                 match store.body_captures(OffsetDateTime::now_utc()).await {
