@@ -347,6 +347,49 @@ test('an identity provider\'s XSS payload is rendered as text', async () => {
   assert.deepEqual(shared.unexpectedDialogs, [], 'no script ran');
 });
 
+test('SCIM requests: what the identity provider sent, from an account\'s page and filtered', async () => {
+  // A conflicting create, so there is a failure to find.
+  const dup = await scim('POST', '/Users', {
+    schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'],
+    userName: 'ALICE@acme.test',
+  });
+  assert.equal(dup.status, 409);
+  // Entries are written in the background: reload until they are there.
+  const rows = page.locator('table.requests tbody tr');
+  const until = async (url, enough) => {
+    for (let i = 0; i < 50; i++) {
+      await page.goto(url);
+      if (await enough()) return;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.fail(`the request log never showed what ${url} should`);
+  };
+  const row = await accountRow(page, 'alice@acme.test');
+  await row.getByRole('link', { name: 'alice@acme.test' }).click();
+  await page.getByRole('link', { name: 'SCIM requests that touched this account' }).click();
+  await page.waitForURL(`${base}/requests?account=${shared.aliceId}`);
+  await until(page.url(), async () => (await rows.count()) >= 3);
+  const text = await page.locator('table.requests').innerText();
+  assert.match(text, /PATCH/);
+  assert.match(text, /DELETE/);
+  assert.match(text, /Okta/);
+
+  await until(`${base}/requests`, async () => (await rows.count()) >= 4);
+  await page.getByLabel('Status').selectOption('4xx');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await rows.first().waitFor();
+  // The conflicting create, and the read of Alice after her deletion (404).
+  assert.equal(await rows.count(), 2);
+  assert.match(await rows.nth(0).innerText(), /409[\s\S]*uniqueness/);
+  assert.match(await rows.nth(1).innerText(), /404/);
+  await page.goto(`${base}/requests`);
+  await shot(page, 'requests');
+
+  await page.goto(`${base}/settings/scim`);
+  assert.match(await page.locator('.last-success').innerText(), /^Okta, /);
+  assert.match(await page.locator('.error-rate').innerText(), /2 of \d+ requests failed in the last 24 hours[\s\S]*Most common error/);
+});
+
 test('a POST without the CSRF token is refused', async () => {
   await page.goto(`${base}/settings/scim`);
   // A same-origin form with the session cookie but without the token (built through the
@@ -391,6 +434,8 @@ test('a viewer sees accounts but gets 403 on the settings page', async () => {
     await shot(p, 'accounts-phone');
     assert.equal(await p.getByText('Settings', { exact: true }).count(), 0, 'menu hides Settings');
     assert.equal(await p.getByRole('link', { name: 'SCIM User Management' }).count(), 0);
+    assert.equal(await p.getByRole('link', { name: 'SCIM requests' }).count(), 0);
+    assert.equal((await p.goto(`${base}/requests`)).status(), 403);
     const res = await p.goto(`${base}/settings/scim`);
     assert.equal(res.status(), 403);
     await p.getByRole('heading', { name: 'Not allowed' }).waitFor();

@@ -84,6 +84,8 @@ pub enum Action {
     SsoSignIn,
     /// A single sign-on attempt was refused (the reason is in `changes`).
     SsoSignInRefused,
+    /// An administrator switched the provisioning inspector's body capture on or off.
+    BodyCaptureChanged,
 }
 
 impl Action {
@@ -114,6 +116,7 @@ impl Action {
             Action::SsoSettingsChanged => "sso_settings_changed",
             Action::SsoSignIn => "sso_sign_in",
             Action::SsoSignInRefused => "sso_sign_in_refused",
+            Action::BodyCaptureChanged => "body_capture_changed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -121,7 +124,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 25] = [
+pub const ALL_ACTIONS: [Action; 26] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -147,6 +150,7 @@ pub const ALL_ACTIONS: [Action; 25] = [
     Action::SsoSettingsChanged,
     Action::SsoSignIn,
     Action::SsoSignInRefused,
+    Action::BodyCaptureChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same
@@ -183,8 +187,21 @@ pub struct AuditEvent {
     pub request_id: Option<String>,
 }
 
-fn serialize_ts<S: serde::Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_ts<S: serde::Serializer>(
+    t: &OffsetDateTime,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.serialize_str(&crate::clock::format_ts(*t))
+}
+
+pub(crate) fn serialize_opt_ts<S: serde::Serializer>(
+    t: &Option<OffsetDateTime>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => serialize_ts(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// Filters for reading the audit log.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod group;
 pub mod ids;
 pub mod query;
+pub mod requests;
 pub mod service;
 pub mod session;
 pub mod sso;

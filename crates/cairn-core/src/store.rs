@@ -12,6 +12,7 @@ use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::query::{ListQuery, Page};
+use crate::requests::{RequestEntry, RequestFilter, TokenHealth};
 use crate::session::{SessionHash, SessionRecord, ThrottleRule};
 use crate::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SubjectPin};
 use crate::tenant::{Tenant, TokenInfo};
@@ -496,6 +497,41 @@ pub trait SsoStore: Send + Sync + 'static {
     async fn delete_account_session(&self, id: &SessionHash) -> Result<()>;
 }
 
+/// The provisioning inspector's request log (see `crate::requests`). Entries arrive in
+/// batches from the recorder, never inside a request's transaction. Writing, pruning and
+/// reading the capture switches work across tenants (one background writer and one
+/// maintenance run serve them all); every read of entries takes the tenant.
+#[async_trait]
+pub trait RequestLogStore: Send + Sync + 'static {
+    /// Appends entries, of any tenants, in one transaction.
+    async fn record_requests(&self, entries: &[RequestEntry]) -> Result<()>;
+    /// The tenant's entries matching `filter`, newest first.
+    async fn list_requests(
+        &self,
+        tenant: &TenantId,
+        filter: &RequestFilter,
+    ) -> Result<Vec<RequestEntry>>;
+    /// Deletes entries older than `before` and, per tenant, all but the newest
+    /// `keep_per_tenant`. Returns how many went.
+    async fn prune_requests(&self, before: OffsetDateTime, keep_per_tenant: u32) -> Result<u64>;
+    /// Per token of the tenant: the last request, the last success and its client, and
+    /// the requests, failures and most common failure since `since`.
+    async fn token_health(
+        &self,
+        tenant: &TenantId,
+        since: OffsetDateTime,
+    ) -> Result<Vec<TokenHealth>>;
+    /// Switches body capture on until `until`, or off, with its audit entry.
+    async fn set_body_capture(
+        &self,
+        tenant: &TenantId,
+        until: Option<OffsetDateTime>,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// Every tenant whose body capture is on at `now`, and until when.
+    async fn body_captures(&self, now: OffsetDateTime) -> Result<Vec<(TenantId, OffsetDateTime)>>;
+}
+
 /// The backend itself.
 #[async_trait]
 pub trait HealthStore: Send + Sync + 'static {
@@ -514,6 +550,7 @@ pub trait Store:
     + AuditStore
     + VaultStore
     + SsoStore
+    + RequestLogStore
     + HealthStore
 {
 }
@@ -527,6 +564,7 @@ impl<T> Store for T where
         + AuditStore
         + VaultStore
         + SsoStore
+        + RequestLogStore
         + HealthStore
 {
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod filter;
 pub mod group;
 pub mod list;
+pub mod notes;
 pub mod patch;
 pub mod path;
 pub mod query;

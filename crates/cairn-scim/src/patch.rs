@@ -134,7 +134,11 @@ fn parse_op(op: &Value) -> Result<PatchOp, ScimError> {
     let name = get_ci(obj, "op")
         .and_then(Value::as_str)
         .ok_or_else(|| ScimError::invalid_syntax("op is missing"))?;
-    let kind = match name.trim().to_ascii_lowercase().as_str() {
+    let lower = name.trim().to_ascii_lowercase();
+    if lower != name {
+        crate::notes::note(|| format!("op {name:?} read as {lower:?}"));
+    }
+    let kind = match lower.as_str() {
         "add" => OpKind::Add,
         "replace" => OpKind::Replace,
         "remove" => OpKind::Remove,
@@ -216,7 +220,10 @@ fn apply_key(
     match path::parse(&text) {
         Ok(p) => apply_path(work, kind, &p, Some(v), true),
         // Not even a path: an attribute we cannot know, ignored as on POST.
-        Err(_) => Ok(()),
+        Err(_) => {
+            crate::notes::note(|| format!("unknown attribute {text} ignored"));
+            Ok(())
+        }
     }
 }
 
@@ -263,8 +270,14 @@ fn apply_path(
     let r = match rt.resolve(p.attr.urn.as_deref(), &p.attr.name, p.attr.sub.as_deref()) {
         Ok(r) => r,
         // Custom extensions are ignored, as on POST.
-        Err(Unresolved::UnknownSchema(_)) => return Ok(()),
-        Err(Unresolved::UnknownAttribute(_)) if lenient => return Ok(()),
+        Err(Unresolved::UnknownSchema(_)) => {
+            crate::notes::note(|| format!("unknown attribute {} ignored", path_text(p)));
+            return Ok(());
+        }
+        Err(Unresolved::UnknownAttribute(_)) if lenient => {
+            crate::notes::note(|| format!("unknown attribute {} ignored", path_text(p)));
+            return Ok(());
+        }
         Err(Unresolved::UnknownAttribute(a)) => {
             return Err(ScimError::invalid_path(format!("unknown attribute {a:?}")))
         }
@@ -292,12 +305,14 @@ fn apply_path(
     };
     // `password` is writeOnly: accepted and never stored (Okta's password sync).
     if attr.mutability == Mutability::WriteOnly {
+        crate::notes::note(|| format!("{label} accepted and not stored"));
         return Ok(());
     }
     if attr.mutability == Mutability::ReadOnly
         || sub.is_some_and(|s| s.mutability == Mutability::ReadOnly)
     {
         if lenient {
+            crate::notes::note(|| format!("read-only attribute {label} ignored"));
             return Ok(());
         }
         return Err(ScimError::mutability(format!("{label} is read-only")));
@@ -706,6 +721,19 @@ fn element_from_filter(filter: &Filter) -> Option<Map<String, Value>> {
     }
     let mut out = Map::new();
     walk(filter, &mut out).then_some(out)
+}
+
+/// A parsed path as the client wrote it, for notes.
+fn path_text(p: &PatchPath) -> String {
+    let mut t = match &p.attr.urn {
+        Some(u) => format!("{u}:{}", p.attr.name),
+        None => p.attr.name.clone(),
+    };
+    if let Some(sub) = &p.attr.sub {
+        t.push('.');
+        t.push_str(sub);
+    }
+    t
 }
 
 #[cfg(test)]

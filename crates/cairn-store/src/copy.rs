@@ -295,6 +295,37 @@ const TABLES: &[Table] = &[
         ],
         serial: Some("id"),
     },
+    Table {
+        name: "scim_requests",
+        key: &["id"],
+        cols: &[
+            ("id", Int),
+            ("tenant_id", Text),
+            ("at", Text),
+            ("token_id", Text),
+            ("method", Text),
+            ("path", Text),
+            ("client", Text),
+            ("dialect", Text),
+            ("user_agent", Text),
+            ("status", Int),
+            ("scim_type", Text),
+            ("error", Text),
+            ("latency_us", Int),
+            ("resource_type", Text),
+            ("resource_id", Text),
+            ("notes", Text),
+            ("request_body", Text),
+            ("response_body", Text),
+        ],
+        serial: Some("id"),
+    },
+    Table {
+        name: "scim_request_capture",
+        key: &["tenant_id"],
+        cols: &[("tenant_id", Text), ("until", Text)],
+        serial: None,
+    },
 ];
 
 /// Tables of the schema that are deliberately not copied, with the reason.

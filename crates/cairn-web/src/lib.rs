@@ -38,6 +38,8 @@ pub struct AppState {
     pub vault_limits: Arc<vault::VaultLimits>,
     /// Member bounds of group lists and writes, and each tenant's group writes in flight.
     pub group_limits: Arc<scim::group_writes::GroupLimits>,
+    /// The provisioning inspector's recorder (`None`: SCIM requests are not logged).
+    pub request_log: Option<Arc<scim::inspector::Recorder>>,
 }
 
 /// The application router with its middleware, before path normalisation.
@@ -51,6 +53,10 @@ pub fn router(state: AppState) -> Router {
 /// with the hidden `--bench-floor`.
 pub fn router_with(state: AppState, bench_floor: bool) -> Router {
     let metrics = state.metrics.clone();
+    let scim = scim::routes().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        scim::inspector::record,
+    ));
     let mut routes = Router::new();
     if bench_floor {
         routes = routes.route("/_bench/floor", axum::routing::get(ops::bench_floor));
@@ -60,7 +66,7 @@ pub fn router_with(state: AppState, bench_floor: bool) -> Router {
         .merge(dashboard::routes())
         .merge(sso::routes())
         .merge(vault::routes())
-        .nest("/scim/v2/{tenant}", scim::routes())
+        .nest("/scim/v2/{tenant}", scim)
         .fallback(ops::not_found)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))

@@ -127,6 +127,11 @@ impl Metrics {
             .register_collector(Box::new(SignInCollector(services)));
     }
 
+    /// Adds a collector read at each scrape (the request log's counters).
+    pub fn register_collector(&mut self, c: Box<dyn Collector>) {
+        self.registry.register_collector(c);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

@@ -7,6 +7,7 @@ use crate::listener::{HandshakeLimits, Timeouts};
 use anyhow::{Context, Result};
 use cairn_core::session::SignInGate;
 use cairn_web::scim::group_writes::GroupLimits;
+use cairn_web::scim::inspector::Recorder;
 use cairn_web::scim::rate_limit::RateLimiter;
 use cairn_web::vault::VaultLimits;
 use cairn_web::{metrics::Metrics, AppState};
@@ -72,6 +73,12 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     };
     let mut metrics = Metrics::new();
     metrics.register_sign_in(svc.clone());
+    // The provisioning inspector: recording is on unless the operator keeps no entries.
+    let request_log = (args.request_log_max_per_tenant > 0)
+        .then(|| Recorder::start(svc.store.clone(), args.request_log_queue));
+    if let Some(rec) = &request_log {
+        metrics.register_collector(rec.collector());
+    }
     let state = AppState {
         services: svc.clone(),
         metrics: Arc::new(metrics),
@@ -87,12 +94,14 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             args.scim_members_per_write_max,
             args.scim_group_writes_per_tenant,
         ),
+        request_log,
     };
 
     let purge_svc = svc.clone();
     let purge_vault = vault.vault.clone();
     let interval = Duration::from_secs(args.purge_interval_secs.max(1));
     let tmp_max_age = Duration::from_secs(args.vault_tmp_max_age_secs);
+    let (log_days, log_max) = (args.request_log_days, args.request_log_max_per_tenant);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -128,6 +137,13 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             // nobody signs in (sign-ins also clear them).
             if let Err(e) = purge_svc.expire_sign_in_state().await {
                 tracing::warn!(error = %e, "expiring sessions and sign-in failures failed");
+            }
+            // The inspector's log: older than its age, or beyond its count per tenant.
+            let before = purge_svc.clock.now() - time::Duration::days(i64::from(log_days));
+            match purge_svc.store.prune_requests(before, log_max).await {
+                Ok(n) if n > 0 => tracing::debug!(entries = n, "pruned the SCIM request log"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning the SCIM request log failed"),
             }
         }
     });

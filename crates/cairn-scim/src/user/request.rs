@@ -72,12 +72,31 @@ pub(super) fn put(
 ) -> Result<(), ScimError> {
     let r = match user_resource_type().resolve(urn, name, None) {
         Ok(r) => r,
-        Err(Unresolved::UnknownSchema(_) | Unresolved::UnknownAttribute(_)) => return Ok(()),
+        Err(Unresolved::UnknownSchema(_) | Unresolved::UnknownAttribute(_)) => {
+            let full = match urn {
+                Some(u) => format!("{u}:{name}"),
+                None => name.to_owned(),
+            };
+            match value {
+                // A whole object under an unknown schema URN: name what was in it.
+                Value::Object(inner) if urn.is_some() => {
+                    for k in inner.keys() {
+                        crate::notes::note(|| format!("unknown attribute {full}:{k} ignored"));
+                    }
+                }
+                _ => crate::notes::note(|| format!("unknown attribute {full} ignored")),
+            }
+            return Ok(());
+        }
     };
     if matches!(
         r.attr.mutability,
         Mutability::ReadOnly | Mutability::WriteOnly
     ) {
+        crate::notes::note(|| match r.attr.mutability {
+            Mutability::WriteOnly => format!("{} accepted and not stored", r.canonical()),
+            _ => format!("read-only attribute {} ignored", r.canonical()),
+        });
         return Ok(());
     }
     let label = r.canonical();
@@ -115,7 +134,14 @@ pub(crate) fn coerce(
         Value::Null => return Ok(None),
         Value::Array(a) => a.iter().collect(),
         // OneLogin's SCIM connector can send `emails` as one object.
-        other => vec![other],
+        other => {
+            crate::notes::note(|| {
+                format!(
+                    "{label} sent as a single value instead of a list; treated as a list of one"
+                )
+            });
+            vec![other]
+        }
     };
     if items.len() > MAX_VALUES {
         return Err(ScimError::invalid_value(format!(
@@ -192,8 +218,13 @@ pub(super) fn coerce_single(
         }
         AttrType::Boolean => match value {
             Value::Bool(b) => Some(Value::Bool(*b)),
-            Value::String(s) if s.eq_ignore_ascii_case("true") => Some(Value::Bool(true)),
-            Value::String(s) if s.eq_ignore_ascii_case("false") => Some(Value::Bool(false)),
+            Value::String(s)
+                if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") =>
+            {
+                let b = s.eq_ignore_ascii_case("true");
+                crate::notes::note(|| format!("{label} sent as the string {s:?}; treated as {b}"));
+                Some(Value::Bool(b))
+            }
             _ => return wrong("a boolean"),
         },
         AttrType::String | AttrType::Reference | AttrType::DateTime | AttrType::Binary => {

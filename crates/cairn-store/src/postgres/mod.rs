@@ -8,6 +8,7 @@ mod audit;
 pub(crate) mod filter;
 mod groups;
 mod identities;
+mod requests;
 mod sso;
 mod tenants;
 mod tokens;
@@ -44,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0008_purge_marker_and_tenant_limits.sql"),
     include_str!("../../migrations/postgres/0009_sso.sql"),
     include_str!("../../migrations/postgres/0010_group_member_display.sql"),
+    include_str!("../../migrations/postgres/0011_scim_requests.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_purge_marker_and_tenant_limits.sql"),
     include_str!("../../migrations/sqlite/0009_sso.sql"),
     include_str!("../../migrations/sqlite/0010_group_member_display.sql"),
+    include_str!("../../migrations/sqlite/0011_scim_requests.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

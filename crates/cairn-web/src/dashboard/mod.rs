@@ -14,6 +14,7 @@ pub mod chart;
 pub mod csrf;
 pub mod groups;
 pub mod login;
+pub mod requests;
 pub mod scim_settings;
 pub mod session;
 pub mod sso_settings;
@@ -56,6 +57,8 @@ pub fn routes() -> Router<AppState> {
         .route("/groups/{id}", get(groups::show_group))
         .route("/groups/{id}/size", post(groups::set_group_size))
         .route("/activity", get(activity::show_activity))
+        .route("/requests", get(requests::show_requests))
+        .route("/requests/capture", post(requests::set_capture))
         .route("/static/app.css", get(static_css))
         .route("/static/app.js", get(static_js))
         .route("/static/favicon.svg", get(static_favicon))

@@ -19,7 +19,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::dashboard::{ScimSettingsView, TokenGeneration};
 use cairn_core::ids::{QuotaGb, TokenId};
+use cairn_core::requests::TokenHealth;
 use serde::Deserialize;
+use time::OffsetDateTime;
 
 #[derive(Template)]
 #[template(path = "scim_settings.html")]
@@ -42,6 +44,60 @@ struct SettingsPage {
     unsaved: bool,
     notice: Option<String>,
     error: Option<String>,
+    /// Connection health per token seen in the request log, the current one first.
+    health: Vec<HealthRow>,
+}
+
+struct HealthRow {
+    token: String,
+    last_success: String,
+    errors: String,
+    top_error: Option<String>,
+    /// The identity provider is overdue by its usual cycle.
+    warning: Option<String>,
+}
+
+impl HealthRow {
+    fn of(
+        h: &TokenHealth,
+        current: Option<&TokenSummary>,
+        is_current: bool,
+        now: OffsetDateTime,
+    ) -> Self {
+        HealthRow {
+            token: match current {
+                Some(t) if is_current => format!("Current token {}", t.hint),
+                _ => "An earlier token".to_owned(),
+            },
+            last_success: match (h.last_success_at, h.last_success_client) {
+                (Some(at), Some(c)) => format!("{}, {}", c.label(), ago(now, at)),
+                (Some(at), None) => ago(now, at),
+                _ => "No successful request yet".to_owned(),
+            },
+            errors: if h.requests == 0 {
+                "No requests in the last 24 hours".to_owned()
+            } else {
+                format!(
+                    "{} of {} requests failed in the last 24 hours ({:.1} %)",
+                    h.errors,
+                    h.requests,
+                    h.error_rate() * 100.0
+                )
+            },
+            top_error: h
+                .top_error
+                .as_ref()
+                .map(|(e, n)| format!("Most common error: {e} ({n}×)")),
+            warning: h.overdue(now).zip(h.last_request_at).map(|(cycle, last)| {
+                format!(
+                    "{} has not called since {} although it usually calls every {} minutes: check the provisioning job in your identity provider (is it paused, or in quarantine?).",
+                    h.last_success_client.map_or("The identity provider", |c| c.label()),
+                    ago(now, last),
+                    cycle.whole_minutes()
+                )
+            }),
+        }
+    }
 }
 
 struct TokenSummary {
@@ -87,6 +143,7 @@ impl SettingsPage {
             unsaved: false,
             notice: None,
             error: None,
+            health: Vec::new(),
         }
     }
 
@@ -124,7 +181,24 @@ async fn settings_page(state: &AppState, user: &SignedIn) -> Result<SettingsPage
         .scim_settings(&user.session.ctx)
         .await
         .map_err(|e| PageError::from_error(e, &nav))?;
-    Ok(SettingsPage::new(nav, &view, state.services.clock.now()))
+    let health = state
+        .services
+        .token_health(&user.session.ctx)
+        .await
+        .map_err(|e| PageError::from_error(e, &nav))?;
+    let now = state.services.clock.now();
+    let mut page = SettingsPage::new(nav, &view, now);
+    let current = view.token.as_ref().map(|t| t.id.to_string());
+    let mut health: Vec<(bool, &TokenHealth)> = health
+        .iter()
+        .map(|h| (current.as_deref() == Some(h.token_id.as_str()), h))
+        .collect();
+    health.sort_by_key(|(is_current, _)| !is_current);
+    page.health = health
+        .into_iter()
+        .map(|(is_current, h)| HealthRow::of(h, page.token.as_ref(), is_current, now))
+        .collect();
+    Ok(page)
 }
 
 pub async fn show_scim_settings(

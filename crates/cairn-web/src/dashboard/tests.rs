@@ -134,6 +134,7 @@ impl Harness {
             trusted_proxies: Default::default(),
             vault_limits: crate::vault::VaultLimits::new(64, 16),
             group_limits: Default::default(),
+            request_log: None,
         };
         Harness {
             app: router(state.clone()),
@@ -1395,4 +1396,166 @@ async fn administrators_set_up_single_sign_on_and_viewers_only_look() {
         .unwrap()
         .unwrap();
     assert!(after.enabled && !after.scope.all_accounts, "unchanged");
+}
+
+/// A request-log entry of the harness's tenant, `ago` before the harness clock.
+fn logged(h: &Harness, token: &str, ago: time::Duration, status: u16) -> RequestEntry {
+    RequestEntry {
+        id: 0,
+        tenant_id: h.tenant.clone(),
+        at: h.clock.now() - ago,
+        token_id: Some(token.to_owned()),
+        method: "PATCH".into(),
+        path: "/Users/u-1?aadOptscim062020".into(),
+        client: RequestClient::Entra,
+        dialect: Some("Entra with aadOptscim062020".into()),
+        user_agent: None,
+        status,
+        scim_type: (status == 409).then(|| "uniqueness".into()),
+        error: (status >= 400).then(|| "userName <b>taken</b>".into()),
+        latency_us: 2500,
+        resource_type: Some("User".into()),
+        resource_id: Some("u-1".into()),
+        notes: vec!["active sent as the string \"False\"; treated as false <script>".into()],
+        request_body: None,
+        response_body: None,
+    }
+}
+
+use cairn_core::requests::{Client as RequestClient, RequestEntry};
+
+#[tokio::test]
+async fn the_request_inspector_is_for_administrators_and_filters() {
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let account = h.provision(&ctx, "ann@acme.test", "Ann").await;
+    let token = ctx.token_id().to_string();
+    let mut ok = logged(&h, &token, time::Duration::minutes(3), 200);
+    ok.resource_id = Some(account.clone());
+    ok.client = RequestClient::Okta;
+    ok.dialect = None;
+    let failed = logged(&h, &token, time::Duration::minutes(2), 409);
+    // Another tenant's entry, for isolation.
+    let other = h
+        .services
+        .create_tenant(&OperatorCtx::local_operator(), "Other")
+        .await
+        .unwrap();
+    let mut theirs = logged(&h, &token, time::Duration::minutes(1), 500);
+    theirs.tenant_id = other.id.clone();
+    theirs.path = "/Users/theirs-only".into();
+    h.services
+        .store
+        .record_requests(&[ok, failed, theirs])
+        .await
+        .unwrap();
+
+    let admin = h.sign_in(ADMIN).await;
+    let page = h.get("/requests", Some(&admin)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains("/Users/u-1?aadOptscim062020"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Entra with aadOptscim062020"));
+    assert!(page.body.contains("uniqueness"));
+    assert!(
+        !page.body.contains("theirs-only"),
+        "another tenant's request"
+    );
+    // What the client sent is escaped.
+    assert!(!page.body.contains("<script>") && !page.body.contains("<b>taken"));
+    assert!(page.body.contains("userName &#60;b&#62;taken"));
+    assert!(page.body.contains(&format!("href=\"/accounts/{account}\"")));
+
+    let only_errors = h.get("/requests?status=4xx", Some(&admin)).await;
+    let okta_row = "data-label=\"Client\">Okta";
+    assert!(only_errors.body.contains("uniqueness") && !only_errors.body.contains(okta_row));
+    let okta = h.get("/requests?client=okta", Some(&admin)).await;
+    assert!(okta.body.contains(okta_row) && !okta.body.contains("uniqueness"));
+    let by_account = h
+        .get(&format!("/requests?account={account}"), Some(&admin))
+        .await;
+    assert!(by_account.body.contains(okta_row) && !by_account.body.contains("uniqueness"));
+    let bad = h.get("/requests?status=abc", Some(&admin)).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // The account's page links to the requests that touched it, for administrators.
+    let acc = h.get(&format!("/accounts/{account}"), Some(&admin)).await;
+    assert!(acc
+        .body
+        .contains(&format!("href=\"/requests?account={account}\"")));
+    let viewer = h.sign_in(VIEWER).await;
+    let acc = h.get(&format!("/accounts/{account}"), Some(&viewer)).await;
+    assert!(!acc.body.contains("/requests?account="));
+    assert_eq!(
+        h.get("/requests", Some(&viewer)).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Viewers cannot switch body capture on either.
+    let page = h.get("/accounts", Some(&viewer)).await;
+    let r = h
+        .post(
+            "/requests/capture",
+            Some(&viewer),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf()), ("minutes", "15")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(h
+        .services
+        .store
+        .body_captures(h.clock.now())
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn settings_show_connection_health_and_a_silent_entra() {
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let token = ctx.token_id().to_string();
+    let admin = h.sign_in(ADMIN).await;
+    let page = h.get("/settings/scim", Some(&admin)).await;
+    assert!(
+        !page.body.contains("Connection health"),
+        "nothing logged yet"
+    );
+
+    let entries = [
+        logged(&h, &token, time::Duration::hours(3), 200),
+        logged(&h, &token, time::Duration::hours(2), 409),
+        logged(&h, &token, time::Duration::hours(2), 409),
+        logged(&h, &token, time::Duration::minutes(90), 400),
+    ];
+    h.services.store.record_requests(&entries).await.unwrap();
+    let page = h.get("/settings/scim", Some(&admin)).await;
+    assert!(page.body.contains("Connection health"), "{}", page.body);
+    assert!(
+        page.body.contains("Microsoft Entra ID, 3 hours ago"),
+        "{}",
+        page.body
+    );
+    assert!(page
+        .body
+        .contains("3 of 4 requests failed in the last 24 hours (75.0 %)"));
+    assert!(page.body.contains("Most common error: 409 uniqueness (2×)"));
+    assert!(
+        page.body.contains("usually calls every 40 minutes"),
+        "{}",
+        page.body
+    );
+
+    // A recent call: no warning.
+    h.services
+        .store
+        .record_requests(&[logged(&h, &token, time::Duration::minutes(10), 200)])
+        .await
+        .unwrap();
+    let page = h.get("/settings/scim", Some(&admin)).await;
+    assert!(!page.body.contains("usually calls every"), "{}", page.body);
+    assert!(page.body.contains("10 minutes ago"));
 }

@@ -64,21 +64,9 @@ pub fn client_name(user_agent: Option<&str>) -> String {
     let Some(ua) = user_agent.map(str::trim).filter(|s| !s.is_empty()) else {
         return "A SCIM client".into();
     };
-    let l = ua.to_ascii_lowercase();
-    let known = [
-        ("okta", "Okta"),
-        ("microsoft", "Microsoft Entra ID"),
-        ("azure", "Microsoft Entra ID"),
-        ("entra", "Microsoft Entra ID"),
-        ("onelogin", "OneLogin"),
-        ("jumpcloud", "JumpCloud"),
-        ("google", "Google Workspace"),
-        ("rippling", "Rippling"),
-    ];
-    known
-        .iter()
-        .find(|(needle, _)| l.contains(needle))
-        .map(|(_, name)| (*name).to_owned())
+    // One list of clients for the activity view and the request inspector.
+    cairn_core::requests::Client::from_user_agent(ua)
+        .map(|c| c.label().to_owned())
         .unwrap_or_else(|| ua.chars().take(40).collect())
 }
 
@@ -115,6 +103,7 @@ pub fn action_label(action: &str) -> &'static str {
         "user_purged" => "Account purged",
         "vault_purge_failed" => "Repository removal failed (retried)",
         "tenant_limit_changed" => "Account Size limit changed (operator)",
+        "body_capture_changed" => "Request body capture switched",
         "group_created" => "Group created",
         "group_updated" => "Group updated",
         "group_deleted" => "Group deleted",

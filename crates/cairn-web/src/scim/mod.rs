@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod extract;
 pub mod group_writes;
 pub mod groups;
+pub mod inspector;
 pub mod rate_limit;
 pub mod response;
 pub mod users;

@@ -71,6 +71,11 @@ impl IntoResponse for ApiError {
         let status =
             StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut resp = ScimJson(status, self.0.to_body()).into_response();
+        // For the provisioning inspector's log.
+        resp.extensions_mut().insert(super::inspector::ErrorInfo {
+            scim_type: self.0.scim_type.map(|t| t.as_str()),
+            detail: self.0.detail,
+        });
         let h = resp.headers_mut();
         match status {
             StatusCode::UNAUTHORIZED => {

@@ -99,6 +99,8 @@ pub enum Command {
     User(UserCmd),
     /// Print a tenant's audit log, newest first.
     Audit(AuditArgs),
+    /// Print a tenant's recent SCIM requests (the provisioning inspector), newest first.
+    Requests(RequestsArgs),
     /// Manage backup accounts.
     #[command(subcommand)]
     Account(AccountCmd),
@@ -162,6 +164,26 @@ pub struct ServeArgs {
     /// it requests get 429 with Retry-After. 0 turns the limit off.
     #[arg(long, env = "CAIRN_SCIM_RATE_LIMIT", default_value_t = 100)]
     pub scim_rate_limit: u32,
+    /// Days a SCIM request stays in the provisioning inspector's log.
+    #[arg(long, env = "CAIRN_REQUEST_LOG_DAYS", default_value_t = 7)]
+    pub request_log_days: u32,
+    /// The most SCIM requests kept per tenant in the provisioning inspector's log (older
+    /// ones are pruned on each maintenance run). 0 turns recording off.
+    #[arg(
+        long,
+        env = "CAIRN_REQUEST_LOG_MAX_PER_TENANT",
+        default_value_t = 10_000
+    )]
+    pub request_log_max_per_tenant: u32,
+    /// Log entries waiting to be stored before new ones are dropped (counted in
+    /// `cairn_request_log_dropped_total`).
+    #[arg(
+        long,
+        env = "CAIRN_REQUEST_LOG_QUEUE",
+        default_value_t = 8192,
+        hide = true
+    )]
+    pub request_log_queue: usize,
     /// Group writes (POST/PUT/PATCH/DELETE of /Groups) of one tenant in flight at once;
     /// beyond it a write waits up to 2 s, then gets 429 with Retry-After. 0 turns the
     /// bound off.
@@ -365,6 +387,30 @@ pub struct AuditArgs {
     pub json: bool,
     /// Most events printed.
     #[arg(long, default_value_t = 1000)]
+    pub limit: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct RequestsArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Only requests since this time: RFC 3339 (`2026-12-01T00:00:00Z`) or an age
+    /// (`90m`, `6h`, `2d`).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only this status (`409`) or class (`4xx`).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only this client: okta, entra, onelogin, jumpcloud, google, rippling, other.
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Only requests that touched this account or group id.
+    #[arg(long)]
+    pub account: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Most requests printed.
+    #[arg(long, default_value_t = 100)]
     pub limit: u32,
 }
 

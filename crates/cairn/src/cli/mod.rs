@@ -69,6 +69,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Sso(c) => commands::sso::run(&cx, c).await,
         Command::User(c) => commands::user::run(&cx, c).await,
         Command::Audit(a) => commands::audit::run(&cx, a).await,
+        Command::Requests(a) => commands::requests::run(&cx, a).await,
         Command::Account(c) => commands::account::run(&cx, c).await,
         Command::Group(c) => commands::group::run(&cx, c).await,
     }

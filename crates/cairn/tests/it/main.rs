@@ -22,6 +22,7 @@ mod crash;
 mod cursor;
 mod faults;
 mod group_filters;
+mod inspector;
 mod isolation;
 mod lifecycle;
 mod listeners;

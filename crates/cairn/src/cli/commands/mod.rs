@@ -4,6 +4,7 @@ pub mod account;
 pub mod audit;
 pub mod db;
 pub mod group;
+pub mod requests;
 pub mod scim;
 pub mod sso;
 pub mod tenant;
