@@ -84,6 +84,9 @@ pub enum Action {
     SsoSignIn,
     /// A single sign-on attempt was refused (the reason is in `changes`).
     SsoSignInRefused,
+    /// A dashboard session of a group-mapped single sign-on user was ended because the
+    /// account no longer holds a mapped group (or is suspended, deleted or gone).
+    SsoSessionEnded,
 }
 
 impl Action {
@@ -114,6 +117,7 @@ impl Action {
             Action::SsoSettingsChanged => "sso_settings_changed",
             Action::SsoSignIn => "sso_sign_in",
             Action::SsoSignInRefused => "sso_sign_in_refused",
+            Action::SsoSessionEnded => "sso_session_ended",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -121,7 +125,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 25] = [
+pub const ALL_ACTIONS: [Action; 26] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -147,6 +151,7 @@ pub const ALL_ACTIONS: [Action; 25] = [
     Action::SsoSettingsChanged,
     Action::SsoSignIn,
     Action::SsoSignInRefused,
+    Action::SsoSessionEnded,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same
