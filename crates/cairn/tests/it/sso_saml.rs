@@ -1149,3 +1149,69 @@ async fn suspending_or_deleting_a_group_mapped_account_ends_its_dashboard_sessio
     assert_eq!(r.status, 204);
     assert_eq!(sso.page("/accounts", &cookie).await.status(), 303);
 }
+
+#[tokio::test]
+async fn an_administrator_maps_a_group_on_the_settings_page() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start().await;
+    sso.mapped_group("Helpdesk", "none").await;
+    let cookie = sso.app.sign_in(ADMIN, PASSWORD).await;
+    let post = |group: &'static str, role: &'static str, csrf: String| {
+        sso.app
+            .client
+            .post(format!("{}/settings/sso/roles", sso.app.base))
+            .header(header::ORIGIN, &sso.app.base)
+            .header(header::COOKIE, &cookie)
+            .form(&[("group", group), ("role", role), ("csrf", &csrf)])
+            .send()
+    };
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No group is mapped"), "{page}");
+    let csrf = csrf_of(&page);
+    let r = post("helpdesk", "viewer", csrf.clone()).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<td>Helpdesk</td><td>viewer</td>"), "{page}");
+    let r = post("no such group", "viewer", csrf.clone()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(sso.audit()[0]["target_name"], "Helpdesk");
+    // The member signs in as a viewer.
+    let r = sso.sign_in_backup().await;
+    let viewer = session_cookie(&r, "cairn_session");
+    let settings = sso
+        .page("/settings/sso", &viewer)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!settings.contains(SAVE_BUTTON));
+    // A viewer cannot map groups.
+    let vcsrf = csrf_of(&settings);
+    let r = sso
+        .app
+        .client
+        .post(format!("{}/settings/sso/roles", sso.app.base))
+        .header(header::ORIGIN, &sso.app.base)
+        .header(header::COOKIE, &viewer)
+        .form(&[
+            ("group", "Helpdesk"),
+            ("role", "administrator"),
+            ("csrf", &vcsrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
