@@ -1,4 +1,4 @@
--- Same numbering and shape as migrations/sqlite/0010_sso_group_roles.sql.
+-- Same numbering and shape as migrations/sqlite/0011_sso_group_roles.sql.
 -- Dashboard roles from the identity provider's groups (issue 17, item 5): an
 -- administrator maps a SCIM-provisioned group to a dashboard role, and a member of a
 -- mapped group who signs in through single sign-on gets a dashboard user of their own.
