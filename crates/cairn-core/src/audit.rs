@@ -86,6 +86,9 @@ pub enum Action {
     SsoSignInRefused,
     /// An administrator switched the provisioning inspector's body capture on or off.
     BodyCaptureChanged,
+    /// A dashboard session of a group-mapped single sign-on user was ended because the
+    /// account no longer holds a mapped group (or is suspended, deleted or gone).
+    SsoSessionEnded,
 }
 
 impl Action {
@@ -117,6 +120,7 @@ impl Action {
             Action::SsoSignIn => "sso_sign_in",
             Action::SsoSignInRefused => "sso_sign_in_refused",
             Action::BodyCaptureChanged => "body_capture_changed",
+            Action::SsoSessionEnded => "sso_session_ended",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -124,7 +128,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 26] = [
+pub const ALL_ACTIONS: [Action; 27] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -151,6 +155,7 @@ pub const ALL_ACTIONS: [Action; 26] = [
     Action::SsoSignIn,
     Action::SsoSignInRefused,
     Action::BodyCaptureChanged,
+    Action::SsoSessionEnded,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

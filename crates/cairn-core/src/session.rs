@@ -404,12 +404,18 @@ impl Services {
         if password.len() > 1024 {
             return Ok(None);
         }
+        // A dashboard user created by single sign-on has no password (an empty hash):
+        // it is checked against the dummy hash like an unknown email, and never matches.
+        let no_password = user
+            .as_ref()
+            .is_some_and(|u| u.password_hash.as_phc().is_empty());
         let hash = user
             .as_ref()
+            .filter(|_| !no_password)
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| dummy_hash().clone());
         let ok = self.sign_in_gate.verify(ticket, password, hash).await?;
-        Ok(user.filter(|_| ok))
+        Ok(user.filter(|_| ok && !no_password))
     }
 
     /// Deletes expired sessions and sign-in failures older than the throttle window; the
@@ -440,6 +446,35 @@ impl Services {
         }
         if user.tenant_id != record.tenant_id {
             return Ok(None);
+        }
+        // A dashboard user single sign-on created for a group-mapped account holds the
+        // role its account's groups grant now: removed from the group over SCIM (or the
+        // account suspended or deleted), the session ends on its next request, on any
+        // instance (both are read from the store).
+        let mut user = user;
+        if let Some(now_role) = self.sso_role_now(&user).await? {
+            match now_role {
+                Some(role) => user.role = role,
+                None => {
+                    self.store.delete_session(&hash).await?;
+                    self.store
+                        .record_audit(crate::audit::AuditDraft {
+                            tenant_id: user.tenant_id.clone(),
+                            actor: crate::audit::Actor::System,
+                            action: crate::audit::Action::SsoSessionEnded,
+                            target_type: "dashboard_user",
+                            target_id: Some(user.id.to_string()),
+                            target_name: Some(user.email.clone()),
+                            changes: serde_json::json!({
+                                "reason": "the account no longer holds a group mapped to a dashboard role"
+                            }),
+                            meta: Default::default(),
+                            at: now,
+                        })
+                        .await?;
+                    return Ok(None);
+                }
+            }
         }
         if now - record.last_seen_at >= TOUCH_EVERY {
             self.store.touch_session(&hash, now).await?;

@@ -9,12 +9,14 @@
 
 use crate::audit::{Action, Actor, AuditDraft, RequestMeta};
 use crate::auth::DashboardCtx;
+use crate::auth::PasswordHash;
+use crate::ids::DashboardUserId;
 use crate::ids::{fold_case, TenantId, UserId};
 use crate::service::Services;
 use crate::session::{
     random_hex, DashboardSession, SessionHash, SessionSecret, SESSION_ABSOLUTE, SESSION_IDLE,
 };
-use crate::store::{DashboardUser, Role};
+use crate::store::{DashboardUser, Role, SsoGroupRole};
 use crate::user::UserRecord;
 use crate::{Error, Result};
 use serde_json::json;
@@ -293,7 +295,13 @@ impl Services {
             }
         };
         let now = self.clock.now();
+        if let Principal::Mapped(account, role) = principal {
+            return self
+                .finish_mapped_login(tenant, verified, account, role, previous, meta)
+                .await;
+        }
         let (signed_in, actor, target_type, target_id, target_name) = match principal {
+            Principal::Mapped(..) => unreachable!("handled above"),
             Principal::Admin(user) => {
                 let (secret, session) = self.start_dashboard_session(&user, previous).await?;
                 let actor = Actor::DashboardUser {
@@ -399,20 +407,30 @@ impl Services {
             if let Some(user) = self.store.find_dashboard_user(name).await? {
                 // Dashboard emails are unique across tenants; a match in another tenant
                 // is no match here.
-                if &user.tenant_id == tenant && user.role == Role::Administrator {
+                // A dashboard user single sign-on made for a group-mapped account is no
+                // local administrator: its role comes from its account's groups, below.
+                if &user.tenant_id == tenant
+                    && user.role == Role::Administrator
+                    && self.sso_role_now(&user).await?.is_none()
+                {
                     principal = Some(Principal::Admin(user));
                 }
             }
         }
         if principal.is_none() {
             if let Some(account) = self.store.find_account_by_user_name(tenant, name).await? {
-                if !config.scope.includes_account(account.user_name.as_str()) {
-                    return Ok(Err("account is not in the SSO scope"));
-                }
                 if !account.active {
                     return Ok(Err("account is suspended"));
                 }
-                principal = Some(Principal::Account(account));
+                // A group mapped to a dashboard role is an administrator's explicit grant:
+                // it applies whatever the account scope says.
+                if let Some(role) = self.store.account_group_role(tenant, &account.id).await? {
+                    principal = Some(Principal::Mapped(account, role));
+                } else if !config.scope.includes_account(account.user_name.as_str()) {
+                    return Ok(Err("account is not in the SSO scope"));
+                } else {
+                    principal = Some(Principal::Account(account));
+                }
             }
         }
         let Some(principal) = principal else {
@@ -422,7 +440,9 @@ impl Services {
         };
         let (kind, id) = match &principal {
             Principal::Admin(u) => (PrincipalKind::DashboardUser, u.id.to_string()),
-            Principal::Account(a) => (PrincipalKind::Account, a.id.to_string()),
+            Principal::Account(a) | Principal::Mapped(a, _) => {
+                (PrincipalKind::Account, a.id.to_string())
+            }
         };
         let pinned = self
             .store
@@ -434,6 +454,149 @@ impl Services {
             ));
         }
         Ok(Ok(principal))
+    }
+
+    /// Sign-in of an account that holds a group mapped to a dashboard role: its own
+    /// dashboard user (created at the first such sign-in, never with a password; the
+    /// role updated at each) and a dashboard session. The role is checked again on every
+    /// request ([`Self::sso_role_now`]), so it goes when the identity provider removes
+    /// the account from the group.
+    async fn finish_mapped_login(
+        &self,
+        tenant: &TenantId,
+        verified: &VerifiedAssertion,
+        account: UserRecord,
+        role: Role,
+        previous: Option<&SessionSecret>,
+        meta: RequestMeta,
+    ) -> Result<std::result::Result<SsoSignedIn, &'static str>> {
+        let now = self.clock.now();
+        let email = account.user_name.as_str().to_owned();
+        let linked = self
+            .store
+            .sso_dashboard_user_of(tenant, &account.id)
+            .await?;
+        // The sign-in page finds dashboard users by email across all tenants: an email
+        // held by another dashboard user (a local one, or another tenant's) is not taken
+        // over.
+        if let Some(holder) = self.store.find_dashboard_user(&email).await? {
+            if linked.as_ref() != Some(&holder.id) {
+                let reason = "the account's user name is another dashboard user's email";
+                self.saml_refused(tenant, reason, Some(&verified.name_id), meta)
+                    .await?;
+                return Ok(Err(reason));
+            }
+        }
+        let created = linked.is_none();
+        let user = DashboardUser {
+            id: linked.unwrap_or_else(DashboardUserId::random),
+            tenant_id: tenant.clone(),
+            email,
+            role,
+            password_hash: PasswordHash::from_phc(String::new()),
+            created_at: now,
+        };
+        let draft = AuditDraft {
+            tenant_id: tenant.clone(),
+            actor: Actor::DashboardUser {
+                id: user.id.clone(),
+                email: user.email.clone(),
+            },
+            action: Action::SsoSignIn,
+            target_type: "dashboard_user",
+            target_id: Some(user.id.to_string()),
+            target_name: Some(user.email.clone()),
+            changes: json!({
+                "protocol": "saml",
+                "issuer": verified.issuer,
+                "role": role,
+                "role_from_groups": true,
+                "account_id": account.id.to_string(),
+                "dashboard_user_created": created,
+            }),
+            meta,
+            at: now,
+        };
+        self.store
+            .put_sso_dashboard_user(&user, &account.id, draft)
+            .await?;
+        let (secret, session) = self.start_dashboard_session(&user, previous).await?;
+        Ok(Ok(SsoSignedIn::Dashboard(secret, session)))
+    }
+
+    /// For a dashboard user created by single sign-on for a group-mapped account, the
+    /// role its account's groups grant now (`Some(None)`: none any more). `None` for
+    /// every other dashboard user, whose stored role stands.
+    pub(crate) async fn sso_role_now(&self, user: &DashboardUser) -> Result<Option<Option<Role>>> {
+        Ok(self
+            .store
+            .sso_dashboard_role(&user.id)
+            .await?
+            .map(|linked| linked.role))
+    }
+
+    /// Maps a group of the tenant (by display name) to a dashboard role, or removes the
+    /// mapping (`None`). Audited.
+    pub async fn set_sso_group_role(
+        &self,
+        actor: Actor,
+        tenant: &TenantId,
+        group_name: &str,
+        role: Option<Role>,
+        meta: RequestMeta,
+    ) -> Result<SsoGroupRole> {
+        if self.store.get_tenant(tenant).await?.is_none() {
+            return Err(Error::NotFound("tenant"));
+        }
+        let Some(group) = self
+            .store
+            .find_group_by_name(tenant, group_name.trim())
+            .await?
+        else {
+            return Err(Error::NotFound("group"));
+        };
+        let now = self.clock.now();
+        let audit = AuditDraft {
+            tenant_id: tenant.clone(),
+            actor,
+            action: Action::SsoSettingsChanged,
+            target_type: "group",
+            target_id: Some(group.id.to_string()),
+            target_name: Some(group.display_name.clone()),
+            changes: json!({"dashboard_role": role}),
+            meta,
+            at: now,
+        };
+        self.store
+            .set_sso_group_role(tenant, &group.id, role, now, audit)
+            .await?;
+        Ok(SsoGroupRole {
+            group_id: group.id,
+            display_name: group.display_name,
+            role: role.unwrap_or(Role::Viewer),
+        })
+    }
+
+    /// The tenant's groups mapped to dashboard roles.
+    pub async fn sso_group_roles(&self, tenant: &TenantId) -> Result<Vec<SsoGroupRole>> {
+        self.store.sso_group_roles(tenant).await
+    }
+
+    /// Settings → Single Sign-On, "Dashboard roles from groups": administrators only.
+    pub async fn save_sso_group_role(
+        &self,
+        ctx: &DashboardCtx,
+        group_name: &str,
+        role: Option<Role>,
+        meta: RequestMeta,
+    ) -> Result<SsoGroupRole> {
+        crate::dashboard::require_admin(ctx)?;
+        let actor = Actor::DashboardUser {
+            id: ctx.user_id.clone(),
+            email: ctx.email().to_owned(),
+        };
+        self.set_sso_group_role(actor, ctx.tenant_id(), group_name, role, meta)
+            .await
     }
 
     /// The backup account behind an account session, if the session is live and the
@@ -475,6 +638,8 @@ impl Services {
 enum Principal {
     Admin(DashboardUser),
     Account(UserRecord),
+    /// An account holding a group mapped to a dashboard role.
+    Mapped(UserRecord, Role),
 }
 
 #[cfg(test)]

@@ -495,6 +495,58 @@ pub trait SsoStore: Send + Sync + 'static {
     async fn get_account_session(&self, id: &SessionHash) -> Result<Option<AccountSessionRecord>>;
     async fn touch_account_session(&self, id: &SessionHash, at: OffsetDateTime) -> Result<()>;
     async fn delete_account_session(&self, id: &SessionHash) -> Result<()>;
+
+    // Dashboard roles from the identity provider's groups (migration 0011).
+
+    /// Maps a group of the tenant to a dashboard role, or removes its mapping (`None`),
+    /// with its audit entry.
+    async fn set_sso_group_role(
+        &self,
+        tenant: &TenantId,
+        group: &GroupId,
+        role: Option<Role>,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// The tenant's mapped groups, by display name.
+    async fn sso_group_roles(&self, tenant: &TenantId) -> Result<Vec<SsoGroupRole>>;
+    /// The highest role the account's current groups grant, if any.
+    async fn account_group_role(&self, tenant: &TenantId, account: &UserId)
+        -> Result<Option<Role>>;
+    /// The dashboard user single sign-on created for `account`, if any.
+    async fn sso_dashboard_user_of(
+        &self,
+        tenant: &TenantId,
+        account: &UserId,
+    ) -> Result<Option<DashboardUserId>>;
+    /// Creates the dashboard user (no password) linked to `account`, or updates the
+    /// linked user's email and role; `audit` is written with it.
+    async fn put_sso_dashboard_user(
+        &self,
+        user: &DashboardUser,
+        account: &UserId,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// For a dashboard user created by single sign-on: the role the linked account's
+    /// current groups grant (`Some(None)`: none, or the account is suspended, deleted or
+    /// gone). `None` for every other dashboard user.
+    async fn sso_dashboard_role(&self, user: &DashboardUserId) -> Result<Option<SsoLinkedRole>>;
+}
+
+/// A group mapped to a dashboard role.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SsoGroupRole {
+    pub group_id: GroupId,
+    pub display_name: String,
+    pub role: Role,
+}
+
+/// What [`SsoStore::sso_dashboard_role`] finds for a dashboard user created by single
+/// sign-on: its account and the role that account holds now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoLinkedRole {
+    pub account_id: UserId,
+    pub role: Option<Role>,
 }
 
 /// The provisioning inspector's request log (see `crate::requests`). Entries arrive in

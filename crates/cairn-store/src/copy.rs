@@ -277,6 +277,27 @@ const TABLES: &[Table] = &[
         serial: None,
     },
     Table {
+        name: "sso_group_roles",
+        key: &["tenant_id", "group_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("group_id", Text),
+            ("role", Text),
+            ("updated_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
+        name: "sso_dashboard_users",
+        key: &["dashboard_user_id"],
+        cols: &[
+            ("dashboard_user_id", Text),
+            ("tenant_id", Text),
+            ("account_id", Text),
+        ],
+        serial: None,
+    },
+    Table {
         name: "audit_events",
         key: &["id"],
         cols: &[

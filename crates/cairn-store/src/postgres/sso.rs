@@ -6,7 +6,7 @@
 use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
-use cairn_core::ids::{fold_case, TenantId, UserId};
+use cairn_core::ids::{fold_case, DashboardUserId, GroupId, TenantId, UserId};
 use cairn_core::session::SessionHash;
 use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
 use cairn_core::store::*;
@@ -317,4 +317,167 @@ impl SsoStore for PostgresStore {
         .map_err(map_err)
         .map(drop)
     }
+
+    async fn set_sso_group_role(
+        &self,
+        tenant: &TenantId,
+        group: &GroupId,
+        role: Option<Role>,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        match role {
+            Some(role) => tx
+                .execute(
+                    "INSERT INTO sso_group_roles (tenant_id, group_id, role, updated_at)
+                     VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (tenant_id, group_id) DO UPDATE SET role = excluded.role,
+                        updated_at = excluded.updated_at",
+                    &[&tenant.as_str(), &group.as_str(), &role.as_str(), &ts(at)],
+                )
+                .await
+                .map_err(map_err)?,
+            None => tx
+                .execute(
+                    "DELETE FROM sso_group_roles WHERE tenant_id = $1 AND group_id = $2",
+                    &[&tenant.as_str(), &group.as_str()],
+                )
+                .await
+                .map_err(map_err)?,
+        };
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn sso_group_roles(&self, tenant: &TenantId) -> Result<Vec<SsoGroupRole>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                "SELECT r.group_id, g.display_name, r.role FROM sso_group_roles r
+                 JOIN groups g ON g.tenant_id = r.tenant_id AND g.id = r.group_id
+                 WHERE r.tenant_id = $1 ORDER BY g.display_name_fold COLLATE \"C\", r.group_id",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let role: String = r.get(2);
+                SsoGroupRole {
+                    group_id: GroupId::from_trusted(r.get(0)),
+                    display_name: r.get(1),
+                    role: Role::parse(&role).unwrap_or(Role::Viewer),
+                }
+            })
+            .collect())
+    }
+
+    async fn account_group_role(
+        &self,
+        tenant: &TenantId,
+        account: &UserId,
+    ) -> Result<Option<Role>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        account_role(&**c, tenant.as_str(), account.as_str()).await
+    }
+
+    async fn sso_dashboard_user_of(
+        &self,
+        tenant: &TenantId,
+        account: &UserId,
+    ) -> Result<Option<DashboardUserId>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT dashboard_user_id FROM sso_dashboard_users
+                 WHERE tenant_id = $1 AND account_id = $2",
+                &[&tenant.as_str(), &account.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(row.map(|r| DashboardUserId::from_trusted(r.get(0))))
+    }
+
+    async fn put_sso_dashboard_user(
+        &self,
+        u: &DashboardUser,
+        account: &UserId,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO dashboard_users (id, tenant_id, email, email_fold, role, password_hash,
+                created_at) VALUES ($1, $2, $3, $4, $5, '', $6)
+             ON CONFLICT (id) DO UPDATE SET email = excluded.email,
+                email_fold = excluded.email_fold, role = excluded.role",
+            &[
+                &u.id.as_str(),
+                &u.tenant_id.as_str(),
+                &u.email,
+                &fold_case(&u.email),
+                &u.role.as_str(),
+                &ts(u.created_at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO sso_dashboard_users (dashboard_user_id, tenant_id, account_id)
+             VALUES ($1, $2, $3) ON CONFLICT (dashboard_user_id) DO NOTHING",
+            &[&u.id.as_str(), &u.tenant_id.as_str(), &account.as_str()],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn sso_dashboard_role(&self, user: &DashboardUserId) -> Result<Option<SsoLinkedRole>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let Some(link) = c
+            .query_opt(
+                "SELECT tenant_id, account_id FROM sso_dashboard_users WHERE dashboard_user_id = $1",
+                &[&user.as_str()],
+            )
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let (t, a): (String, String) = (link.get(0), link.get(1));
+        let role = account_role(&**c, &t, &a).await?;
+        Ok(Some(SsoLinkedRole {
+            account_id: UserId::from_trusted(a),
+            role,
+        }))
+    }
+}
+
+/// The best role the account's current groups grant (0: administrator, 1: viewer); none
+/// when no mapped group holds it or the account is suspended or soft-deleted.
+async fn account_role<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    account: &str,
+) -> Result<Option<Role>> {
+    let row = c
+        .query_one(
+            "SELECT MIN(CASE r.role WHEN 'administrator' THEN 0 ELSE 1 END)::INT4
+             FROM group_members m
+             JOIN sso_group_roles r ON r.tenant_id = m.tenant_id AND r.group_id = m.group_id
+             JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+             WHERE m.tenant_id = $1 AND m.user_id = $2 AND u.active AND u.deleted_at IS NULL",
+            &[&tenant, &account],
+        )
+        .await
+        .map_err(map_err)?;
+    Ok(match row.get::<_, Option<i32>>(0) {
+        Some(0) => Some(Role::Administrator),
+        Some(_) => Some(Role::Viewer),
+        None => None,
+    })
 }

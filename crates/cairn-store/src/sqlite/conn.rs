@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0009_sso.sql"),
     include_str!("../../migrations/sqlite/0010_group_member_display.sql"),
     include_str!("../../migrations/sqlite/0011_scim_requests.sql"),
+    include_str!("../../migrations/sqlite/0012_sso_group_roles.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

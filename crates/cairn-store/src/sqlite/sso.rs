@@ -4,7 +4,7 @@
 use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
-use cairn_core::ids::{fold_case, TenantId, UserId};
+use cairn_core::ids::{fold_case, DashboardUserId, GroupId, TenantId, UserId};
 use cairn_core::session::SessionHash;
 use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
 use cairn_core::store::*;
@@ -305,6 +305,165 @@ impl SsoStore for SqliteStore {
                 db(c.execute("DELETE FROM account_sessions WHERE id_hash = ?", [id])).map(drop)
             })
             .await
+    }
+
+    async fn set_sso_group_role(
+        &self,
+        tenant: &TenantId,
+        group: &GroupId,
+        role: Option<Role>,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let (t, g) = (tenant.to_string(), group.to_string());
+        self.writer
+            .write(move |c| {
+                match role {
+                    Some(role) => db(c.execute(
+                        "INSERT INTO sso_group_roles (tenant_id, group_id, role, updated_at)
+                         VALUES (?, ?, ?, ?)
+                         ON CONFLICT (tenant_id, group_id) DO UPDATE SET role = excluded.role,
+                            updated_at = excluded.updated_at",
+                        params![t, g, role.as_str(), ts(at)],
+                    ))?,
+                    None => db(c.execute(
+                        "DELETE FROM sso_group_roles WHERE tenant_id = ? AND group_id = ?",
+                        params![t, g],
+                    ))?,
+                };
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn sso_group_roles(&self, tenant: &TenantId) -> Result<Vec<SsoGroupRole>> {
+        let t = tenant.to_string();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.group_id, g.display_name, r.role FROM sso_group_roles r
+                 JOIN groups g ON g.tenant_id = r.tenant_id AND g.id = r.group_id
+                 WHERE r.tenant_id = ? ORDER BY g.display_name_fold, r.group_id",
+            )?;
+            let rows = st.query_map([t], |r| {
+                let role: String = r.get(2)?;
+                Ok(SsoGroupRole {
+                    group_id: GroupId::from_trusted(r.get(0)?),
+                    display_name: r.get(1)?,
+                    role: Role::parse(&role).unwrap_or(Role::Viewer),
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn account_group_role(
+        &self,
+        tenant: &TenantId,
+        account: &UserId,
+    ) -> Result<Option<Role>> {
+        let (t, a) = (tenant.to_string(), account.to_string());
+        self.read(move |c| {
+            let rank: Option<i64> = c
+                .prepare_cached(ACCOUNT_ROLE_SQL)?
+                .query_row(params![t, a], |r| r.get(0))?;
+            Ok(role_of_rank(rank))
+        })
+        .await
+    }
+
+    async fn sso_dashboard_user_of(
+        &self,
+        tenant: &TenantId,
+        account: &UserId,
+    ) -> Result<Option<DashboardUserId>> {
+        let (t, a) = (tenant.to_string(), account.to_string());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT dashboard_user_id FROM sso_dashboard_users
+                 WHERE tenant_id = ? AND account_id = ?",
+            )?
+            .query_row(params![t, a], |r| {
+                Ok(DashboardUserId::from_trusted(r.get(0)?))
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_sso_dashboard_user(
+        &self,
+        user: &DashboardUser,
+        account: &UserId,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let (u, a) = (user.clone(), account.to_string());
+        self.writer
+            .write(move |c| {
+                db(c.execute(
+                    "INSERT INTO dashboard_users (id, tenant_id, email, email_fold, role,
+                        password_hash, created_at) VALUES (?, ?, ?, ?, ?, '', ?)
+                     ON CONFLICT (id) DO UPDATE SET email = excluded.email,
+                        email_fold = excluded.email_fold, role = excluded.role",
+                    params![
+                        u.id.as_str(),
+                        u.tenant_id.as_str(),
+                        u.email,
+                        fold_case(&u.email),
+                        u.role.as_str(),
+                        ts(u.created_at)
+                    ],
+                ))?;
+                db(c.execute(
+                    "INSERT INTO sso_dashboard_users (dashboard_user_id, tenant_id, account_id)
+                     VALUES (?, ?, ?) ON CONFLICT (dashboard_user_id) DO NOTHING",
+                    params![u.id.as_str(), u.tenant_id.as_str(), a],
+                ))?;
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn sso_dashboard_role(&self, user: &DashboardUserId) -> Result<Option<SsoLinkedRole>> {
+        let u = user.to_string();
+        self.read(move |c| {
+            let link = c
+                .prepare_cached(
+                    "SELECT tenant_id, account_id FROM sso_dashboard_users
+                     WHERE dashboard_user_id = ?",
+                )?
+                .query_row([u], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?;
+            let Some((t, a)) = link else {
+                return Ok(None);
+            };
+            let rank: Option<i64> = c
+                .prepare_cached(ACCOUNT_ROLE_SQL)?
+                .query_row(params![t, a], |r| r.get(0))?;
+            Ok(Some(SsoLinkedRole {
+                account_id: UserId::from_trusted(a),
+                role: role_of_rank(rank),
+            }))
+        })
+        .await
+    }
+}
+
+/// The best role (0: administrator, 1: viewer) the account's current groups grant; NULL
+/// when none does or the account is suspended or soft-deleted.
+const ACCOUNT_ROLE_SQL: &str = "SELECT MIN(CASE r.role WHEN 'administrator' THEN 0 ELSE 1 END)
+     FROM group_members m
+     JOIN sso_group_roles r ON r.tenant_id = m.tenant_id AND r.group_id = m.group_id
+     JOIN users u ON u.tenant_id = m.tenant_id AND u.id = m.user_id
+     WHERE m.tenant_id = ? AND m.user_id = ? AND u.active = 1 AND u.deleted_at IS NULL";
+
+fn role_of_rank(rank: Option<i64>) -> Option<Role> {
+    match rank {
+        Some(0) => Some(Role::Administrator),
+        Some(_) => Some(Role::Viewer),
+        None => None,
     }
 }
 

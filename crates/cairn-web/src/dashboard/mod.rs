@@ -46,6 +46,10 @@ pub fn routes() -> Router<AppState> {
             "/settings/sso",
             get(sso_settings::show_sso_settings).post(sso_settings::change_sso_settings),
         )
+        .route(
+            "/settings/sso/roles",
+            post(sso_settings::change_sso_group_role),
+        )
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))

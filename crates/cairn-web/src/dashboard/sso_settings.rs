@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cairn_core::sso::{SamlIdpConfig, SsoScope};
+use cairn_core::store::{Role, SsoGroupRole};
 use serde::Deserialize;
 
 #[derive(Template)]
@@ -38,6 +39,7 @@ struct SsoPage {
     sso_url: String,
     certificates: usize,
     updated: String,
+    group_roles: Vec<SsoGroupRole>,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -59,6 +61,11 @@ async fn page(
         .map_err(|e| PageError::from_error(e, &nav))?;
     let base = &state.services.public_url;
     let tenant = user.session.ctx.tenant_id();
+    let group_roles = state
+        .services
+        .sso_group_roles(tenant)
+        .await
+        .map_err(|e| PageError::from_error(e, &nav))?;
     let c = config.clone();
     Ok((
         SsoPage {
@@ -86,6 +93,7 @@ async fn page(
                 .as_ref()
                 .map(|c| datetime(c.updated_at))
                 .unwrap_or_default(),
+            group_roles,
             notice: None,
             error: None,
         },
@@ -205,6 +213,44 @@ pub async fn change_sso_settings(
         Ok(_) => see_other("/settings/sso?saved=1"),
         Err(cairn_core::Error::Invalid { reason, .. }) => {
             page.error = Some(format!("Not saved: {reason}."));
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}
+
+/// "Map group" on Settings → Single Sign-On: a group's dashboard role (administrators
+/// only, checked in `cairn_core::sso`).
+pub async fn change_sso_group_role(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let CheckedForm { user, fields } = form;
+    let (mut page, _) = match page(&state, &user).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let nav = user.nav("settings-sso");
+    let group = fields.get("group").unwrap_or("").trim().to_owned();
+    let role = match fields.get("role").unwrap_or("") {
+        "none" => None,
+        other => match Role::parse(other) {
+            Some(r) => Some(r),
+            None => {
+                page.error = Some("Choose administrator, viewer or none.".into());
+                return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+            }
+        },
+    };
+    match state
+        .services
+        .save_sso_group_role(&user.session.ctx, &group, role, request_meta(&headers))
+        .await
+    {
+        Ok(_) => see_other("/settings/sso?saved=1"),
+        Err(cairn_core::Error::NotFound("group")) => {
+            page.error = Some(format!("No group is named “{group}”."));
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(e) => PageError::from_error(e, &nav).into_response(),

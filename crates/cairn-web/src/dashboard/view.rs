@@ -112,6 +112,7 @@ pub fn action_label(action: &str) -> &'static str {
         "sso_settings_changed" => "Single sign-on settings changed",
         "sso_sign_in" => "Signed in through single sign-on",
         "sso_sign_in_refused" => "Single sign-on refused",
+        "sso_session_ended" => "Single sign-on session ended",
         _ => "Other",
     }
 }

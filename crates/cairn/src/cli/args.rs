@@ -328,6 +328,18 @@ pub enum SsoCmd {
         #[arg(long)]
         tenant: String,
     },
+    /// Give members of a SCIM-provisioned group a dashboard role when they sign in
+    /// through SSO (`none` removes the mapping). They lose it when the identity provider
+    /// removes them from the group.
+    Role {
+        #[arg(long)]
+        tenant: String,
+        /// The group's displayName.
+        #[arg(long, value_name = "NAME")]
+        group: String,
+        #[arg(long, value_parser = ["administrator", "viewer", "none"])]
+        role: String,
+    },
     /// Print the values to give the identity provider, and the current settings.
     Show {
         #[arg(long)]

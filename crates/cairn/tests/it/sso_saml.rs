@@ -883,3 +883,335 @@ async fn accounts_outside_the_sso_scope_and_disabled_sso_are_refused() {
     assert_eq!(r.status(), 404);
     assert!(cookie_set_by(r.headers(), "cairn_account").is_none());
 }
+
+// Dashboard roles from the identity provider's groups (issue 17, item 5).
+
+impl Sso {
+    /// The SCIM id of the backup account BACKUP.
+    async fn backup_id(&self) -> String {
+        let list = self
+            .tenant
+            .get(&format!("/Users?filter=userName eq \"{BACKUP}\""))
+            .await
+            .json();
+        list["Resources"][0]["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A SCIM group with BACKUP as its member, mapped to `role` with `cairn sso role`.
+    async fn mapped_group(&self, name: &str, role: &str) -> String {
+        let uid = self.backup_id().await;
+        let r = self
+            .tenant
+            .post(
+                "/Groups",
+                &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                    "displayName": name, "members": [{"value": uid}]}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let gid = r.json()["id"].as_str().unwrap().to_owned();
+        self.app
+            .cli(&[
+                "sso",
+                "role",
+                "--tenant",
+                &self.tenant.id,
+                "--group",
+                name,
+                "--role",
+                role,
+            ])
+            .ok();
+        gid
+    }
+
+    /// Signs BACKUP in through the identity provider; the response.
+    async fn sign_in_backup(&self) -> reqwest::Response {
+        let id = self.login().await;
+        let a = Assertion::new(self, &id, BACKUP);
+        self.post(&a.signed(self.dir.path(), &self.idp)).await
+    }
+
+    async fn page(&self, path: &str, cookie: &str) -> reqwest::Response {
+        self.app
+            .get(path)
+            .header(header::COOKIE, cookie)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// Only administrators get the Save button of Settings → Single Sign-On.
+const SAVE_BUTTON: &str = r#"<button type="submit" class="primary">Save</button>"#;
+
+#[tokio::test]
+async fn a_group_mapped_administrator_loses_the_role_when_scim_removes_them() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start().await;
+    // The account is outside the account scope: the mapping alone grants the role.
+    sso.app
+        .cli(&["sso", "scope", "--tenant", &sso.tenant.id, "--admins"])
+        .ok();
+    let gid = sso.mapped_group("Cairn Admins", "administrator").await;
+    let show = sso
+        .app
+        .cli(&["sso", "show", "--tenant", &sso.tenant.id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(show["group_roles"][0]["display_name"], "Cairn Admins");
+    assert_eq!(show["group_roles"][0]["role"], "administrator");
+
+    let r = sso.sign_in_backup().await;
+    assert_eq!(r.status(), 200);
+    let cookie = session_cookie(&r, "cairn_session");
+    let page = sso.page("/accounts", &cookie).await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains(BACKUP), "{html}");
+    let settings = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(settings.contains(SAVE_BUTTON), "administrator: {settings}");
+    let audit = sso.audit();
+    assert_eq!(audit[0]["action"], "sso_sign_in", "{}", audit[0]);
+    assert_eq!(audit[0]["changes"]["role"], "administrator");
+    assert_eq!(audit[0]["changes"]["dashboard_user_created"], true);
+    // The dashboard user single sign-on made has no password.
+    for password in ["", "correct horse battery staple"] {
+        let login = sso.app.get("/login").send().await.unwrap();
+        let login_cookie = cookie_set_by(login.headers(), "cairn_login").unwrap();
+        let csrf = csrf_of(&login.text().await.unwrap());
+        let pw = sso
+            .app
+            .client
+            .post(format!("{}/login", sso.app.base))
+            .header(header::ORIGIN, &sso.app.base)
+            .header(header::COOKIE, login_cookie)
+            .form(&[("email", BACKUP), ("password", password), ("csrf", &csrf)])
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(pw.status(), 303, "no password sign-in");
+        assert!(cookie_set_by(pw.headers(), "cairn_session").is_none_or(|c| c.ends_with('=')));
+    }
+
+    // The identity provider removes the account from the group over SCIM.
+    let uid = sso.backup_id().await;
+    let r = sso
+        .tenant
+        .patch(
+            &format!("/Groups/{gid}"),
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    let page = sso.page("/accounts", &cookie).await;
+    assert_eq!(page.status(), 303, "the next request has no dashboard role");
+    let audit = sso.audit();
+    assert_eq!(audit[0]["action"], "sso_session_ended", "{}", audit[0]);
+    // Signing in again gives no dashboard role (the account is not in the scope either).
+    let id = sso.login().await;
+    let a = Assertion::new(&sso, &id, BACKUP);
+    sso.assert_refused(
+        sso.post(&a.signed(sso.dir.path(), &sso.idp)).await,
+        "account is not in the SSO scope",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_group_mapped_viewer_gets_a_read_only_dashboard() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start().await;
+    sso.mapped_group("Cairn Viewers", "viewer").await;
+    let r = sso.sign_in_backup().await;
+    assert_eq!(r.status(), 200);
+    let cookie = session_cookie(&r, "cairn_session");
+    assert_eq!(sso.page("/accounts", &cookie).await.status(), 200);
+    let settings = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!settings.contains(SAVE_BUTTON), "viewer: {settings}");
+    assert_eq!(sso.audit()[0]["changes"]["role"], "viewer");
+
+    // Mapped to administrator now: the open session has the new role at once.
+    sso.app
+        .cli(&[
+            "sso",
+            "role",
+            "--tenant",
+            &sso.tenant.id,
+            "--group",
+            "cairn viewers",
+            "--role",
+            "administrator",
+        ])
+        .ok();
+    let settings = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(settings.contains(SAVE_BUTTON), "administrator: {settings}");
+    // Mapping removed: the session ends.
+    sso.app
+        .cli(&[
+            "sso",
+            "role",
+            "--tenant",
+            &sso.tenant.id,
+            "--group",
+            "Cairn Viewers",
+            "--role",
+            "none",
+        ])
+        .ok();
+    assert_eq!(sso.page("/accounts", &cookie).await.status(), 303);
+    // An unknown group is an error, not a silent no-op.
+    let unknown = sso.app.cli(&[
+        "sso",
+        "role",
+        "--tenant",
+        &sso.tenant.id,
+        "--group",
+        "nobody",
+        "--role",
+        "viewer",
+    ]);
+    assert!(!unknown.status.success(), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn a_member_of_no_mapped_group_gets_no_dashboard_role() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start().await;
+    // A group, but mapped to nothing.
+    sso.mapped_group("Everyone", "none").await;
+    let r = sso.sign_in_backup().await;
+    assert_eq!(r.status(), 200);
+    assert!(cookie_set_by(r.headers(), "cairn_session").is_none_or(|c| c.ends_with('=')));
+    let cookie = session_cookie(&r, "cairn_account");
+    assert_eq!(sso.page("/me", &cookie).await.status(), 200);
+    assert_eq!(sso.page("/accounts", &cookie).await.status(), 303);
+}
+
+#[tokio::test]
+async fn suspending_or_deleting_a_group_mapped_account_ends_its_dashboard_session() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start().await;
+    sso.mapped_group("Cairn Admins", "administrator").await;
+    let uid = sso.backup_id().await;
+    let r = sso.sign_in_backup().await;
+    let cookie = session_cookie(&r, "cairn_session");
+    assert_eq!(sso.page("/accounts", &cookie).await.status(), 200);
+    let r = sso
+        .tenant
+        .patch(
+            &format!("/Users/{uid}"),
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sso.page("/accounts", &cookie).await.status(), 303);
+
+    // Reactivated and signed in again, then deleted over SCIM.
+    let r = sso
+        .tenant
+        .patch(
+            &format!("/Users/{uid}"),
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "active", "value": true}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let r = sso.sign_in_backup().await;
+    let cookie = session_cookie(&r, "cairn_session");
+    assert_eq!(sso.page("/accounts", &cookie).await.status(), 200);
+    let r = sso.tenant.delete(&format!("/Users/{uid}")).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(sso.page("/accounts", &cookie).await.status(), 303);
+}
+
+#[tokio::test]
+async fn an_administrator_maps_a_group_on_the_settings_page() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start().await;
+    sso.mapped_group("Helpdesk", "none").await;
+    let cookie = sso.app.sign_in(ADMIN, PASSWORD).await;
+    let post = |group: &'static str, role: &'static str, csrf: String| {
+        sso.app
+            .client
+            .post(format!("{}/settings/sso/roles", sso.app.base))
+            .header(header::ORIGIN, &sso.app.base)
+            .header(header::COOKIE, &cookie)
+            .form(&[("group", group), ("role", role), ("csrf", &csrf)])
+            .send()
+    };
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("No group is mapped"), "{page}");
+    let csrf = csrf_of(&page);
+    let r = post("helpdesk", "viewer", csrf.clone()).await.unwrap();
+    assert_eq!(r.status(), 303);
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<td>Helpdesk</td><td>viewer</td>"), "{page}");
+    let r = post("no such group", "viewer", csrf.clone()).await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(sso.audit()[0]["target_name"], "Helpdesk");
+    // The member signs in as a viewer.
+    let r = sso.sign_in_backup().await;
+    let viewer = session_cookie(&r, "cairn_session");
+    let settings = sso
+        .page("/settings/sso", &viewer)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!settings.contains(SAVE_BUTTON));
+    // A viewer cannot map groups.
+    let vcsrf = csrf_of(&settings);
+    let r = sso
+        .app
+        .client
+        .post(format!("{}/settings/sso/roles", sso.app.base))
+        .header(header::ORIGIN, &sso.app.base)
+        .header(header::COOKIE, &viewer)
+        .form(&[
+            ("group", "Helpdesk"),
+            ("role", "administrator"),
+            ("csrf", &vcsrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use cairn_core::audit::Actor;
 use cairn_core::ids::TenantId;
 use cairn_core::sso::{SamlIdpConfig, SsoScope};
+use cairn_core::store::Role;
 use cairn_web::sso::{acs_url, login_url, parse_idp_metadata, sp_entity_id};
 use serde_json::json;
 
@@ -77,6 +78,27 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
             outln!("Single sign-on disabled");
             Ok(())
         }
+        SsoCmd::Role {
+            tenant,
+            group,
+            role,
+        } => {
+            let id = tenant_id(&tenant)?;
+            let role = Role::parse(&role);
+            let r = cx
+                .svc
+                .set_sso_group_role(Actor::Operator, &id, &group, role, cx.meta.clone())
+                .await?;
+            match role {
+                Some(role) => outln!(
+                    "Members of group {} get the {} role when they sign in through SSO",
+                    r.display_name,
+                    role.as_str()
+                ),
+                None => outln!("Group {} no longer grants a dashboard role", r.display_name),
+            }
+            Ok(())
+        }
         SsoCmd::Show { tenant, json } => {
             let id = tenant_id(&tenant)?;
             if cx.svc.store.get_tenant(&id).await?.is_none() {
@@ -98,6 +120,7 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
                     "certificates": c.certificates.len(),
                     "scope": c.scope,
                 })),
+                "group_roles": cx.svc.sso_group_roles(&id).await?,
             });
             if json {
                 print_json!(&doc);
