@@ -292,6 +292,30 @@ impl Services {
                 return Ok(Err(reason));
             }
         };
+        let signed_in = self
+            .start_sso_session(
+                tenant,
+                principal,
+                previous,
+                &verified.name_id,
+                json!({"protocol": "saml", "issuer": verified.issuer}),
+                meta,
+            )
+            .await?;
+        Ok(Ok(signed_in))
+    }
+
+    /// A new session for a matched principal (the previous one ended: no fixation), and
+    /// its `sso_sign_in` audit entry. Shared by SAML and OpenID Connect.
+    pub(crate) async fn start_sso_session(
+        &self,
+        tenant: &TenantId,
+        principal: Principal,
+        previous: Option<&SessionSecret>,
+        subject: &str,
+        changes: serde_json::Value,
+        meta: RequestMeta,
+    ) -> Result<SsoSignedIn> {
         let now = self.clock.now();
         let (signed_in, actor, target_type, target_id, target_name) = match principal {
             Principal::Admin(user) => {
@@ -326,7 +350,7 @@ impl Services {
                 (
                     SsoSignedIn::Account(secret),
                     Actor::SingleSignOn {
-                        subject: Some(verified.name_id.clone()),
+                        subject: Some(subject.to_owned()),
                     },
                     "user",
                     account.id.to_string(),
@@ -341,12 +365,12 @@ impl Services {
             target_type,
             target_id: Some(target_id),
             target_name: Some(target_name),
-            changes: json!({"protocol": "saml", "issuer": verified.issuer}),
+            changes,
             meta,
             at: now,
         };
         self.store.record_audit(draft).await?;
-        Ok(Ok(signed_in))
+        Ok(signed_in)
     }
 
     async fn saml_match(
@@ -394,8 +418,24 @@ impl Services {
             issuer: v.issuer.clone(),
             subject: name.to_owned(),
         };
+        self.match_in_tenant(tenant, &config.scope, name, &pin)
+            .await
+    }
+
+    /// Matching inside the tenant (shared by SAML and OpenID Connect): `name` equals an
+    /// administrator's email (when the scope has admins) or an in-scope, active account's
+    /// userName, ignoring case; then the identity provider's subject is pinned to it, or
+    /// must equal the one pinned at the first sign-in.
+    pub(crate) async fn match_in_tenant(
+        &self,
+        tenant: &TenantId,
+        scope: &SsoScope,
+        name: &str,
+        pin: &SubjectPin,
+    ) -> Result<std::result::Result<Principal, &'static str>> {
+        let now = self.clock.now();
         let mut principal = None;
-        if config.scope.admins {
+        if scope.admins {
             if let Some(user) = self.store.find_dashboard_user(name).await? {
                 // Dashboard emails are unique across tenants; a match in another tenant
                 // is no match here.
@@ -406,7 +446,7 @@ impl Services {
         }
         if principal.is_none() {
             if let Some(account) = self.store.find_account_by_user_name(tenant, name).await? {
-                if !config.scope.includes_account(account.user_name.as_str()) {
+                if !scope.includes_account(account.user_name.as_str()) {
                     return Ok(Err("account is not in the SSO scope"));
                 }
                 if !account.active {
@@ -426,9 +466,9 @@ impl Services {
         };
         let pinned = self
             .store
-            .pin_sso_subject(tenant, kind, &id, &pin, now)
+            .pin_sso_subject(tenant, kind, &id, pin, now)
             .await?;
-        if pinned != pin {
+        if &pinned != pin {
             return Ok(Err(
                 "subject differs from the one pinned at the first sign-in",
             ));
@@ -472,7 +512,7 @@ impl Services {
     }
 }
 
-enum Principal {
+pub(crate) enum Principal {
     Admin(DashboardUser),
     Account(UserRecord),
 }

@@ -11,6 +11,7 @@ use crate::auth::{PasswordHash, TokenHash};
 use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use crate::oidc::{OidcConfig, OidcRequest};
 use crate::query::{ListQuery, Page};
 use crate::session::{SessionHash, SessionRecord, ThrottleRule};
 use crate::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SubjectPin};
@@ -479,6 +480,19 @@ pub trait SsoStore: Send + Sync + 'static {
     async fn get_account_session(&self, id: &SessionHash) -> Result<Option<AccountSessionRecord>>;
     async fn touch_account_session(&self, id: &SessionHash, at: OffsetDateTime) -> Result<()>;
     async fn delete_account_session(&self, id: &SessionHash) -> Result<()>;
+    /// Creates or replaces the tenant's OpenID Connect settings, with its audit entry.
+    async fn put_oidc_config(&self, config: &OidcConfig, audit: AuditDraft) -> Result<()>;
+    async fn get_oidc_config(&self, tenant: &TenantId) -> Result<Option<OidcConfig>>;
+    /// Remembers an authorization request (state, nonce, PKCE verifier) until it expires.
+    async fn create_oidc_request(&self, tenant: &TenantId, request: &OidcRequest) -> Result<()>;
+    /// Uses up the request with this state: `Some` only for the one caller that removed
+    /// an unexpired row (single use, across instances). Also drops expired requests.
+    async fn take_oidc_request(
+        &self,
+        tenant: &TenantId,
+        state: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<OidcRequest>>;
 }
 
 /// The backend itself.

@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_user_list_state.sql"),
     include_str!("../../migrations/postgres/0008_purge_marker_and_tenant_limits.sql"),
     include_str!("../../migrations/postgres/0009_sso.sql"),
+    include_str!("../../migrations/postgres/0010_sso_oidc.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
