@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod ops;
 pub mod scim;
 pub mod sso;
+pub mod sso_oidc;
 pub mod vault;
 
 use axum::extract::Request;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub vault_limits: Arc<vault::VaultLimits>,
     /// Member bounds of group lists and writes, and each tenant's group writes in flight.
     pub group_limits: Arc<scim::group_writes::GroupLimits>,
+    /// OpenID Connect: the HTTP client for providers, their discovery and keys.
+    pub oidc: Arc<sso_oidc::Oidc>,
 }
 
 /// The application router with its middleware, before path normalisation.
@@ -59,6 +62,7 @@ pub fn router_with(state: AppState, bench_floor: bool) -> Router {
         .merge(ops::routes())
         .merge(dashboard::routes())
         .merge(sso::routes())
+        .merge(sso_oidc::routes())
         .merge(vault::routes())
         .nest("/scim/v2/{tenant}", scim::routes())
         .fallback(ops::not_found)

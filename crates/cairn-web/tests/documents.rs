@@ -83,6 +83,7 @@ impl Scim {
             trusted_proxies: Default::default(),
             vault_limits: cairn_web::vault::VaultLimits::new(64, 16),
             group_limits: Arc::new(GroupLimits::default()),
+            oidc: Default::default(),
         };
         Scim {
             app: router(state),

@@ -134,6 +134,7 @@ impl Harness {
             trusted_proxies: Default::default(),
             vault_limits: crate::vault::VaultLimits::new(64, 16),
             group_limits: Default::default(),
+            oidc: Default::default(),
         };
         Harness {
             app: router(state.clone()),
