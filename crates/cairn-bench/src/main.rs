@@ -382,6 +382,23 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
             wrk::get_fixed(&format!("{scim_path}/Users?startIndex={deep}&count=100")),
         ),
         (
+            "cursor_first",
+            "GET /Users?cursor=&count=100".into(),
+            wrk::get_fixed(&format!("{scim_path}/Users?cursor=&count=100")),
+        ),
+        (
+            "cursor_deep",
+            format!("GET /Users?cursor=(after user {})&count=100", deep - 1),
+            wrk::get_fixed(&format!(
+                "{scim_path}/Users?cursor={}&count=100",
+                if wanted(args, "cursor_deep") {
+                    deep_cursor(&base, &scim_path, &token, deep - 1).await?
+                } else {
+                    String::new()
+                }
+            )),
+        ),
+        (
             "get_groups",
             "GET /Groups (Okta SPEC test step 10)".into(),
             wrk::get_fixed(&format!("{scim_path}/Groups")),
@@ -460,6 +477,25 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
             m,
             paired_floor,
         });
+    }
+    // RFC 9865 cursors: a deep page should cost what the first does. Each throughput is
+    // also taken against its paired floor, so a host whose speed drifts between the two
+    // runs does not move the ratio.
+    let rps = |name: &str| {
+        ops.iter()
+            .find(|o| o.name == name)
+            .map(|o| (o.m.rps(), o.m.rps() / o.paired_floor.unwrap_or(1.0)))
+    };
+    let ratio = |first: &str, deep: &str| match (rps(first), rps(deep)) {
+        (Some(f), Some(d)) => format!("{:.2} ({:.2} against paired floors)", d.0 / f.0, d.1 / f.1),
+        _ => "not measured".into(),
+    };
+    if rps("cursor_deep").is_some() {
+        println!(
+            "  deep / first page throughput: cursor {}; index {}",
+            ratio("cursor_first", "cursor_deep"),
+            ratio("page_first", "page_deep")
+        );
     }
     dashboard::signed_in(&base, &session).await?;
     let (rss_peak_kib, _) = server.memory_kib();
@@ -551,6 +587,33 @@ async fn run_callgrind(args: &Args) -> Result<()> {
         out_dir.display()
     );
     Ok(())
+}
+
+/// The cursor of the page after the first `skip` users (in the cursor order: by id), found
+/// by walking cursor pages of up to 1,000 users; the cursor itself is opaque.
+async fn deep_cursor(base: &str, scim_path: &str, token: &str, skip: usize) -> Result<String> {
+    let client = reqwest::Client::new();
+    let (mut cursor, mut seen) = (String::new(), 0usize);
+    while seen < skip {
+        let count = (skip - seen).min(1000);
+        let page: serde_json::Value = client
+            .get(format!(
+                "{base}{scim_path}/Users?cursor={cursor}&count={count}&attributes=id"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let got = page["Resources"].as_array().map_or(0, Vec::len);
+        cursor = page["nextCursor"]
+            .as_str()
+            .context("the list ended before the deep page")?
+            .to_owned();
+        seen += got;
+    }
+    Ok(cursor)
 }
 
 fn wanted(args: &Args, name: &str) -> bool {

@@ -25,6 +25,10 @@ pub enum Filter {
         path: Vec<String>,
         filter: Box<Filter>,
     },
+    /// Some live member of the group satisfies `filter`, in which `AttrTarget::Value` is
+    /// the member's user id. Groups only: members are the `group_members` relation, not
+    /// part of the stored document (`members[value eq "…"]`, `members.value eq "…"`).
+    Member(Box<Filter>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +106,31 @@ pub struct ListQuery {
     pub sort: Option<SortKey>,
     pub start_index: u64,
     pub count: u64,
+    /// Keyset paging (RFC 9865 cursors) instead of `start_index`: the rows are ordered
+    /// by the sort key, then by id, and the page starts after (or ends before) a
+    /// position, so a page costs the same wherever it is and concurrent creates and
+    /// deletes never shift it. `start_index` is ignored then.
+    pub seek: Option<Seek>,
+}
+
+/// Where a keyset page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seek {
+    /// The first page.
+    First,
+    /// The page of rows after this position.
+    After(Keyset),
+    /// The page of rows before this position (returned in the list's order).
+    Before(Keyset),
+}
+
+/// A position in a keyset-ordered listing: the sort key's value at a row (as the store
+/// compares it: folded when the attribute is case-insensitive; `Scalar::Null` when the
+/// row has none or the list is unsorted) and the row's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Keyset {
+    pub key: Scalar,
+    pub id: String,
 }
 
 impl Default for ListQuery {
@@ -111,6 +140,7 @@ impl Default for ListQuery {
             sort: None,
             start_index: 1,
             count: 100,
+            seek: None,
         }
     }
 }

@@ -682,6 +682,31 @@ impl Services {
         self.store.group_members(ctx.tenant_id(), id).await
     }
 
+    /// Records the `display` values a client sent with members (RFC 7643 §4.2), after
+    /// the membership change that named them.
+    pub async fn set_member_displays(
+        &self,
+        ctx: &ScimCtx,
+        id: &GroupId,
+        displays: &[(UserId, String)],
+    ) -> Result<()> {
+        if displays.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .set_member_displays(ctx.tenant_id(), id, displays)
+            .await
+    }
+
+    /// The `display` values recorded for a group's members.
+    pub async fn member_displays(
+        &self,
+        ctx: &ScimCtx,
+        id: &GroupId,
+    ) -> Result<std::collections::HashMap<UserId, String>> {
+        self.store.member_displays(ctx.tenant_id(), id).await
+    }
+
     /// The members of a group as a list response carries them: all of them when there
     /// are at most `cap` (by default [`LIST_MEMBERS_MAX`]), `None` for a larger group
     /// (listed without `members`; `GET /Groups/{id}` has them all). Reads at most one

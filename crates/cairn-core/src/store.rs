@@ -308,6 +308,21 @@ pub trait GroupStore: Send + Sync + 'static {
     ) -> Result<GroupRecord>;
     /// Groups by displayName with their live member counts, for the dashboard.
     async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>>;
+    /// Records the `display` a client sent with members (RFC 7643 §4.2 `members.display`)
+    /// on their memberships; an account that is not a member is skipped. Memberships keep
+    /// their display until they end.
+    async fn set_member_displays(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+        displays: &[(UserId, String)],
+    ) -> Result<()>;
+    /// The `display` values recorded for a group's members.
+    async fn member_displays(
+        &self,
+        tenant: &TenantId,
+        id: &GroupId,
+    ) -> Result<std::collections::HashMap<UserId, String>>;
 }
 
 /// Dashboard identities: dashboard users, their sessions and sign-in throttling. Sessions

@@ -1,7 +1,7 @@
 //! Discovery documents (RFC 7644 §4, RFC 7643 §5–§7): `/ServiceProviderConfig`,
 //! `/Schemas` and `/ResourceTypes`, generated from the schema registry.
 
-use crate::list::{list_response, MAX_COUNT};
+use crate::list::{list_response, DEFAULT_COUNT, MAX_COUNT};
 use crate::schema::{AttributeDef, ResourceTypeDef, SchemaDef, RESOURCE_TYPES, SCHEMAS};
 use serde_json::{json, Map, Value};
 
@@ -9,6 +9,15 @@ pub const SERVICE_PROVIDER_CONFIG_URN: &str =
     "urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig";
 pub const SCHEMA_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 pub const RESOURCE_TYPE_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
+
+/// How long a cursor stays valid between page requests, in seconds (RFC 9865 §4,
+/// `cursorTimeout`).
+pub const CURSOR_TIMEOUT_SECS: u64 = 3600;
+
+/// The most operations one `POST /Bulk` may carry (RFC 7644 §3.7.4).
+pub const BULK_MAX_OPERATIONS: u64 = 1000;
+/// The largest `POST /Bulk` body, in bytes: the SCIM body limit (RFC 7644 §3.7.4).
+pub const BULK_MAX_PAYLOAD: u64 = 1 << 20;
 
 fn trim(base_url: &str) -> &str {
     base_url.trim_end_matches('/')
@@ -23,8 +32,20 @@ pub fn service_provider_config(base_url: &str) -> Value {
         "schemas": [SERVICE_PROVIDER_CONFIG_URN],
         "documentationUri": "https://www.rfc-editor.org/rfc/rfc7644",
         "patch": {"supported": true},
-        "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+        "bulk": {
+            "supported": true,
+            "maxOperations": BULK_MAX_OPERATIONS,
+            "maxPayloadSize": BULK_MAX_PAYLOAD,
+        },
         "filter": {"supported": true, "maxResults": MAX_COUNT},
+        "pagination": {
+            "cursor": true,
+            "index": true,
+            "defaultPaginationMethod": "index",
+            "defaultPageSize": DEFAULT_COUNT,
+            "maxPageSize": MAX_COUNT,
+            "cursorTimeout": CURSOR_TIMEOUT_SECS,
+        },
         "changePassword": {"supported": false},
         "sort": {"supported": true},
         "etag": {"supported": true},
@@ -153,7 +174,12 @@ mod tests {
         assert_eq!(c["patch"]["supported"], true);
         assert_eq!(c["filter"]["supported"], true);
         assert_eq!(c["filter"]["maxResults"], MAX_COUNT);
-        assert_eq!(c["bulk"]["supported"], false);
+        assert_eq!(c["bulk"]["supported"], true);
+        assert_eq!(c["pagination"]["cursor"], true);
+        assert_eq!(c["pagination"]["index"], true);
+        assert_eq!(c["pagination"]["maxPageSize"], MAX_COUNT);
+        assert_eq!(c["bulk"]["maxOperations"], BULK_MAX_OPERATIONS);
+        assert_eq!(c["bulk"]["maxPayloadSize"], BULK_MAX_PAYLOAD);
         assert_eq!(c["changePassword"]["supported"], false);
         assert_eq!(c["sort"]["supported"], true);
         assert_eq!(c["etag"]["supported"], true);

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 pub const ERROR_URN: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
 
-/// The `scimType` keywords of RFC 7644 Table 9.
+/// The `scimType` keywords of RFC 7644 Table 9, and of RFC 9865 §2.2 (cursor paging).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScimType {
     InvalidFilter,
@@ -20,6 +20,9 @@ pub enum ScimType {
     InvalidValue,
     InvalidVers,
     Sensitive,
+    InvalidCursor,
+    ExpiredCursor,
+    InvalidCount,
 }
 
 impl ScimType {
@@ -35,6 +38,9 @@ impl ScimType {
             ScimType::InvalidValue => "invalidValue",
             ScimType::InvalidVers => "invalidVers",
             ScimType::Sensitive => "sensitive",
+            ScimType::InvalidCursor => "invalidCursor",
+            ScimType::ExpiredCursor => "expiredCursor",
+            ScimType::InvalidCount => "invalidCount",
         }
     }
 }

@@ -18,6 +18,9 @@
 //!   `members` without a value empties the group (RFC 7644 §3.5.2.2);
 //! - several operations in one request, applied in order and atomically.
 //!
+//! A member's `display`, when the client sends one, is kept on the membership and
+//! returned as sent (RFC 7643 §4.2); it ends with the membership.
+//!
 //! Members must be accounts of the tenant (the store checks this); an id that cannot be
 //! an account id is 400 `invalidValue` on add, and a no-op on remove (idempotent retries).
 
@@ -30,7 +33,7 @@ use cairn_core::clock::format_ts;
 use cairn_core::group::{GroupData, GroupRecord, MemberChange};
 use cairn_core::ids::UserId;
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// Longest displayName accepted, in characters.
 pub const MAX_DISPLAY_NAME: usize = 256;
@@ -42,6 +45,8 @@ const MAX_EXTERNAL_ID: usize = 1024;
 pub struct GroupRequest {
     pub data: GroupData,
     pub members: Vec<UserId>,
+    /// The `display` sent with members, to keep and return (RFC 7643 §4.2).
+    pub displays: Vec<(UserId, String)>,
 }
 
 fn display_name(v: &Value) -> Result<String, ScimError> {
@@ -90,7 +95,8 @@ fn data(display_name: String, external_id: Option<String>) -> GroupData {
 }
 
 /// The member ids in a `members` value: an array (or a single object, or bare strings)
-/// of `{"value": id}`; `display`, `$ref` (null or not) and `type` are ignored.
+/// of `{"value": id}`; `$ref` (null or not) and `type` are ignored (`display` is read by
+/// [`member_displays`]).
 fn member_values(v: &Value) -> Result<Vec<String>, ScimError> {
     let one = |item: &Value| -> Result<String, ScimError> {
         match item {
@@ -111,6 +117,69 @@ fn member_values(v: &Value) -> Result<Vec<String>, ScimError> {
         Value::Array(items) => items.iter().map(one).collect(),
         other => Ok(vec![one(other)?]),
     }
+}
+
+/// The `(id, display)` pairs of a `members` value, for members sent with a string
+/// `display` (RFC 7643 §4.2: "A human-readable name, primarily used for display
+/// purposes"), kept as sent; members without one, or whose value names no account, have
+/// none.
+fn member_displays(v: &Value) -> Result<Vec<(UserId, String)>, ScimError> {
+    fn get<'a>(o: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+        o.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .and_then(|(_, v)| v.as_str())
+    }
+    let items = match v {
+        Value::Array(items) => items.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Object(o) = item else { continue };
+        let (Some(id), Some(display)) = (get(o, "value"), get(o, "display")) else {
+            continue;
+        };
+        if display.chars().count() > MAX_DISPLAY_NAME {
+            return Err(ScimError::invalid_value(format!(
+                "members.display is longer than {MAX_DISPLAY_NAME} characters"
+            )));
+        }
+        if let Some(id) = UserId::parse(id) {
+            out.push((id, display.to_owned()));
+        }
+    }
+    Ok(out)
+}
+
+/// The member `display` values an `add` or `replace` of a PatchOp message sends, in
+/// operation order (a later one for the same member wins).
+pub fn patch_member_displays(req: &PatchRequest) -> Result<Vec<(UserId, String)>, ScimError> {
+    let mut out = Vec::new();
+    for op in req.operations.iter().filter(|o| o.op != OpKind::Remove) {
+        let Some(v) = &op.value else { continue };
+        match &op.path {
+            Some(path) if path.filter.is_none() && path.sub_attr().is_none() => {
+                let key = match &path.attr.urn {
+                    Some(u) => format!("{u}:{}", path.attr.name),
+                    None => path.attr.name.clone(),
+                };
+                if attribute(&key) == Some("members") {
+                    out.extend(member_displays(v)?);
+                }
+            }
+            Some(_) => {}
+            None => {
+                if let Value::Object(values) = v {
+                    for (k, v) in values {
+                        if attribute(k) == Some("members") {
+                            out.extend(member_displays(v)?);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Ids to add: each must be able to name an account.
@@ -158,11 +227,15 @@ pub fn group_from_request(body: &Value) -> Result<GroupRequest, ScimError> {
     let mut name = None;
     let mut ext = None;
     let mut members = Vec::new();
+    let mut displays = Vec::new();
     for (k, v) in obj {
         match attribute(k) {
             Some("displayName") => name = Some(display_name(v)?),
             Some("externalId") => ext = external_id(v)?,
-            Some("members") => members = ids_to_add(member_values(v)?)?,
+            Some("members") => {
+                members = ids_to_add(member_values(v)?)?;
+                displays = member_displays(v)?;
+            }
             _ => {}
         }
     }
@@ -172,12 +245,23 @@ pub fn group_from_request(body: &Value) -> Result<GroupRequest, ScimError> {
     Ok(GroupRequest {
         data: data(name, ext),
         members,
+        displays,
     })
 }
 
 /// The representation of a group. `members` is `None` when they were not loaded (the
 /// client excluded them); then the attribute is absent.
 pub fn render_group(g: &GroupRecord, members: Option<&[UserId]>, base_url: &str) -> Value {
+    render_group_with(g, members, &HashMap::new(), base_url)
+}
+
+/// [`render_group`], each member with the `display` recorded for it, if any.
+pub fn render_group_with(
+    g: &GroupRecord,
+    members: Option<&[UserId]>,
+    displays: &HashMap<UserId, String>,
+    base_url: &str,
+) -> Value {
     let base = base_url.trim_end_matches('/');
     let mut m = Map::new();
     m.insert("schemas".into(), json!([GROUP_URN]));
@@ -191,7 +275,13 @@ pub fn render_group(g: &GroupRecord, members: Option<&[UserId]>, base_url: &str)
             "members".into(),
             Value::Array(
                 ms.iter()
-                    .map(|u| json!({"value": u.as_str(), "$ref": format!("{base}/Users/{u}"), "type": "User"}))
+                    .map(|u| {
+                        let mut m = json!({"value": u.as_str(), "$ref": format!("{base}/Users/{u}"), "type": "User"});
+                        if let Some(d) = displays.get(u) {
+                            m["display"] = json!(d);
+                        }
+                        m
+                    })
                     .collect(),
             ),
         );
@@ -543,5 +633,37 @@ mod tests {
         assert_eq!(r.members, u);
         assert!(group_from_request(&json!({"members":[]})).is_err());
         assert!(group_from_request(&json!({"displayName":""})).is_err());
+    }
+
+    /// RFC 7643 §4.2 `members.display`: kept from POST/PUT bodies and from PATCH adds and
+    /// replaces (with a path or without), never from removes; too long is refused.
+    #[test]
+    fn member_displays_are_read_from_requests() {
+        let u = ids(2);
+        let (a, b) = (u[0].as_str(), u[1].as_str());
+        let req = group_from_request(&json!({"displayName":"G","members":[
+            {"value":a,"Display":"Ann"},{"value":b},{"value":"not-an-id","display":"x"}]}));
+        assert!(req.is_err(), "an unknown id is still refused");
+        let req = group_from_request(&json!({"displayName":"G","members":[
+            {"value":a,"Display":"Ann"},{"value":b}]}))
+        .unwrap();
+        assert_eq!(req.displays, vec![(u[0].clone(), "Ann".to_owned())]);
+        let p = parse_patch(&json!({"Operations":[
+            {"op":"add","path":"members","value":[{"value":a,"display":"A"}]},
+            {"op":"remove","path":"members","value":[{"value":b,"display":"gone"}]},
+            {"op":"replace","value":{"members":[{"value":b,"display":"B"}]}}]}))
+        .unwrap();
+        assert_eq!(
+            patch_member_displays(&p).unwrap(),
+            vec![
+                (u[0].clone(), "A".to_owned()),
+                (u[1].clone(), "B".to_owned())
+            ]
+        );
+        let long = "x".repeat(MAX_DISPLAY_NAME + 1);
+        assert!(group_from_request(
+            &json!({"displayName":"G","members":[{"value":a,"display":long}]})
+        )
+        .is_err());
     }
 }

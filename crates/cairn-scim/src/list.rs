@@ -81,6 +81,53 @@ pub fn write_list_head(out: &mut Vec<u8>, total: u64, start_index: u64, items: u
     );
 }
 
+/// The `ListResponse` of a cursor page (RFC 9865 §2): no `startIndex`, and `nextCursor`
+/// (absent on the last page) and `previousCursor` (absent on the first).
+pub fn cursor_list_response(
+    total: u64,
+    next: Option<&str>,
+    previous: Option<&str>,
+    resources: Vec<Value>,
+) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert("schemas".into(), json!([LIST_RESPONSE_URN]));
+    m.insert("totalResults".into(), total.into());
+    m.insert("itemsPerPage".into(), resources.len().into());
+    if let Some(n) = next {
+        m.insert("nextCursor".into(), n.into());
+    }
+    if let Some(p) = previous {
+        m.insert("previousCursor".into(), p.into());
+    }
+    m.insert("Resources".into(), Value::Array(resources));
+    Value::Object(m)
+}
+
+/// [`write_list_head`] for a cursor page: the fields of [`cursor_list_response`]. Cursors
+/// are base64url text, so they need no escaping.
+pub fn write_cursor_list_head(
+    out: &mut Vec<u8>,
+    total: u64,
+    items: usize,
+    next: Option<&str>,
+    previous: Option<&str>,
+) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "{{\"schemas\":[\"{LIST_RESPONSE_URN}\"],\"totalResults\":{total},\"itemsPerPage\":{items},"
+    );
+    for (name, v) in [("nextCursor", next), ("previousCursor", previous)] {
+        if let Some(v) = v {
+            debug_assert!(v
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+            let _ = write!(out, "\"{name}\":\"{v}\",");
+        }
+    }
+    out.extend_from_slice(b"\"Resources\":[");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,10 @@
 //!
 //! Semantics chosen where the RFC leaves room:
 //! - `add` to a multi-valued attribute merges a new value into an existing one with the
-//!   same `value` or the same `type` (types stay unique, see `crate::user`), else appends;
+//!   same `value`, else into the first with the same `type` (an identity provider that
+//!   re-sends its one `work` email updates it rather than piling up copies), else appends;
+//! - a filter on a multi-valued attribute (`emails[type eq "work"].value`) applies to
+//!   every value it matches (RFC 7644 §3.5.2), as two values may share a `type`;
 //! - `replace` on a complex single-valued attribute merges sub-attributes (RFC 7644
 //!   §3.5.2.3); `replace` on a multi-valued attribute without a filter replaces the array;
 //! - setting `primary: true` on one value clears it on the others (RFC 7644 §3.5.2);
@@ -465,10 +468,11 @@ fn whole_attribute(
                 let mut items = elements(container, name);
                 let mut touched = Vec::new();
                 for n in new_items {
-                    match items
+                    let same = items
                         .iter()
-                        .position(|e| same_value(attr, e, &n) || same_type(e, &n))
-                    {
+                        .position(|e| same_value(attr, e, &n))
+                        .or_else(|| items.iter().position(|e| same_type(e, &n)));
+                    match same {
                         Some(i) => {
                             merge(&mut items[i], &n);
                             touched.push(i);

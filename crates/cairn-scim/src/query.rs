@@ -46,27 +46,83 @@ pub fn resolve_user_sort(
 }
 
 /// Resolves a parsed filter on `/Groups` (`displayName`, `externalId`, `id`, `meta.*`;
-/// the same rules as on `/Users`). Filtering on `members` is 400 `invalidFilter`: members
-/// are a relation, not part of the stored document.
+/// the same rules as on `/Users`). Members are a relation, not part of the stored
+/// document: `members[value eq "…"]`, `members.value eq "…"` (the groups a user belongs
+/// to), `members eq "…"` and `members pr` become `Filter::Member`, tests on the member's
+/// id; other member sub-attributes are 400 `invalidFilter`.
 pub fn resolve_group_filter(expr: &Expr) -> Result<Filter, ScimError> {
-    let f = resolve(group_resource_type(), expr)?;
-    if mentions_members(&f) {
-        return Err(ScimError::invalid_filter(
-            "filtering groups by members is not supported; read /Users/{id} (its groups attribute) instead",
-        ));
-    }
-    Ok(f)
+    members_to_relation(resolve(group_resource_type(), expr)?)
 }
 
-fn mentions_members(f: &Filter) -> bool {
-    match f {
-        Filter::And(a, b) | Filter::Or(a, b) => mentions_members(a) || mentions_members(b),
-        Filter::Not(a) => mentions_members(a),
-        Filter::Any { path, .. } => path.first().is_some_and(|p| p == "members"),
-        Filter::Present(a) | Filter::Compare { attr: a, .. } => {
-            matches!(&a.target, AttrTarget::Json(k) if k.first().is_some_and(|p| p == "members"))
+fn members_to_relation(f: Filter) -> Result<Filter, ScimError> {
+    let is_members = |keys: &[String]| keys.first().is_some_and(|p| p == "members");
+    Ok(match f {
+        Filter::And(a, b) => Filter::And(
+            Box::new(members_to_relation(*a)?),
+            Box::new(members_to_relation(*b)?),
+        ),
+        Filter::Or(a, b) => Filter::Or(
+            Box::new(members_to_relation(*a)?),
+            Box::new(members_to_relation(*b)?),
+        ),
+        Filter::Not(a) => Filter::Not(Box::new(members_to_relation(*a)?)),
+        Filter::Any { path, filter } if is_members(&path) => {
+            Filter::Member(Box::new(member_element(*filter)?))
         }
-    }
+        // `members pr`: the group has a member.
+        Filter::Present(a) if matches!(&a.target, AttrTarget::Json(k) if is_members(k)) => {
+            Filter::Member(Box::new(Filter::Present(Attr {
+                target: AttrTarget::Value,
+                ..a
+            })))
+        }
+        Filter::Compare { attr, .. } if matches!(&attr.target, AttrTarget::Json(k) if is_members(k)) =>
+        {
+            return Err(member_sub_error());
+        }
+        other => other,
+    })
+}
+
+fn member_sub_error() -> ScimError {
+    ScimError::invalid_filter(
+        "of a group's members only value (the member's id) can be filtered on, e.g. members[value eq \"…\"]",
+    )
+}
+
+/// A filter on one member element, its `value` turned into the member's id. Ids are
+/// stored in lower case (`cairn_core::ids`), so a case-insensitive test is a case-exact
+/// test of the lower-cased value, which the membership index can serve.
+fn member_element(f: Filter) -> Result<Filter, ScimError> {
+    let value = |a: Attr| -> Result<Attr, ScimError> {
+        match &a.target {
+            AttrTarget::Json(k) if k.len() == 1 && k[0] == "value" => Ok(Attr {
+                target: AttrTarget::Value,
+                case_exact: true,
+                ..a
+            }),
+            _ => Err(member_sub_error()),
+        }
+    };
+    Ok(match f {
+        Filter::And(a, b) => {
+            Filter::And(Box::new(member_element(*a)?), Box::new(member_element(*b)?))
+        }
+        Filter::Or(a, b) => {
+            Filter::Or(Box::new(member_element(*a)?), Box::new(member_element(*b)?))
+        }
+        Filter::Not(a) => Filter::Not(Box::new(member_element(*a)?)),
+        Filter::Present(a) => Filter::Present(value(a)?),
+        Filter::Compare { attr, op, value: v } => Filter::Compare {
+            attr: value(attr)?,
+            op,
+            value: match v {
+                Scalar::String(s) => Scalar::String(s.to_lowercase()),
+                other => other,
+            },
+        },
+        Filter::Any { .. } | Filter::Member(_) => return Err(member_sub_error()),
+    })
 }
 
 /// Resolves `sortBy` and `sortOrder` on `/Groups`, with the rules of [`resolve_user_sort`].
@@ -424,6 +480,8 @@ pub(crate) fn matches(filter: &Filter, element: &Value) -> bool {
             Some(Value::Array(items)) => items.iter().any(|i| matches(filter, i)),
             _ => false,
         },
+        // Element filters never name group members (`resolve_element_filter`).
+        Filter::Member(_) => false,
     }
 }
 
@@ -501,6 +559,7 @@ mod tests {
     use super::*;
     use crate::filter::parse;
     use crate::schema::ENTERPRISE_USER_URN;
+    use crate::ScimType;
     use proptest::prelude::*;
 
     fn resolve_str(f: &str) -> Result<Filter, ScimError> {
@@ -726,6 +785,41 @@ mod tests {
         ] {
             let e = resolve_user_sort(Some(by), order).unwrap_err();
             assert_eq!(e.scim_type, Some(crate::ScimType::InvalidValue), "{by}");
+        }
+    }
+
+    #[test]
+    fn group_member_filters_become_the_relation() {
+        let g = |s: &str| resolve_group_filter(&parse(s).unwrap());
+        let id = "0193A1B2-C3D4-7E5F-8A9B-0C1D2E3F4A5B";
+        let want = Filter::Member(Box::new(Filter::Compare {
+            attr: Attr {
+                target: AttrTarget::Value,
+                kind: AttrKind::String,
+                case_exact: true,
+            },
+            op: CompareOp::Eq,
+            value: Scalar::String(id.to_lowercase()),
+        }));
+        assert_eq!(g(&format!("members[value eq \"{id}\"]")).unwrap(), want);
+        assert_eq!(g(&format!("members.value eq \"{id}\"")).unwrap(), want);
+        assert_eq!(g(&format!("members eq \"{id}\"")).unwrap(), want);
+        assert!(matches!(
+            g("members pr").unwrap(),
+            Filter::Member(f) if matches!(*f, Filter::Present(_))
+        ));
+        assert!(matches!(
+            g(&format!("displayName sw \"a\" and not (members.value eq \"{id}\")")).unwrap(),
+            Filter::And(_, r) if matches!(*r, Filter::Not(_))
+        ));
+        for bad in [
+            r#"members.display eq "x""#,
+            r#"members[type eq "User"]"#,
+            r#"members[value eq "x" or display eq "y"]"#,
+            r#"members.$ref eq "x""#,
+        ] {
+            let e = g(bad).unwrap_err();
+            assert_eq!(e.scim_type, Some(ScimType::InvalidFilter), "{bad}: {e}");
         }
     }
 

@@ -184,7 +184,12 @@ const TABLES: &[Table] = &[
     Table {
         name: "group_members",
         key: &["tenant_id", "group_id", "user_id"],
-        cols: &[("tenant_id", Text), ("group_id", Text), ("user_id", Text)],
+        cols: &[
+            ("tenant_id", Text),
+            ("group_id", Text),
+            ("user_id", Text),
+            ("display", Text),
+        ],
         serial: None,
     },
     Table {

@@ -16,3 +16,16 @@ pub mod sqlite;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// A restore of an account whose retention window has ended: refused even when the purge
+/// has not run yet (it runs periodically), so what an administrator can restore does not
+/// depend on when the purge last ran.
+pub(crate) fn retention_ended(purge_at: &str) -> cairn_core::Error {
+    cairn_core::Error::Invalid {
+        field: "account",
+        reason: format!(
+            "its retention window ended at {purge_at}; it is due to be purged and can no \
+             longer be restored"
+        ),
+    }
+}

@@ -116,7 +116,8 @@ pub type App = axum::extract::connect_info::IntoMakeServiceWithConnectInfo<
 >;
 
 /// The complete service: path normalisation runs before routing, so `/Users/` and
-/// `//Users` (administrators paste base URLs ending in `/`) reach the same handlers.
+/// `//Users` (administrators paste base URLs ending in `/`) reach the same handlers, and
+/// so does `/users` ([`scim::canonical_endpoint`]).
 /// Connections carry the peer address (dashboard sign-in throttling per address).
 pub fn app(state: AppState) -> App {
     app_with(state, false)
@@ -132,17 +133,25 @@ pub fn app_with(state: AppState, bench_floor: bool) -> App {
 
 fn normalize_path(mut req: Request) -> Request {
     let path = req.uri().path();
-    if !(path.contains("//") || (path.len() > 1 && path.ends_with('/'))) {
-        return req;
-    }
-    let mut clean = String::with_capacity(path.len());
-    for seg in path.split('/').filter(|s| !s.is_empty()) {
-        clean.push('/');
-        clean.push_str(seg);
-    }
-    if clean.is_empty() {
-        clean.push('/');
-    }
+    let cleaned = (path.contains("//") || (path.len() > 1 && path.ends_with('/'))).then(|| {
+        let mut clean = String::with_capacity(path.len());
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            clean.push('/');
+            clean.push_str(seg);
+        }
+        if clean.is_empty() {
+            clean.push('/');
+        }
+        clean
+    });
+    let clean = match (
+        scim::canonical_endpoint(cleaned.as_deref().unwrap_or(path)),
+        cleaned,
+    ) {
+        (Some(recased), _) => recased,
+        (None, Some(cleaned)) => cleaned,
+        (None, None) => return req,
+    };
     let pq = match req.uri().query() {
         Some(q) => format!("{clean}?{q}"),
         None => clean,
@@ -178,5 +187,26 @@ mod tests {
         );
         assert_eq!(norm("/"), "/");
         assert_eq!(norm("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn endpoints_are_routed_without_regard_to_case() {
+        assert_eq!(norm("/scim/v2/t/users"), "/scim/v2/t/Users");
+        assert_eq!(norm("/scim/v2/t/USERS/AbC?x=1"), "/scim/v2/t/Users/AbC?x=1");
+        assert_eq!(norm("/scim/v2/t/groups/"), "/scim/v2/t/Groups");
+        assert_eq!(norm("/scim/v2/t/users/.search"), "/scim/v2/t/Users/.search");
+        assert_eq!(
+            norm("/scim/v2/t//serviceproviderconfig"),
+            "/scim/v2/t/ServiceProviderConfig"
+        );
+        assert_eq!(norm("/scim/v2/t/schemas"), "/scim/v2/t/Schemas");
+        assert_eq!(
+            norm("/scim/v2/t/resourcetypes/user"),
+            "/scim/v2/t/ResourceTypes/user"
+        );
+        // The tenant, ids and other paths keep their case.
+        assert_eq!(norm("/scim/v2/Users/users"), "/scim/v2/Users/Users");
+        assert_eq!(norm("/scim/v2/t/Userz"), "/scim/v2/t/Userz");
+        assert_eq!(norm("/Scim/v2/t/users"), "/Scim/v2/t/users");
     }
 }

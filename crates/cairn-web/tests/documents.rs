@@ -1,6 +1,7 @@
 //! Snapshots of the SCIM documents clients read, as the router serves them: the
 //! discovery endpoints (RFC 7644 §4), a full user with the enterprise extension and its
-//! groups, a group with members, a ListResponse, and every SCIM error body the service
+//! groups, a group with members, a ListResponse, a BulkResponse (RFC 7644 §3.7.3) and a
+//! cursor page (RFC 9865), and every SCIM error body the service
 //! returns (RFC 7644 §3.12). Each snapshot holds the status, the headers clients act on
 //! and the body; what differs per run is redacted: the tenant's and resources' ids
 //! (named after what they are, so a member still shows whom it points at), times, and
@@ -494,4 +495,60 @@ async fn error_bodies_of_server_failures() {
     let doc = s.document(res).await;
     assert!(!doc.to_string().contains("locked"), "{doc}");
     assert_error!("error_503", doc, 503, None);
+}
+
+/// A BulkResponse (RFC 7644 §3.7.3): created resources with their locations and versions,
+/// a failed operation with its error; and a cursor page (RFC 9865) with its errors.
+#[tokio::test]
+async fn a_bulk_response_and_a_cursor_page() {
+    let mut s = Scim::new().await;
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Groups", "bulkId": "ytrewq",
+             "data": {"schemas": [GROUP_URN], "displayName": "Tour Guides",
+                      "members": [{"type": "User", "value": "bulkId:qwerty"}]}},
+            {"method": "POST", "path": "/Users", "bulkId": "qwerty",
+             "data": {"schemas": [USER_URN], "userName": "alice"}},
+            {"method": "POST", "path": "/Users", "bulkId": "invalid",
+             "data": {"schemas": [USER_URN]}},
+        ]
+    });
+    let doc = s.call(Method::POST, "/Bulk", Some(&body)).await;
+    for (i, name) in [(0, "tour-guides"), (1, "alice")] {
+        let loc = doc["body"]["Operations"][i]["location"].as_str().unwrap();
+        s.label(loc.rsplit('/').next().unwrap(), name);
+    }
+    let mut text = doc.to_string();
+    for (id, name) in &s.labels {
+        text = text.replace(id.as_str(), name);
+    }
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    insta::assert_json_snapshot!("bulk_response", doc, {
+        ".body.Operations[].version" => "[version]",
+    });
+
+    s.create("/Users", &plain_user("bob@example.com"), "bob")
+        .await;
+    let page = s.call(Method::GET, "/Users?cursor=&count=1", None).await;
+    assert!(page["body"]["nextCursor"].is_string(), "{page}");
+    insta::assert_json_snapshot!("cursor_page_users", page, {
+        ".body.nextCursor" => "[cursor]",
+        ".body.Resources[].meta.created" => "[time]",
+        ".body.Resources[].meta.lastModified" => "[time]",
+        ".body.Resources[].meta.version" => "[version]",
+    });
+    assert_error!(
+        "error_invalid_cursor",
+        s.call(Method::GET, "/Users?cursor=forged&count=1", None)
+            .await,
+        400,
+        Some("invalidCursor")
+    );
+    assert_error!(
+        "error_invalid_count",
+        s.call(Method::GET, "/Users?cursor=&count=0", None).await,
+        400,
+        Some("invalidCount")
+    );
 }

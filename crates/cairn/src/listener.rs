@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -162,13 +163,29 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Request targets with raw `"` and the like (Entra's filters) are percent-encoded
+    // under hyper, whose URI parser would refuse them; heads hyper would refuse anyway
+    // become a stand-in request answered here with the reason (see `cairn_wire`).
+    let (io, refusals) = cairn_wire::io::RewriteIo::new(io, CONNECTION_BUFFER);
     let io = TokioIo::new(SendTimeout::new(io, timeouts.body_idle));
     let idle = timeouts.body_idle;
+    // hyper calls the service once per head it parses, in order: the count names the
+    // request a refusal is for.
+    let requests = AtomicU64::new(0);
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let refused = refusals
+            .of(requests.fetch_add(1, Ordering::Relaxed))
+            .cloned();
         let mut req: Request = req.map(|b| axum::body::Body::new(IdleBody::new(b, idle)));
         // What `into_make_service_with_connect_info` would add: handlers read the peer.
         req.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(req)
+        let app = app.clone();
+        async move {
+            match refused {
+                Some(r) => Ok(refusal_response(peer, r)),
+                None => app.oneshot(req).await,
+            }
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -193,6 +210,24 @@ async fn serve_connection<I>(
             }
         }
     }
+}
+
+/// The answer to a request head the HTTP layer would refuse: a SCIM error body with
+/// the reason (hyper's own answer has none), and the connection closes.
+fn refusal_response(peer: SocketAddr, r: cairn_wire::Refusal) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tracing::info!(%peer, status = r.status, reason = %r.reason, "request head refused");
+    let mut resp = cairn_web::scim::response::ApiError(cairn_scim::ScimError::new(
+        r.status,
+        None,
+        format!("the HTTP request could not be read: {}", r.reason),
+    ))
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// The TLS handshakes in progress, oldest first, and how many each client has.

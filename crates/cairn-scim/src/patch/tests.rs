@@ -645,3 +645,57 @@ fn remove_active_leaves_it_absent_and_the_account_active() {
     assert_eq!(d.doc["active"], false);
     assert!(!d.active);
 }
+
+/// Two values of one `type` (RFC 7643 sets no uniqueness rule on it): a filter on the
+/// type applies to each (RFC 7644 §3.5.2); a path-less `add` of a known value updates
+/// that value, not the first of its type.
+#[test]
+fn a_type_filter_applies_to_every_value_of_that_type() {
+    let doc = json!({
+        "userName": "u",
+        "emails": [
+            {"value": "a@x.test", "type": "work", "primary": true},
+            {"value": "b@x.test", "type": "work"},
+            {"value": "h@x.test", "type": "home"}
+        ]
+    });
+    let d = run(
+        &doc,
+        ops(json!([{"op":"Replace","path":"emails[type eq \"work\"].display","value":"Work"}])),
+    )
+    .unwrap();
+    let emails = d.doc["emails"].as_array().unwrap();
+    assert_eq!(emails[0]["display"], "Work");
+    assert_eq!(emails[1]["display"], "Work");
+    assert!(emails[2].get("display").is_none());
+    let d = run(
+        &doc,
+        ops(json!([{"op":"replace","path":"emails[type eq \"work\"].value","value":"c@x.test"}])),
+    )
+    .unwrap();
+    let values: Vec<&str> = d.doc["emails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["c@x.test", "c@x.test", "h@x.test"]);
+    let d = run(
+        &doc,
+        ops(json!([{"op":"remove","path":"emails[type eq \"work\"]"}])),
+    )
+    .unwrap();
+    assert_eq!(
+        d.doc["emails"],
+        json!([{"value": "h@x.test", "type": "home"}])
+    );
+    let d = run(
+        &doc,
+        ops(json!([{"op":"add","path":"emails","value":[{"value":"b@x.test","type":"work","display":"B"}]}])),
+    )
+    .unwrap();
+    let emails = d.doc["emails"].as_array().unwrap();
+    assert_eq!(emails.len(), 3);
+    assert!(emails[0].get("display").is_none(), "{emails:?}");
+    assert_eq!(emails[1]["display"], "B");
+}

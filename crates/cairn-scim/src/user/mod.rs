@@ -18,10 +18,10 @@
 //!   (OneLogin), and a bare string where a complex attribute with a `value` is expected
 //!   becomes `{"value": …}` (Entra's manager);
 //! - nulls and empty arrays are absent; values are otherwise stored exactly as sent;
-//! - two values of one multi-valued attribute with the same `type` (compared without
-//!   case) are 400 `invalidValue`: Entra requires unique types and we must never emit two
-//!   `work` emails (Entra's SCIM tutorial on Microsoft Learn), and silently dropping one
-//!   would lose data;
+//! - two values of one multi-valued attribute may have the same `type` (RFC 7643 §2.4
+//!   and §4.1.2 set no uniqueness rule on `type`; vendors' conformance collections post
+//!   two `work` emails), and are kept as sent; a PATCH path filter such as
+//!   `emails[type eq "work"].value` then applies to each of them (RFC 7644 §3.5.2);
 //! - at most one value per multi-valued attribute may be `primary` (RFC 7643 §2.4);
 //! - limits: strings up to [`MAX_STRING_BYTES`], at most [`MAX_VALUES`] values per
 //!   multi-valued attribute;
@@ -210,6 +210,18 @@ mod tests {
         assert_eq!(pick(json!([{"value":"x"},{"value":"y"}])), Some("x".into()));
     }
 
+    /// A vendor's conformance collection posts two `work` emails: both are kept, in
+    /// order, and the projected email is the primary one, else the first `work` one.
+    #[test]
+    fn two_values_of_one_type_are_kept() {
+        let emails = json!([{"value":"a@x.test","type":"work"},{"value":"b@x.test","type":"WORK","primary":true}]);
+        let d = data(json!({"userName":"u","emails":emails})).unwrap();
+        assert_eq!(d.doc["emails"], emails);
+        assert_eq!(d.email, Some("b@x.test".into()));
+        let d = data(json!({"userName":"u","emails":[{"value":"a@x.test","type":"work"},{"value":"b@x.test","type":"work"}]})).unwrap();
+        assert_eq!(d.email, Some("a@x.test".into()));
+    }
+
     #[test]
     fn invalid_bodies() {
         let too_many: Vec<Value> = (0..=MAX_VALUES)
@@ -231,10 +243,6 @@ mod tests {
             (
                 json!({"userName":"u","emails":[{"value":"a","primary":true},{"value":"b","primary":true}]}),
                 "primary",
-            ),
-            (
-                json!({"userName":"u","emails":[{"value":"a","type":"work"},{"value":"b","type":"WORK"}]}),
-                "type",
             ),
             (json!({"userName":"u","emails":too_many}), "more than"),
             (

@@ -6,10 +6,9 @@ use crate::schema::{
     ENTERPRISE_USER_URN,
 };
 use crate::ScimError;
-use cairn_core::ids::{fold_case, UserName};
+use cairn_core::ids::UserName;
 use cairn_core::user::UserData;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
 
 /// Longest string value accepted, in bytes.
 pub const MAX_STRING_BYTES: usize = 64 * 1024;
@@ -136,7 +135,8 @@ pub(crate) fn coerce(
     Ok(Some(Value::Array(out)))
 }
 
-/// RFC 7643 §2.4 (one primary) and Entra's unique `type` values.
+/// RFC 7643 §2.4: at most one value is `primary`. Two values may share a `type` (RFC
+/// 7643 sets no uniqueness rule on it; a second `work` email is legitimate).
 pub(super) fn check_multi(values: &[Value], label: &str) -> Result<(), ScimError> {
     let primaries = values
         .iter()
@@ -146,14 +146,6 @@ pub(super) fn check_multi(values: &[Value], label: &str) -> Result<(), ScimError
         return Err(ScimError::invalid_value(format!(
             "{label}: at most one value may be primary"
         )));
-    }
-    let mut types = HashSet::new();
-    for t in values.iter().filter_map(|v| v.get("type")?.as_str()) {
-        if !types.insert(fold_case(t)) {
-            return Err(ScimError::invalid_value(format!(
-                "{label}: two values have type {t:?}; types must be unique"
-            )));
-        }
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 //! `COLLATE "C"` (code-point order, like SQLite) so both backends sort and compare alike.
 
 use cairn_core::ids::fold_case;
-use cairn_core::query::{Attr, AttrKind, AttrTarget, CompareOp, Filter, Scalar, SortKey};
+use cairn_core::query::{
+    Attr, AttrKind, AttrTarget, CompareOp, Filter, Keyset, Scalar, Seek, SortKey,
+};
 use tokio_postgres::types::ToSql;
 
 pub(crate) type Param = Box<dyn ToSql + Sync + Send>;
@@ -22,16 +24,21 @@ impl Sql {
     }
 }
 
+/// What attributes are read from: the document, an element of a `Filter::Any`, or,
+/// inside `Filter::Member`, the membership row whose user id `AttrTarget::Value` names.
 #[derive(Clone, Copy)]
 enum Scope {
     Doc,
     Element(usize),
+    Member(usize),
 }
 
 fn source(scope: Scope) -> String {
     match scope {
         Scope::Doc => "u.doc".into(),
         Scope::Element(n) => format!("e{n}.value"),
+        // A membership has no document: its JSON paths are absent.
+        Scope::Member(_) => "NULL::jsonb".into(),
     }
 }
 
@@ -80,6 +87,20 @@ fn build(f: &Filter, scope: Scope, sql: &mut Sql, depth: &mut usize) {
             build(filter, Scope::Element(n), sql, depth);
             sql.text.push(')');
         }
+        Filter::Member(filter) => {
+            // As in the SQLite dialect: per group row, its memberships through the
+            // primary key; soft-deleted accounts are not members.
+            *depth += 1;
+            let n = *depth;
+            sql.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM group_members m{n} JOIN users mu{n} \
+                 ON mu{n}.tenant_id = m{n}.tenant_id AND mu{n}.id = m{n}.user_id \
+                 WHERE m{n}.tenant_id = u.tenant_id AND m{n}.group_id = u.id \
+                 AND mu{n}.deleted_at IS NULL AND "
+            ));
+            build(filter, Scope::Member(n), sql, depth);
+            sql.text.push(')');
+        }
     }
 }
 
@@ -103,6 +124,7 @@ fn text_expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> (String, bool) {
         AttrTarget::Value => (
             match scope {
                 Scope::Element(n) => format!("(e{n}.value #>> '{{}}')"),
+                Scope::Member(n) => format!("m{n}.user_id"),
                 Scope::Doc => "NULL::text".into(),
             },
             false,
@@ -119,7 +141,7 @@ fn json_expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> Option<String> {
         }
         AttrTarget::Value => match scope {
             Scope::Element(n) => Some(format!("e{n}.value")),
-            Scope::Doc => None,
+            Scope::Member(_) | Scope::Doc => None,
         },
         _ => None,
     }
@@ -254,19 +276,88 @@ pub(crate) fn push_order_by(sort: Option<&SortKey>, sql: &mut Sql) {
         None => sql.text.push_str(" ORDER BY u.seq"),
         Some(k) => {
             let dir = if k.descending { "DESC" } else { "ASC" };
-            let e = if matches!(k.attr.target, AttrTarget::Active) {
-                "u.active".to_owned()
-            } else {
-                let (e, folded) = text_expr(&k.attr, Scope::Doc, sql);
-                let fold = !k.attr.case_exact && is_textual(k.attr.kind) && !folded;
-                if fold {
-                    format!("lower({e}) COLLATE \"C\"")
-                } else {
-                    format!("{e} COLLATE \"C\"")
-                }
-            };
+            let e = sort_expr(k, sql);
             sql.text
                 .push_str(&format!(" ORDER BY {e} {dir} NULLS LAST, u.seq {dir}"));
+        }
+    }
+}
+
+/// The expression a sort key orders by, the same in `ORDER BY` and in a keyset's
+/// comparison (binding its parameters, if any, into `sql`).
+fn sort_expr(k: &SortKey, sql: &mut Sql) -> String {
+    if matches!(k.attr.target, AttrTarget::Active) {
+        "u.active".to_owned()
+    } else {
+        let (e, folded) = text_expr(&k.attr, Scope::Doc, sql);
+        let fold = !k.attr.case_exact && is_textual(k.attr.kind) && !folded;
+        if fold {
+            format!("lower({e}) COLLATE \"C\"")
+        } else {
+            format!("{e} COLLATE \"C\"")
+        }
+    }
+}
+
+/// A keyset page (RFC 9865 cursors), as in the SQLite dialect: appends ` AND <after or
+/// before the position>` to `sql` (the `WHERE` clause so far) and returns the
+/// ` ORDER BY` that reads the page (sort key with NULLs last, then id; reversed for a page
+/// before the position, which the caller turns back) and whether it reads backwards.
+pub(crate) fn push_keyset(sort: Option<&SortKey>, seek: &Seek, sql: &mut Sql) -> (String, bool) {
+    let (pos, backward) = match seek {
+        Seek::First => (None, false),
+        Seek::After(k) => (Some(k), false),
+        Seek::Before(k) => (Some(k), true),
+    };
+    let descending = sort.is_some_and(|k| k.descending);
+    let cmp = if descending == backward { ">" } else { "<" };
+    let dir = if descending == backward {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let nulls = if backward {
+        "NULLS FIRST"
+    } else {
+        "NULLS LAST"
+    };
+    let id_text = |sql: &mut Sql, id: &str| sql.bind(Box::new(id.to_owned()));
+    match sort {
+        None => {
+            if let Some(Keyset { id, .. }) = pos {
+                let p = id_text(sql, id);
+                sql.text.push_str(&format!(" AND u.id {cmp} {p}"));
+            }
+            // `u.id` in the database's collation, as its index is: ids compare
+            // the same way in the condition and in the order, whatever the collation.
+            (format!(" ORDER BY u.id {dir}"), backward)
+        }
+        Some(k) => {
+            if let Some(Keyset { key, id }) = pos {
+                let e = sort_expr(k, sql);
+                let i = id_text(sql, id);
+                let v = match key {
+                    Scalar::Null => None,
+                    Scalar::Bool(b) => Some(sql.bind(Box::new(*b))),
+                    Scalar::Int(n) => Some(sql.bind(Box::new(*n))),
+                    Scalar::Decimal(d) => Some(sql.bind(Box::new(*d))),
+                    Scalar::String(s) => {
+                        Some(format!("{} COLLATE \"C\"", sql.bind(Box::new(s.clone()))))
+                    }
+                };
+                let idc = format!("u.id {cmp} {i}");
+                let text = match (v, backward) {
+                    (Some(v), false) => {
+                        format!(" AND ({e} {cmp} {v} OR ({e} = {v} AND {idc}) OR {e} IS NULL)")
+                    }
+                    (Some(v), true) => format!(" AND ({e} {cmp} {v} OR ({e} = {v} AND {idc}))"),
+                    (None, false) => format!(" AND ({e} IS NULL AND {idc})"),
+                    (None, true) => format!(" AND ({e} IS NOT NULL OR {idc})"),
+                };
+                sql.text.push_str(&text);
+            }
+            let e = sort_expr(k, sql);
+            (format!(" ORDER BY {e} {dir} {nulls}, u.id {dir}"), backward)
         }
     }
 }

@@ -43,7 +43,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0007_user_list_state.sql"),
     include_str!("../../migrations/postgres/0008_purge_marker_and_tenant_limits.sql"),
     include_str!("../../migrations/postgres/0009_sso.sql"),
-    include_str!("../../migrations/postgres/0010_sso_oidc.sql"),
+    include_str!("../../migrations/postgres/0010_group_member_display.sql"),
+    include_str!("../../migrations/postgres/0011_sso_oidc.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
@@ -406,6 +407,9 @@ pub(super) async fn list_page<T>(
     }
     let count_text = format!("SELECT COUNT(*) FROM {table} u WHERE {}", sql.text);
     let filter_params = sql.params.len();
+    if let (Some(seek), true) = (&query.seek, query.count > 0) {
+        return keyset_page(c, table, cols, base, tenant, query, seek, from_row, None).await;
+    }
     if query.count == 0 {
         return Ok(Page {
             total: count_rows(c, &count_text, &sql.params).await?,
@@ -434,6 +438,52 @@ pub(super) async fn list_page<T>(
     let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
     let total = match total_from_page(offset, query.count, items.len()) {
         Some(total) => total,
+        None => count_rows(c, &count_text, &sql.params[..filter_params]).await?,
+    };
+    Ok(Page { total, items })
+}
+
+/// A keyset page (RFC 9865 cursors) of [`list_page`]'s list: one seek through the index of
+/// the sort key (or of ids) wherever the position is; a page read backwards is turned
+/// back. The total is `known_total` when the caller has it (an unfiltered account list:
+/// the tenant's live count), else `COUNT(*)` unless the first page is not full.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn keyset_page<T>(
+    c: &deadpool_postgres::Client,
+    table: &str,
+    cols: &str,
+    base: &str,
+    tenant: &TenantId,
+    query: &ListQuery,
+    seek: &cairn_core::query::Seek,
+    from_row: fn(&Row) -> Result<T>,
+    known_total: Option<u64>,
+) -> Result<Page<T>> {
+    let mut sql = Sql::default();
+    let t = sql.bind(Box::new(tenant.to_string()));
+    sql.text = format!("u.tenant_id = {t} AND {base}");
+    if let Some(f) = &query.filter {
+        sql.text.push_str(" AND ");
+        filter::push_where(f, &mut sql);
+    }
+    let count_text = format!("SELECT COUNT(*) FROM {table} u WHERE {}", sql.text);
+    let filter_params = sql.params.len();
+    let (order, backward) = filter::push_keyset(query.sort.as_ref(), seek, &mut sql);
+    let limit = sql.bind(Box::new(query.count.min(i64::MAX as u64) as i64));
+    let text = format!(
+        "SELECT {cols} FROM {table} u WHERE {}{order} LIMIT {limit}",
+        sql.text
+    );
+    let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;
+    let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
+    if backward {
+        items.reverse();
+    }
+    let first_and_short =
+        matches!(seek, cairn_core::query::Seek::First) && (items.len() as u64) < query.count;
+    let total = match known_total {
+        Some(n) => n,
+        None if first_and_short => items.len() as u64,
         None => count_rows(c, &count_text, &sql.params[..filter_params]).await?,
     };
     Ok(Page { total, items })

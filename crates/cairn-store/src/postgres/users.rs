@@ -200,13 +200,18 @@ impl UserStore for PostgresStore {
         let tx = c.transaction().await.map_err(map_err)?;
         let row = tx
             .query_opt(
-                "SELECT id FROM users WHERE tenant_id = $1 AND user_name_fold = $2 AND deleted_at IS NOT NULL
+                "SELECT id, CASE WHEN purge_at <= $3 THEN purge_at END FROM users
+                 WHERE tenant_id = $1 AND user_name_fold = $2 AND deleted_at IS NOT NULL
                  AND purging_since IS NULL ORDER BY deleted_at DESC, seq DESC LIMIT 1 FOR UPDATE",
-                &[&tenant.as_str(), &user_name.folded()],
+                &[&tenant.as_str(), &user_name.folded(), &ts(at)],
             )
             .await
             .map_err(map_err)?;
-        let id: String = row.ok_or(Error::NotFound("deleted account"))?.get(0);
+        let row = row.ok_or(Error::NotFound("deleted account"))?;
+        if let Some(purge_at) = row.get::<_, Option<String>>(1) {
+            return Err(crate::retention_ended(&purge_at));
+        }
+        let id: String = row.get(0);
         tx.execute(
             "UPDATE users SET deleted_at = NULL, purge_at = NULL, updated_at = $1, version = version + 1
              WHERE tenant_id = $2 AND id = $3",
@@ -364,8 +369,35 @@ async fn list_live_users(
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
 ) -> Result<Page<UserRecord>> {
-    if query.filter.is_none() && query.sort.is_none() {
+    if query.filter.is_none() && query.sort.is_none() && query.seek.is_none() {
         return list_plain_users(c, tenant, query, starts).await;
+    }
+    if let (None, Some(seek)) = (&query.filter, &query.seek) {
+        // An unfiltered cursor page takes its total from the tenant's live count (kept by
+        // triggers, migration 0007) as the plain list does, instead of COUNT(*).
+        let st = c
+            .prepare_cached(
+                "SELECT COALESCE(SUM(live), 0)::BIGINT FROM user_list_state WHERE tenant_id = $1",
+            )
+            .await
+            .map_err(map_err)?;
+        let live: i64 = c
+            .query_one(&st, &[&tenant.to_string()])
+            .await
+            .map_err(map_err)?
+            .get(0);
+        return super::keyset_page(
+            c,
+            "users",
+            USER_COLS,
+            "u.deleted_at IS NULL",
+            tenant,
+            query,
+            seek,
+            user_from_row,
+            Some(live.max(0) as u64),
+        )
+        .await;
     }
     list_page(
         c,

@@ -17,7 +17,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_user_list_state.sql"),
     include_str!("../../migrations/sqlite/0008_purge_marker_and_tenant_limits.sql"),
     include_str!("../../migrations/sqlite/0009_sso.sql"),
-    include_str!("../../migrations/sqlite/0010_sso_oidc.sql"),
+    include_str!("../../migrations/sqlite/0010_group_member_display.sql"),
+    include_str!("../../migrations/sqlite/0011_sso_oidc.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

@@ -3,7 +3,9 @@
 //! can change the shape of the statement.
 
 use cairn_core::ids::fold_case;
-use cairn_core::query::{Attr, AttrKind, AttrTarget, CompareOp, Filter, Scalar, SortKey};
+use cairn_core::query::{
+    Attr, AttrKind, AttrTarget, CompareOp, Filter, Keyset, Scalar, Seek, SortKey,
+};
 use rusqlite::types::Value as SqlValue;
 
 /// The SQL and its parameters, in order.
@@ -25,11 +27,13 @@ pub(crate) fn json_path(keys: &[String]) -> String {
 }
 
 /// The source a relative JSON path is applied to: the user's document, or the current
-/// element of a `json_each` inside `Filter::Any`.
+/// element of a `json_each` inside `Filter::Any`; or, inside `Filter::Member`, the
+/// membership row whose user id `AttrTarget::Value` names.
 #[derive(Clone, Copy)]
 enum Scope {
     Doc,
     Element(usize),
+    Member(usize),
 }
 
 pub(crate) fn where_clause(f: &Filter) -> Sql {
@@ -72,6 +76,21 @@ fn build(f: &Filter, scope: Scope, sql: &mut Sql, depth: &mut usize) {
             build(filter, Scope::Element(n), sql, depth);
             sql.text.push(')');
         }
+        Filter::Member(filter) => {
+            // Per group row, its memberships through the primary key (tenant, group,
+            // user): a `value eq` test is one point lookup per group; soft-deleted
+            // accounts are not members (as `live_members` reads them).
+            *depth += 1;
+            let n = *depth;
+            sql.text.push_str(&format!(
+                "EXISTS (SELECT 1 FROM group_members m{n} JOIN users mu{n} \
+                 ON mu{n}.tenant_id = m{n}.tenant_id AND mu{n}.id = m{n}.user_id \
+                 WHERE m{n}.tenant_id = u.tenant_id AND m{n}.group_id = u.id \
+                 AND mu{n}.deleted_at IS NULL AND "
+            ));
+            build(filter, Scope::Member(n), sql, depth);
+            sql.text.push(')');
+        }
     }
 }
 
@@ -79,6 +98,8 @@ fn source(scope: Scope) -> String {
     match scope {
         Scope::Doc => "u.doc".into(),
         Scope::Element(n) => format!("e{n}.value"),
+        // A membership has no document: its JSON paths are absent.
+        Scope::Member(_) => "NULL".into(),
     }
 }
 
@@ -112,6 +133,7 @@ fn expr(attr: &Attr, scope: Scope, sql: &mut Sql) -> (String, bool) {
         AttrTarget::Value => (
             match scope {
                 Scope::Element(n) => format!("e{n}.value"),
+                Scope::Member(n) => format!("m{n}.user_id"),
                 Scope::Doc => "NULL".into(),
             },
             false,
@@ -278,4 +300,101 @@ pub(crate) fn order_by(sort: Option<&SortKey>) -> Sql {
         }
     }
     sql
+}
+
+/// The expression a sort key orders by (folded when the attribute is case-insensitive),
+/// the same in `ORDER BY` and in a keyset's comparison.
+fn sort_expr(k: &SortKey, sql: &mut Sql) -> String {
+    let (e, folded) = expr(&k.attr, Scope::Doc, sql);
+    let fold = !k.attr.case_exact && is_textual(k.attr.kind) && !folded;
+    if fold {
+        format!("scim_fold({e})")
+    } else {
+        e
+    }
+}
+
+/// A keyset page (RFC 9865 cursors): ` AND <after or before the position>`, appended to
+/// the `WHERE` clause, and the ` ORDER BY` that reads the page (by the sort key with
+/// NULLs last, then by id; reversed for a page before the position, which the caller
+/// turns back). Whether the page reads backwards is returned too.
+pub(crate) fn keyset(sort: Option<&SortKey>, seek: &Seek) -> (Sql, Sql, bool) {
+    let (pos, backward) = match seek {
+        Seek::First => (None, false),
+        Seek::After(k) => (Some(k), false),
+        Seek::Before(k) => (Some(k), true),
+    };
+    let descending = sort.is_some_and(|k| k.descending);
+    // Rows "after" in the direction read: greater ids when reading ascending.
+    let cmp = if descending == backward { ">" } else { "<" };
+    let dir = if descending == backward {
+        "ASC"
+    } else {
+        "DESC"
+    };
+    let nulls = if backward {
+        "NULLS FIRST"
+    } else {
+        "NULLS LAST"
+    };
+    let mut cond = Sql::default();
+    let mut order = Sql::default();
+    match sort {
+        None => {
+            if let Some(Keyset { id, .. }) = pos {
+                cond.text = format!(" AND u.id {cmp} ?");
+                cond.params.push(SqlValue::Text(id.clone()));
+            }
+            order.text = format!(" ORDER BY u.id {dir}");
+        }
+        Some(k) => {
+            if let Some(Keyset { key, id }) = pos {
+                let e = sort_expr(k, &mut cond);
+                let e_params = cond.params.clone();
+                let value = match key {
+                    Scalar::Null => None,
+                    Scalar::Bool(b) => Some(SqlValue::Integer(i64::from(*b))),
+                    Scalar::Int(i) => Some(SqlValue::Integer(*i)),
+                    Scalar::Decimal(d) => Some(SqlValue::Real(*d)),
+                    Scalar::String(s) => Some(SqlValue::Text(s.clone())),
+                };
+                cond.params.clear();
+                let push_e = |c: &mut Sql| c.params.extend(e_params.iter().cloned());
+                match (value, backward) {
+                    (Some(v), false) => {
+                        push_e(&mut cond);
+                        cond.params.push(v.clone());
+                        push_e(&mut cond);
+                        cond.params.push(v);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        push_e(&mut cond);
+                        cond.text = format!(
+                            " AND ({e} {cmp} ? OR ({e} = ? AND u.id {cmp} ?) OR {e} IS NULL)"
+                        );
+                    }
+                    (Some(v), true) => {
+                        push_e(&mut cond);
+                        cond.params.push(v.clone());
+                        push_e(&mut cond);
+                        cond.params.push(v);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        cond.text = format!(" AND ({e} {cmp} ? OR ({e} = ? AND u.id {cmp} ?))");
+                    }
+                    (None, false) => {
+                        push_e(&mut cond);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        cond.text = format!(" AND ({e} IS NULL AND u.id {cmp} ?)");
+                    }
+                    (None, true) => {
+                        push_e(&mut cond);
+                        cond.params.push(SqlValue::Text(id.clone()));
+                        cond.text = format!(" AND ({e} IS NOT NULL OR u.id {cmp} ?)");
+                    }
+                }
+            }
+            let e = sort_expr(k, &mut order);
+            order.text = format!(" ORDER BY {e} {dir} {nulls}, u.id {dir}");
+        }
+    }
+    (cond, order, backward)
 }

@@ -306,7 +306,6 @@ pub(super) fn list_page<T>(
         where_sql.push_str(&w.text);
         params.extend(w.params);
     }
-    let offset = query.start_index.saturating_sub(1);
     let count = |params: &[SqlValue]| -> rusqlite::Result<u64> {
         let n: i64 = c
             .prepare_cached(&format!("SELECT COUNT(*) FROM {table} u WHERE {where_sql}"))?
@@ -320,6 +319,12 @@ pub(super) fn list_page<T>(
         });
     }
     let filter_params = params.len();
+    if let Some(seek) = &query.seek {
+        return keyset_page(
+            c, table, cols, &where_sql, params, query, seek, from_row, count,
+        );
+    }
+    let offset = query.start_index.saturating_sub(1);
     let order = match &query.filter {
         // One row at most: ordering it would only cost SQLite a temporary B-tree.
         Some(f) if query.sort.is_none() && matches_at_most_one(f) => filter::Sql::default(),
@@ -354,6 +359,54 @@ pub(super) fn list_page<T>(
     let total = match total_from_page(offset, query.count, items.len()) {
         Some(total) => total,
         None => count(&params[..filter_params])?,
+    };
+    Ok(Page { total, items })
+}
+
+/// A keyset page (RFC 9865 cursors) of [`list_page`]: one seek through the index of the
+/// sort key (or of ids), whatever the position, then the total from `count` (`COUNT(*)`
+/// in `list_page`; the tenant's live count for an unfiltered account list) unless the
+/// first page is not full. A page read backwards is turned back into the list's order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn keyset_page<T>(
+    c: &Connection,
+    table: &str,
+    cols: &str,
+    where_sql: &str,
+    mut params: Vec<SqlValue>,
+    query: &ListQuery,
+    seek: &cairn_core::query::Seek,
+    from_row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    count: impl Fn(&[SqlValue]) -> rusqlite::Result<u64>,
+) -> rusqlite::Result<Page<T>> {
+    let filter_params = params.len();
+    if query.count == 0 {
+        return Ok(Page {
+            total: count(&params)?,
+            items: Vec::new(),
+        });
+    }
+    let (cond, order, backward) = filter::keyset(query.sort.as_ref(), seek);
+    params.extend(cond.params);
+    params.extend(order.params);
+    params.push(SqlValue::Integer(query.count.min(i64::MAX as u64) as i64));
+    let sql = format!(
+        "SELECT {cols} FROM {table} u WHERE {where_sql}{}{} LIMIT ?",
+        cond.text, order.text
+    );
+    let mut items = c
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(params.iter()), from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    if backward {
+        items.reverse();
+    }
+    let first_and_short =
+        matches!(seek, cairn_core::query::Seek::First) && (items.len() as u64) < query.count;
+    let total = if first_and_short {
+        items.len() as u64
+    } else {
+        count(&params[..filter_params])?
     };
     Ok(Page { total, items })
 }

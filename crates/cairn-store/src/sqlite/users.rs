@@ -224,15 +224,19 @@ impl UserStore for SqliteStore {
         let fold = user_name.folded();
         self.writer
             .write(move |c| {
-                let id: Option<String> = db(c
+                let found: Option<(String, Option<String>)> = db(c
                     .query_row(
-                        "SELECT id FROM users WHERE tenant_id = ? AND user_name_fold = ? AND deleted_at IS NOT NULL
+                        "SELECT id, CASE WHEN purge_at <= ? THEN purge_at END FROM users
+                         WHERE tenant_id = ? AND user_name_fold = ? AND deleted_at IS NOT NULL
                          AND purging_since IS NULL ORDER BY deleted_at DESC, seq DESC LIMIT 1",
-                        params![t, fold],
-                        |r| r.get(0),
+                        params![ts(at), t, fold],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional())?;
-                let id = id.ok_or(Error::NotFound("deleted account"))?;
+                let (id, ended) = found.ok_or(Error::NotFound("deleted account"))?;
+                if let Some(purge_at) = ended {
+                    return Err(crate::retention_ended(&purge_at));
+                }
                 db(c.execute(
                     "UPDATE users SET deleted_at = NULL, purge_at = NULL, updated_at = ?, version = version + 1
                      WHERE tenant_id = ? AND id = ?",
@@ -402,8 +406,29 @@ fn list_users_in<D: FromDoc>(
     query: &ListQuery,
     starts: &Mutex<PageStarts>,
 ) -> rusqlite::Result<Page<UserRecord<D>>> {
-    if query.filter.is_none() && query.sort.is_none() {
+    if query.filter.is_none() && query.sort.is_none() && query.seek.is_none() {
         return list_live_users(c, &tenant, query, starts);
+    }
+    if let (None, Some(seek)) = (&query.filter, &query.seek) {
+        // An unfiltered cursor page takes its total from the tenant's live count (kept by
+        // triggers, migration 0007) as the plain list does, instead of COUNT(*); both
+        // are read in the caller's snapshot.
+        let live: i64 = c
+            .prepare_cached("SELECT live FROM user_list_state WHERE tenant_id = ?")?
+            .query_row([&tenant], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0);
+        return super::keyset_page(
+            c,
+            "users",
+            USER_COLS,
+            "u.tenant_id = ? AND u.deleted_at IS NULL",
+            vec![rusqlite::types::Value::Text(tenant)],
+            query,
+            seek,
+            user_from_row::<D>,
+            move |_| Ok(live.max(0) as u64),
+        );
     }
     list_page(
         c,

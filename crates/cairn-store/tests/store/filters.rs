@@ -583,6 +583,7 @@ fn eval(u: &UserRecord, scope: &Value, f: &Filter) -> bool {
             Some(Value::Array(items)) => items.iter().any(|e| eval(u, e, filter)),
             _ => false,
         },
+        Filter::Member(_) => unreachable!("groups only, not generated"),
         Filter::Compare { attr, op, value } => {
             let v = leaf_value(u, scope, attr);
             match (v, value) {

@@ -571,6 +571,7 @@ async fn users_read_with_their_groups_agree_with_the_separate_reads() {
         sort: None,
         start_index: 1,
         count: 100,
+        seek: None,
     };
     let (page, memberships) = s.list_users_with_groups(&t.id, &q, true).await.unwrap();
     let alone = s.list_users(&t.id, &q).await.unwrap();

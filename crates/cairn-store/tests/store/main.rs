@@ -6,6 +6,8 @@ mod support;
 mod accounts;
 mod filters;
 mod groups;
+mod keyset;
+mod member_filters;
 mod settings;
 mod sign_in;
 mod sso;

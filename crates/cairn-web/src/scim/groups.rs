@@ -7,17 +7,20 @@
 //! group projected accordingly (RFC 7644 §3.5.2); Okta and Entra accept both, and Entra's
 //! guidance discourages returning every member after a membership change.
 
+use super::cursor::{keyset_of, RowKeys};
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
 use super::group_writes::GroupWrite;
 use super::response::{set_etag, ApiError, ApiResult, ScimJson};
-use super::users::{run_list, ListParams};
+use super::users::{cursor_request, run_list, ListParams};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::group::{GroupRecord, MemberChange};
 use cairn_core::query::ListQuery;
-use cairn_scim::group::{apply_group_patch, group_from_request, render_group, resource_type};
+use cairn_scim::group::{
+    apply_group_patch, group_from_request, patch_member_displays, render_group_with, resource_type,
+};
 use cairn_scim::user::Projection;
 use cairn_scim::{filter, list, patch, query, ScimError};
 use serde_json::Value;
@@ -41,12 +44,15 @@ async fn render(
     g: &GroupRecord,
     proj: &Projection,
 ) -> ApiResult<Value> {
-    let members = if proj.wants("members") {
-        Some(state.services.group_members(&ctx.0, &g.id).await?)
+    let (members, displays) = if proj.wants("members") {
+        (
+            Some(state.services.group_members(&ctx.0, &g.id).await?),
+            state.services.member_displays(&ctx.0, &g.id).await?,
+        )
     } else {
-        None
+        Default::default()
     };
-    let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
+    let mut v = render_group_with(g, members.as_deref(), &displays, &base_url(ctx, state));
     proj.apply(&mut v);
     Ok(v)
 }
@@ -69,7 +75,11 @@ async fn render_listed(
     } else {
         None
     };
-    let mut v = render_group(g, members.as_deref(), &base_url(ctx, state));
+    let displays = match &members {
+        Some(m) if !m.is_empty() => state.services.member_displays(&ctx.0, &g.id).await?,
+        _ => Default::default(),
+    };
+    let mut v = render_group_with(g, members.as_deref(), &displays, &base_url(ctx, state));
     if members.is_none() {
         if let Some(o) = v.as_object_mut() {
             o.remove("members");
@@ -135,22 +145,47 @@ fn group_query(p: &ListParams) -> Result<ListQuery, ScimError> {
         sort,
         start_index,
         count,
+        seek: None,
     })
 }
 
 async fn run_group_list(ctx: Scim, state: AppState, p: ListParams) -> ApiResult<Response> {
     let proj = projection(&p)?;
-    let q = group_query(&p)?;
+    let mut q = group_query(&p)?;
+    let cursor = cursor_request(&ctx, &state, &p, "Groups", q.sort.as_ref(), q.count)?;
+    if let Some(c) = &cursor {
+        q.count = c.fetch();
+        q.seek = Some(c.seek.clone());
+    }
     let page = state.services.list_groups(&ctx.0, &q).await?;
-    let mut resources = Vec::with_capacity(page.items.len());
-    for g in &page.items {
+    let mut items = page.items;
+    let cursors = cursor.as_ref().map(|c| {
+        c.finish(&mut items, |g| {
+            keyset_of(
+                q.sort.as_ref(),
+                &RowKeys {
+                    id: g.id.as_str(),
+                    user_name: None,
+                    display_name: Some(&g.display_name),
+                    external_id: g.external_id.as_deref(),
+                    active: None,
+                    created: g.created_at,
+                    updated: g.updated_at,
+                },
+            )
+        })
+    });
+    let mut resources = Vec::with_capacity(items.len());
+    for g in &items {
         resources.push(render_listed(&ctx, &state, g, &proj).await?);
     }
-    Ok(ScimJson(
-        StatusCode::OK,
-        list::list_response(page.total, q.start_index, resources),
-    )
-    .into_response())
+    let body = match cursors {
+        None => list::list_response(page.total, q.start_index, resources),
+        Some((next, prev)) => {
+            list::cursor_list_response(page.total, next.as_deref(), prev.as_deref(), resources)
+        }
+    };
+    Ok(ScimJson(StatusCode::OK, body).into_response())
 }
 
 pub async fn list_groups(
@@ -179,6 +214,11 @@ pub async fn search_all(
     ScimBody(body): ScimBody,
 ) -> ApiResult<Response> {
     let p = ListParams::from_search_body(&body)?;
+    if p.cursor.is_some() {
+        return Err(ApiError(ScimError::invalid_value(
+            "cursor paging is offered on /Users and /Groups (and their .search), not on the root /.search",
+        )));
+    }
     let groups_q = group_query(&p);
     let user_filter_ok = match p.filter.as_deref() {
         Some(f) if !f.trim().is_empty() => {
@@ -236,6 +276,10 @@ pub async fn create_group(
         .services
         .create_group(&ctx.0, req.data, &req.members, &meta)
         .await?;
+    state
+        .services
+        .set_member_displays(&ctx.0, &g.id, &req.displays)
+        .await?;
     state.metrics.provisioning_change("group_created");
     group_response(ctx, &state, StatusCode::CREATED, &g, &proj).await
 }
@@ -271,6 +315,10 @@ pub async fn replace_group(
             Ok((req.data.clone(), MemberChange::Replace(req.members.clone())))
         })
         .await?;
+    state
+        .services
+        .set_member_displays(&ctx.0, &g.id, &req.displays)
+        .await?;
     state.metrics.provisioning_change("group_replaced");
     group_response(ctx, &state, StatusCode::OK, &g, &proj).await
 }
@@ -287,6 +335,7 @@ pub async fn patch_group(
     let ctx = &write.ctx;
     let proj = projection(&ListParams::from_query(&params))?;
     let req = patch::parse_patch(&body)?;
+    let displays = patch_member_displays(&req)?;
     let max = state.group_limits.members_per_write;
     let g = state
         .services
@@ -295,6 +344,10 @@ pub async fn patch_group(
             check_member_count(member_change_size(&members), max)?;
             Ok((data, members))
         })
+        .await?;
+    state
+        .services
+        .set_member_displays(&ctx.0, &g.id, &displays)
         .await?;
     state.metrics.provisioning_change("group_patched");
     if proj.is_requested() {

@@ -2,6 +2,7 @@
 //! delete. Each one authenticates through `Scim`, converts with `cairn_scim`, and calls one
 //! `Services` method.
 
+use super::cursor::{keyset_of, CursorRequest, RowKeys};
 use super::extract::{IfMatch, Meta, Params, Scim, ScimBody};
 use super::response::{set_etag, ApiError, ApiResult, ScimBytes, ScimJson};
 use crate::AppState;
@@ -28,6 +29,8 @@ pub(crate) struct ListParams {
     pub(crate) count: Option<String>,
     pub(crate) attributes: Option<String>,
     pub(crate) excluded_attributes: Option<String>,
+    /// RFC 9865's `cursor` (present, even empty: cursor paging).
+    pub(crate) cursor: Option<String>,
 }
 
 impl ListParams {
@@ -41,6 +44,7 @@ impl ListParams {
             count: s("count"),
             attributes: s("attributes"),
             excluded_attributes: s("excludedAttributes"),
+            cursor: s("cursor"),
         }
     }
 
@@ -75,6 +79,7 @@ impl ListParams {
                 "count" => &mut p.count,
                 "attributes" => &mut p.attributes,
                 "excludedattributes" => &mut p.excluded_attributes,
+                "cursor" => &mut p.cursor,
                 _ => continue,
             };
             if !v.is_null() {
@@ -193,11 +198,13 @@ pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiRe
     };
     let sort = query::resolve_user_sort(p.sort_by.as_deref(), p.sort_order.as_deref())?;
     let (start_index, count) = list::paging(p.start_index.as_deref(), p.count.as_deref())?;
+    let cursor = cursor_request(&ctx, &state, &p, "Users", sort.as_ref(), count)?;
     let q = ListQuery {
         filter,
         sort,
         start_index,
-        count,
+        count: cursor.as_ref().map_or(count, CursorRequest::fetch),
+        seek: cursor.as_ref().map(|c| c.seek.clone()),
     };
     let (page, groups) = state
         .services
@@ -205,9 +212,35 @@ pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiRe
         .await?;
     let base = base_url(&ctx, &state);
     let mut by_user = groups_by_user(&base, groups);
-    let mut body = Vec::with_capacity(256 + page.items.len() * 1024);
-    list::write_list_head(&mut body, page.total, start_index, page.items.len());
-    for (i, u) in page.items.into_iter().enumerate() {
+    let mut items = page.items;
+    let mut body = Vec::with_capacity(256 + items.len() * 1024);
+    match &cursor {
+        None => list::write_list_head(&mut body, page.total, start_index, items.len()),
+        Some(c) => {
+            let (next, prev) = c.finish(&mut items, |u| {
+                keyset_of(
+                    q.sort.as_ref(),
+                    &RowKeys {
+                        id: u.id.as_str(),
+                        user_name: Some(u.user_name.as_str()),
+                        display_name: u.display_name.as_deref(),
+                        external_id: u.external_id.as_deref(),
+                        active: Some(u.active),
+                        created: u.created_at,
+                        updated: u.updated_at,
+                    },
+                )
+            });
+            list::write_cursor_list_head(
+                &mut body,
+                page.total,
+                items.len(),
+                next.as_deref(),
+                prev.as_deref(),
+            );
+        }
+    }
+    for (i, u) in items.into_iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
@@ -216,6 +249,28 @@ pub(crate) async fn run_list(ctx: Scim, state: AppState, p: ListParams) -> ApiRe
     }
     body.extend_from_slice(b"]}");
     Ok(ScimBytes(StatusCode::OK, body).into_response())
+}
+
+/// The cursor request of a listing (RFC 9865), if its parameters ask for one.
+pub(crate) fn cursor_request(
+    ctx: &Scim,
+    state: &AppState,
+    p: &ListParams,
+    resource: &str,
+    sort: Option<&cairn_core::query::SortKey>,
+    count: u64,
+) -> Result<Option<CursorRequest>, ScimError> {
+    let given = p.count.as_deref().is_some_and(|c| !c.trim().is_empty());
+    CursorRequest::from_params(
+        p.cursor.as_deref(),
+        p.start_index.as_deref(),
+        given.then_some(count),
+        ctx.0.tenant_id(),
+        resource,
+        p.filter.as_deref(),
+        sort,
+        state.services.clock.now(),
+    )
 }
 
 pub async fn list_users(

@@ -146,12 +146,14 @@ async fn entra_test_connection_and_probes() {
     assert_eq!(assert_list(&r)["totalResults"], 0);
 
     // The real matching query seen in Q&A 2238842: spaces as `+`, `%40` (#12), sent
-    // verbatim. The thread shows the quotes raw, which is how the URL is logged; on the
-    // wire a raw `"` is refused by the HTTP parser (httparse) with an empty 400, so the
-    // quotes go as `%22` here, as HTTP clients send them.
+    // verbatim, quotes raw as the thread shows them (the `http` crate's URI parser
+    // refuses a raw `"`; `cairn_wire` reads it as `%22`) and percent-encoded.
+    // More on the raw form, keep-alive and HTTPS in `raw_targets`.
     let prefix = t.url.strip_prefix(&app.base).unwrap().to_owned();
     let auth = format!("Bearer {}", t.token);
     for q in [
+        "userName+eq+\"dale.mohr%40romaguera.uk\"",
+        "userName+eq+\"Dale.Mohr@Romaguera.UK\"",
         "userName+eq+%22dale.mohr%40romaguera.uk%22",
         "userName+eq+%22Dale.Mohr%40Romaguera.UK%22",
         "userName+eq+%22dale.mohr@romaguera.uk%22",

@@ -9,14 +9,19 @@ mod entra;
 mod groups;
 mod okta;
 mod other_idps;
+mod raw_targets;
+mod test_collection;
 // The external conformance checker (scim2-tester through scripts/scim2-check).
 mod conformance;
 // The service's own rules.
 mod audit;
 mod bad_input;
+mod bulk;
 mod cli;
 mod crash;
+mod cursor;
 mod faults;
+mod group_filters;
 mod isolation;
 mod lifecycle;
 mod listeners;

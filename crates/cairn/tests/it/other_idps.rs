@@ -275,7 +275,7 @@ async fn rippling_probe_retries_and_deprovisioning() {
         spc["filter"]["maxResults"].as_u64().is_some_and(|n| n > 0),
         "{spc}"
     );
-    assert_eq!(spc["bulk"]["supported"], false, "{spc}");
+    assert_eq!(spc["bulk"]["supported"], true, "{spc}");
     assert_eq!(spc["changePassword"]["supported"], false, "{spc}");
     // sort and etag are implemented here (sortBy; ETag/If-Match), so they may be true.
     assert!(spc["sort"]["supported"].is_boolean() && spc["etag"]["supported"].is_boolean());

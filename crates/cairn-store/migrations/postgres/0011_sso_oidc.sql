@@ -1,4 +1,4 @@
--- Same numbering and shape as migrations/sqlite/0010_sso_oidc.sql.
+-- Same numbering and shape as migrations/sqlite/0011_sso_oidc.sql.
 -- OpenID Connect sign-in (issue 17): each tenant's OpenID provider (issuer, client, its
 -- own SSO switch and scope), and the authorization requests in progress (state, nonce
 -- and PKCE verifier kept here, server-side, each used once).
