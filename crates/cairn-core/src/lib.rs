@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod error;
 pub mod group;
 pub mod ids;
+pub mod oidc;
 pub mod query;
 pub mod requests;
 pub mod service;

@@ -294,10 +294,32 @@ impl Services {
                 return Ok(Err(reason));
             }
         };
+        self.start_sso_session(
+            tenant,
+            principal,
+            previous,
+            &verified.name_id,
+            json!({"protocol": "saml", "issuer": verified.issuer}),
+            meta,
+        )
+        .await
+    }
+
+    /// A new session for a matched principal (the previous one ended: no fixation), and
+    /// its `sso_sign_in` audit entry. Shared by SAML and OpenID Connect.
+    pub(crate) async fn start_sso_session(
+        &self,
+        tenant: &TenantId,
+        principal: Principal,
+        previous: Option<&SessionSecret>,
+        subject: &str,
+        changes: serde_json::Value,
+        meta: RequestMeta,
+    ) -> Result<std::result::Result<SsoSignedIn, &'static str>> {
         let now = self.clock.now();
         if let Principal::Mapped(account, role) = principal {
             return self
-                .finish_mapped_login(tenant, verified, account, role, previous, meta)
+                .finish_mapped_login(subject, changes, account, role, previous, meta)
                 .await;
         }
         let (signed_in, actor, target_type, target_id, target_name) = match principal {
@@ -334,7 +356,7 @@ impl Services {
                 (
                     SsoSignedIn::Account(secret),
                     Actor::SingleSignOn {
-                        subject: Some(verified.name_id.clone()),
+                        subject: Some(subject.to_owned()),
                     },
                     "user",
                     account.id.to_string(),
@@ -349,7 +371,7 @@ impl Services {
             target_type,
             target_id: Some(target_id),
             target_name: Some(target_name),
-            changes: json!({"protocol": "saml", "issuer": verified.issuer}),
+            changes,
             meta,
             at: now,
         };
@@ -402,8 +424,24 @@ impl Services {
             issuer: v.issuer.clone(),
             subject: name.to_owned(),
         };
+        self.match_in_tenant(tenant, &config.scope, name, &pin)
+            .await
+    }
+
+    /// Matching inside the tenant (shared by SAML and OpenID Connect): `name` equals an
+    /// administrator's email (when the scope has admins) or an in-scope, active account's
+    /// userName, ignoring case; then the identity provider's subject is pinned to it, or
+    /// must equal the one pinned at the first sign-in.
+    pub(crate) async fn match_in_tenant(
+        &self,
+        tenant: &TenantId,
+        scope: &SsoScope,
+        name: &str,
+        pin: &SubjectPin,
+    ) -> Result<std::result::Result<Principal, &'static str>> {
+        let now = self.clock.now();
         let mut principal = None;
-        if config.scope.admins {
+        if scope.admins {
             if let Some(user) = self.store.find_dashboard_user(name).await? {
                 // Dashboard emails are unique across tenants; a match in another tenant
                 // is no match here.
@@ -426,7 +464,7 @@ impl Services {
                 // it applies whatever the account scope says.
                 if let Some(role) = self.store.account_group_role(tenant, &account.id).await? {
                     principal = Some(Principal::Mapped(account, role));
-                } else if !config.scope.includes_account(account.user_name.as_str()) {
+                } else if !scope.includes_account(account.user_name.as_str()) {
                     return Ok(Err("account is not in the SSO scope"));
                 } else {
                     principal = Some(Principal::Account(account));
@@ -446,9 +484,9 @@ impl Services {
         };
         let pinned = self
             .store
-            .pin_sso_subject(tenant, kind, &id, &pin, now)
+            .pin_sso_subject(tenant, kind, &id, pin, now)
             .await?;
-        if pinned != pin {
+        if &pinned != pin {
             return Ok(Err(
                 "subject differs from the one pinned at the first sign-in",
             ));
@@ -463,13 +501,14 @@ impl Services {
     /// the account from the group.
     async fn finish_mapped_login(
         &self,
-        tenant: &TenantId,
-        verified: &VerifiedAssertion,
+        subject: &str,
+        changes: serde_json::Value,
         account: UserRecord,
         role: Role,
         previous: Option<&SessionSecret>,
         meta: RequestMeta,
     ) -> Result<std::result::Result<SsoSignedIn, &'static str>> {
+        let tenant = &account.tenant_id.clone();
         let now = self.clock.now();
         let email = account.user_name.as_str().to_owned();
         let linked = self
@@ -482,8 +521,20 @@ impl Services {
         if let Some(holder) = self.store.find_dashboard_user(&email).await? {
             if linked.as_ref() != Some(&holder.id) {
                 let reason = "the account's user name is another dashboard user's email";
-                self.saml_refused(tenant, reason, Some(&verified.name_id), meta)
-                    .await?;
+                let draft = AuditDraft {
+                    tenant_id: tenant.clone(),
+                    actor: Actor::SingleSignOn {
+                        subject: Some(subject.to_owned()),
+                    },
+                    action: Action::SsoSignInRefused,
+                    target_type: "sso",
+                    target_id: None,
+                    target_name: Some(subject.to_owned()),
+                    changes: json!({"protocol": changes["protocol"], "reason": reason}),
+                    meta,
+                    at: now,
+                };
+                self.store.record_audit(draft).await?;
                 return Ok(Err(reason));
             }
         }
@@ -507,8 +558,8 @@ impl Services {
             target_id: Some(user.id.to_string()),
             target_name: Some(user.email.clone()),
             changes: json!({
-                "protocol": "saml",
-                "issuer": verified.issuer,
+                "protocol": changes["protocol"],
+                "issuer": changes["issuer"],
                 "role": role,
                 "role_from_groups": true,
                 "account_id": account.id.to_string(),
@@ -635,7 +686,7 @@ impl Services {
     }
 }
 
-enum Principal {
+pub(crate) enum Principal {
     Admin(DashboardUser),
     Account(UserRecord),
     /// An account holding a group mapped to a dashboard role.

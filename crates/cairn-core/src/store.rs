@@ -11,6 +11,7 @@ use crate::auth::{PasswordHash, TokenHash};
 use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use crate::oidc::{OidcConfig, OidcRequest};
 use crate::query::{ListQuery, Page};
 use crate::requests::{RequestEntry, RequestFilter, TokenHealth};
 use crate::session::{SessionHash, SessionRecord, ThrottleRule};
@@ -531,6 +532,19 @@ pub trait SsoStore: Send + Sync + 'static {
     /// current groups grant (`Some(None)`: none, or the account is suspended, deleted or
     /// gone). `None` for every other dashboard user.
     async fn sso_dashboard_role(&self, user: &DashboardUserId) -> Result<Option<SsoLinkedRole>>;
+    /// Creates or replaces the tenant's OpenID Connect settings, with its audit entry.
+    async fn put_oidc_config(&self, config: &OidcConfig, audit: AuditDraft) -> Result<()>;
+    async fn get_oidc_config(&self, tenant: &TenantId) -> Result<Option<OidcConfig>>;
+    /// Remembers an authorization request (state, nonce, PKCE verifier) until it expires.
+    async fn create_oidc_request(&self, tenant: &TenantId, request: &OidcRequest) -> Result<()>;
+    /// Uses up the request with this state: `Some` only for the one caller that removed
+    /// an unexpired row (single use, across instances). Also drops expired requests.
+    async fn take_oidc_request(
+        &self,
+        tenant: &TenantId,
+        state: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<OidcRequest>>;
 }
 
 /// A group mapped to a dashboard role.

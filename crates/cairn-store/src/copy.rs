@@ -251,6 +251,22 @@ const TABLES: &[Table] = &[
         serial: None,
     },
     Table {
+        name: "sso_oidc_configs",
+        key: &["tenant_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("enabled", Bool),
+            ("issuer", Text),
+            ("client_id", Text),
+            ("client_secret", Text),
+            ("scope_admins", Bool),
+            ("scope_all_accounts", Bool),
+            ("scope_accounts", Text),
+            ("updated_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
         name: "sso_subjects",
         key: &["tenant_id", "principal_kind", "principal_id"],
         cols: &[
@@ -369,6 +385,11 @@ pub const NOT_COPIED: &[(&str, &str)] = &[
         "sso_assertions",
         "the SAML replay store: without the request ids (not copied) no copied assertion \
          could be accepted again anyway",
+    ),
+    (
+        "sso_oidc_requests",
+        "OpenID Connect authorization requests in progress, usable for minutes: sign-ins \
+         in progress during the copy start over",
     ),
     (
         "schema_migrations",

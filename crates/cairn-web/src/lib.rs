@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod ops;
 pub mod scim;
 pub mod sso;
+pub mod sso_oidc;
 pub mod vault;
 
 use axum::extract::Request;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub group_limits: Arc<scim::group_writes::GroupLimits>,
     /// The provisioning inspector's recorder (`None`: SCIM requests are not logged).
     pub request_log: Option<Arc<scim::inspector::Recorder>>,
+    /// OpenID Connect: the HTTP client for providers, their discovery and keys.
+    pub oidc: Arc<sso_oidc::Oidc>,
 }
 
 /// The application router with its middleware, before path normalisation.
@@ -65,6 +68,7 @@ pub fn router_with(state: AppState, bench_floor: bool) -> Router {
         .merge(ops::routes())
         .merge(dashboard::routes())
         .merge(sso::routes())
+        .merge(sso_oidc::routes())
         .merge(vault::routes())
         .nest("/scim/v2/{tenant}", scim)
         .fallback(ops::not_found)

@@ -89,7 +89,7 @@ fn xml_escape(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-fn not_found() -> Response {
+pub(crate) fn not_found() -> Response {
     PageError::new(
         StatusCode::NOT_FOUND,
         "Single sign-on is not available",
@@ -98,7 +98,7 @@ fn not_found() -> Response {
     .into_response()
 }
 
-fn refused_page() -> Response {
+pub(crate) fn refused_page() -> Response {
     PageError::new(
         StatusCode::FORBIDDEN,
         "Sign-in refused",
@@ -109,7 +109,7 @@ fn refused_page() -> Response {
     .into_response()
 }
 
-fn unavailable(e: cairn_core::Error) -> Response {
+pub(crate) fn unavailable(e: cairn_core::Error) -> Response {
     tracing::error!(error = %e, "single sign-on failed");
     PageError::new(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -236,6 +236,14 @@ fn chrono_secs(s: i64) -> chrono::Duration {
 }
 
 pub async fn login(State(state): State<AppState>, Path(tenant): Path<String>) -> Response {
+    // A tenant whose OpenID Connect settings are enabled signs in there instead.
+    if let Some(t) = TenantId::parse(&tenant) {
+        match crate::sso_oidc::enabled_config(&state, &t).await {
+            Ok(Some(c)) => return crate::sso_oidc::login(&state, &t, &c).await,
+            Ok(None) => {}
+            Err(e) => return unavailable(e),
+        }
+    }
     let (tenant, config) = match enabled_config(&state.services, &tenant).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -380,7 +388,7 @@ fn verified(
     })
 }
 
-fn meta_of(headers: &HeaderMap) -> RequestMeta {
+pub(crate) fn meta_of(headers: &HeaderMap) -> RequestMeta {
     RequestMeta {
         user_agent: headers
             .get(header::USER_AGENT)
@@ -500,16 +508,29 @@ pub async fn acs(
         Ok(v) => v,
         Err(reason) => return refuse(reason, None).await,
     };
-    let sec = secure(&services.public_url);
-    let previous_dashboard =
-        crate::dashboard::session::presented_secret(&headers, &services.public_url);
-    let previous = previous_dashboard
-        .or_else(|| cookie(&headers, account_cookie_name(sec)).and_then(SessionSecret::parse));
+    let previous = previous_secret(&headers, &services.public_url);
     match services
         .finish_saml_login(&tenant, &v, previous.as_ref(), meta.clone())
         .await
     {
-        Ok(Ok(SsoSignedIn::Dashboard(secret, _))) => {
+        Ok(Ok(signed_in)) => signed_in_response(&services.public_url, signed_in),
+        Ok(Err(_)) => refused_page(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// The session a browser presents (dashboard or account), ended when SSO starts a new one.
+pub(crate) fn previous_secret(headers: &HeaderMap, public_url: &str) -> Option<SessionSecret> {
+    let sec = secure(public_url);
+    crate::dashboard::session::presented_secret(headers, public_url)
+        .or_else(|| cookie(headers, account_cookie_name(sec)).and_then(SessionSecret::parse))
+}
+
+/// The page that sets the new session's cookie and moves on (dashboard or `/me`).
+pub(crate) fn signed_in_response(public_url: &str, signed_in: SsoSignedIn) -> Response {
+    let sec = secure(public_url);
+    match signed_in {
+        SsoSignedIn::Dashboard(secret, _) => {
             let mut res = render(
                 StatusCode::OK,
                 &DonePage {
@@ -525,7 +546,7 @@ pub async fn acs(
             );
             res
         }
-        Ok(Ok(SsoSignedIn::Account(secret))) => {
+        SsoSignedIn::Account(secret) => {
             let mut res = render(
                 StatusCode::OK,
                 &DonePage {
@@ -549,8 +570,6 @@ pub async fn acs(
             );
             res
         }
-        Ok(Err(_)) => refused_page(),
-        Err(e) => unavailable(e),
     }
 }
 

@@ -85,6 +85,7 @@ impl Scim {
             vault_limits: cairn_web::vault::VaultLimits::new(64, 16),
             group_limits: Arc::new(GroupLimits::default()),
             request_log: None,
+            oidc: Default::default(),
         };
         Scim {
             app: router(state),

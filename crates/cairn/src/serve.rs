@@ -95,6 +95,10 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             args.scim_group_writes_per_tenant,
         ),
         request_log,
+        oidc: Arc::new(cairn_web::sso_oidc::Oidc::new(
+            args.sso_allow_insecure_idp,
+            Duration::from_secs(args.sso_jwks_refresh_secs),
+        )),
     };
 
     let purge_svc = svc.clone();

@@ -7,6 +7,7 @@ use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::ids::{fold_case, DashboardUserId, GroupId, TenantId, UserId};
+use cairn_core::oidc::{ClientSecret, OidcConfig, OidcRequest};
 use cairn_core::session::SessionHash;
 use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
 use cairn_core::store::*;
@@ -454,6 +455,115 @@ impl SsoStore for PostgresStore {
             account_id: UserId::from_trusted(a),
             role,
         }))
+    }
+    async fn put_oidc_config(&self, cfg: &OidcConfig, audit: AuditDraft) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO sso_oidc_configs (tenant_id, enabled, issuer, client_id, client_secret,
+                scope_admins, scope_all_accounts, scope_accounts, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (tenant_id) DO UPDATE SET enabled = excluded.enabled,
+                issuer = excluded.issuer, client_id = excluded.client_id,
+                client_secret = excluded.client_secret, scope_admins = excluded.scope_admins,
+                scope_all_accounts = excluded.scope_all_accounts,
+                scope_accounts = excluded.scope_accounts, updated_at = excluded.updated_at",
+            &[
+                &cfg.tenant_id.as_str(),
+                &cfg.enabled,
+                &cfg.issuer,
+                &cfg.client_id,
+                &cfg.client_secret.expose(),
+                &cfg.scope.admins,
+                &cfg.scope.all_accounts,
+                &json_list(&cfg.scope.accounts),
+                &ts(cfg.updated_at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn get_oidc_config(&self, tenant: &TenantId) -> Result<Option<OidcConfig>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT tenant_id, enabled, issuer, client_id, client_secret, scope_admins,
+                        scope_all_accounts, scope_accounts, updated_at
+                 FROM sso_oidc_configs WHERE tenant_id = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(OidcConfig {
+                tenant_id: TenantId::from_trusted(r.get(0)),
+                enabled: r.get(1),
+                issuer: r.get(2),
+                client_id: r.get(3),
+                client_secret: ClientSecret::new(r.get::<_, String>(4)),
+                scope: SsoScope {
+                    admins: r.get(5),
+                    all_accounts: r.get(6),
+                    accounts: parse_list(r.get(7)),
+                },
+                updated_at: time_of(r.get(8))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_oidc_request(&self, tenant: &TenantId, r: &OidcRequest) -> Result<()> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        c.execute(
+            "INSERT INTO sso_oidc_requests (tenant_id, state, nonce, pkce_verifier, expires_at)
+             VALUES ($1, $2, $3, $4, $5)",
+            &[
+                &tenant.as_str(),
+                &r.state,
+                &r.nonce,
+                &r.pkce_verifier,
+                &ts(r.expires_at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn take_oidc_request(
+        &self,
+        tenant: &TenantId,
+        state: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<OidcRequest>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "DELETE FROM sso_oidc_requests
+                 WHERE tenant_id = $1 AND state = $2 AND expires_at > $3
+                 RETURNING state, nonce, pkce_verifier, expires_at",
+                &[&tenant.as_str(), &state, &ts(now)],
+            )
+            .await
+            .map_err(map_err)?;
+        c.execute(
+            "DELETE FROM sso_oidc_requests WHERE expires_at <= $1",
+            &[&ts(now)],
+        )
+        .await
+        .map_err(map_err)?;
+        row.map(|r| {
+            Ok(OidcRequest {
+                state: r.get(0),
+                nonce: r.get(1),
+                pkce_verifier: r.get(2),
+                expires_at: time_of(r.get(3))?,
+            })
+        })
+        .transpose()
     }
 }
 

@@ -5,6 +5,7 @@ use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::ids::{fold_case, DashboardUserId, GroupId, TenantId, UserId};
+use cairn_core::oidc::{ClientSecret, OidcConfig, OidcRequest};
 use cairn_core::session::SessionHash;
 use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
 use cairn_core::store::*;
@@ -448,6 +449,114 @@ impl SsoStore for SqliteStore {
             }))
         })
         .await
+    }
+
+    async fn put_oidc_config(&self, config: &OidcConfig, audit: AuditDraft) -> Result<()> {
+        let c0 = config.clone();
+        let accounts = json_list(&c0.scope.accounts);
+        self.writer
+            .write(move |c| {
+                db(c.execute(
+                    "INSERT INTO sso_oidc_configs (tenant_id, enabled, issuer, client_id,
+                        client_secret, scope_admins, scope_all_accounts, scope_accounts, updated_at)
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                     ON CONFLICT (tenant_id) DO UPDATE SET enabled = excluded.enabled,
+                        issuer = excluded.issuer, client_id = excluded.client_id,
+                        client_secret = excluded.client_secret, scope_admins = excluded.scope_admins,
+                        scope_all_accounts = excluded.scope_all_accounts,
+                        scope_accounts = excluded.scope_accounts, updated_at = excluded.updated_at",
+                    params![
+                        c0.tenant_id.as_str(),
+                        c0.enabled,
+                        c0.issuer,
+                        c0.client_id,
+                        c0.client_secret.expose(),
+                        c0.scope.admins,
+                        c0.scope.all_accounts,
+                        accounts,
+                        ts(c0.updated_at)
+                    ],
+                ))?;
+                db(insert_audit(c, &audit))
+            })
+            .await
+    }
+
+    async fn get_oidc_config(&self, tenant: &TenantId) -> Result<Option<OidcConfig>> {
+        let id = tenant.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT tenant_id, enabled, issuer, client_id, client_secret, scope_admins,
+                        scope_all_accounts, scope_accounts, updated_at
+                 FROM sso_oidc_configs WHERE tenant_id = ?",
+            )?
+            .query_row([id], |r| {
+                Ok(OidcConfig {
+                    tenant_id: TenantId::from_trusted(r.get(0)?),
+                    enabled: r.get(1)?,
+                    issuer: r.get(2)?,
+                    client_id: r.get(3)?,
+                    client_secret: ClientSecret::new(r.get::<_, String>(4)?),
+                    scope: SsoScope {
+                        admins: r.get(5)?,
+                        all_accounts: r.get(6)?,
+                        accounts: parse_list(r.get(7)?),
+                    },
+                    updated_at: parse_time(r.get(8)?)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn create_oidc_request(&self, tenant: &TenantId, request: &OidcRequest) -> Result<()> {
+        let (t, r) = (tenant.to_string(), request.clone());
+        self.writer
+            .write(move |c| {
+                db(c.execute(
+                    "INSERT INTO sso_oidc_requests (tenant_id, state, nonce, pkce_verifier,
+                        expires_at) VALUES (?, ?, ?, ?, ?)",
+                    params![t, r.state, r.nonce, r.pkce_verifier, ts(r.expires_at)],
+                ))
+                .map(drop)
+            })
+            .await
+    }
+
+    async fn take_oidc_request(
+        &self,
+        tenant: &TenantId,
+        state: &str,
+        now: OffsetDateTime,
+    ) -> Result<Option<OidcRequest>> {
+        let (t, st) = (tenant.to_string(), state.to_owned());
+        self.writer
+            .write(move |c| {
+                let taken = db(c
+                    .prepare_cached(
+                        "DELETE FROM sso_oidc_requests
+                         WHERE tenant_id = ? AND state = ? AND expires_at > ?
+                         RETURNING state, nonce, pkce_verifier, expires_at",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![t, st, ts(now)], |r| {
+                            Ok(OidcRequest {
+                                state: r.get(0)?,
+                                nonce: r.get(1)?,
+                                pkce_verifier: r.get(2)?,
+                                expires_at: parse_time(r.get(3)?)?,
+                            })
+                        })
+                        .optional()
+                    }))?;
+                db(c.execute(
+                    "DELETE FROM sso_oidc_requests WHERE expires_at <= ?",
+                    params![ts(now)],
+                ))?;
+                Ok(taken)
+            })
+            .await
     }
 }
 

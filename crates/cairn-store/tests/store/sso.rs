@@ -310,3 +310,65 @@ async fn account_sessions_round_trip_and_go_with_a_purged_account() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test]
+async fn oidc_settings_round_trip_and_requests_are_single_use() {
+    use cairn_core::oidc::{ClientSecret, OidcConfig, OidcRequest};
+    let db = db_async().await;
+    let s = &*db.store;
+    let t1 = tenant(s, "one").await;
+    let t2 = tenant(s, "two").await;
+    assert_eq!(s.get_oidc_config(&t1.id).await.unwrap(), None);
+    let mut cfg = OidcConfig {
+        tenant_id: t1.id.clone(),
+        enabled: true,
+        issuer: "https://idp.example.test".into(),
+        client_id: "cairn".into(),
+        client_secret: ClientSecret::new("s3cret"),
+        scope: SsoScope {
+            admins: true,
+            all_accounts: false,
+            accounts: vec!["a@x.test".into()],
+        },
+        updated_at: now(),
+    };
+    s.put_oidc_config(&cfg, draft(&t1.id, Action::SsoSettingsChanged))
+        .await
+        .unwrap();
+    assert_eq!(s.get_oidc_config(&t1.id).await.unwrap(), Some(cfg.clone()));
+    cfg.client_secret = ClientSecret::new("rotated");
+    cfg.enabled = false;
+    s.put_oidc_config(&cfg, draft(&t1.id, Action::SsoSettingsChanged))
+        .await
+        .unwrap();
+    assert_eq!(s.get_oidc_config(&t1.id).await.unwrap(), Some(cfg));
+    assert_eq!(s.get_oidc_config(&t2.id).await.unwrap(), None);
+
+    let at = now();
+    let req = OidcRequest {
+        state: "st1".into(),
+        nonce: "n1".into(),
+        pkce_verifier: "v1".into(),
+        expires_at: at + Duration::minutes(10),
+    };
+    s.create_oidc_request(&t1.id, &req).await.unwrap();
+    let old = OidcRequest {
+        state: "old".into(),
+        expires_at: at + Duration::seconds(1),
+        ..req.clone()
+    };
+    s.create_oidc_request(&t1.id, &old).await.unwrap();
+    // Another tenant cannot use it; the right tenant can, once.
+    assert_eq!(s.take_oidc_request(&t2.id, "st1", at).await.unwrap(), None);
+    assert_eq!(
+        s.take_oidc_request(&t1.id, "st1", at).await.unwrap(),
+        Some(req)
+    );
+    assert_eq!(s.take_oidc_request(&t1.id, "st1", at).await.unwrap(), None);
+    // Expired: refused.
+    let later = at + Duration::seconds(2);
+    assert_eq!(
+        s.take_oidc_request(&t1.id, "old", later).await.unwrap(),
+        None
+    );
+}

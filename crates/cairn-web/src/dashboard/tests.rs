@@ -135,6 +135,7 @@ impl Harness {
             vault_limits: crate::vault::VaultLimits::new(64, 16),
             group_limits: Default::default(),
             request_log: None,
+            oidc: Default::default(),
         };
         Harness {
             app: router(state.clone()),

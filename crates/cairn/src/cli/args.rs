@@ -264,6 +264,20 @@ pub struct ServeArgs {
     /// Mount `GET /_bench/floor`, the trivial handler `cairn-bench` measures as its floor.
     #[arg(long, env = "CAIRN_BENCH_FLOOR", hide = true)]
     pub bench_floor: bool,
+    /// TESTS ONLY: let OpenID Connect discovery, keys and tokens be fetched over plain
+    /// http (a provider on 127.0.0.1). Never in production: without TLS anyone on the
+    /// path can forge the provider's keys.
+    #[arg(long, env = "CAIRN_SSO_ALLOW_INSECURE_IDP", hide = true)]
+    pub sso_allow_insecure_idp: bool,
+    /// The least time between two refetches of one OpenID provider's keys when an ID
+    /// token names a key id not in the cache.
+    #[arg(
+        long,
+        env = "CAIRN_SSO_JWKS_REFRESH_SECS",
+        default_value_t = 60,
+        hide = true
+    )]
+    pub sso_jwks_refresh_secs: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -310,6 +324,20 @@ pub enum SsoCmd {
         /// The identity provider's SAML metadata (XML file).
         #[arg(long, value_name = "FILE")]
         metadata_file: std::path::PathBuf,
+    },
+    /// Set the tenant's OpenID provider and turn OpenID Connect sign-in on (the client
+    /// secret is read from standard input, never from the command line).
+    Oidc {
+        #[arg(long)]
+        tenant: String,
+        /// The issuer: discovery is read from ISSUER/.well-known/openid-configuration.
+        #[arg(long, value_name = "URL")]
+        issuer: String,
+        #[arg(long, value_name = "ID")]
+        client_id: String,
+        /// Read the client secret from standard input (its first line).
+        #[arg(long, required = true)]
+        client_secret_stdin: bool,
     },
     /// Whom SSO applies to: dashboard administrators, all backup accounts, listed ones.
     Scope {

@@ -32,6 +32,7 @@ mod rate_limit;
 mod scale_out;
 mod sign_in;
 mod smoke;
+mod sso_oidc;
 mod sso_saml;
 mod tls;
 mod vault;

@@ -1,15 +1,18 @@
 //! `cairn sso …`: a tenant's SAML identity provider, SSO scope, on/off, and the values
 //! to give the identity provider. Metadata URLs (fetched server-side) are not supported
-//! yet: download the metadata and pass the file.
+//! yet: download the metadata and pass the file. `cairn sso oidc` sets an OpenID provider
+//! instead (used in preference to SAML while enabled).
 
 use crate::cli::config::tenant_id;
 use crate::cli::{Ctx, SsoCmd};
 use anyhow::{bail, Context, Result};
 use cairn_core::audit::Actor;
 use cairn_core::ids::TenantId;
+use cairn_core::oidc::{ClientSecret, OidcConfig};
 use cairn_core::sso::{SamlIdpConfig, SsoScope};
 use cairn_core::store::Role;
 use cairn_web::sso::{acs_url, login_url, parse_idp_metadata, sp_entity_id};
+use cairn_web::sso_oidc::callback_url as oidc_callback;
 use serde_json::json;
 
 pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
@@ -45,6 +48,46 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
             }
             Ok(())
         }
+        SsoCmd::Oidc {
+            tenant,
+            issuer,
+            client_id,
+            client_secret_stdin: _,
+        } => {
+            let id = tenant_id(&tenant)?;
+            let mut secret = String::new();
+            std::io::stdin()
+                .read_line(&mut secret)
+                .context("reading the client secret from standard input")?;
+            let secret = secret.trim_end_matches(['\r', '\n']).to_owned();
+            // The scope carries over from the OpenID or SAML settings already there.
+            let scope = match cx.svc.oidc_config(&id).await? {
+                Some(c) => c.scope,
+                None => current(cx, &id).await?.map(|c| c.scope).unwrap_or_default(),
+            };
+            let config = OidcConfig {
+                tenant_id: id.clone(),
+                enabled: true,
+                issuer,
+                client_id,
+                client_secret: ClientSecret::new(secret),
+                scope,
+                updated_at: cx.svc.clock.now(),
+            };
+            let c = cx
+                .svc
+                .set_oidc_config(Actor::Operator, config, cx.meta.clone())
+                .await?;
+            outln!(
+                "OpenID Connect single sign-on enabled with issuer {} (redirect URI {})",
+                c.issuer,
+                oidc_callback(&cx.svc.public_url, &id)
+            );
+            if c.scope == SsoScope::default() {
+                outln!("Nobody is in the SSO scope yet: set it with `cairn sso scope`.");
+            }
+            Ok(())
+        }
         SsoCmd::Scope {
             tenant,
             admins,
@@ -52,10 +95,7 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
             accounts,
         } => {
             let id = tenant_id(&tenant)?;
-            let Some(mut c) = current(cx, &id).await? else {
-                bail!("no identity provider is set for this tenant: run `cairn sso saml` first");
-            };
-            c.scope = SsoScope {
+            let scope = SsoScope {
                 admins,
                 all_accounts,
                 accounts: accounts
@@ -63,18 +103,45 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
                     .map(SsoScope::parse_accounts)
                     .unwrap_or_default(),
             };
-            let c = save(cx, c).await?;
-            outln!("SSO scope: {}", serde_json::to_string(&c.scope)?);
+            let saml = current(cx, &id).await?;
+            let oidc = cx.svc.oidc_config(&id).await?;
+            if saml.is_none() && oidc.is_none() {
+                bail!(
+                    "no identity provider is set for this tenant: run `cairn sso saml` or \
+                     `cairn sso oidc` first"
+                );
+            }
+            if let Some(mut c) = saml {
+                c.scope = scope.clone();
+                save(cx, c).await?;
+            }
+            if let Some(mut c) = oidc {
+                c.scope = scope.clone();
+                cx.svc
+                    .set_oidc_config(Actor::Operator, c, cx.meta.clone())
+                    .await?;
+            }
+            outln!("SSO scope: {}", serde_json::to_string(&scope)?);
             Ok(())
         }
         SsoCmd::Disable { tenant } => {
             let id = tenant_id(&tenant)?;
-            let Some(mut c) = current(cx, &id).await? else {
+            let saml = current(cx, &id).await?;
+            let oidc = cx.svc.oidc_config(&id).await?;
+            if saml.is_none() && oidc.is_none() {
                 outln!("Single sign-on is not set up for this tenant.");
                 return Ok(());
-            };
-            c.enabled = false;
-            save(cx, c).await?;
+            }
+            if let Some(mut c) = saml {
+                c.enabled = false;
+                save(cx, c).await?;
+            }
+            if let Some(mut c) = oidc {
+                c.enabled = false;
+                cx.svc
+                    .set_oidc_config(Actor::Operator, c, cx.meta.clone())
+                    .await?;
+            }
             outln!("Single sign-on disabled");
             Ok(())
         }
@@ -106,12 +173,14 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
             }
             let base = &cx.svc.public_url;
             let c = current(cx, &id).await?;
+            let o = cx.svc.oidc_config(&id).await?;
             let doc = json!({
                 "service_provider": {
                     "entity_id": sp_entity_id(base, &id),
                     "acs_url": acs_url(base, &id),
                     "metadata_url": sp_entity_id(base, &id),
                     "sign_on_url": login_url(base, &id),
+                    "oidc_redirect_uri": oidc_callback(base, &id),
                 },
                 "saml": c.as_ref().map(|c| json!({
                     "enabled": c.enabled,
@@ -121,6 +190,13 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
                     "scope": c.scope,
                 })),
                 "group_roles": cx.svc.sso_group_roles(&id).await?,
+                // The client secret is never shown.
+                "oidc": o.as_ref().map(|c| json!({
+                    "enabled": c.enabled,
+                    "issuer": c.issuer,
+                    "client_id": c.client_id,
+                    "scope": c.scope,
+                })),
             });
             if json {
                 print_json!(&doc);

@@ -1,0 +1,76 @@
+// A local OpenID provider for crates/cairn/tests/it/sso_oidc.rs: panva's oidc-provider
+// (OpenID Certified) with one static confidential client, PKCE required, and an
+// auto-login that signs in the account named by `login_hint` (no consent screen).
+// Env: PORT, REDIRECT_URI, KID (the signing key's id; a restart with another KID is a
+// key rotation). `POST /__mode/NAME` makes the next token responses carry a bad ID token
+// re-signed by this provider's key (iss, aud, exp, nonce) or by a key it never published
+// (kid); `normal` stops that.
+import Provider from 'oidc-provider';
+import { generateKeyPair, exportJWK, SignJWT, decodeJwt } from 'jose';
+
+const port = Number(process.env.PORT);
+const issuer = `http://127.0.0.1:${port}`;
+const USERS = {
+  'u-admin': { email: 'ada@acme.test', email_verified: true, preferred_username: 'ada@acme.test' },
+  'u-backup': { email: 'bob@acme.test', email_verified: true, preferred_username: 'bob@acme.test' },
+  'u-stranger': { email: 'eve@elsewhere.test', email_verified: true, preferred_username: 'eve@elsewhere.test' },
+};
+
+async function key(kid) {
+  const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+  const jwk = await exportJWK(privateKey);
+  return { jwk: { ...jwk, kid, alg: 'RS256', use: 'sig' }, privateKey };
+}
+const signing = await key(process.env.KID || 'k1');
+const alien = await key('alien');
+
+const config = {
+  clients: [{
+    client_id: 'cairn', client_secret: 'test-secret', redirect_uris: [process.env.REDIRECT_URI],
+    grant_types: ['authorization_code'], response_types: ['code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }],
+  jwks: { keys: [signing.jwk] },
+  claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['preferred_username'] },
+  conformIdTokenClaims: false,
+  pkce: { required: () => true },
+  features: { devInteractions: { enabled: false } },
+  async findAccount(ctx, sub) {
+    const u = USERS[sub];
+    return u && { accountId: sub, claims: async () => ({ sub, ...u }) };
+  },
+  interactions: { url: (ctx, i) => `/auto/${i.uid}` },
+  async loadExistingGrant(ctx) {
+    const g = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
+    g.addOIDCScope(ctx.oidc.params.scope);
+    await g.save();
+    return g;
+  },
+};
+
+const p = new Provider(issuer, config);
+let mode = 'normal';
+p.use(async (ctx, next) => {
+  const m = ctx.path.match(/^\/__mode\/([a-z]+)$/);
+  if (m && ctx.method === 'POST') { mode = m[1]; ctx.body = { mode }; return; }
+  const a = ctx.path.match(/^\/auto\/([^/]+)$/);
+  if (a) {
+    const { params } = await p.interactionDetails(ctx.req, ctx.res);
+    if (!USERS[params.login_hint]) return p.interactionFinished(ctx.req, ctx.res, { error: 'access_denied' });
+    return p.interactionFinished(ctx.req, ctx.res, { login: { accountId: params.login_hint } }, { mergeWithLastSubmission: false });
+  }
+  await next();
+  if (ctx.path === '/token' && ctx.status === 200 && mode !== 'normal' && ctx.body && ctx.body.id_token) {
+    const claims = decodeJwt(ctx.body.id_token);
+    const now = Math.floor(Date.now() / 1000);
+    let k = signing;
+    if (mode === 'iss') claims.iss = 'http://127.0.0.1:1/other';
+    if (mode === 'aud') claims.aud = 'someone-else';
+    if (mode === 'exp') { claims.iat = now - 3600; claims.exp = now - 1800; }
+    if (mode === 'nonce') claims.nonce = 'not-the-nonce';
+    if (mode === 'kid') k = alien;
+    ctx.body = { ...ctx.body, id_token: await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: k.jwk.kid }).sign(k.privateKey) };
+  }
+});
+p.listen(port, '127.0.0.1', () => console.log(`listening ${issuer}`));

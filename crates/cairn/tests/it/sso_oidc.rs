@@ -1,0 +1,401 @@
+//! OpenID Connect sign-in (issue 17 item 3) against the real binary and npm
+//! `oidc-provider` (panva, OpenID Certified), started here on 127.0.0.1 from
+//! `idp/oidc/provider.mjs` (its packages: `npm ci` there, which `.ci/run` does). The
+//! test plays the browser: it follows the redirects from Cairn to the provider and back,
+//! keeping the provider's cookies. Each refusal is checked for the refusal page, no
+//! session cookie, and the reason in the tenant's audit log.
+
+use crate::support::*;
+use reqwest::header;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+const ADMIN: &str = "ada@acme.test";
+const BACKUP: &str = "bob@acme.test";
+const PASSWORD: &str = "correct horse battery staple";
+
+fn idp_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/idp/oidc")
+}
+
+fn have_provider() -> bool {
+    require(
+        "node and the test OpenID provider's packages (npm ci in crates/cairn/tests/it/idp/oidc)",
+        Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+            && idp_dir().join("node_modules/oidc-provider").is_dir(),
+    )
+}
+
+struct Provider {
+    child: Child,
+    issuer: String,
+}
+
+impl Provider {
+    async fn start(port: u16, redirect: &str, kid: &str) -> Provider {
+        let child = Command::new("node")
+            .arg("provider.mjs")
+            .current_dir(idp_dir())
+            .env("PORT", port.to_string())
+            .env("REDIRECT_URI", redirect)
+            .env("KID", kid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts");
+        // Owned by a Provider at once: dropped (killed and waited for) on every path.
+        let p = Provider {
+            child,
+            issuer: format!("http://127.0.0.1:{port}"),
+        };
+        let c = reqwest::Client::new();
+        for _ in 0..200 {
+            if c.get(format!("{}/.well-known/openid-configuration", p.issuer))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return p;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("the OpenID provider did not start");
+    }
+
+    async fn mode(&self, mode: &str) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/__mode/{mode}", self.issuer))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Oidc {
+    app: TestApp,
+    tenant: Tenant,
+    port: u16,
+    callback: String,
+    idp: Option<Provider>,
+    browser: reqwest::Client,
+}
+
+impl Oidc {
+    async fn start() -> Oidc {
+        let app = TestApp::spawn_with(Opts {
+            args: vec![
+                "--sso-allow-insecure-idp".into(),
+                "--sso-jwks-refresh-secs".into(),
+                "0".into(),
+            ],
+            ..Opts::default()
+        })
+        .await;
+        let tenant = app.tenant("acme");
+        app.cli_stdin(
+            &[
+                "user",
+                "create",
+                "--tenant",
+                &tenant.id,
+                "--email",
+                ADMIN,
+                "--role",
+                "administrator",
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .ok();
+        tenant
+            .create_user(
+                &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": BACKUP, "active": true}),
+            )
+            .await;
+        let port = free_port();
+        let issuer = format!("http://127.0.0.1:{port}");
+        app.cli_stdin(
+            &[
+                "sso",
+                "oidc",
+                "--tenant",
+                &tenant.id,
+                "--issuer",
+                &issuer,
+                "--client-id",
+                "cairn",
+                "--client-secret-stdin",
+            ],
+            Some("test-secret\n"),
+        )
+        .ok();
+        app.cli(&[
+            "sso",
+            "scope",
+            "--tenant",
+            &tenant.id,
+            "--admins",
+            "--all-accounts",
+        ])
+        .ok();
+        let show = app
+            .cli(&["sso", "show", "--tenant", &tenant.id, "--json"])
+            .ok()
+            .json();
+        assert_eq!(show["oidc"]["issuer"], issuer.as_str());
+        assert!(
+            !show.to_string().contains("test-secret"),
+            "the client secret is never shown"
+        );
+        let callback = show["service_provider"]["oidc_redirect_uri"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let idp = Provider::start(port, &callback, "k1").await;
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        Oidc {
+            app,
+            tenant,
+            port,
+            callback,
+            idp: Some(idp),
+            browser,
+        }
+    }
+
+    fn idp(&self) -> &Provider {
+        self.idp.as_ref().unwrap()
+    }
+
+    /// Cairn's redirect to the provider's authorization endpoint.
+    async fn authorize_url(&self) -> String {
+        let r = self
+            .browser
+            .get(format!("{}/sso/{}/login", self.app.base, self.tenant.id))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_redirection(), "{}", r.status());
+        let loc = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+        assert!(
+            loc.starts_with(&format!("{}/auth?", self.idp().issuer)),
+            "{loc}"
+        );
+        for p in [
+            "code_challenge_method=S256",
+            "state=",
+            "nonce=",
+            "code_challenge=",
+        ] {
+            assert!(loc.contains(p), "{loc}");
+        }
+        loc
+    }
+
+    /// Follows the provider's redirects (keeping its cookies) until it sends the browser
+    /// back to Cairn's callback; returns that URL.
+    async fn through_provider(&self, mut url: String) -> String {
+        let mut cookies: Vec<(String, String)> = Vec::new();
+        for _ in 0..10 {
+            if url.starts_with(&self.callback) {
+                return url;
+            }
+            let jar = cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let r = self
+                .browser
+                .get(&url)
+                .header(header::COOKIE, jar)
+                .send()
+                .await
+                .unwrap();
+            for c in r.headers().get_all(header::SET_COOKIE) {
+                let pair = c.to_str().unwrap().split(';').next().unwrap();
+                let (k, v) = pair.split_once('=').unwrap();
+                cookies.retain(|(n, _)| n != k);
+                cookies.push((k.to_owned(), v.to_owned()));
+            }
+            assert!(r.status().is_redirection(), "{url}: {}", r.status());
+            let loc = r.headers()[header::LOCATION].to_str().unwrap();
+            url = if loc.starts_with('/') {
+                format!("{}{loc}", self.idp().issuer)
+            } else {
+                loc.to_owned()
+            };
+        }
+        panic!("the provider never sent the browser back");
+    }
+
+    /// A whole sign-in as the provider's account `who`; returns Cairn's callback answer
+    /// and the callback URL (for replays).
+    async fn sign_in_as(&self, who: &str) -> (reqwest::Response, String) {
+        let url = format!("{}&login_hint={who}", self.authorize_url().await);
+        let back = self.through_provider(url).await;
+        (self.browser.get(&back).send().await.unwrap(), back)
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        self.app
+            .cli(&["audit", "--tenant", &self.tenant.id, "--json"])
+            .ok()
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    async fn assert_refused(&self, r: reqwest::Response, reason: &str) {
+        let headers = r.headers().clone();
+        let status = r.status();
+        let body = r.text().await.unwrap();
+        assert_eq!(status, 403, "{reason}: {body}");
+        assert!(body.contains("Sign-in refused"), "{body}");
+        assert!(
+            cookie_set_by(&headers, "cairn_session").is_none()
+                && cookie_set_by(&headers, "cairn_account").is_none(),
+            "a refusal sets no session cookie"
+        );
+        let audit = self.audit();
+        let last = audit.first().expect("an audit entry");
+        assert_eq!(last["action"], "sso_sign_in_refused", "{last}");
+        assert_eq!(last["changes"]["protocol"], "oidc", "{last}");
+        assert_eq!(last["changes"]["reason"], reason, "{last}");
+    }
+
+    async fn assert_signed_in(&self, r: reqwest::Response, cookie: &str, next: &str) -> String {
+        let headers = r.headers().clone();
+        let body = r.text().await.unwrap();
+        assert!(body.contains(next), "{body}");
+        let c = cookie_set_by(&headers, cookie).unwrap_or_else(|| panic!("{cookie}: {body}"));
+        let last = self.audit().first().cloned().unwrap();
+        assert_eq!(last["action"], "sso_sign_in", "{last}");
+        assert_eq!(last["changes"]["protocol"], "oidc", "{last}");
+        c
+    }
+}
+
+#[tokio::test]
+async fn administrator_and_backup_account_sign_in_and_each_bad_answer_is_refused() {
+    if !have_provider() {
+        return;
+    }
+    let o = Oidc::start().await;
+
+    // An administrator: a dashboard session.
+    let (r, back) = o.sign_in_as("u-admin").await;
+    let session = o.assert_signed_in(r, "cairn_session", "/accounts").await;
+    let page = o
+        .app
+        .get("/accounts")
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+
+    // Code replay: the same callback again (its state is used up; the code is never
+    // redeemed twice).
+    let again = o.browser.get(&back).send().await.unwrap();
+    o.assert_refused(again, "unknown, used or expired state")
+        .await;
+
+    // A backup account: its own page.
+    let (r, _) = o.sign_in_as("u-backup").await;
+    let account = o.assert_signed_in(r, "cairn_account", "/me").await;
+    let me = o
+        .app
+        .get("/me")
+        .header(header::COOKIE, &account)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    assert!(me.text().await.unwrap().contains(BACKUP));
+
+    // Nobody of this tenant.
+    let (r, _) = o.sign_in_as("u-stranger").await;
+    o.assert_refused(
+        r,
+        "no dashboard administrator or account of the tenant matches",
+    )
+    .await;
+
+    // Missing PKCE: the provider refuses the authorization request itself.
+    let url = o.authorize_url().await;
+    let stripped: String = {
+        let u = reqwest::Url::parse(&url).unwrap();
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .into_owned()
+            .filter(|(k, _)| !k.starts_with("code_challenge"))
+            .collect();
+        let mut u2 = u.clone();
+        u2.query_pairs_mut().clear().extend_pairs(pairs);
+        format!("{u2}&login_hint=u-admin")
+    };
+    let back = o.through_provider(stripped).await;
+    assert!(back.contains("error=invalid_request"), "{back}");
+    let r = o.browser.get(&back).send().await.unwrap();
+    o.assert_refused(r, "the identity provider returned an error")
+        .await;
+
+    // Bad ID tokens, signed by the provider's own key (or, for `kid`, by a key it never
+    // published: Cairn refetches the keys, still finds none, and refuses).
+    for (mode, reason) in [
+        ("iss", "ID token from another issuer"),
+        ("aud", "ID token for another audience"),
+        ("exp", "ID token expired"),
+        ("nonce", "ID token nonce mismatch"),
+        ("kid", "ID token signed by an unknown key"),
+    ] {
+        o.idp().mode(mode).await;
+        let (r, _) = o.sign_in_as("u-admin").await;
+        o.assert_refused(r, reason).await;
+    }
+    o.idp().mode("normal").await;
+    let (r, _) = o.sign_in_as("u-admin").await;
+    o.assert_signed_in(r, "cairn_session", "/accounts").await;
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_is_fetched_on_its_first_use() {
+    if !have_provider() {
+        return;
+    }
+    let mut o = Oidc::start().await;
+    let (r, _) = o.sign_in_as("u-admin").await;
+    o.assert_signed_in(r, "cairn_session", "/accounts").await;
+    // The provider restarts with a new key (another kid); Cairn's cached keys lack it.
+    drop(o.idp.take());
+    o.idp = Some(Provider::start(o.port, &o.callback, "k2").await);
+    let (r, _) = o.sign_in_as("u-admin").await;
+    o.assert_signed_in(r, "cairn_session", "/accounts").await;
+}
