@@ -193,20 +193,8 @@ impl Services {
         subject: Option<&str>,
         meta: RequestMeta,
     ) -> Result<()> {
-        let draft = AuditDraft {
-            tenant_id: tenant.clone(),
-            actor: Actor::SingleSignOn {
-                subject: subject.map(str::to_owned),
-            },
-            action: Action::SsoSignInRefused,
-            target_type: "sso",
-            target_id: None,
-            target_name: subject.map(str::to_owned),
-            changes: json!({"protocol": "oidc", "reason": reason}),
-            meta,
-            at: self.clock.now(),
-        };
-        self.store.record_audit(draft).await
+        self.sso_refused(tenant, "oidc", reason, subject, meta)
+            .await
     }
 
     /// The rest of an OpenID Connect sign-in once the ID token was verified: the issuer

@@ -258,6 +258,20 @@ impl Services {
         subject: Option<&str>,
         meta: RequestMeta,
     ) -> Result<()> {
+        self.sso_refused(tenant, "saml", reason, subject, meta)
+            .await
+    }
+
+    /// Audits a refused single sign-on attempt of either protocol (never the assertion
+    /// or token itself).
+    pub(crate) async fn sso_refused(
+        &self,
+        tenant: &TenantId,
+        protocol: &str,
+        reason: &str,
+        subject: Option<&str>,
+        meta: RequestMeta,
+    ) -> Result<()> {
         let draft = AuditDraft {
             tenant_id: tenant.clone(),
             actor: Actor::SingleSignOn {
@@ -267,7 +281,7 @@ impl Services {
             target_type: "sso",
             target_id: None,
             target_name: subject.map(str::to_owned),
-            changes: json!({"protocol": "saml", "reason": reason}),
+            changes: json!({"protocol": protocol, "reason": reason}),
             meta,
             at: self.clock.now(),
         };
@@ -521,20 +535,9 @@ impl Services {
         if let Some(holder) = self.store.find_dashboard_user(&email).await? {
             if linked.as_ref() != Some(&holder.id) {
                 let reason = "the account's user name is another dashboard user's email";
-                let draft = AuditDraft {
-                    tenant_id: tenant.clone(),
-                    actor: Actor::SingleSignOn {
-                        subject: Some(subject.to_owned()),
-                    },
-                    action: Action::SsoSignInRefused,
-                    target_type: "sso",
-                    target_id: None,
-                    target_name: Some(subject.to_owned()),
-                    changes: json!({"protocol": changes["protocol"], "reason": reason}),
-                    meta,
-                    at: now,
-                };
-                self.store.record_audit(draft).await?;
+                let protocol = changes["protocol"].as_str().unwrap_or("sso");
+                self.sso_refused(tenant, protocol, reason, Some(subject), meta)
+                    .await?;
                 return Ok(Err(reason));
             }
         }
