@@ -40,9 +40,9 @@ pub const DEFAULT_QUEUE: usize = 8192;
 /// Entries stored per write.
 const BATCH: usize = 512;
 /// The writer's pause after each batch, so that entries arriving one at a time share a
-/// commit instead of each taking one (callgrind counted +55% instructions per sequential
-/// `GET /Users/{id}` with a commit per entry). At the queue's default size this holds
-/// 80,000 requests/s before entries are dropped.
+/// commit instead of each taking one (a durable commit per logged request would cost
+/// more than the request; BENCHMARKS.md has the figures). The queue must hold what
+/// arrives during one pause, or entries are dropped and counted.
 const FLUSH_PAUSE: Duration = Duration::from_millis(100);
 /// How often the writer re-reads which tenants capture bodies (another instance, or the
 /// CLI, may have switched it).
