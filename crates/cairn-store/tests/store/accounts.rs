@@ -1,6 +1,6 @@
 use crate::support::*;
 use cairn_core::audit::Action;
-use cairn_core::ids::{UserId, UserName};
+use cairn_core::ids::{TenantId, UserId, UserName};
 use cairn_core::query::ListQuery;
 use cairn_core::Error;
 use serde_json::json;
@@ -485,60 +485,79 @@ async fn postgres_lookups_by_id_use_the_id_index_after_a_burst_of_creates() {
 
 /// A PostgreSQL database that already holds accounts when migration 0007 arrives starts
 /// its live count from them (soft-deleted ones left out), and the triggers keep it from
-/// there.
+/// there. The database is built at version 6 from the migration files themselves, so
+/// later migrations never need this test to undo them.
 #[tokio::test]
 async fn postgres_live_count_starts_from_existing_accounts() {
     if !backend_is_postgres() {
         return; // SQLite's migration is tested in `sqlite::conn`.
     }
-    let db = db_async().await;
-    let t = tenant(&*db.store, "acme").await;
-    let ids = create_users(&*db.store, &t.id, "m", 5).await;
-    for id in &ids[..2] {
-        db.store
-            .soft_delete_user(
-                &t.id,
-                id,
-                None,
-                now(),
-                now() + time::Duration::days(30),
-                draft(&t.id, Action::UserDeleted),
+    const UP_TO_0006: [&str; 6] = [
+        include_str!("../../migrations/postgres/0001_init.sql"),
+        include_str!("../../migrations/postgres/0002_dashboard.sql"),
+        include_str!("../../migrations/postgres/0003_groups.sql"),
+        include_str!("../../migrations/postgres/0004_backup_keys.sql"),
+        include_str!("../../migrations/postgres/0005_users_paging_index.sql"),
+        include_str!("../../migrations/postgres/0006_drop_redundant_user_name_index.sql"),
+    ];
+    let pg = cairn_testkit::PgDatabase::create("cairn_v6");
+    let (client, conn) = tokio_postgres::connect(pg.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .await
+        .unwrap();
+    for (i, sql) in UP_TO_0006.iter().enumerate() {
+        client.batch_execute(sql).await.unwrap();
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, '2026-01-01T00:00:00.000Z')",
+                &[&(i as i64 + 1)],
             )
             .await
             .unwrap();
     }
-    // Back to the schema before 0007 (later migrations undone too), accounts in place.
-    let url = db.pg_url.clone().unwrap();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    // Five accounts of the version-6 schema, two of them soft-deleted.
+    let tenant = TenantId::random();
     client
-        .batch_execute(
-            "DROP TRIGGER users_list_state_insert_delete ON users;
-             DROP TRIGGER users_list_state_update ON users;
-             DROP FUNCTION users_list_state();
-             DROP TABLE user_list_state;
-             ALTER TABLE users DROP COLUMN purging_since;
-             ALTER TABLE tenants DROP COLUMN max_account_size_gb;
-             DROP TABLE sso_saml_configs, sso_requests, sso_assertions, sso_subjects,
-                 account_sessions, scim_requests, scim_request_capture, sso_group_roles,
-                 sso_dashboard_users, sso_oidc_configs, sso_oidc_requests;
-             ALTER TABLE group_members DROP COLUMN display;
-             DELETE FROM schema_migrations WHERE version >= 7;",
+        .execute(
+            "INSERT INTO tenants (id, name, account_size_gb, created_at)
+             VALUES ($1, 'acme', 50, '2026-01-01T00:00:00.000Z')",
+            &[&tenant.as_str()],
         )
         .await
         .unwrap();
-    let store: std::sync::Arc<dyn cairn_core::store::Store> =
-        std::sync::Arc::new(cairn_store::PostgresStore::connect(&url).await.unwrap());
-    let q = ListQuery::default();
-    assert_eq!(store.list_users(&t.id, &q).await.unwrap().total, 3);
-    let u = user(&t.id, "late@x.io", json!({ "userName": "late@x.io" }));
-    store
-        .create_user(&u, draft(&t.id, Action::UserCreated))
+    client
+        .execute(
+            "INSERT INTO users (id, tenant_id, user_name, user_name_fold, active, doc, quota_gb,
+                                scim_managed, created_at, updated_at, version, deleted_at, purge_at)
+             SELECT gen_random_uuid()::text, $1, 'm' || n || '@x.io', 'm' || n || '@x.io', true,
+                    jsonb_build_object('userName', 'm' || n || '@x.io'), 50, true,
+                    '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:00.000Z', 1,
+                    CASE WHEN n <= 2 THEN '2026-01-02T00:00:00.000Z' END,
+                    CASE WHEN n <= 2 THEN '2026-02-01T00:00:00.000Z' END
+             FROM generate_series(1, 5) AS n",
+            &[&tenant.as_str()],
+        )
         .await
         .unwrap();
-    assert_eq!(store.list_users(&t.id, &q).await.unwrap().total, 4);
+    drop(client);
+    conn.await.unwrap().unwrap();
+
+    let store: std::sync::Arc<dyn cairn_core::store::Store> =
+        std::sync::Arc::new(cairn_store::PostgresStore::connect(pg.url()).await.unwrap());
+    let q = ListQuery::default();
+    assert_eq!(store.list_users(&tenant, &q).await.unwrap().total, 3);
+    let u = user(&tenant, "late@x.io", json!({ "userName": "late@x.io" }));
+    store
+        .create_user(&u, draft(&tenant, Action::UserCreated))
+        .await
+        .unwrap();
+    assert_eq!(store.list_users(&tenant, &q).await.unwrap().total, 4);
 }
 
 /// Issue 16, finding 8: the purge marks an account before its repository is removed.
