@@ -525,7 +525,26 @@ async fn postgres_live_count_starts_from_existing_accounts() {
                  account_sessions, scim_requests, scim_request_capture, sso_group_roles,
                  sso_dashboard_users, sso_oidc_configs, sso_oidc_requests;
              ALTER TABLE group_members DROP COLUMN display;
+             ALTER TABLE backup_keys
+                 DROP CONSTRAINT backup_keys_tenant_id_user_id_name_fold_key,
+                 DROP CONSTRAINT backup_keys_tenant_id_user_id_key_user_key,
+                 DROP COLUMN name, DROP COLUMN name_fold, DROP COLUMN last_used_at,
+                 ADD CONSTRAINT backup_keys_tenant_id_user_id_key PRIMARY KEY (tenant_id, user_id);
              DELETE FROM schema_migrations WHERE version >= 7;",
+        )
+        .await
+        .unwrap();
+    // An account's single key from before device keys (issue 21).
+    let old_hash = cairn_core::auth::TokenHash::of("old secret");
+    client
+        .execute(
+            "INSERT INTO backup_keys (tenant_id, user_id, key_user, secret_hash, created_at)
+             VALUES ($1, $2, $2, $3, '2026-01-01T00:00:00.000Z')",
+            &[
+                &t.id.as_str(),
+                &ids[2].as_str(),
+                &old_hash.as_bytes().as_slice(),
+            ],
         )
         .await
         .unwrap();
@@ -539,6 +558,16 @@ async fn postgres_live_count_starts_from_existing_accounts() {
         .await
         .unwrap();
     assert_eq!(store.list_users(&t.id, &q).await.unwrap().total, 4);
+    // It is the key named "default" now, found by the same basic-auth user.
+    let keys = store.backup_keys(&t.id, &ids[2]).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].name.as_str(), "default");
+    let k = store
+        .backup_key(&t.id, &ids[2], ids[2].as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(k.hash.ct_eq(&old_hash) && k.last_used_at.is_none());
 }
 
 /// Issue 16, finding 8: the purge marks an account before its repository is removed.

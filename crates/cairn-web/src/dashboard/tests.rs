@@ -1052,10 +1052,11 @@ async fn a_vault_upload_dropped_mid_body_gives_its_charge_back() {
     let op = OperatorCtx::local_operator();
     let key = h
         .services
-        .generate_backup_key(
+        .create_backup_key(
             Authority::Operator(&op),
             &h.tenant,
             "upload@x.io",
+            "default",
             &RequestMeta::default(),
         )
         .await
