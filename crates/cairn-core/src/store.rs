@@ -435,7 +435,7 @@ pub trait VaultStore: Send + Sync + 'static {
         name: &KeyName,
         audit: AuditDraft,
     ) -> Result<bool>;
-    /// Sets a key's last use to `at` if it is unset or before `stale_before`; `false` when
+    /// Sets a key's last use to `at` if it is unset or at or before `stale_before`; `false` when
     /// it was recent enough already (or the key is gone).
     async fn touch_backup_key(
         &self,

@@ -152,7 +152,7 @@ impl VaultStore for PostgresStore {
             .execute(
                 "UPDATE backup_keys SET last_used_at = $4
                  WHERE tenant_id = $1 AND user_id = $2 AND key_user = $3
-                   AND (last_used_at IS NULL OR last_used_at COLLATE \"C\" < $5)",
+                   AND (last_used_at IS NULL OR last_used_at COLLATE \"C\" <= $5)",
                 &[
                     &tenant.as_str(),
                     &user.as_str(),

@@ -144,7 +144,7 @@ impl VaultStore for SqliteStore {
                 let n = db(c.execute(
                     "UPDATE backup_keys SET last_used_at = ?4
                      WHERE tenant_id = ?1 AND user_id = ?2 AND key_user = ?3
-                       AND (last_used_at IS NULL OR last_used_at < ?5)",
+                       AND (last_used_at IS NULL OR last_used_at <= ?5)",
                     params![t, u, k, at, stale],
                 ))?;
                 Ok(n > 0)

@@ -32,6 +32,8 @@ const PASSWORD: &str = "correct horse battery";
 /// The client address of the harness's requests unless a test says otherwise.
 const CLIENT: [u8; 4] = [192, 0, 2, 1];
 
+mod device_keys;
+
 struct TestClock(Mutex<OffsetDateTime>);
 
 impl Clock for TestClock {
