@@ -312,6 +312,15 @@ impl Services {
         actor: Actor,
         meta: &RequestMeta,
     ) -> Result<UserRecord> {
+        // The audit entry names the key as it was created, whatever case the caller used.
+        let name = self
+            .store
+            .backup_keys(&account.tenant_id, &account.id)
+            .await?
+            .into_iter()
+            .map(|k| k.name)
+            .find(|n| n.folded() == name.folded())
+            .ok_or(Error::NotFound("backup key"))?;
         let now = self.clock.now();
         let audit = key_audit(&account, actor, Action::BackupKeyRevoked, &name, meta, now);
         let revoked = self

@@ -1,20 +1,24 @@
 //! Device keys on an account's page: the list (name, created, last use), "Add key" (the
 //! new key shown once, on the page the POST answers) and "Revoke", for administrators
-//! (CSRF-checked forms). `templates/backup_keys.html` renders them, on the account page
-//! and on a backup account's own page (`/me`, `crate::sso`).
+//! (CSRF-checked forms); and the same for a backup account signed in on its own page
+//! (`/me`, `crate::sso`), for its own keys only. `templates/backup_keys.html` renders
+//! them on both pages.
 
 use super::accounts::AccountPage;
-use super::csrf::CheckedForm;
+use super::csrf::{read_fields, refused, same_origin, tokens_match, CheckedForm, Fields};
 use super::view::{ago, datetime};
 use super::{render, PageError};
 use crate::scim::extract::request_meta;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use cairn_core::backup_key::{BackupKeyRecord, NewBackupKey, MAX_BACKUP_KEYS};
 use cairn_core::ids::UserId;
 use cairn_core::service::Authority;
+use cairn_core::session::SessionSecret;
+use cairn_core::sso::AccountSession;
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 /// One key as listed (plain text; the template escapes it).
@@ -180,5 +184,106 @@ pub async fn revoke_backup_key(
     match AccountPage::load(&state, nav.clone(), ctx, &id, Some(notice)).await {
         Ok(page) => render(StatusCode::OK, &page),
         Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}
+
+/// The CSRF token of a backup account's own page. Account sessions store none, so it is
+/// derived from the session's secret (OWASP's CSRF Prevention Cheat Sheet, "Signed
+/// Double-Submit Cookie": a value only the holder of the session can compute; the cookie
+/// is HttpOnly and SameSite=Strict, and the origin is checked too).
+pub fn account_csrf(secret: &SessionSecret) -> String {
+    let mut h = Sha256::new();
+    h.update(b"cairn /me csrf\0");
+    h.update(secret.expose().as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A form POSTed to `/me/…` by the signed-in account's own page: same origin, the
+/// derived CSRF token, a live session.
+async fn checked_own_form(
+    state: &AppState,
+    req: Request,
+) -> Result<(AccountSession, SessionSecret, Fields, HeaderMap), Response> {
+    let (parts, body) = req.into_parts();
+    if !same_origin(&parts.headers, &state.services.public_url) {
+        return Err(refused().into_response());
+    }
+    let (session, secret) = crate::sso::my_session(state, &parts.headers).await?;
+    let headers = parts.headers.clone();
+    let fields = read_fields(Request::from_parts(parts, body)).await?;
+    let ok = fields
+        .get("csrf")
+        .is_some_and(|t| tokens_match(t, &account_csrf(&secret)));
+    if !ok {
+        return Err(refused().into_response());
+    }
+    Ok((session, secret, fields, headers))
+}
+
+fn own_error(e: cairn_core::Error) -> Response {
+    match e {
+        cairn_core::Error::Invalid { reason, .. } => {
+            PageError::new(StatusCode::UNPROCESSABLE_ENTITY, "Cannot do that", reason)
+                .into_response()
+        }
+        cairn_core::Error::NotFound(what) => PageError::new(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("This {what} does not exist."),
+        )
+        .into_response(),
+        other => crate::sso::unavailable(other),
+    }
+}
+
+/// "Add key" on the account's own page: a key for this account only, shown once.
+pub async fn create_own_backup_key(State(state): State<AppState>, req: Request) -> Response {
+    let (session, secret, fields, headers) = match checked_own_form(&state, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let name = fields.get("name").unwrap_or_default();
+    let key = match state
+        .services
+        .create_own_backup_key(&session, name, &request_meta(&headers))
+        .await
+    {
+        Ok(k) => k,
+        Err(e) => return own_error(e),
+    };
+    let notice = format!(
+        "Backup key \"{}\" created. Copy it now: it is shown only once.",
+        key.name
+    );
+    match crate::sso::MyAccountPage::load(&state, &session, &secret, Some(notice)).await {
+        Ok(mut page) => {
+            page.keys.new_key = Some(NewKeyView::of(&state, &key));
+            no_store(render(StatusCode::OK, &page))
+        }
+        Err(e) => own_error(e),
+    }
+}
+
+/// "Revoke" on the account's own page.
+pub async fn revoke_own_backup_key(State(state): State<AppState>, req: Request) -> Response {
+    let (session, secret, fields, headers) = match checked_own_form(&state, req).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let name = fields.get("name").unwrap_or_default();
+    if let Err(e) = state
+        .services
+        .revoke_own_backup_key(&session, name, &request_meta(&headers))
+        .await
+    {
+        return own_error(e);
+    }
+    let notice = format!(
+        "Backup key \"{}\" revoked: it no longer opens the repository.",
+        name.trim()
+    );
+    match crate::sso::MyAccountPage::load(&state, &session, &secret, Some(notice)).await {
+        Ok(page) => render(StatusCode::OK, &page),
+        Err(e) => own_error(e),
     }
 }

@@ -212,3 +212,133 @@ async fn last_use_is_written_at_most_once_a_minute_per_key() {
         .len();
     assert_eq!(audit_before, audit_after);
 }
+
+/// A backup account's session as single sign-on would leave it; the `Cookie` header.
+async fn account_session(h: &Harness, id: &str) -> (String, cairn_core::session::SessionSecret) {
+    let secret = cairn_core::session::SessionSecret::generate();
+    let now = h.clock.now();
+    h.services
+        .store
+        .create_account_session(&cairn_core::sso::AccountSessionRecord {
+            id_hash: secret.hash(),
+            tenant_id: h.tenant.clone(),
+            user_id: cairn_core::ids::UserId::parse(id).unwrap(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + time::Duration::hours(8),
+        })
+        .await
+        .unwrap();
+    let cookie = format!(
+        "{}={}",
+        crate::sso::account_cookie_name(false),
+        secret.expose()
+    );
+    (cookie, secret)
+}
+
+/// Self-service on `/me`: the signed-in backup account adds and revokes its own keys
+/// (CSRF token and origin checked), and cannot touch another account's.
+#[tokio::test]
+async fn a_signed_in_account_manages_its_own_keys_only() {
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let id = h.provision(&ctx, "self@x.io", "Self").await;
+    let other = h.provision(&ctx, "other@x.io", "Other").await;
+    let (cookie, secret) = account_session(&h, &id).await;
+    let (other_cookie, _) = account_session(&h, &other).await;
+    let page = h.get("/me", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("No backup keys"), "{}", page.body);
+    let csrf = page.csrf();
+    assert_eq!(csrf, crate::dashboard::backup_keys::account_csrf(&secret));
+    let post = |path: &'static str, cookie: String, origin: Option<&'static str>, body: String| {
+        let h = &h;
+        async move { h.post(path, Some(&cookie), origin, body).await }
+    };
+    // Refused: no token, another session's token, another origin.
+    let (_, other_secret) = account_session(&h, &id).await;
+    for (token, origin) in [
+        ("", Some(ORIGIN)),
+        (
+            crate::dashboard::backup_keys::account_csrf(&other_secret).as_str(),
+            Some(ORIGIN),
+        ),
+        (csrf.as_str(), Some("http://evil.test")),
+        (csrf.as_str(), None),
+    ] {
+        let r = post(
+            "/me/backup-key",
+            cookie.clone(),
+            origin,
+            form(&[("csrf", token), ("name", "phone")]),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{token} {origin:?}");
+    }
+    // Not signed in: refused.
+    let r = h
+        .post(
+            "/me/backup-key",
+            None,
+            Some(ORIGIN),
+            form(&[("csrf", &csrf), ("name", "x")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+
+    let r = post(
+        "/me/backup-key",
+        cookie.clone(),
+        Some(ORIGIN),
+        form(&[("csrf", &csrf), ("name", "phone")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+    let user = field_value(&r.body, "<dt>User</dt><dd><code>");
+    let user = user.split('<').next().unwrap().to_owned();
+    let secret_shown = field_value(&r.body, "<dt>Secret</dt><dd><code class=\"secret\">");
+    let secret_shown = secret_shown.split('<').next().unwrap().to_owned();
+    let auth = basic(&user, &secret_shown);
+    assert_eq!(h.vault_get(&id, &auth).await, StatusCode::OK);
+    // The key is this account's only: it does not open the other account's repository.
+    assert_eq!(h.vault_get(&other, &auth).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.last_uses(&other).await.len(), 0);
+
+    // The other account's session cannot revoke it (it names its own keys only).
+    let other_page = h.get("/me", Some(&other_cookie)).await;
+    let r = post(
+        "/me/backup-key/revoke",
+        other_cookie.clone(),
+        Some(ORIGIN),
+        form(&[("csrf", &other_page.csrf()), ("name", "phone")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.vault_get(&id, &auth).await, StatusCode::OK);
+
+    let r = post(
+        "/me/backup-key/revoke",
+        cookie.clone(),
+        Some(ORIGIN),
+        form(&[("csrf", &csrf), ("name", "phone")]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(h.vault_get(&id, &auth).await, StatusCode::UNAUTHORIZED);
+    // Audited as the account itself (single sign-on), with the key's name.
+    let events = h
+        .services
+        .store
+        .list_audit(&h.tenant, &Default::default())
+        .await
+        .unwrap();
+    let revoked = events
+        .iter()
+        .find(|e| e.action == "backup_key_revoked")
+        .unwrap();
+    assert_eq!(revoked.actor_kind, "sso");
+    assert_eq!(revoked.actor_id.as_deref(), Some("self@x.io"));
+    assert!(revoked.changes.to_string().contains("phone"));
+}
