@@ -73,6 +73,8 @@ pub enum Action {
     GroupSizeChanged,
     QuotaChanged,
     BackupKeyGenerated,
+    /// A backup key of an account was revoked (its name is in `changes`).
+    BackupKeyRevoked,
     VaultPurged,
     /// A purged account's repository could not be removed; the next run retries.
     VaultPurgeFailed,
@@ -113,6 +115,7 @@ impl Action {
             Action::GroupSizeChanged => "group_size_changed",
             Action::QuotaChanged => "quota_changed",
             Action::BackupKeyGenerated => "backup_key_generated",
+            Action::BackupKeyRevoked => "backup_key_revoked",
             Action::VaultPurged => "vault_purged",
             Action::VaultPurgeFailed => "vault_purge_failed",
             Action::TenantLimitChanged => "tenant_limit_changed",
@@ -128,7 +131,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 27] = [
+pub const ALL_ACTIONS: [Action; 28] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -148,6 +151,7 @@ pub const ALL_ACTIONS: [Action; 27] = [
     Action::GroupSizeChanged,
     Action::QuotaChanged,
     Action::BackupKeyGenerated,
+    Action::BackupKeyRevoked,
     Action::VaultPurged,
     Action::VaultPurgeFailed,
     Action::TenantLimitChanged,

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod backup_key;
 pub mod clock;
 pub mod dashboard;
 pub mod error;

@@ -8,6 +8,7 @@
 
 use crate::audit::{AuditDraft, AuditEvent, AuditQuery};
 use crate::auth::{PasswordHash, TokenHash};
+use crate::backup_key::{BackupKeyRecord, KeyName};
 use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
@@ -18,7 +19,7 @@ use crate::session::{SessionHash, SessionRecord, ThrottleRule};
 use crate::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SubjectPin};
 use crate::tenant::{Tenant, TokenInfo};
 use crate::user::{DocJson, UserData, UserRecord};
-use crate::vault::{BackupKeyRecord, ByteCount};
+use crate::vault::ByteCount;
 use crate::{Error, Result};
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -404,11 +405,47 @@ pub trait AuditStore: Send + Sync + 'static {
 /// Backup vault accounting (see `crate::vault`): backup keys and used bytes.
 #[async_trait]
 pub trait VaultStore: Send + Sync + 'static {
-    /// Stores an account's backup key, replacing any earlier one, with its audit entry.
-    async fn set_backup_key(&self, key: &BackupKeyRecord, audit: AuditDraft) -> Result<()>;
-    /// The account's backup key (soft-deleted accounts keep theirs).
-    async fn backup_key(&self, tenant: &TenantId, user: &UserId)
-        -> Result<Option<BackupKeyRecord>>;
+    // --- Device keys (`crate::backup_key`): several named keys per account. ---
+    /// Adds a key to a live account, with its audit entry, if the account holds fewer than
+    /// `max_keys` (checked atomically with the insert: racing creates cannot pass it).
+    /// `NotFound("user")` for no live account, `Invalid` at the bound, `Conflict` for a
+    /// name the account already has (in any letter case).
+    async fn create_backup_key(
+        &self,
+        key: &BackupKeyRecord,
+        max_keys: usize,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// The key an account's request names by its basic-auth user (soft-deleted accounts
+    /// keep theirs).
+    async fn backup_key(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        key_user: &str,
+    ) -> Result<Option<BackupKeyRecord>>;
+    /// All of an account's keys, oldest first.
+    async fn backup_keys(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<BackupKeyRecord>>;
+    /// Removes the account's key of that name (in any letter case), with its audit entry.
+    /// `false` (nothing written) when there is none.
+    async fn revoke_backup_key(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        name: &KeyName,
+        audit: AuditDraft,
+    ) -> Result<bool>;
+    /// Sets a key's last use to `at` if it is unset or at or before `stale_before`; `false` when
+    /// it was recent enough already (or the key is gone).
+    async fn touch_backup_key(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        key_user: &str,
+        at: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> Result<bool>;
+    // --- end of device keys ---
     /// Adds `bytes` to the account's `used_bytes`, atomically, only if the result stays
     /// within `limit` (when given) and within the counter's range. Returns whether it was
     /// applied (never for an unknown account).

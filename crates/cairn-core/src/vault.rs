@@ -2,24 +2,21 @@
 //! who may open a repository, and the quota that uploads are charged against. The bytes
 //! themselves live in `cairn-vault`; this module only decides.
 
-use crate::audit::{Action, Actor, AuditDraft, RequestMeta};
 use crate::auth::TokenHash;
 use crate::ids::{QuotaGb, TenantId, UserId, UserName};
 use crate::query::{Attr, AttrKind, AttrTarget, CompareOp, Filter, ListQuery, Scalar};
-use crate::service::{Authority, Services};
+use crate::service::Services;
 use crate::user::{AccountStatus, UserRecord};
 use crate::{Error, Result};
 use rand::RngCore;
-use serde_json::json;
 use std::fmt;
-use time::OffsetDateTime;
 
 /// A backup key's secret as shown once to an administrator. `Debug` never prints it.
 #[derive(Clone)]
 pub struct BackupSecret(String);
 
 impl BackupSecret {
-    fn generate() -> Self {
+    pub(crate) fn generate() -> Self {
         let mut bytes = [0u8; 24];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         BackupSecret(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -40,25 +37,6 @@ impl fmt::Debug for BackupSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("BackupSecret(<redacted>)")
     }
-}
-
-/// The stored form of an account's backup key (one per account; a new key replaces it).
-#[derive(Debug, Clone)]
-pub struct BackupKeyRecord {
-    pub tenant_id: TenantId,
-    pub user_id: UserId,
-    /// The HTTP basic-auth user name (not secret).
-    pub key_user: String,
-    pub hash: TokenHash,
-    pub created_at: OffsetDateTime,
-}
-
-/// A freshly generated key, returned once.
-#[derive(Debug)]
-pub struct NewBackupKey {
-    pub account: UserRecord,
-    pub key_user: String,
-    pub secret: BackupSecret,
 }
 
 /// How quota is counted: bytes per "GB" of Account Size. 10^9 in production; tests make
@@ -167,6 +145,9 @@ pub struct VaultCtx {
     user: UserId,
     quota_gb: QuotaGb,
     quota_bytes: ByteCount,
+    /// The key that opened it (its basic-auth user), when its last use is due to be
+    /// recorded (`Services::record_key_use`).
+    key_use_due: Option<String>,
 }
 
 impl VaultCtx {
@@ -182,86 +163,17 @@ impl VaultCtx {
     pub fn quota_bytes(&self) -> ByteCount {
         self.quota_bytes
     }
+    pub(crate) fn key_use_due(&self) -> Option<&str> {
+        self.key_use_due.as_deref()
+    }
 }
 
 impl Services {
-    /// Generates a new backup key for an account (live, any status); earlier keys of the
-    /// account stop working. The secret is returned this once and stored only as a hash.
-    pub async fn generate_backup_key(
+    pub(crate) async fn find_account(
         &self,
-        who: Authority<'_>,
         tenant: &TenantId,
         user_name: &str,
-        meta: &RequestMeta,
-    ) -> Result<NewBackupKey> {
-        let actor = match who {
-            Authority::Operator(_) => Actor::Operator,
-            Authority::Dashboard(ctx) => {
-                if ctx.tenant_id() != tenant || ctx.role() != crate::store::Role::Administrator {
-                    return Err(Error::Forbidden);
-                }
-                Actor::DashboardUser {
-                    id: ctx.user_id().clone(),
-                    email: ctx.email().to_owned(),
-                }
-            }
-        };
-        let account = self.find_account(tenant, user_name).await?;
-        self.issue_backup_key(account, actor, meta).await
-    }
-
-    /// Like `generate_backup_key`, for an account already looked up by id (dashboard).
-    pub async fn generate_backup_key_by_id(
-        &self,
-        who: Authority<'_>,
-        tenant: &TenantId,
-        id: &UserId,
-        meta: &RequestMeta,
-    ) -> Result<NewBackupKey> {
-        let account = self
-            .store
-            .get_user(tenant, id)
-            .await?
-            .ok_or(Error::NotFound("user"))?;
-        self.generate_backup_key(who, tenant, account.user_name.as_str(), meta)
-            .await
-    }
-
-    async fn issue_backup_key(
-        &self,
-        account: UserRecord,
-        actor: Actor,
-        meta: &RequestMeta,
-    ) -> Result<NewBackupKey> {
-        let secret = BackupSecret::generate();
-        let key_user = account.id.to_string();
-        let record = BackupKeyRecord {
-            tenant_id: account.tenant_id.clone(),
-            user_id: account.id.clone(),
-            key_user: key_user.clone(),
-            hash: secret.hash(),
-            created_at: self.clock.now(),
-        };
-        let audit = AuditDraft {
-            tenant_id: account.tenant_id.clone(),
-            actor,
-            action: Action::BackupKeyGenerated,
-            target_type: "user",
-            target_id: Some(account.id.to_string()),
-            target_name: Some(account.user_name.to_string()),
-            changes: json!({}),
-            meta: meta.clone(),
-            at: self.clock.now(),
-        };
-        self.store.set_backup_key(&record, audit).await?;
-        Ok(NewBackupKey {
-            account,
-            key_user,
-            secret,
-        })
-    }
-
-    async fn find_account(&self, tenant: &TenantId, user_name: &str) -> Result<UserRecord> {
+    ) -> Result<UserRecord> {
         self.tenant(tenant).await?;
         let name = UserName::parse(user_name).map_err(|reason| Error::Invalid {
             field: "userName",
@@ -302,9 +214,9 @@ impl Services {
         }
     }
 
-    /// Checks a request's basic-auth credentials against the account's backup key and the
-    /// account's status. Soft-deleted accounts keep their key (restore brings access back)
-    /// but are refused, as are suspended ones.
+    /// Checks a request's basic-auth credentials against the account's backup keys (the
+    /// basic-auth user names the key) and the account's status. Soft-deleted accounts keep
+    /// their keys (restore brings access back) but are refused, as are suspended ones.
     pub async fn open_vault(
         &self,
         tenant: &TenantId,
@@ -313,12 +225,10 @@ impl Services {
         secret: &BackupSecret,
         unit: QuotaUnit,
     ) -> Result<std::result::Result<VaultCtx, VaultDenied>> {
-        let Some(key) = self.store.backup_key(tenant, user).await? else {
+        let Some(key) = self.store.backup_key(tenant, user, key_user).await? else {
             return Ok(Err(VaultDenied::Unauthenticated));
         };
-        let user_ok: bool =
-            subtle::ConstantTimeEq::ct_eq(key.key_user.as_bytes(), key_user.as_bytes()).into();
-        if !(user_ok & key.hash.ct_eq(&secret.hash())) {
+        if !key.hash.ct_eq(&secret.hash()) {
             return Ok(Err(VaultDenied::Unauthenticated));
         }
         let Some(account) = self.store.get_user_any(tenant, user).await? else {
@@ -346,6 +256,8 @@ impl Services {
             user: user.clone(),
             quota_gb: account.quota_gb,
             quota_bytes,
+            key_use_due: crate::backup_key::key_use_due(key.last_used_at, self.clock.now())
+                .then_some(key.key_user),
         }))
     }
 

@@ -194,13 +194,16 @@ const TABLES: &[Table] = &[
     },
     Table {
         name: "backup_keys",
-        key: &["tenant_id", "user_id"],
+        key: &["tenant_id", "user_id", "key_user"],
         cols: &[
             ("tenant_id", Text),
             ("user_id", Text),
             ("key_user", Text),
+            ("name", Text),
+            ("name_fold", Text),
             ("secret_hash", Bytes),
             ("created_at", Text),
+            ("last_used_at", Text),
         ],
         serial: None,
     },

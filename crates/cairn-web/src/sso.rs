@@ -10,6 +10,8 @@
 //!   request id up, records the assertion id (replay), matches the subject inside the
 //!   tenant and starts the session;
 //! - `GET /me`: a backup account's own page (status, quota, used space, repository URL).
+//! - `POST /me/backup-key`, `POST /me/backup-key/revoke`: its own device keys
+//!   (`crate::dashboard::backup_keys`).
 //!
 //! The ACS receives a cross-site POST, which carries no `SameSite=Strict` cookie, so the
 //! pending request is found by its id in the store, not by a cookie. After sign-in the
@@ -52,6 +54,15 @@ pub fn routes() -> Router<AppState> {
         .route("/sso/{tenant}/saml/acs", post(acs))
         .route("/me", get(my_account))
         .route("/me/logout", post(my_logout))
+        // Device keys: the signed-in backup account's own keys.
+        .route(
+            "/me/backup-key",
+            post(crate::dashboard::backup_keys::create_own_backup_key),
+        )
+        .route(
+            "/me/backup-key/revoke",
+            post(crate::dashboard::backup_keys::revoke_own_backup_key),
+        )
         .layer(axum::middleware::from_fn(
             crate::dashboard::security_headers,
         ))
@@ -575,32 +586,66 @@ pub(crate) fn signed_in_response(public_url: &str, signed_in: SsoSignedIn) -> Re
 
 #[derive(Template)]
 #[template(path = "my_account.html")]
-struct MyAccountPage {
+pub(crate) struct MyAccountPage {
     nav: Option<crate::dashboard::Nav>,
     account: crate::dashboard::view::AccountRow,
     repository: String,
+    notice: Option<String>,
+    /// The account's own backup keys (device keys), with the forms to add and revoke.
+    pub(crate) keys: crate::dashboard::backup_keys::KeysSection,
+}
+
+impl MyAccountPage {
+    pub(crate) async fn load(
+        state: &AppState,
+        session: &cairn_core::sso::AccountSession,
+        secret: &SessionSecret,
+        notice: Option<String>,
+    ) -> cairn_core::Result<Self> {
+        let a = &session.account;
+        let keys = state.services.backup_keys_of(a).await?;
+        Ok(MyAccountPage {
+            nav: None,
+            account: crate::dashboard::view::AccountRow::of(a),
+            repository: state.services.repository_url(&a.tenant_id, &a.id, None),
+            notice,
+            keys: crate::dashboard::backup_keys::KeysSection::new(
+                &keys,
+                state.services.clock.now(),
+                "/me".into(),
+                crate::dashboard::backup_keys::account_csrf(secret),
+                true,
+                a.active,
+            ),
+        })
+    }
+}
+
+/// The signed-in backup account of a request to `/me…`, with its cookie's secret.
+pub(crate) async fn my_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(cairn_core::sso::AccountSession, SessionSecret), Response> {
+    let sec = secure(&state.services.public_url);
+    let Some(secret) = cookie(headers, account_cookie_name(sec)).and_then(SessionSecret::parse)
+    else {
+        return Err(not_signed_in());
+    };
+    match state.services.account_session(&secret).await {
+        Ok(Some(s)) => Ok((s, secret)),
+        Ok(None) => Err(not_signed_in()),
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// A backup account's own page, for its session from single sign-on.
 pub async fn my_account(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let sec = secure(&state.services.public_url);
-    let Some(secret) = cookie(&headers, account_cookie_name(sec)).and_then(SessionSecret::parse)
-    else {
-        return not_signed_in();
+    let (s, secret) = match my_session(&state, &headers).await {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    match state.services.account_session(&secret).await {
-        Ok(Some(s)) => {
-            let a = &s.account;
-            render(
-                StatusCode::OK,
-                &MyAccountPage {
-                    nav: None,
-                    account: crate::dashboard::view::AccountRow::of(a),
-                    repository: state.services.repository_url(&a.tenant_id, &a.id, None),
-                },
-            )
-        }
-        Ok(None) => not_signed_in(),
+    match MyAccountPage::load(&state, &s, &secret, None).await {
+        Ok(page) => render(StatusCode::OK, &page),
         Err(e) => unavailable(e),
     }
 }

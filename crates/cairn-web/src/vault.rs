@@ -212,14 +212,22 @@ impl FromRequestParts<AppState> for Access {
             )
             .await
         {
-            Ok(Ok(ctx)) => Ok(Access {
-                repo: state.vault.vault.repo(tenant.as_str(), user.as_str()),
-                permit: state
-                    .vault_limits
-                    .try_enter((tenant, user))
-                    .map_err(Busy::response)?,
-                ctx,
-            }),
+            Ok(Ok(ctx)) => {
+                // Device keys: the key's last use, written at most once a minute per key
+                // (`cairn_core::backup_key::LAST_USE_GRANULARITY`). Not recording it never
+                // costs the request: a backup or restore outlives a full disk.
+                if let Err(e) = svc.record_key_use(&ctx).await {
+                    tracing::warn!(error = %e, "backup key last use not recorded");
+                }
+                Ok(Access {
+                    repo: state.vault.vault.repo(tenant.as_str(), user.as_str()),
+                    permit: state
+                        .vault_limits
+                        .try_enter((tenant, user))
+                        .map_err(Busy::response)?,
+                    ctx,
+                })
+            }
             Ok(Err(VaultDenied::Unauthenticated)) => Err(unauthorized()),
             Ok(Err(VaultDenied::Suspended)) => {
                 Err(with_reason(StatusCode::FORBIDDEN, "Account suspended"))

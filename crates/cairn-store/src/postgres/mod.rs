@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0011_scim_requests.sql"),
     include_str!("../../migrations/postgres/0012_sso_group_roles.sql"),
     include_str!("../../migrations/postgres/0013_sso_oidc.sql"),
+    include_str!("../../migrations/postgres/0014_device_keys.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
@@ -72,6 +73,9 @@ fn map_err(e: tokio_postgres::Error) -> Error {
                     attribute: "displayName",
                 },
                 Some("groups_tenant_id_id_key") => Error::Conflict { attribute: "id" },
+                Some("backup_keys_tenant_id_user_id_name_fold_key") => {
+                    Error::Conflict { attribute: "name" }
+                }
                 Some(c) if c.ends_with("_pkey") || c == "users_tenant_id_id_key" => {
                     Error::Conflict { attribute: "id" }
                 }

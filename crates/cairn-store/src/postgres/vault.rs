@@ -1,39 +1,72 @@
-//! PostgreSQL side of backup keys and the used-space counter.
+//! PostgreSQL side of backup keys (device keys: several per account) and the used-space
+//! counter.
 
 use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::auth::TokenHash;
+use cairn_core::backup_key::{BackupKeyRecord, KeyName};
 use cairn_core::ids::{TenantId, UserId};
 use cairn_core::store::*;
-use cairn_core::vault::{BackupKeyRecord, ByteCount};
+use cairn_core::vault::ByteCount;
 use cairn_core::{Error, Result};
+use time::OffsetDateTime;
 
 #[async_trait]
 impl VaultStore for PostgresStore {
-    async fn set_backup_key(&self, key: &BackupKeyRecord, audit: AuditDraft) -> Result<()> {
+    async fn create_backup_key(
+        &self,
+        key: &BackupKeyRecord,
+        max_keys: usize,
+        audit: AuditDraft,
+    ) -> Result<()> {
+        let max = i64::try_from(max_keys).unwrap_or(i64::MAX);
+        let (t, u) = (key.tenant_id.as_str(), key.user_id.as_str());
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await.map_err(map_err)?;
-        let n = tx
-            .execute(
-                "INSERT INTO backup_keys (tenant_id, user_id, key_user, secret_hash, created_at)
-                 SELECT $1, $2, $3, $4, $5 WHERE EXISTS
-                     (SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL)
-                 ON CONFLICT (tenant_id, user_id) DO UPDATE SET key_user = excluded.key_user,
-                     secret_hash = excluded.secret_hash, created_at = excluded.created_at",
-                &[
-                    &key.tenant_id.as_str(),
-                    &key.user_id.as_str(),
-                    &key.key_user,
-                    &key.hash.as_bytes().as_slice(),
-                    &ts(key.created_at),
-                ],
+        // The account's row lock orders racing creates for one account, so the count
+        // each of them reads is the one it inserts against.
+        let live = tx
+            .query_opt(
+                "SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL
+                 FOR UPDATE",
+                &[&t, &u],
             )
             .await
             .map_err(map_err)?;
-        if n == 0 {
+        if live.is_none() {
             return Err(Error::NotFound("user"));
         }
+        let held: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM backup_keys WHERE tenant_id = $1 AND user_id = $2",
+                &[&t, &u],
+            )
+            .await
+            .map_err(map_err)?
+            .get(0);
+        if held >= max {
+            return Err(Error::Invalid {
+                field: "name",
+                reason: format!("an account holds at most {max} backup keys"),
+            });
+        }
+        tx.execute(
+            "INSERT INTO backup_keys (tenant_id, user_id, key_user, name, name_fold,
+                 secret_hash, created_at, last_used_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, NULL)",
+            &[
+                &t,
+                &u,
+                &key.key_user,
+                &key.name.as_str(),
+                &key.name.folded(),
+                &key.hash.as_bytes().as_slice(),
+                &ts(key.created_at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
         insert_audit(&*tx, &audit).await?;
         tx.commit().await.map_err(map_err)
     }
@@ -42,30 +75,95 @@ impl VaultStore for PostgresStore {
         &self,
         tenant: &TenantId,
         user: &UserId,
+        key_user: &str,
     ) -> Result<Option<BackupKeyRecord>> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        let Some(r) = c
+        let row = c
             .query_opt(
-                "SELECT key_user, secret_hash, created_at FROM backup_keys
-                 WHERE tenant_id = $1 AND user_id = $2",
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM backup_keys
+                     WHERE tenant_id = $1 AND user_id = $2 AND key_user = $3"
+                ),
+                &[&tenant.as_str(), &user.as_str(), &key_user],
+            )
+            .await
+            .map_err(map_err)?;
+        match row {
+            Some(r) => key_record(tenant, user, &r),
+            None => Ok(None),
+        }
+    }
+
+    async fn backup_keys(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<BackupKeyRecord>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT {KEY_COLUMNS} FROM backup_keys
+                     WHERE tenant_id = $1 AND user_id = $2 ORDER BY created_at, key_user"
+                ),
                 &[&tenant.as_str(), &user.as_str()],
             )
             .await
-            .map_err(map_err)?
-        else {
-            return Ok(None);
-        };
-        let hash: Vec<u8> = r.get(1);
-        let Some(hash) = TokenHash::from_bytes(&hash) else {
-            return Ok(None);
-        };
-        Ok(Some(BackupKeyRecord {
-            tenant_id: tenant.clone(),
-            user_id: user.clone(),
-            key_user: r.get(0),
-            hash,
-            created_at: time_of(r.get(2))?,
-        }))
+            .map_err(map_err)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for r in &rows {
+            keys.extend(key_record(tenant, user, r)?);
+        }
+        Ok(keys)
+    }
+
+    async fn revoke_backup_key(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        name: &KeyName,
+        audit: AuditDraft,
+    ) -> Result<bool> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let n = tx
+            .execute(
+                "DELETE FROM backup_keys WHERE tenant_id = $1 AND user_id = $2 AND name_fold = $3",
+                &[&tenant.as_str(), &user.as_str(), &name.folded()],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    async fn touch_backup_key(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        key_user: &str,
+        at: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> Result<bool> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        // Timestamps are fixed-width text: text order is time order (`COLLATE "C"`, so
+        // the database's locale cannot reorder the digits).
+        let n = c
+            .execute(
+                "UPDATE backup_keys SET last_used_at = $4
+                 WHERE tenant_id = $1 AND user_id = $2 AND key_user = $3
+                   AND (last_used_at IS NULL OR last_used_at COLLATE \"C\" <= $5)",
+                &[
+                    &tenant.as_str(),
+                    &user.as_str(),
+                    &key_user,
+                    &ts(at),
+                    &ts(stale_before),
+                ],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(n > 0)
     }
 
     /// The charge never overflows: both conditions compare against differences of
@@ -110,4 +208,27 @@ impl VaultStore for PostgresStore {
             .map_err(map_err)?;
         Ok(n > 0)
     }
+}
+
+const KEY_COLUMNS: &str = "key_user, name, secret_hash, created_at, last_used_at";
+
+/// A stored key; `None` for a hash of the wrong length, which no secret can match.
+fn key_record(
+    tenant: &TenantId,
+    user: &UserId,
+    r: &tokio_postgres::Row,
+) -> Result<Option<BackupKeyRecord>> {
+    let hash: Vec<u8> = r.get(2);
+    let Some(hash) = TokenHash::from_bytes(&hash) else {
+        return Ok(None);
+    };
+    Ok(Some(BackupKeyRecord {
+        tenant_id: tenant.clone(),
+        user_id: user.clone(),
+        key_user: r.get(0),
+        name: KeyName::from_trusted(r.get(1)),
+        hash,
+        created_at: time_of(r.get(3))?,
+        last_used_at: opt_time(r.get(4))?,
+    }))
 }

@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_scim_requests.sql"),
     include_str!("../../migrations/sqlite/0012_sso_group_roles.sql"),
     include_str!("../../migrations/sqlite/0013_sso_oidc.sql"),
+    include_str!("../../migrations/sqlite/0014_device_keys.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
@@ -115,6 +116,10 @@ pub(crate) fn map_err(e: rusqlite::Error) -> Error {
                 if msg.contains("groups.tenant_id, groups.id") {
                     return Error::Conflict { attribute: "id" };
                 }
+                if msg.contains("backup_keys.tenant_id, backup_keys.user_id, backup_keys.name_fold")
+                {
+                    return Error::Conflict { attribute: "name" };
+                }
                 if msg.contains("dashboard_users.email_fold") {
                     return Error::Conflict { attribute: "email" };
                 }
@@ -204,5 +209,57 @@ mod tests {
         )
         .unwrap();
         assert_eq!((live(&c, "t1"), live(&c, "t2")), (1, 2));
+    }
+
+    /// Issue 21: an account's single backup key from before device keys becomes its key
+    /// named "default", same basic-auth user and hash, and names are unique per account.
+    #[test]
+    fn an_existing_backup_key_becomes_the_default_device_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = open(&dir.path().join("m.db"), true).unwrap();
+        let mine = MIGRATIONS
+            .iter()
+            .position(|m| m.starts_with("-- Device keys"))
+            .unwrap();
+        for sql in &MIGRATIONS[..mine] {
+            c.execute_batch(sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", mine as i64).unwrap();
+        c.execute_batch(
+            "INSERT INTO tenants (id, name, account_size_gb, created_at) VALUES ('t1', 'a', 1, 'x');
+             INSERT INTO users (id, tenant_id, user_name, user_name_fold, active, doc, quota_gb,
+                 scim_managed, created_at, updated_at, version) VALUES
+               ('u1', 't1', 'a', 'a', 1, '{}', 1, 1, 'x', 'x', 1),
+               ('u2', 't1', 'b', 'b', 1, '{}', 1, 1, 'x', 'x', 1);
+             INSERT INTO backup_keys (tenant_id, user_id, key_user, secret_hash, created_at)
+               VALUES ('t1', 'u1', 'u1', X'0102', '2026-01-01T00:00:00.000Z');",
+        )
+        .unwrap();
+        migrate(&mut c).unwrap();
+        let row: (String, String, String, Vec<u8>, Option<String>) = c
+            .query_row(
+                "SELECT user_id, key_user, name, secret_hash, last_used_at FROM backup_keys",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            row,
+            ("u1".into(), "u1".into(), "default".into(), vec![1, 2], None)
+        );
+        let add = |c: &Connection, user: &str, key_user: &str, name: &str| {
+            c.execute(
+                "INSERT INTO backup_keys (tenant_id, user_id, key_user, name, name_fold,
+                     secret_hash, created_at) VALUES ('t1', ?1, ?2, ?3, lower(?3), X'00', 'x')",
+                [user, key_user, name],
+            )
+            .map_err(map_err)
+        };
+        add(&c, "u1", "k2", "laptop").unwrap();
+        add(&c, "u2", "k3", "Default").unwrap();
+        assert_eq!(
+            add(&c, "u1", "k4", "DEFAULT").unwrap_err(),
+            Error::Conflict { attribute: "name" }
+        );
     }
 }

@@ -545,6 +545,19 @@ async fn postgres_live_count_starts_from_existing_accounts() {
         )
         .await
         .unwrap();
+    // An account's single key from before device keys (issue 21).
+    let old_hash = cairn_core::auth::TokenHash::of("old secret");
+    let keyed: String = client
+        .query_one(
+            "INSERT INTO backup_keys (tenant_id, user_id, key_user, secret_hash, created_at)
+             SELECT tenant_id, id, id, $2, '2026-01-01T00:00:00.000Z' FROM users
+             WHERE tenant_id = $1 AND deleted_at IS NULL LIMIT 1
+             RETURNING user_id",
+            &[&tenant.as_str(), &old_hash.as_bytes().as_slice()],
+        )
+        .await
+        .unwrap()
+        .get(0);
     drop(client);
     conn.await.unwrap().unwrap();
 
@@ -558,6 +571,17 @@ async fn postgres_live_count_starts_from_existing_accounts() {
         .await
         .unwrap();
     assert_eq!(store.list_users(&tenant, &q).await.unwrap().total, 4);
+    // It is the key named "default" now, found by the same basic-auth user.
+    let keyed = UserId::parse(&keyed).unwrap();
+    let keys = store.backup_keys(&tenant, &keyed).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].name.as_str(), "default");
+    let k = store
+        .backup_key(&tenant, &keyed, keyed.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(k.hash.ct_eq(&old_hash) && k.last_used_at.is_none());
 }
 
 /// Issue 16, finding 8: the purge marks an account before its repository is removed.

@@ -10,6 +10,7 @@
 
 pub mod accounts;
 pub mod activity;
+pub mod backup_keys;
 pub mod chart;
 pub mod csrf;
 pub mod groups;
@@ -55,7 +56,11 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts/{id}/restore", post(accounts::restore_account))
         .route(
             "/accounts/{id}/backup-key",
-            post(accounts::generate_backup_key),
+            post(backup_keys::create_backup_key),
+        )
+        .route(
+            "/accounts/{id}/backup-key/revoke",
+            post(backup_keys::revoke_backup_key),
         )
         .route("/groups", get(groups::list_groups))
         .route("/groups/{id}", get(groups::show_group))

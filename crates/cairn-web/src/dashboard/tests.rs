@@ -32,6 +32,8 @@ const PASSWORD: &str = "correct horse battery";
 /// The client address of the harness's requests unless a test says otherwise.
 const CLIENT: [u8; 4] = [192, 0, 2, 1];
 
+mod device_keys;
+
 struct TestClock(Mutex<OffsetDateTime>);
 
 impl Clock for TestClock {
@@ -1052,10 +1054,11 @@ async fn a_vault_upload_dropped_mid_body_gives_its_charge_back() {
     let op = OperatorCtx::local_operator();
     let key = h
         .services
-        .generate_backup_key(
+        .create_backup_key(
             Authority::Operator(&op),
             &h.tenant,
             "upload@x.io",
+            "default",
             &RequestMeta::default(),
         )
         .await

@@ -101,6 +101,8 @@ pub fn action_label(action: &str) -> &'static str {
         "user_deleted" => "Account deleted",
         "user_restored" => "Account restored",
         "user_purged" => "Account purged",
+        "backup_key_generated" => "Backup key created",
+        "backup_key_revoked" => "Backup key revoked",
         "vault_purge_failed" => "Repository removal failed (retried)",
         "tenant_limit_changed" => "Account Size limit changed (operator)",
         "body_capture_changed" => "Request body capture switched",

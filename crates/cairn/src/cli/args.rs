@@ -492,13 +492,38 @@ pub enum AccountCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Generate a backup key for an account's restic repository (shown once); the
-    /// account's earlier key stops working.
+    /// Create a named backup key for an account's restic repository (shown once); the
+    /// account's other keys keep working. One key per device: "work laptop".
     Key {
         #[arg(long)]
         tenant: String,
         #[arg(long)]
         user_name: String,
+        /// The key's name, unique in the account (any letter case), at most 64 characters.
+        #[arg(long, default_value = "default")]
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List an account's backup keys: name, basic-auth user, created, last used (never
+    /// the secret; last use is recorded to the minute).
+    Keys {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke one of an account's backup keys by name; its next request gets 401, the
+    /// account's other keys keep working.
+    RevokeKey {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        name: String,
         #[arg(long)]
         json: bool,
     },

@@ -20,6 +20,7 @@ mod bulk;
 mod cli;
 mod crash;
 mod cursor;
+mod device_keys;
 mod faults;
 mod group_filters;
 mod inspector;

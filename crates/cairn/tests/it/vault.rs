@@ -477,7 +477,7 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
     let repo = code_after(&html, "Backup repository");
     assert_eq!(repo, format!("rest:{}/backup/{}/{id}/", app.base, t.id));
     assert!(html.contains("<meter class=\"usage\""), "{html}");
-    assert!(html.contains("Generate backup key"), "{html}");
+    assert!(html.contains("Add key"), "{html}");
 
     // Without the CSRF token the form is refused.
     let refused = app
@@ -498,7 +498,7 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
         .header(header::ORIGIN, &app.base)
         .header(header::COOKIE, &cookie)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("csrf={}", csrf_of(&html)))
+        .body(format!("csrf={}&name=laptop", csrf_of(&html)))
         .send()
         .await
         .unwrap();

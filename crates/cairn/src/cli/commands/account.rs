@@ -1,4 +1,5 @@
-//! `cairn account …`: restore, key, recount and purge backup accounts.
+//! `cairn account …`: restore, backup keys (create, list, revoke), recount and purge
+//! backup accounts.
 
 use crate::cli::config::tenant_id;
 use crate::cli::{AccountCmd, Ctx};
@@ -16,8 +17,20 @@ pub async fn run(cx: &Ctx, cmd: AccountCmd) -> Result<()> {
         AccountCmd::Key {
             tenant,
             user_name,
+            name,
             json,
-        } => key(cx, &tenant, &user_name, json).await,
+        } => key(cx, &tenant, &user_name, &name, json).await,
+        AccountCmd::Keys {
+            tenant,
+            user_name,
+            json,
+        } => keys(cx, &tenant, &user_name, json).await,
+        AccountCmd::RevokeKey {
+            tenant,
+            user_name,
+            name,
+            json,
+        } => revoke_key(cx, &tenant, &user_name, &name, json).await,
         AccountCmd::Recount {
             tenant,
             user_name,
@@ -41,22 +54,69 @@ async fn restore(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<
     Ok(())
 }
 
-async fn key(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<()> {
+async fn key(cx: &Ctx, tenant: &str, user_name: &str, name: &str, json: bool) -> Result<()> {
     let Ctx { svc, op, meta, .. } = cx;
     let id = tenant_id(tenant)?;
     let k = svc
-        .generate_backup_key(Authority::Operator(op), &id, user_name, meta)
+        .create_backup_key(Authority::Operator(op), &id, user_name, name, meta)
         .await?;
     let url = svc.repository_url(&id, &k.account.id, Some((&k.key_user, &k.secret)));
     if json {
         print_json!(&json!({"repository": url, "user": k.key_user,
-            "secret": k.secret.expose(), "account_id": k.account.id}));
+            "secret": k.secret.expose(), "account_id": k.account.id, "name": k.name.as_str()}));
     } else {
         outln!(
-            "Repository (shown once, store it now): {url}\nUser: {}\nSecret: {}",
+            "Backup key \"{}\" (shown once, store it now)\nRepository: {url}\nUser: {}\nSecret: {}",
+            k.name,
             k.key_user,
             k.secret.expose()
         );
+    }
+    Ok(())
+}
+
+async fn keys(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<()> {
+    let Ctx { svc, op, .. } = cx;
+    let id = tenant_id(tenant)?;
+    let (account, keys) = svc
+        .backup_keys(Authority::Operator(op), &id, user_name)
+        .await?;
+    let ts = |t: time::OffsetDateTime| cairn_core::clock::format_ts(t);
+    if json {
+        let v: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                json!({"name": k.name.as_str(), "user": k.key_user,
+                    "created": ts(k.created_at), "last_used": k.last_used_at.map(ts)})
+            })
+            .collect();
+        print_json!(&json!(v));
+    } else {
+        outln!("{}: {} backup key(s)", account.user_name, keys.len());
+        for k in &keys {
+            let last = k.last_used_at.map_or_else(|| "never".to_owned(), ts);
+            outln!(
+                "  {}  (user {}, created {}, last used {last})",
+                k.name,
+                k.key_user,
+                ts(k.created_at)
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn revoke_key(cx: &Ctx, tenant: &str, user_name: &str, name: &str, json: bool) -> Result<()> {
+    let Ctx { svc, op, meta, .. } = cx;
+    let id = tenant_id(tenant)?;
+    let account = svc
+        .revoke_backup_key(Authority::Operator(op), &id, user_name, name, meta)
+        .await?;
+    let name = name.trim();
+    if json {
+        print_json!(&json!({"account_id": account.id, "name": name, "revoked": true}));
+    } else {
+        outln!("Revoked backup key \"{name}\" of {}", account.user_name);
     }
     Ok(())
 }
