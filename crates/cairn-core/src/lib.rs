@@ -7,6 +7,7 @@ pub mod auth;
 pub mod clock;
 pub mod dashboard;
 pub mod error;
+pub mod freshness;
 pub mod group;
 pub mod ids;
 pub mod oidc;

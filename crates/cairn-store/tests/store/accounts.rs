@@ -525,6 +525,10 @@ async fn postgres_live_count_starts_from_existing_accounts() {
                  account_sessions, scim_requests, scim_request_capture, sso_group_roles,
                  sso_dashboard_users, sso_oidc_configs, sso_oidc_requests;
              ALTER TABLE group_members DROP COLUMN display;
+             DROP TABLE vault_upload_hours;
+             DROP INDEX users_tenant_id_last_snapshot_idx;
+             ALTER TABLE users DROP COLUMN last_snapshot_at, DROP COLUMN last_upload_at;
+             ALTER TABLE tenants DROP COLUMN stale_days;
              DELETE FROM schema_migrations WHERE version >= 7;",
         )
         .await

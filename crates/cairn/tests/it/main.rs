@@ -21,6 +21,7 @@ mod cli;
 mod crash;
 mod cursor;
 mod faults;
+mod freshness;
 mod group_filters;
 mod inspector;
 mod isolation;
