@@ -82,6 +82,8 @@ pub enum Action {
     TenantLimitChanged,
     /// A tenant's single sign-on settings changed (identity provider, scope, on/off).
     SsoSettingsChanged,
+    /// A tenant's stale-backup threshold ("no backup for more than N days") changed.
+    StaleDaysChanged,
     /// Someone signed in through the tenant's identity provider.
     SsoSignIn,
     /// A single sign-on attempt was refused (the reason is in `changes`).
@@ -120,6 +122,7 @@ impl Action {
             Action::VaultPurgeFailed => "vault_purge_failed",
             Action::TenantLimitChanged => "tenant_limit_changed",
             Action::SsoSettingsChanged => "sso_settings_changed",
+            Action::StaleDaysChanged => "stale_days_changed",
             Action::SsoSignIn => "sso_sign_in",
             Action::SsoSignInRefused => "sso_sign_in_refused",
             Action::BodyCaptureChanged => "body_capture_changed",
@@ -160,6 +163,7 @@ pub const ALL_ACTIONS: [Action; 28] = [
     Action::SsoSignInRefused,
     Action::BodyCaptureChanged,
     Action::SsoSessionEnded,
+    Action::StaleDaysChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -22,11 +22,29 @@ pub const EVENTS_PER_PAGE: u32 = 50;
 /// Days shown in the activity chart.
 pub const CHART_DAYS: u32 = 14;
 
-/// A position in the accounts list: accounts are ordered by folded userName, then id.
+/// A position in the accounts list: accounts are ordered by a key (see [`AccountOrder`]),
+/// then id; `key` is the cursor account's.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AccountCursor {
-    After { name_fold: String, id: UserId },
-    Before { name_fold: String, id: UserId },
+    After { key: String, id: UserId },
+    Before { key: String, id: UserId },
+}
+
+/// The order of the accounts list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AccountOrder {
+    /// By folded userName (the key is `user_name_fold`).
+    #[default]
+    Name,
+    /// By last snapshot, never-backed-up accounts first, then oldest first (the key is
+    /// [`last_backup_key`]).
+    LastBackup,
+}
+
+/// The sort key of an account's last snapshot: its canonical timestamp (fixed width, so
+/// text order is time order), or the empty string (first) for never.
+pub fn last_backup_key(at: Option<OffsetDateTime>) -> String {
+    at.map(crate::clock::format_ts).unwrap_or_default()
 }
 
 /// What the store is asked for on `/accounts`.
@@ -39,6 +57,9 @@ pub struct AccountQuery {
     /// The store returns up to `limit + 1` items, in list order, so the caller can tell
     /// whether there is more in the direction of travel.
     pub limit: u32,
+    pub order: AccountOrder,
+    /// Only accounts with no snapshot at all or none since this time (stale backups).
+    pub snapshot_before: Option<OffsetDateTime>,
 }
 
 /// Filters of the activity log.
@@ -88,6 +109,11 @@ pub struct AccountsPage {
     /// Cursor ids for the neighbouring pages.
     pub prev: Option<UserId>,
     pub next: Option<UserId>,
+    /// Each item's backup freshness, in the order of `items`.
+    pub freshness: Vec<crate::freshness::Freshness>,
+    /// The tenant's stale threshold, and the time before which a last snapshot is stale.
+    pub stale_days: crate::freshness::StaleDays,
+    pub stale_cutoff: OffsetDateTime,
 }
 
 /// How `/accounts` was asked to page.
@@ -97,6 +123,9 @@ pub struct AccountsRequest {
     pub status: Option<AccountStatus>,
     pub after: Option<UserId>,
     pub before: Option<UserId>,
+    pub order: AccountOrder,
+    /// "No backup for more than N days".
+    pub stale_days: Option<crate::freshness::StaleDays>,
 }
 
 pub(crate) fn require_admin(ctx: &DashboardCtx) -> Result<()> {
@@ -139,6 +168,7 @@ impl Services {
             scim_enabled: Some(enabled),
             account_size_gb: Some(account_size),
             max_account_size_gb: None,
+            stale_days: None,
         };
         self.update_settings(Authority::Dashboard(ctx), ctx.tenant_id(), change, meta)
             .await
@@ -186,19 +216,32 @@ impl Services {
         let mut cursor = None;
         if let Some(id) = cursor_id {
             if let Some(u) = self.store.get_user_any(tenant, id).await? {
-                let (name_fold, id) = (u.user_name.folded(), u.id);
+                let key = match req.order {
+                    AccountOrder::Name => u.user_name.folded(),
+                    AccountOrder::LastBackup => {
+                        let f = self
+                            .freshness_of(tenant, std::slice::from_ref(&u.id))
+                            .await?;
+                        last_backup_key(f.first().and_then(|(_, f)| f.last_snapshot_at))
+                    }
+                };
+                let id = u.id;
                 cursor = Some(if after {
-                    AccountCursor::After { name_fold, id }
+                    AccountCursor::After { key, id }
                 } else {
-                    AccountCursor::Before { name_fold, id }
+                    AccountCursor::Before { key, id }
                 });
             }
         }
+        let stale_days = self.tenant(tenant).await?.stale_days;
+        let stale_cutoff = stale_days.cutoff(self.clock.now());
         let query = AccountQuery {
             search,
             status: req.status,
             cursor: cursor.clone(),
             limit: ACCOUNTS_PER_PAGE,
+            order: req.order,
+            snapshot_before: req.stale_days.map(|d| d.cutoff(self.clock.now())),
         };
         let Page { total, mut items } = self.store.list_accounts(tenant, &query).await?;
         let more = items.len() > ACCOUNTS_PER_PAGE as usize;
@@ -218,7 +261,22 @@ impl Services {
             }
         };
         items.truncate(ACCOUNTS_PER_PAGE as usize);
+        let ids: Vec<UserId> = items.iter().map(|u| u.id.clone()).collect();
+        let mut found = self.freshness_of(tenant, &ids).await?;
+        let freshness = items
+            .iter()
+            .map(|u| {
+                found
+                    .iter()
+                    .position(|(id, _)| *id == u.id)
+                    .map(|i| found.swap_remove(i).1)
+                    .unwrap_or_default()
+            })
+            .collect();
         Ok(AccountsPage {
+            freshness,
+            stale_days,
+            stale_cutoff,
             total,
             prev: has_prev
                 .then(|| items.first().map(|u| u.id.clone()))
@@ -278,8 +336,8 @@ impl Services {
         let newer = AccountQuery {
             search: Some(user.user_name.folded()),
             status: Some(AccountStatus::Deleted),
-            cursor: None,
             limit: 100,
+            ..AccountQuery::default()
         };
         let newest = self
             .store

@@ -8,6 +8,7 @@ pub mod backup_key;
 pub mod clock;
 pub mod dashboard;
 pub mod error;
+pub mod freshness;
 pub mod group;
 pub mod ids;
 pub mod oidc;

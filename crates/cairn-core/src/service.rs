@@ -113,6 +113,7 @@ impl Services {
             account_size_gb: QuotaGb::default(),
             created_at: self.clock.now(),
             max_account_size_gb: None,
+            stale_days: crate::freshness::StaleDays::DEFAULT,
         };
         let audit = self.draft(
             &tenant.id,
@@ -137,8 +138,8 @@ impl Services {
         self.store.list_tenants().await
     }
 
-    /// Changes "Enable SCIM user management" and/or "Account Size". Only what actually
-    /// changes is applied and audited.
+    /// Changes "Enable SCIM user management", "Account Size" and/or the stale-backup
+    /// threshold. Only what actually changes is applied and audited.
     pub async fn update_settings(
         &self,
         who: Authority<'_>,
@@ -185,6 +186,17 @@ impl Services {
                 Action::AccountSizeChanged,
                 target(),
                 json!({"accountSizeGb": {"before": current.account_size_gb.get(), "after": size.get()}}),
+                meta,
+            ));
+        }
+        if let Some(days) = change.stale_days.filter(|d| *d != current.stale_days) {
+            effective.stale_days = Some(days);
+            audits.push(self.draft(
+                tenant,
+                actor.clone(),
+                Action::StaleDaysChanged,
+                target(),
+                json!({"staleDays": {"before": current.stale_days, "after": days}}),
                 meta,
             ));
         }

@@ -73,6 +73,7 @@ pub struct SettingsChange {
     pub account_size_gb: Option<QuotaGb>,
     /// The operator's cap: `Some(None)` removes it.
     pub max_account_size_gb: Option<Option<QuotaGb>>,
+    pub stale_days: Option<crate::freshness::StaleDays>,
 }
 
 /// A resource whose changes are guarded by a version (its SCIM ETag).
@@ -465,6 +466,50 @@ pub trait VaultStore: Send + Sync + 'static {
         user: &UserId,
         bytes: ByteCount,
     ) -> Result<bool>;
+
+    // --- Backup freshness (see `crate::freshness`) ---
+    /// [`VaultStore::charge_used_bytes`] for an upload: in the same statement (SQLite: the
+    /// same write) adds `bytes` to the account's uploads of `hour` (if given). `None` when
+    /// refused; otherwise the account's last upload time before this charge.
+    async fn charge_upload(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
+        limit: ByteCount,
+        hour: Option<i64>,
+    ) -> Result<Option<Option<OffsetDateTime>>>;
+    /// Gives back a failed upload's charge and takes it off the uploads of `hour` (as
+    /// [`VaultStore::refund_used_bytes`]: not applied to a counter that would go below 0).
+    async fn refund_upload(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
+        hour: Option<i64>,
+    ) -> Result<bool>;
+    /// Records a successful upload at `at` (and a snapshot written, if `snapshot`); a time
+    /// never moves backwards.
+    async fn record_upload(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        at: OffsetDateTime,
+        snapshot: bool,
+    ) -> Result<()>;
+    /// The freshness of these accounts (unknown ids left out), counting uploads from
+    /// `since_hour` on.
+    async fn account_freshness(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+        since_hour: i64,
+    ) -> Result<Vec<(UserId, crate::freshness::Freshness)>>;
+    /// For every tenant, its live active accounts whose last snapshot is missing or older
+    /// than the tenant's `stale_days` before `now`.
+    async fn stale_account_counts(&self, now: OffsetDateTime) -> Result<Vec<(TenantId, u64)>>;
+    /// Removes the hourly upload counts of hours before `hour`; returns how many.
+    async fn prune_upload_hours(&self, before_hour: i64) -> Result<u64>;
 }
 
 /// Single sign-on (see `crate::sso`): each tenant's SAML identity provider and SSO scope,

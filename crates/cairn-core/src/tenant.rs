@@ -17,6 +17,8 @@ pub struct Tenant {
     /// The operator's cap on the tenant's Account Size and group sizes (`cairn tenant
     /// limit`); `None`: no cap beyond `QuotaGb::MAX`.
     pub max_account_size_gb: Option<QuotaGb>,
+    /// What "stale" means for the tenant's backups (see `crate::freshness`).
+    pub stale_days: crate::freshness::StaleDays,
 }
 
 impl Tenant {

@@ -118,6 +118,18 @@ impl UploadKind {
     }
 }
 
+/// An upload's charge against the account's quota (see
+/// [`Services::reserve_vault_bytes`]).
+#[derive(Debug, Clone, Copy)]
+pub struct UploadCharge {
+    pub bytes: ByteCount,
+    /// The hour its bytes were counted in (`crate::freshness::upload_hour`); `None` for
+    /// a lock file, which is not counted.
+    pub hour: Option<i64>,
+    /// The account's last recorded upload before this one.
+    pub last_upload_at: Option<OffsetDateTime>,
+}
+
 /// Why an upload is refused before anything is charged or stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadRefused {
@@ -266,13 +278,15 @@ impl Services {
     /// or when the charge would take the account past its quota, plus
     /// [`LOCK_ALLOWANCE_BYTES`] for a lock file. Concurrent uploads are charged
     /// atomically, so they cannot overshoot together. Returns the charge, to be given back
-    /// with [`Services::release_vault_charge`] if the upload fails.
+    /// with [`Services::release_vault_charge`] if the upload fails or confirmed with
+    /// [`Services::confirm_upload`] when it succeeds. The charge also counts the bytes
+    /// towards the account's last 24 hours (`crate::freshness`), in the same statement.
     pub async fn reserve_vault_bytes(
         &self,
         ctx: &VaultCtx,
         declared: u64,
         kind: UploadKind,
-    ) -> Result<std::result::Result<ByteCount, UploadRefused>> {
+    ) -> Result<std::result::Result<UploadCharge, UploadRefused>> {
         let max = kind.max_bytes();
         let Some(bytes) = ByteCount::new(declared).filter(|_| declared <= max) else {
             return Ok(Err(UploadRefused::TooLarge { max }));
@@ -287,14 +301,22 @@ impl Services {
                 "quota plus lock allowance overflows".into(),
             ));
         };
+        // A lock is written by every restic command, reads included: not backup data.
+        let hour = match kind {
+            UploadKind::Object => Some(crate::freshness::upload_hour(self.clock.now())),
+            UploadKind::Lock => None,
+        };
         let charged = self
             .store
-            .charge_used_bytes(&ctx.tenant, &ctx.user, bytes, Some(limit))
+            .charge_upload(&ctx.tenant, &ctx.user, bytes, limit, hour)
             .await?;
-        Ok(if charged {
-            Ok(bytes)
-        } else {
-            Err(UploadRefused::QuotaExceeded)
+        Ok(match charged {
+            Some(last_upload_at) => Ok(UploadCharge {
+                bytes,
+                hour,
+                last_upload_at,
+            }),
+            None => Err(UploadRefused::QuotaExceeded),
         })
     }
 
@@ -302,10 +324,36 @@ impl Services {
     /// `false` when the account's counter held less than the charge: it has drifted (a
     /// recount ran during the upload), and is left as it is for the next recount rather
     /// than clamped.
-    pub async fn release_vault_charge(&self, ctx: &VaultCtx, bytes: ByteCount) -> Result<bool> {
+    pub async fn release_vault_charge(
+        &self,
+        ctx: &VaultCtx,
+        charge: &UploadCharge,
+    ) -> Result<bool> {
         self.store
-            .refund_used_bytes(&ctx.tenant, &ctx.user, bytes)
+            .refund_upload(&ctx.tenant, &ctx.user, charge.bytes, charge.hour)
             .await
+    }
+
+    /// Records a charged upload's success for the account's freshness: always for a
+    /// snapshot, otherwise only when the last recorded upload is older than
+    /// [`crate::freshness::UPLOAD_TIME_GRANULARITY`] (most uploads of a backup then need
+    /// no write beyond their charge).
+    pub async fn confirm_upload(
+        &self,
+        ctx: &VaultCtx,
+        charge: &UploadCharge,
+        snapshot: bool,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let recent = charge
+            .last_upload_at
+            .is_some_and(|t| now - t < crate::freshness::UPLOAD_TIME_GRANULARITY);
+        if snapshot || !recent {
+            self.store
+                .record_upload(&ctx.tenant, &ctx.user, now, snapshot)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Gives back a deleted object's bytes; `false` as for
@@ -313,7 +361,9 @@ impl Services {
     pub async fn release_vault_bytes(&self, ctx: &VaultCtx, bytes: u64) -> Result<bool> {
         let bytes = ByteCount::new(bytes)
             .ok_or_else(|| Error::Internal(format!("object size {bytes} overflows")))?;
-        self.release_vault_charge(ctx, bytes).await
+        self.store
+            .refund_used_bytes(&ctx.tenant, &ctx.user, bytes)
+            .await
     }
 
     /// Sets an account's used space to what its repository holds (`actual`, measured by

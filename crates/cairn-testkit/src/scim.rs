@@ -18,6 +18,7 @@ pub async fn enable_scim(services: &Services, tenant: &TenantId) -> String {
                 scim_enabled: Some(true),
                 account_size_gb: None,
                 max_account_size_gb: None,
+                stale_days: None,
             },
             &RequestMeta::default(),
         )

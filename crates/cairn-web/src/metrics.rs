@@ -10,6 +10,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -48,6 +49,53 @@ impl Collector for SignInCollector {
     }
 }
 
+/// Stale backup accounts per tenant (`cairn_stale_backup_accounts{tenant}`), as last
+/// counted by [`Metrics::refresh_stale`]. Labelled by tenant id only: one series per
+/// tenant, never per account.
+#[derive(Debug, Default)]
+struct StaleCollector {
+    counts: std::sync::Mutex<Vec<(String, u64)>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+impl Collector for StaleCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut family = encoder.encode_descriptor(
+            "stale_backup_accounts",
+            "Active backup accounts with no snapshot for more than the tenant's stale days",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for (tenant, n) in counts.iter() {
+            let labels = TenantLabels {
+                tenant: tenant.clone(),
+            };
+            let gauge = ConstGauge::new(i64::try_from(*n).unwrap_or(i64::MAX));
+            gauge.encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The stale counts are recounted at a scrape at most this often, and by one scrape at a
+/// time (the others show the previous counts), so scraping cannot load the database.
+pub const STALE_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The registry owns its collectors; the metrics keep the counts' handle.
+#[derive(Debug)]
+struct SharedStale(Arc<StaleCollector>);
+
+impl Collector for SharedStale {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.0.encode(encoder)
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
@@ -71,6 +119,9 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     provisioning: Family<ActionLabels, Counter>,
+    stale: Arc<StaleCollector>,
+    /// When the stale counts were last taken; locked by the scrape recounting them.
+    stale_at: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Default for Metrics {
@@ -104,11 +155,15 @@ impl Metrics {
             "Backup account changes made over SCIM, by action",
             provisioning.clone(),
         );
+        let stale = Arc::new(StaleCollector::default());
+        registry.register_collector(Box::new(SharedStale(stale.clone())));
         Metrics {
             registry,
             requests,
             latency,
             provisioning,
+            stale,
+            stale_at: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -130,6 +185,28 @@ impl Metrics {
     /// Adds a collector read at each scrape (the request log's counters).
     pub fn register_collector(&mut self, c: Box<dyn Collector>) {
         self.registry.register_collector(c);
+    }
+
+    /// Recounts the stale backup accounts of every tenant, unless they were counted
+    /// less than [`STALE_REFRESH`] ago or another scrape is counting them now.
+    pub async fn refresh_stale(&self, services: &Services) {
+        let Ok(mut at) = self.stale_at.try_lock() else {
+            return;
+        };
+        if at.is_some_and(|t| t.elapsed() < STALE_REFRESH) {
+            return;
+        }
+        match services.stale_account_counts().await {
+            Ok(counts) => {
+                let counts = counts
+                    .into_iter()
+                    .map(|(t, n)| (t.to_string(), n))
+                    .collect();
+                *self.stale.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
+                *at = Some(Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "counting stale backup accounts failed"),
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -31,6 +31,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.refresh_stale(&state.services).await;
     (
         [(
             header::CONTENT_TYPE,

@@ -552,9 +552,19 @@ async fn charge_and_store(
         Ok(Err(UploadRefused::QuotaExceeded)) => return quota_exceeded(ctx),
         Err(e) => return internal(&e.to_string()),
     };
+    // Backup freshness: restic writes a snapshot file last, once its data and index
+    // are stored. A lock is written by every restic command, reads included, so it
+    // does not count as backup activity.
+    let snapshot = matches!(obj, Object::Item(Kind::Snapshots, _));
     let result = store_body(repo, obj, len, body).await;
+    if result.is_ok() && kind == UploadKind::Object {
+        if let Err(e) = svc.confirm_upload(ctx, &charged, snapshot).await {
+            // The object is stored and charged; only its freshness record is missing.
+            tracing::error!(error = %e, "could not record a successful upload's time");
+        }
+    }
     if result.is_err() {
-        match svc.release_vault_charge(ctx, charged).await {
+        match svc.release_vault_charge(ctx, &charged).await {
             Ok(true) => {}
             Ok(false) => counter_drifted(len),
             Err(e) => {

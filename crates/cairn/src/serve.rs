@@ -149,6 +149,11 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning the SCIM request log failed"),
             }
+            // Backup freshness: hourly upload counts past the 24-hour window.
+            let first = cairn_core::freshness::window_start_hour(purge_svc.clock.now());
+            if let Err(e) = purge_svc.store.prune_upload_hours(first).await {
+                tracing::warn!(error = %e, "pruning the hourly upload counts failed");
+            }
         }
     });
 

@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0012_sso_group_roles.sql"),
     include_str!("../../migrations/postgres/0013_sso_oidc.sql"),
     include_str!("../../migrations/postgres/0014_device_keys.sql"),
+    include_str!("../../migrations/postgres/0015_backup_freshness.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
@@ -253,7 +254,7 @@ async fn insert_audit<C: GenericClient>(c: &C, a: &AuditDraft) -> Result<()> {
 }
 
 const TENANT_COLS: &str =
-    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb";
+    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb, stale_days";
 
 fn tenant_from_row(r: &Row) -> Result<Tenant> {
     Ok(Tenant {
@@ -265,6 +266,8 @@ fn tenant_from_row(r: &Row) -> Result<Tenant> {
         max_account_size_gb: r
             .get::<_, Option<i64>>(5)
             .and_then(|gb| QuotaGb::new(gb).ok()),
+        // The column's bounds are the rule's (written only through `StaleDays`).
+        stale_days: cairn_core::freshness::StaleDays::new(r.get::<_, i64>(6)).unwrap_or_default(),
     })
 }
 

@@ -73,6 +73,14 @@ impl TenantStore for PostgresStore {
             .await
             .map_err(map_err)?;
         }
+        if let Some(d) = change.stale_days {
+            tx.execute(
+                "UPDATE tenants SET stale_days = $1 WHERE id = $2",
+                &[&i64::from(d.get()), &id],
+            )
+            .await
+            .map_err(map_err)?;
+        }
         for a in &audits {
             insert_audit(&*tx, a).await?;
         }

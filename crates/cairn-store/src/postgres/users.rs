@@ -5,7 +5,7 @@ use super::*;
 use crate::listing::PageStarts;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
-use cairn_core::dashboard::{AccountCursor, AccountQuery};
+use cairn_core::dashboard::{AccountCursor, AccountOrder, AccountQuery};
 use cairn_core::group::GroupRef;
 use cairn_core::ids::{fold_case, TenantId, UserId, UserName};
 use cairn_core::query::{ListQuery, Page};
@@ -305,6 +305,18 @@ impl UserStore for PostgresStore {
                 .push_str(" AND u.deleted_at IS NULL AND NOT u.active"),
             Some(AccountStatus::Deleted) => sql.text.push_str(" AND u.deleted_at IS NOT NULL"),
         }
+        // The sort key (see `AccountOrder`); the last backup's is the expression of the
+        // index of migration 0014.
+        let key = match q.order {
+            AccountOrder::Name => "u.user_name_fold",
+            AccountOrder::LastBackup => "(COALESCE(u.last_snapshot_at, '') COLLATE \"C\")",
+        };
+        if let Some(before) = q.snapshot_before {
+            let b = sql.bind(Box::new(ts(before)));
+            sql.text.push_str(&format!(
+                " AND (COALESCE(u.last_snapshot_at, '') COLLATE \"C\") < {b}"
+            ));
+        }
         let total: i64 = c
             .query_one(
                 &format!("SELECT COUNT(*) FROM users u WHERE {}", sql.text),
@@ -315,19 +327,19 @@ impl UserStore for PostgresStore {
             .get(0);
         let (cmp, order) = match &q.cursor {
             None => (None, "ASC"),
-            Some(AccountCursor::After { name_fold, id }) => (Some((">", name_fold, id)), "ASC"),
-            Some(AccountCursor::Before { name_fold, id }) => (Some(("<", name_fold, id)), "DESC"),
+            Some(AccountCursor::After { key, id }) => (Some((">", key, id)), "ASC"),
+            Some(AccountCursor::Before { key, id }) => (Some(("<", key, id)), "DESC"),
         };
-        if let Some((op, name_fold, id)) = cmp {
-            let n = sql.bind(Box::new(name_fold.clone()));
+        if let Some((op, cursor_key, id)) = cmp {
+            let n = sql.bind(Box::new(cursor_key.clone()));
             let i = sql.bind(Box::new(id.to_string()));
             sql.text
-                .push_str(&format!(" AND (u.user_name_fold, u.id) {op} ({n}, {i})"));
+                .push_str(&format!(" AND ({key}, u.id) {op} ({n}, {i})"));
         }
         let limit = sql.bind(Box::new(i64::from(q.limit) + 1));
         let text = format!(
             "SELECT {USER_COLS} FROM users u WHERE {} \
-             ORDER BY u.user_name_fold {order}, u.id {order} LIMIT {limit}",
+             ORDER BY {key} {order}, u.id {order} LIMIT {limit}",
             sql.text
         );
         let rows = c.query(&text, &refs(&sql.params)).await.map_err(map_err)?;

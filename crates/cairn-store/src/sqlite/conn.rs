@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0012_sso_group_roles.sql"),
     include_str!("../../migrations/sqlite/0013_sso_oidc.sql"),
     include_str!("../../migrations/sqlite/0014_device_keys.sql"),
+    include_str!("../../migrations/sqlite/0015_backup_freshness.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

@@ -218,11 +218,13 @@ fn tenant_from_row(r: &Row<'_>) -> rusqlite::Result<Tenant> {
         max_account_size_gb: r
             .get::<_, Option<i64>>(5)?
             .and_then(|gb| QuotaGb::new(gb).ok()),
+        // The column's bounds are the rule's (written only through `StaleDays`).
+        stale_days: cairn_core::freshness::StaleDays::new(r.get::<_, i64>(6)?).unwrap_or_default(),
     })
 }
 
 const TENANT_COLS: &str =
-    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb";
+    "id, name, scim_enabled, account_size_gb, created_at, max_account_size_gb, stale_days";
 
 fn get_tenant(c: &Connection, id: &str) -> rusqlite::Result<Option<Tenant>> {
     c.prepare_cached(&format!("SELECT {TENANT_COLS} FROM tenants WHERE id = ?"))?

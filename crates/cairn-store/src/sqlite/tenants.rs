@@ -68,6 +68,12 @@ impl TenantStore for SqliteStore {
                         params![cap.map(QuotaGb::get), id],
                     ))?;
                 }
+                if let Some(d) = change.stale_days {
+                    db(c.execute(
+                        "UPDATE tenants SET stale_days = ? WHERE id = ?",
+                        params![d.get(), id],
+                    ))?;
+                }
                 for a in &audits {
                     db(insert_audit(c, a))?;
                 }

@@ -5,7 +5,7 @@ use super::*;
 use crate::listing::{is_key_lookup, PageStarts, PlainPage};
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
-use cairn_core::dashboard::{AccountCursor, AccountQuery};
+use cairn_core::dashboard::{AccountCursor, AccountOrder, AccountQuery};
 use cairn_core::group::GroupRef;
 use cairn_core::ids::{fold_case, TenantId, UserId, UserName};
 use cairn_core::query::{ListQuery, Page};
@@ -340,23 +340,33 @@ fn list_accounts(
         }
         Some(AccountStatus::Deleted) => where_sql.push_str(" AND u.deleted_at IS NOT NULL"),
     }
+    // The sort key (see `AccountOrder`); the last backup's is the expression of the
+    // index of migration 0014.
+    let key = match q.order {
+        AccountOrder::Name => "u.user_name_fold",
+        AccountOrder::LastBackup => "COALESCE(u.last_snapshot_at, '')",
+    };
+    if let Some(before) = q.snapshot_before {
+        where_sql.push_str(" AND COALESCE(u.last_snapshot_at, '') < ?");
+        params.push(SqlValue::Text(ts(before)));
+    }
     let total: i64 = c
         .prepare_cached(&format!("SELECT COUNT(*) FROM users u WHERE {where_sql}"))?
         .query_row(params_from_iter(params.iter()), |r| r.get(0))?;
     let (cmp, order) = match &q.cursor {
         None => (None, "ASC"),
-        Some(AccountCursor::After { name_fold, id }) => (Some((">", name_fold, id)), "ASC"),
-        Some(AccountCursor::Before { name_fold, id }) => (Some(("<", name_fold, id)), "DESC"),
+        Some(AccountCursor::After { key, id }) => (Some((">", key, id)), "ASC"),
+        Some(AccountCursor::Before { key, id }) => (Some(("<", key, id)), "DESC"),
     };
-    if let Some((op, name_fold, id)) = cmp {
-        where_sql.push_str(&format!(" AND (u.user_name_fold, u.id) {op} (?, ?)"));
-        params.push(SqlValue::Text(name_fold.clone()));
+    if let Some((op, cursor_key, id)) = cmp {
+        where_sql.push_str(&format!(" AND ({key}, u.id) {op} (?, ?)"));
+        params.push(SqlValue::Text(cursor_key.clone()));
         params.push(SqlValue::Text(id.to_string()));
     }
     params.push(SqlValue::Integer(i64::from(q.limit) + 1));
     let sql = format!(
         "SELECT {USER_COLS} FROM users u WHERE {where_sql} \
-         ORDER BY u.user_name_fold {order}, u.id {order} LIMIT ?"
+         ORDER BY {key} {order}, u.id {order} LIMIT ?"
     );
     let mut items = c
         .prepare_cached(&sql)?
@@ -534,6 +544,7 @@ mod tests {
             account_size_gb: QuotaGb::default(),
             created_at: now,
             max_account_size_gb: None,
+            stale_days: Default::default(),
         };
         let audit = AuditDraft {
             tenant_id: tenant.id.clone(),
@@ -597,7 +608,7 @@ mod tests {
 
         let deep = list(AccountQuery {
             cursor: Some(AccountCursor::After {
-                name_fold: "user099000@big.test".into(),
+                key: "user099000@big.test".into(),
                 // Sorts after every issued id: the page starts after user099000.
                 id: UserId::from_trusted("~".into()),
             }),
@@ -609,7 +620,7 @@ mod tests {
 
         let back = list(AccountQuery {
             cursor: Some(AccountCursor::Before {
-                name_fold: "user050000@big.test".into(),
+                key: "user050000@big.test".into(),
                 // Sorts before every issued id: the page ends before user050000.
                 id: UserId::from_trusted(String::new()),
             }),

@@ -1,16 +1,17 @@
-//! SQLite side of backup keys (device keys: several per account) and the used-space
-//! counter.
+//! SQLite side of backup keys (device keys: several per account), the used-space
+//! counter and backup freshness.
 
 use super::*;
 use async_trait::async_trait;
 use cairn_core::audit::AuditDraft;
 use cairn_core::auth::TokenHash;
 use cairn_core::backup_key::{BackupKeyRecord, KeyName};
+use cairn_core::freshness::Freshness;
 use cairn_core::ids::{TenantId, UserId};
 use cairn_core::store::*;
 use cairn_core::vault::ByteCount;
 use cairn_core::{Error, Result};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, params_from_iter, OptionalExtension};
 use time::OffsetDateTime;
 
 #[async_trait]
@@ -193,6 +194,185 @@ impl VaultStore for SqliteStore {
                     params![bytes, t, u],
                 ))?;
                 Ok(n > 0)
+            })
+            .await
+    }
+
+    // --- Backup freshness ---
+
+    /// The charge and the hour's count are two statements of one write (one commit of
+    /// the writer), as `charge_used_bytes`'s conditions guard the first.
+    async fn charge_upload(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
+        limit: ByteCount,
+        hour: Option<i64>,
+    ) -> Result<Option<Option<OffsetDateTime>>> {
+        let (t, u) = (tenant.to_string(), user.to_string());
+        let (bytes, limit) = (bytes.get(), limit.get());
+        self.writer
+            .write(move |c| {
+                let last: Option<Option<String>> = db(c
+                    .prepare_cached(
+                        "UPDATE users SET used_bytes = used_bytes + ?1
+                         WHERE tenant_id = ?2 AND id = ?3
+                           AND used_bytes <= 9223372036854775807 - ?1
+                           AND used_bytes <= ?4 - ?1
+                         RETURNING last_upload_at",
+                    )
+                    .and_then(|mut st| {
+                        st.query_row(params![bytes, t, u, limit], |r| r.get(0))
+                            .optional()
+                    }))?;
+                let Some(last) = last else {
+                    return Ok(None);
+                };
+                let parse =
+                    |last: Option<String>| last.map(parse_time).transpose().map_err(map_err);
+                let Some(hour) = hour else {
+                    return Ok(Some(parse(last)?));
+                };
+                db(c.prepare_cached(
+                    "INSERT INTO vault_upload_hours (tenant_id, user_id, hour, bytes)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant_id, user_id, hour)
+                     DO UPDATE SET bytes = bytes + excluded.bytes",
+                )
+                .and_then(|mut st| st.execute(params![t, u, hour, bytes])))?;
+                Ok(Some(parse(last)?))
+            })
+            .await
+    }
+
+    async fn refund_upload(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        bytes: ByteCount,
+        hour: Option<i64>,
+    ) -> Result<bool> {
+        let (t, u) = (tenant.to_string(), user.to_string());
+        let bytes = bytes.get();
+        self.writer
+            .write(move |c| {
+                if let Some(hour) = hour {
+                    db(c.execute(
+                        "UPDATE vault_upload_hours SET bytes = bytes - ?1
+                         WHERE tenant_id = ?2 AND user_id = ?3 AND hour = ?4 AND bytes >= ?1",
+                        params![bytes, t, u, hour],
+                    ))?;
+                }
+                let n = db(c.execute(
+                    "UPDATE users SET used_bytes = used_bytes - ?1
+                     WHERE tenant_id = ?2 AND id = ?3 AND used_bytes >= ?1",
+                    params![bytes, t, u],
+                ))?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn record_upload(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        at: OffsetDateTime,
+        snapshot: bool,
+    ) -> Result<()> {
+        let (t, u, at) = (tenant.to_string(), user.to_string(), ts(at));
+        self.writer
+            .write(move |c| {
+                db(c.prepare_cached(
+                    "UPDATE users SET
+                           last_upload_at = MAX(COALESCE(last_upload_at, ''), ?1),
+                           last_snapshot_at = CASE WHEN ?2
+                               THEN MAX(COALESCE(last_snapshot_at, ''), ?1)
+                               ELSE last_snapshot_at END
+                         WHERE tenant_id = ?3 AND id = ?4",
+                )
+                .and_then(|mut st| st.execute(params![at, snapshot, t, u])))?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn account_freshness(
+        &self,
+        tenant: &TenantId,
+        users: &[UserId],
+        since_hour: i64,
+    ) -> Result<Vec<(UserId, Freshness)>> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = tenant.to_string();
+        let ids: Vec<String> = users.iter().map(ToString::to_string).collect();
+        self.read(move |c| {
+            let marks = vec!["?"; ids.len()].join(", ");
+            let sql = format!(
+                "SELECT u.id, u.last_snapshot_at, u.last_upload_at,
+                    (SELECT COALESCE(SUM(h.bytes), 0) FROM vault_upload_hours h
+                     WHERE h.tenant_id = u.tenant_id AND h.user_id = u.id AND h.hour >= ?)
+                 FROM users u WHERE u.tenant_id = ? AND u.id IN ({marks})"
+            );
+            let mut params: Vec<rusqlite::types::Value> = vec![since_hour.into(), t.clone().into()];
+            params.extend(ids.into_iter().map(Into::into));
+            let mut st = c.prepare(&sql)?;
+            let rows = st.query_map(params_from_iter(params), |r| {
+                Ok((
+                    UserId::from_trusted(r.get(0)?),
+                    Freshness {
+                        last_snapshot_at: r
+                            .get::<_, Option<String>>(1)?
+                            .map(parse_time)
+                            .transpose()?,
+                        last_upload_at: r
+                            .get::<_, Option<String>>(2)?
+                            .map(parse_time)
+                            .transpose()?,
+                        bytes_24h: r.get(3)?,
+                    },
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// The cutoff is computed per tenant in SQL as `StaleDays::cutoff` does in Rust (a
+    /// store test holds the two together).
+    async fn stale_account_counts(&self, now: OffsetDateTime) -> Result<Vec<(TenantId, u64)>> {
+        let now = ts(now);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT t.id, (SELECT COUNT(*) FROM users u
+                     WHERE u.tenant_id = t.id
+                       AND COALESCE(u.last_snapshot_at, '')
+                           < strftime('%Y-%m-%dT%H:%M:%fZ', ?1, '-' || t.stale_days || ' days')
+                       AND u.deleted_at IS NULL AND u.active = 1)
+                 FROM tenants t ORDER BY t.id",
+            )?;
+            let rows = st.query_map([&now], |r| {
+                Ok((
+                    TenantId::from_trusted(r.get(0)?),
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn prune_upload_hours(&self, before_hour: i64) -> Result<u64> {
+        self.writer
+            .write(move |c| {
+                let n = db(c.execute(
+                    "DELETE FROM vault_upload_hours WHERE hour < ?",
+                    [before_hour],
+                ))?;
+                Ok(n as u64)
             })
             .await
     }

@@ -5,6 +5,7 @@ mod support;
 
 mod accounts;
 mod filters;
+mod freshness;
 mod groups;
 mod keyset;
 mod member_filters;

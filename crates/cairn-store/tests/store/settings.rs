@@ -13,6 +13,7 @@ async fn settings_change_and_are_audited_together() {
         scim_enabled: Some(false),
         account_size_gb: Some(QuotaGb::new(75).unwrap()),
         max_account_size_gb: None,
+        stale_days: None,
     };
     let updated = db
         .store

@@ -45,6 +45,7 @@ pub async fn tenant(store: &dyn Store, name: &str) -> Tenant {
         account_size_gb: QuotaGb::new(50).unwrap(),
         created_at: now(),
         max_account_size_gb: None,
+        stale_days: Default::default(),
     };
     store
         .create_tenant(&t, draft(&t.id, Action::TenantCreated))

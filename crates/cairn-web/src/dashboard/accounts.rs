@@ -5,7 +5,7 @@
 use super::backup_keys::KeysSection;
 use super::csrf::CheckedForm;
 use super::session::SignedIn;
-use super::view::{AccountRow, EventRow};
+use super::view::{AccountRow, BackupView, EventRow};
 use super::{render, see_other, Nav, PageError};
 use crate::scim::extract::request_meta;
 use crate::AppState;
@@ -13,7 +13,8 @@ use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_core::dashboard::AccountsRequest;
+use cairn_core::dashboard::{AccountOrder, AccountsRequest};
+use cairn_core::freshness::StaleDays;
 use cairn_core::ids::UserId;
 use cairn_core::user::AccountStatus;
 use serde::Deserialize;
@@ -24,6 +25,12 @@ struct AccountsPage {
     nav: Option<Nav>,
     q: String,
     status: String,
+    /// "name" or "last-backup".
+    sort: String,
+    /// "No backup for more than N days" as typed ("" when off).
+    stale: String,
+    /// The tenant's setting, offered as the filter's default.
+    stale_days: StaleDays,
     total: u64,
     rows: Vec<ListedAccount>,
     prev_href: Option<String>,
@@ -34,6 +41,7 @@ struct AccountsPage {
 struct ListedAccount {
     row: AccountRow,
     usage_pct: u64,
+    backup: BackupView,
 }
 
 impl std::ops::Deref for ListedAccount {
@@ -56,6 +64,8 @@ pub struct AccountsParams {
     status: Option<String>,
     after: Option<String>,
     before: Option<String>,
+    sort: Option<String>,
+    stale: Option<String>,
 }
 
 fn parse_status(s: &str) -> Option<AccountStatus> {
@@ -79,30 +89,74 @@ pub async fn list_accounts(
     let nav = user.nav("accounts");
     let q = p.q.unwrap_or_default();
     let status = p.status.unwrap_or_default();
+    let order = match p.sort.as_deref() {
+        Some("last-backup") => AccountOrder::LastBackup,
+        _ => AccountOrder::Name,
+    };
+    let sort = match order {
+        AccountOrder::Name => "name",
+        AccountOrder::LastBackup => "last-backup",
+    };
+    let stale = p.stale.unwrap_or_default().trim().to_owned();
+    let stale_days = if stale.is_empty() {
+        None
+    } else {
+        // A bad number of days is the user's typo: 400 with the reason, as for any form.
+        match stale
+            .parse::<i64>()
+            .map_err(|_| ())
+            .and_then(|d| StaleDays::new(d).map_err(|_| ()))
+        {
+            Ok(d) => Some(d),
+            Err(()) => {
+                let e = cairn_core::Error::Invalid {
+                    field: "stale",
+                    reason: format!(
+                        "no backup for more than N days: N is a whole number from 1 to {}",
+                        StaleDays::MAX
+                    ),
+                };
+                return PageError::from_error(e, &nav).into_response();
+            }
+        }
+    };
     let req = AccountsRequest {
         search: Some(q.clone()),
         status: parse_status(&status),
         after: p.after.as_deref().and_then(UserId::parse),
         before: p.before.as_deref().and_then(UserId::parse),
+        order,
+        stale_days,
     };
     let page = match state.services.accounts(&user.session.ctx, &req).await {
         Ok(p) => p,
         Err(e) => return PageError::from_error(e, &nav).into_response(),
     };
-    let base = format!("/accounts?q={}&status={}", enc(q.trim()), enc(&status));
+    let base = format!(
+        "/accounts?q={}&status={}&sort={sort}&stale={}",
+        enc(q.trim()),
+        enc(&status),
+        enc(&stale)
+    );
+    let now = state.services.clock.now();
     render(
         StatusCode::OK,
         &AccountsPage {
             nav: Some(nav),
             q,
             status,
+            sort: sort.to_owned(),
+            stale,
+            stale_days: page.stale_days,
             total: page.total,
             rows: page
                 .items
                 .iter()
-                .map(|u| ListedAccount {
+                .zip(&page.freshness)
+                .map(|(u, f)| ListedAccount {
                     row: AccountRow::of(u),
                     usage_pct: usage_pct(&state, u),
+                    backup: BackupView::of(f, now, page.stale_cutoff),
                 })
                 .collect(),
             prev_href: page.prev.map(|id| format!("{base}&before={id}")),
@@ -125,6 +179,9 @@ pub(super) struct AccountPage {
     usage_pct: u64,
     /// The account's backup keys (device keys), and the forms to add and revoke them.
     pub(super) keys: KeysSection,
+    /// Backup freshness, and the tenant's stale threshold.
+    backup: Option<BackupView>,
+    stale_days: StaleDays,
 }
 
 impl AccountPage {
@@ -156,6 +213,8 @@ impl AccountPage {
                 .repository_url(&account.tenant_id, &account.id, None),
             usage_pct,
             keys,
+            backup: None,
+            stale_days: StaleDays::default(),
             account: row,
             events: events.iter().map(|e| EventRow::of(e, now)).collect(),
         }
@@ -171,10 +230,27 @@ impl AccountPage {
     ) -> cairn_core::Result<Self> {
         let (account, events) = state.services.account(ctx, id).await?;
         let keys = state.services.backup_keys_of(&account).await?;
-        Ok(AccountPage::of(
-            state, nav, &account, &events, &keys, notice,
-        ))
+        let page = AccountPage::of(state, nav, &account, &events, &keys, notice);
+        with_backup(state, page, &account).await
     }
+}
+
+/// Fills in the account page's backup freshness.
+async fn with_backup(
+    state: &AppState,
+    mut page: AccountPage,
+    account: &cairn_core::user::UserRecord,
+) -> Result<AccountPage, cairn_core::Error> {
+    let svc = &state.services;
+    let tenant = svc.tenant(&account.tenant_id).await?;
+    let now = svc.clock.now();
+    let found = svc
+        .freshness_of(&account.tenant_id, std::slice::from_ref(&account.id))
+        .await?;
+    let f = found.into_iter().next().map(|(_, f)| f).unwrap_or_default();
+    page.backup = Some(BackupView::of(&f, now, tenant.stale_days.cutoff(now)));
+    page.stale_days = tenant.stale_days;
+    Ok(page)
 }
 
 #[derive(Deserialize)]

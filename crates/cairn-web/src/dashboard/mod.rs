@@ -44,6 +44,10 @@ pub fn routes() -> Router<AppState> {
             get(scim_settings::show_scim_settings).post(scim_settings::change_scim_settings),
         )
         .route(
+            "/settings/stale-days",
+            post(scim_settings::change_stale_days),
+        )
+        .route(
             "/settings/sso",
             get(sso_settings::show_sso_settings).post(sso_settings::change_sso_settings),
         )

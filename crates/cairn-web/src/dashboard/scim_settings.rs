@@ -46,6 +46,8 @@ struct SettingsPage {
     error: Option<String>,
     /// Connection health per token seen in the request log, the current one first.
     health: Vec<HealthRow>,
+    /// Backups: "stale" means no backup for more than this many days (its own form).
+    stale_days: u16,
 }
 
 struct HealthRow {
@@ -109,6 +111,7 @@ struct TokenSummary {
 #[derive(Deserialize)]
 pub struct SettingsParams {
     saved: Option<String>,
+    stale_saved: Option<String>,
 }
 
 impl SettingsPage {
@@ -144,6 +147,7 @@ impl SettingsPage {
             notice: None,
             error: None,
             health: Vec::new(),
+            stale_days: view.tenant.stale_days.get(),
         }
     }
 
@@ -221,7 +225,47 @@ pub async fn show_scim_settings(
                 .to_owned()
         });
     }
+    if p.stale_saved.is_some() {
+        page.notice = Some(format!(
+            "Saved. Accounts with no backup for more than {} days are stale.",
+            page.stale_days
+        ));
+    }
     render(StatusCode::OK, &page)
+}
+
+/// "Stale backups" (its own form on the page): what "stale" means for the tenant.
+pub async fn change_stale_days(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let CheckedForm { user, fields } = form;
+    let nav = user.nav("settings");
+    let ctx = &user.session.ctx;
+    let typed = fields.get("stale_days").unwrap_or("").trim();
+    let days = match typed.parse::<i64>() {
+        Ok(d) => cairn_core::freshness::StaleDays::new(d),
+        Err(_) => cairn_core::freshness::StaleDays::new(0),
+    };
+    let result = match days {
+        Ok(days) => {
+            state
+                .services
+                .set_stale_days(
+                    cairn_core::service::Authority::Dashboard(ctx),
+                    ctx.tenant_id(),
+                    days,
+                    &request_meta(&headers),
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => see_other("/settings/scim?stale_saved=1"),
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
 }
 
 pub async fn change_scim_settings(

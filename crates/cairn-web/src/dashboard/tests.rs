@@ -767,6 +767,7 @@ async fn the_token_is_shown_once_and_stored_only_as_a_hash() {
                 scim_enabled: Some(true),
                 account_size_gb: None,
                 max_account_size_gb: None,
+                stale_days: None,
             },
             &RequestMeta::default(),
         )

@@ -115,6 +115,7 @@ pub fn action_label(action: &str) -> &'static str {
         "sso_sign_in" => "Signed in through single sign-on",
         "sso_sign_in_refused" => "Single sign-on refused",
         "sso_session_ended" => "Single sign-on session ended",
+        "stale_days_changed" => "Stale backup threshold changed",
         _ => "Other",
     }
 }
@@ -250,6 +251,33 @@ impl EventRow {
             actor: actor_text(e),
             changes: change_lines(&e.changes),
             request_id: e.request_id.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// An account's backup freshness as the list and the account page show it.
+pub struct BackupView {
+    /// The last snapshot (`None`: never backed up).
+    pub last_backup: Option<String>,
+    pub last_backup_ago: String,
+    pub last_upload: Option<String>,
+    pub bytes_24h: String,
+    /// No snapshot, or the last one before the tenant's stale cutoff.
+    pub stale: bool,
+}
+
+impl BackupView {
+    pub fn of(
+        f: &cairn_core::freshness::Freshness,
+        now: OffsetDateTime,
+        cutoff: OffsetDateTime,
+    ) -> Self {
+        BackupView {
+            last_backup: f.last_snapshot_at.map(datetime),
+            last_backup_ago: f.last_snapshot_at.map(|t| ago(now, t)).unwrap_or_default(),
+            last_upload: f.last_upload_at.map(datetime),
+            bytes_24h: bytes(f.bytes_24h),
+            stale: f.is_stale(cutoff),
         }
     }
 }

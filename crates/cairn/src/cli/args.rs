@@ -110,6 +110,39 @@ pub enum Command {
     /// Move a deployment between databases.
     #[command(subcommand)]
     Db(DbCmd),
+    /// List a tenant's backup accounts with their last backup (`--stale-days`: only those
+    /// whose backups stopped).
+    Accounts(AccountsArgs),
+    /// Backup vault settings of a tenant.
+    #[command(subcommand)]
+    Vault(VaultCmd),
+}
+
+#[derive(Args, Debug)]
+pub struct AccountsArgs {
+    #[arg(long)]
+    pub tenant: String,
+    /// Only active accounts with no snapshot for more than N days, never-backed-up ones
+    /// first, then oldest backup first; without N, the tenant's setting (`cairn vault
+    /// stale-days`, 7 by default).
+    #[arg(long, value_name = "N", num_args = 0..=1)]
+    pub stale_days: Option<Option<i64>>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCmd {
+    /// Set what "stale" means for the tenant: no backup for more than N days (1 to 3650;
+    /// 7 by default).
+    StaleDays {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        days: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -72,5 +72,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Requests(a) => commands::requests::run(&cx, a).await,
         Command::Account(c) => commands::account::run(&cx, c).await,
         Command::Group(c) => commands::group::run(&cx, c).await,
+        Command::Accounts(a) => commands::freshness::list(&cx, a).await,
+        Command::Vault(VaultCmd::StaleDays { tenant, days, json }) => {
+            commands::freshness::set_stale_days(&cx, &tenant, days, json).await
+        }
     }
 }

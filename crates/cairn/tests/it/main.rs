@@ -22,6 +22,7 @@ mod crash;
 mod cursor;
 mod device_keys;
 mod faults;
+mod freshness;
 mod group_filters;
 mod inspector;
 mod isolation;

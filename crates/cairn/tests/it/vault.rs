@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-fn restic(repo: &str, args: &[&str]) -> Output {
+pub(crate) fn restic(repo: &str, args: &[&str]) -> Output {
     let cache = std::env::temp_dir();
     Command::new("restic")
         .args(["--no-cache", "-r", repo])
@@ -32,14 +32,14 @@ fn text(o: &Output) -> String {
 }
 
 #[track_caller]
-fn ok(o: Output) -> String {
+pub(crate) fn ok(o: Output) -> String {
     assert!(o.status.success(), "restic failed: {}", text(&o));
     text(&o)
 }
 
 /// A pseudo-random tree: a few files of incompressible bytes, nested directories, an
 /// empty file.
-fn make_tree(root: &Path, seed: u64, total: usize) {
+pub(crate) fn make_tree(root: &Path, seed: u64, total: usize) {
     let mut x = seed | 1;
     let mut next = move || {
         x ^= x << 13;

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod audit;
 pub mod db;
+pub mod freshness;
 pub mod group;
 pub mod requests;
 pub mod scim;

@@ -31,6 +31,7 @@ async fn enable(cx: &Ctx, tenant: &str, account_size_gb: i64) -> Result<()> {
                 scim_enabled: Some(true),
                 account_size_gb: Some(size),
                 max_account_size_gb: None,
+                stale_days: None,
             },
             meta,
         )
@@ -54,6 +55,7 @@ async fn disable(cx: &Ctx, tenant: &str) -> Result<()> {
                 scim_enabled: Some(false),
                 account_size_gb: None,
                 max_account_size_gb: None,
+                stale_days: None,
             },
             meta,
         )
