@@ -10,6 +10,7 @@ pub mod error;
 pub mod group;
 pub mod ids;
 pub mod oidc;
+pub mod protection;
 pub mod query;
 pub mod requests;
 pub mod service;

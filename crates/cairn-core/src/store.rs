@@ -430,6 +430,23 @@ pub trait VaultStore: Send + Sync + 'static {
     ) -> Result<bool>;
 }
 
+/// Deletion protection of backup repositories (see `crate::protection`): each tenant's
+/// setting. The protected objects themselves live in the vault's trash.
+#[async_trait]
+pub trait ProtectionStore: Send + Sync + 'static {
+    /// Days a protected delete is kept, or `None` when protection is off.
+    async fn vault_protection(&self, tenant: &TenantId) -> Result<Option<u32>>;
+    /// Sets (`Some(days)`) or removes (`None`) the tenant's protection, with its audit
+    /// entry.
+    async fn set_vault_protection(
+        &self,
+        tenant: &TenantId,
+        days: Option<u32>,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()>;
+}
+
 /// Single sign-on (see `crate::sso`): each tenant's SAML identity provider and SSO scope,
 /// the outstanding AuthnRequest ids, the assertion ids already used (the replay store,
 /// in the database so every instance shares it), the identity provider's subject pinned
@@ -615,6 +632,7 @@ pub trait Store:
     + IdentityStore
     + AuditStore
     + VaultStore
+    + ProtectionStore
     + SsoStore
     + RequestLogStore
     + HealthStore
@@ -629,6 +647,7 @@ impl<T> Store for T where
         + IdentityStore
         + AuditStore
         + VaultStore
+        + ProtectionStore
         + SsoStore
         + RequestLogStore
         + HealthStore

@@ -261,7 +261,11 @@ impl Services {
         })
     }
 
-    async fn find_account(&self, tenant: &TenantId, user_name: &str) -> Result<UserRecord> {
+    pub(crate) async fn find_account(
+        &self,
+        tenant: &TenantId,
+        user_name: &str,
+    ) -> Result<UserRecord> {
         self.tenant(tenant).await?;
         let name = UserName::parse(user_name).map_err(|reason| Error::Invalid {
             field: "userName",

@@ -110,6 +110,40 @@ pub enum Command {
     /// Move a deployment between databases.
     #[command(subcommand)]
     Db(DbCmd),
+    /// Backup repositories: deletion protection and undelete.
+    #[command(subcommand)]
+    Vault(VaultCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCmd {
+    /// Turn a tenant's deletion protection on (`--days N`, 30 by default) or off
+    /// (`--off`): while on, a backup key's delete of anything but a lock keeps the object
+    /// for N days, charged to the account's quota, then the purge removes it.
+    Protect {
+        #[arg(long)]
+        tenant: String,
+        /// Days a deleted object is kept (1 to 3650).
+        #[arg(long, conflicts_with = "off")]
+        days: Option<u32>,
+        /// Turn protection off (objects already kept stay until their time is up).
+        #[arg(long)]
+        off: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put back every object of an account's repository deleted since TIME (RFC 3339,
+    /// or an age: 90m, 6h, 2d), so restic sees the repository as it was then.
+    Undelete {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -72,5 +72,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Requests(a) => commands::requests::run(&cx, a).await,
         Command::Account(c) => commands::account::run(&cx, c).await,
         Command::Group(c) => commands::group::run(&cx, c).await,
+        Command::Vault(c) => commands::vault::run(&cx, c).await,
     }
 }

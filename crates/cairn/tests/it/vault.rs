@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 const PASSWORD: &str = "correct horse battery staple";
 
-fn restic(repo: &str, args: &[&str]) -> Output {
+pub(crate) fn restic(repo: &str, args: &[&str]) -> Output {
     let cache = std::env::temp_dir();
     Command::new("restic")
         .args(["--no-cache", "-r", repo])
@@ -23,7 +23,7 @@ fn restic(repo: &str, args: &[&str]) -> Output {
         .expect("restic is installed (apt-get install restic; .ci/run does)")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -32,14 +32,14 @@ fn text(o: &Output) -> String {
 }
 
 #[track_caller]
-fn ok(o: Output) -> String {
+pub(crate) fn ok(o: Output) -> String {
     assert!(o.status.success(), "restic failed: {}", text(&o));
     text(&o)
 }
 
 /// A pseudo-random tree: a few files of incompressible bytes, nested directories, an
 /// empty file.
-fn make_tree(root: &Path, seed: u64, total: usize) {
+pub(crate) fn make_tree(root: &Path, seed: u64, total: usize) {
     let mut x = seed | 1;
     let mut next = move || {
         x ^= x << 13;
@@ -62,7 +62,7 @@ fn make_tree(root: &Path, seed: u64, total: usize) {
 }
 
 #[track_caller]
-fn assert_same_tree(a: &Path, b: &Path) {
+pub(crate) fn assert_same_tree(a: &Path, b: &Path) {
     for entry in std::fs::read_dir(a).unwrap() {
         let entry = entry.unwrap();
         let other = b.join(entry.file_name());
@@ -124,7 +124,7 @@ pub(crate) async fn account(app: &TestApp, t: &Tenant, name: &str) -> Account {
 }
 
 #[track_caller]
-fn assert_recount_is_exact(app: &TestApp, t: &Tenant, user_name: &str) {
+pub(crate) fn assert_recount_is_exact(app: &TestApp, t: &Tenant, user_name: &str) {
     let r = app
         .cli(&[
             "account",

@@ -9,3 +9,4 @@ pub mod scim;
 pub mod sso;
 pub mod tenant;
 pub mod user;
+pub mod vault;
