@@ -153,7 +153,17 @@ async fn protected_deletions(deployment: Deployment) {
         .unwrap()
         .to_owned();
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    ok(restic(&a.repo, &["forget", "--keep-last", "1", "--prune"]));
+    ok(restic(
+        &a.repo,
+        &[
+            "forget",
+            "--keep-last",
+            "1",
+            "--group-by",
+            "host",
+            "--prune",
+        ],
+    ));
     assert_eq!(snapshot_count(&a.repo), 1);
     assert_eq!(delete_snapshots_over_rest(&app, &t, &a).await, 1);
     assert_eq!(snapshot_count(&a.repo), 0);
@@ -263,7 +273,17 @@ async fn protected_deletions(deployment: Deployment) {
 
     // Deleted again; past the window the purge removes the kept objects and gives
     // their bytes back to the quota.
-    ok(restic(&a.repo, &["forget", "--keep-last", "1", "--prune"]));
+    ok(restic(
+        &a.repo,
+        &[
+            "forget",
+            "--keep-last",
+            "1",
+            "--group-by",
+            "host",
+            "--prune",
+        ],
+    ));
     delete_snapshots_over_rest(&app, &t, &a).await;
     let used_kept = used_bytes(&app, &t, name);
     let kept_bytes: u64 = deployment
