@@ -33,12 +33,10 @@ pub struct SavedParams {
     saved: Option<String>,
 }
 
-fn require_admin(user: &SignedIn, nav: &Nav) -> Result<(), Response> {
-    if user.session.ctx.role() == Role::Administrator {
-        Ok(())
-    } else {
-        Err(PageError::from_error(cairn_core::Error::Forbidden, nav).into_response())
-    }
+/// A refusal page for anyone but an administrator.
+fn refuse_non_admin(user: &SignedIn, nav: &Nav) -> Option<Response> {
+    (user.session.ctx.role() != Role::Administrator)
+        .then(|| PageError::from_error(cairn_core::Error::Forbidden, nav).into_response())
 }
 
 pub async fn show_backup_settings(
@@ -47,7 +45,7 @@ pub async fn show_backup_settings(
     Query(p): Query<SavedParams>,
 ) -> Response {
     let nav = user.nav("settings-backups");
-    if let Err(r) = require_admin(&user, &nav) {
+    if let Some(r) = refuse_non_admin(&user, &nav) {
         return r;
     }
     let days = match state

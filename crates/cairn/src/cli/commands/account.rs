@@ -96,14 +96,6 @@ async fn purge(cx: &Ctx, json: bool) -> Result<()> {
             trash.accounts
         );
     }
-    if !trash.failed.is_empty() {
-        bail!(
-            "protected deletions of {} repositories could not be purged; the next run \
-             retries them:\n{}",
-            trash.failed.len(),
-            trash.failed.join("\n")
-        );
-    }
     let purged = &report.purged;
     if json {
         let v: Vec<_> = purged
@@ -125,6 +117,14 @@ async fn purge(cx: &Ctx, json: bool) -> Result<()> {
              retries them:\n{}",
             lines.len(),
             lines.join("\n")
+        );
+    }
+    if !trash.failed.is_empty() {
+        bail!(
+            "protected deletions of {} repositories could not be purged; the next run \
+             retries them:\n{}",
+            trash.failed.len(),
+            trash.failed.join("\n")
         );
     }
     Ok(())
