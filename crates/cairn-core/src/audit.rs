@@ -93,6 +93,13 @@ pub enum Action {
     /// A dashboard session of a group-mapped single sign-on user was ended because the
     /// account no longer holds a mapped group (or is suspended, deleted or gone).
     SsoSessionEnded,
+    /// An administrator turned a tenant's deletion protection on, off, or changed its
+    /// window.
+    VaultProtectionChanged,
+    /// An administrator undid an account's protected deletions since a point in time.
+    VaultUndeleted,
+    /// The purge removed protected deletions whose window had passed.
+    VaultTrashPurged,
 }
 
 impl Action {
@@ -127,6 +134,9 @@ impl Action {
             Action::SsoSignInRefused => "sso_sign_in_refused",
             Action::BodyCaptureChanged => "body_capture_changed",
             Action::SsoSessionEnded => "sso_session_ended",
+            Action::VaultProtectionChanged => "vault_protection_changed",
+            Action::VaultUndeleted => "vault_undeleted",
+            Action::VaultTrashPurged => "vault_trash_purged",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -134,7 +144,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 28] = [
+pub const ALL_ACTIONS: [Action; 32] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -164,6 +174,9 @@ pub const ALL_ACTIONS: [Action; 28] = [
     Action::BodyCaptureChanged,
     Action::SsoSessionEnded,
     Action::StaleDaysChanged,
+    Action::VaultProtectionChanged,
+    Action::VaultUndeleted,
+    Action::VaultTrashPurged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

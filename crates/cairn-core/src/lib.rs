@@ -12,6 +12,7 @@ pub mod freshness;
 pub mod group;
 pub mod ids;
 pub mod oidc;
+pub mod protection;
 pub mod query;
 pub mod requests;
 pub mod service;

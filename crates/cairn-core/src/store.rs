@@ -512,6 +512,23 @@ pub trait VaultStore: Send + Sync + 'static {
     async fn prune_upload_hours(&self, before_hour: i64) -> Result<u64>;
 }
 
+/// Deletion protection of backup repositories (see `crate::protection`): each tenant's
+/// setting. The protected objects themselves live in the vault's trash.
+#[async_trait]
+pub trait ProtectionStore: Send + Sync + 'static {
+    /// Days a protected delete is kept, or `None` when protection is off.
+    async fn vault_protection(&self, tenant: &TenantId) -> Result<Option<u32>>;
+    /// Sets (`Some(days)`) or removes (`None`) the tenant's protection, with its audit
+    /// entry.
+    async fn set_vault_protection(
+        &self,
+        tenant: &TenantId,
+        days: Option<u32>,
+        at: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()>;
+}
+
 /// Single sign-on (see `crate::sso`): each tenant's SAML identity provider and SSO scope,
 /// the outstanding AuthnRequest ids, the assertion ids already used (the replay store,
 /// in the database so every instance shares it), the identity provider's subject pinned
@@ -697,6 +714,7 @@ pub trait Store:
     + IdentityStore
     + AuditStore
     + VaultStore
+    + ProtectionStore
     + SsoStore
     + RequestLogStore
     + HealthStore
@@ -711,6 +729,7 @@ impl<T> Store for T where
         + IdentityStore
         + AuditStore
         + VaultStore
+        + ProtectionStore
         + SsoStore
         + RequestLogStore
         + HealthStore

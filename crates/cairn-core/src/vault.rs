@@ -10,6 +10,7 @@ use crate::user::{AccountStatus, UserRecord};
 use crate::{Error, Result};
 use rand::RngCore;
 use std::fmt;
+use time::OffsetDateTime;
 
 /// A backup key's secret as shown once to an administrator. `Debug` never prints it.
 #[derive(Clone)]

@@ -380,6 +380,12 @@ const TABLES: &[Table] = &[
         cols: &[("tenant_id", Text), ("until", Text)],
         serial: None,
     },
+    Table {
+        name: "vault_protection",
+        key: &["tenant_id"],
+        cols: &[("tenant_id", Text), ("days", Int), ("updated_at", Text)],
+        serial: None,
+    },
 ];
 
 /// Tables of the schema that are deliberately not copied, with the reason.

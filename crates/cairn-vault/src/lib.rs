@@ -10,8 +10,10 @@
 
 mod local;
 mod s3;
+mod trash;
 
 pub use s3::MAX_REMOTE_OBJECT;
+pub use trash::{is_protected, TrashEntry, TrashPurged, Undeleted};
 
 use bytes::Bytes;
 use futures_util::TryStreamExt;
@@ -729,6 +731,135 @@ mod tests {
             let s = repo.read(&obj, range).await.unwrap();
             assert!(s.bytes == data[1..=last], "{last}");
         }
+    }
+
+    #[tokio::test]
+    async fn protected_deletes_on_disk() {
+        let tmp = tempfile::tempdir().unwrap();
+        protection_contract(&Vault::new(tmp.path().join("vault"))).await;
+    }
+
+    #[tokio::test]
+    async fn protected_deletes_in_an_object_store() {
+        let store = Arc::new(object_store::memory::InMemory::new());
+        protection_contract(&Vault::object_store(store, "pre", "memory://")).await;
+    }
+
+    async fn put(repo: &Repo, kind: Kind, data: &[u8]) -> Object {
+        let obj = Object::Item(kind, sha(data));
+        let mut up = repo
+            .begin_upload(obj.clone(), data.len() as u64)
+            .await
+            .unwrap();
+        up.write(data.to_vec()).await.unwrap();
+        up.finish(Some(data.len() as u64)).await.unwrap();
+        obj
+    }
+
+    /// Deletion protection, the same on every backend: a protected delete hides the
+    /// object from reads and listings but keeps its bytes (in the repository's size);
+    /// an undelete since a time puts back exactly what was deleted since then, drops an
+    /// entry whose object was uploaded again, and the purge removes only what is due.
+    async fn protection_contract(vault: &Vault) {
+        let repo = vault.repo("t", "a");
+        repo.create().await.unwrap();
+        let pack = put(&repo, Kind::Data, b"pack bytes").await;
+        let snap = put(&repo, Kind::Snapshots, b"snapshot").await;
+        let index = put(&repo, Kind::Index, b"index!").await;
+        let lock = put(&repo, Kind::Locks, b"lock").await;
+        let size = 10 + 8 + 6 + 4;
+        assert_eq!(vault.repo_size("t", "a").await.unwrap(), size);
+
+        // Locks are never kept.
+        assert!(matches!(
+            repo.delete_protected(&lock, 100, 200).await,
+            Err(VaultError::BadName)
+        ));
+        assert_eq!(repo.delete(&lock).await.unwrap(), 4);
+
+        assert_eq!(repo.delete_protected(&pack, 100, 1000).await.unwrap(), 10);
+        assert_eq!(repo.delete_protected(&snap, 200, 1100).await.unwrap(), 8);
+        assert_eq!(repo.delete_protected(&index, 300, 1200).await.unwrap(), 6);
+        // A second delete of the same object finds nothing.
+        assert!(matches!(
+            repo.delete_protected(&index, 300, 1200).await,
+            Err(VaultError::NotFound)
+        ));
+        for (obj, kind) in [(&pack, Kind::Data), (&snap, Kind::Snapshots)] {
+            assert!(matches!(repo.size(obj).await, Err(VaultError::NotFound)));
+            assert!(matches!(
+                repo.open(obj, None).await,
+                Err(VaultError::NotFound)
+            ));
+            assert!(repo.list(kind).await.unwrap().is_empty());
+        }
+        assert_eq!(
+            vault.repo_size("t", "a").await.unwrap(),
+            24,
+            "kept bytes count"
+        );
+        let trash = repo.trash().await.unwrap();
+        let times: Vec<_> = trash
+            .iter()
+            .map(|e| (e.kind, e.deleted_at, e.size))
+            .collect();
+        assert_eq!(
+            times,
+            [
+                (Kind::Data, 100, 10),
+                (Kind::Snapshots, 200, 8),
+                (Kind::Index, 300, 6)
+            ]
+        );
+
+        // The client uploads the index again (same name, same bytes): allowed.
+        put(&repo, Kind::Index, b"index!").await;
+        // Undo since 200: the snapshot comes back, the index entry is dropped (its
+        // object is back already), the pack deleted before stays in the trash.
+        let done = repo.undelete(200).await.unwrap();
+        assert_eq!(
+            done,
+            Undeleted {
+                restored: 1,
+                restored_bytes: 8,
+                dropped: 1,
+                dropped_bytes: 6
+            }
+        );
+        assert_eq!(repo.read(&snap, None).await.unwrap().bytes, b"snapshot");
+        assert_eq!(repo.list(Kind::Snapshots).await.unwrap().len(), 1);
+        assert_eq!(repo.trash().await.unwrap().len(), 1);
+        assert_eq!(repo.undelete(200).await.unwrap(), Undeleted::default());
+
+        // The purge: nothing before the pack's time is up, then the pack.
+        assert_eq!(vault.purge_trash(999).await.unwrap(), (vec![], vec![]));
+        let (purged, failed) = vault.purge_trash(1000).await.unwrap();
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(
+            purged,
+            vec![TrashPurged {
+                tenant: "t".into(),
+                account: "a".into(),
+                objects: 1,
+                bytes: 10
+            }]
+        );
+        assert!(repo.trash().await.unwrap().is_empty());
+        assert!(matches!(repo.size(&pack).await, Err(VaultError::NotFound)));
+        assert_eq!(vault.repo_size("t", "a").await.unwrap(), 8 + 6);
+        // Deleted, undone, deleted again: the same name twice in the trash is fine.
+        repo.delete_protected(&snap, 400, 500).await.unwrap();
+        put(&repo, Kind::Snapshots, b"snapshot").await;
+        repo.delete_protected(&snap, 400, 500).await.unwrap();
+        assert_eq!(repo.trash().await.unwrap().len(), 2);
+        let done = repo.undelete(0).await.unwrap();
+        assert_eq!((done.restored, done.dropped), (1, 1));
+        assert_eq!(repo.list(Kind::Snapshots).await.unwrap().len(), 1);
+        // The repository's removal takes its trash with it.
+        repo.delete_protected(&snap, 600, 700).await.unwrap();
+        vault.remove_repo("t", "a").await.unwrap();
+        assert!(repo.trash().await.unwrap().is_empty());
+        assert_eq!(vault.purge_trash(10_000).await.unwrap(), (vec![], vec![]));
     }
 
     async fn contract(vault: &Vault) {

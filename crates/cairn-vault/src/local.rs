@@ -432,3 +432,118 @@ impl Drop for LocalUpload {
         lock(&self.live).remove(&self.tmp);
     }
 }
+
+// Deletion protection (see `crate::trash`): the trash is `<repo>/trash/<kind>/`, and an
+// object moves there by `rename`, which is atomic and never leaves it in both places.
+impl LocalRepo {
+    fn trash_path(&self, kind: Kind, file: &str) -> PathBuf {
+        self.dir
+            .join(crate::trash::TRASH_DIR)
+            .join(kind.as_str())
+            .join(file)
+    }
+
+    pub(crate) async fn move_to_trash(&self, obj: &Object, kind: Kind, file: &str) -> Result<u64> {
+        let path = self.path(obj);
+        let size = self.size(obj).await?;
+        let target = self.trash_path(kind, file);
+        let Some(trash_dir) = target.parent().map(Path::to_owned) else {
+            return Err(VaultError::BadName);
+        };
+        tokio::fs::create_dir_all(&trash_dir).await?;
+        // Of racing deletes, the first rename moves the object; the others find nothing.
+        tokio::fs::rename(&path, &target)
+            .await
+            .map_err(not_found_or)?;
+        sync_dir(trash_dir).await?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent.to_owned()).await?;
+        }
+        Ok(size)
+    }
+
+    pub(crate) async fn list_trash(&self) -> Result<Vec<crate::TrashEntry>> {
+        let root = self.dir.join(crate::trash::TRASH_DIR);
+        tokio::task::spawn_blocking(move || -> Result<Vec<crate::TrashEntry>> {
+            let mut out = Vec::new();
+            for kind in Kind::ALL {
+                let entries = match std::fs::read_dir(root.join(kind.as_str())) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    let Some(file) = entry.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    if meta.is_file() {
+                        out.extend(crate::TrashEntry::parse(kind, &file, meta.len()));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(join_err)?
+    }
+
+    /// Puts an entry back by a hard link (which, like an upload's publish, never replaces
+    /// an object that exists again), then removes the entry.
+    pub(crate) async fn restore(&self, entry: &crate::TrashEntry) -> Result<crate::trash::Restore> {
+        let from = self.trash_path(entry.kind, &entry.file);
+        let to = self.path(&entry.object());
+        if let Some(parent) = to.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        let outcome = match tokio::fs::hard_link(&from, &to).await {
+            Ok(()) => crate::trash::Restore::Restored(entry.size),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                crate::trash::Restore::Dropped(entry.size)
+            }
+            Err(e) => return Err(not_found_or(e)),
+        };
+        if let Some(parent) = to.parent() {
+            sync_dir(parent.to_owned()).await?;
+        }
+        tokio::fs::remove_file(&from).await.map_err(not_found_or)?;
+        if let Some(parent) = from.parent() {
+            sync_dir(parent.to_owned()).await?;
+        }
+        Ok(outcome)
+    }
+
+    pub(crate) async fn remove_trash(&self, entry: &crate::TrashEntry) -> Result<u64> {
+        let path = self.trash_path(entry.kind, &entry.file);
+        tokio::fs::remove_file(&path).await.map_err(not_found_or)?;
+        if let Some(parent) = path.parent() {
+            sync_dir(parent.to_owned()).await?;
+        }
+        Ok(entry.size)
+    }
+}
+
+impl LocalVault {
+    /// `(tenant, account)` of every repository with a trash directory.
+    pub(crate) async fn repos_with_trash(&self) -> Result<Vec<(String, String)>> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<(String, String)>> {
+            let mut out = Vec::new();
+            for tenant in read_dirs(&root)? {
+                for account in read_dirs(&tenant)? {
+                    if !account.join(crate::trash::TRASH_DIR).is_dir() {
+                        continue;
+                    }
+                    let name = |p: &Path| p.file_name()?.to_str().map(str::to_owned);
+                    if let (Some(t), Some(a)) = (name(&tenant), name(&account)) {
+                        out.push((t, a));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(join_err)?
+    }
+}

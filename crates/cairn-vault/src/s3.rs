@@ -222,6 +222,16 @@ impl S3Repo {
     /// can take it over.
     pub(crate) async fn delete(&self, obj: &Object) -> Result<u64> {
         let key = self.key(obj);
+        self.claimed(&key, ClaimedAction::Delete)
+            .await
+            .map(|(size, _)| size)
+    }
+
+    /// Runs `action` on `key` holding the claim `<key>.deleting` (see [`S3Repo::delete`]):
+    /// deletes, moves into the trash and restores from it all remove a key, and of racing
+    /// ones only the claim's holder may. Returns the key's size, and for a restore
+    /// whether the object was already back.
+    async fn claimed(&self, key: &Path, action: ClaimedAction) -> Result<(u64, bool)> {
         let claim = Path::from(format!("{key}{CLAIM_SUFFIX}"));
         // Unique content, so a takeover's `If-Match` tells one claim from the next.
         let nonce = format!("{:032x}", rand::random::<u128>());
@@ -273,9 +283,28 @@ impl S3Repo {
             Err(e) => return Err(e),
         }
         let removed = async {
-            let size = self.store.head(&key).await.map_err(store_err)?.size;
-            self.store.delete(&key).await.map_err(store_err)?;
-            Ok(size)
+            let size = self.store.head(key).await.map_err(store_err)?.size;
+            let mut was_back = false;
+            match &action {
+                ClaimedAction::Delete => {}
+                // A copy, then the delete below: a crash in between leaves the object in
+                // both places (counted twice by a recount until the purge), never in
+                // neither.
+                ClaimedAction::CopyTo(to) => {
+                    match self
+                        .store
+                        .copy_if_not_exists(key, to)
+                        .await
+                        .map_err(store_err)
+                    {
+                        Ok(()) => {}
+                        Err(VaultError::Exists) => was_back = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            self.store.delete(key).await.map_err(store_err)?;
+            Ok((size, was_back))
         }
         .await;
         // A claim that cannot be removed now goes stale and is taken over later; the
@@ -403,5 +432,96 @@ impl Drop for S3Upload {
                 });
             }
         }
+    }
+}
+
+/// What [`S3Repo::claimed`] does with a key once it holds the claim.
+enum ClaimedAction {
+    Delete,
+    /// Copy to this key unless it exists (conditional create), then delete.
+    CopyTo(Path),
+}
+
+// Deletion protection (see `crate::trash`): the trash is `<repo>/trash/<kind>/`; moving
+// an object in or out is a conditional copy and a delete under the object's claim.
+impl S3Repo {
+    fn trash_key(&self, kind: Kind, file: &str) -> Path {
+        self.root
+            .child(crate::trash::TRASH_DIR)
+            .child(kind.as_str())
+            .child(file)
+    }
+
+    pub(crate) async fn move_to_trash(&self, obj: &Object, kind: Kind, file: &str) -> Result<u64> {
+        let to = self.trash_key(kind, file);
+        let (size, _) = self
+            .claimed(&self.key(obj), ClaimedAction::CopyTo(to))
+            .await?;
+        Ok(size)
+    }
+
+    pub(crate) async fn list_trash(&self) -> Result<Vec<crate::TrashEntry>> {
+        let dir = self.root.child(crate::trash::TRASH_DIR);
+        let metas: Vec<_> = self
+            .store
+            .list(Some(&dir))
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        Ok(metas
+            .into_iter()
+            .filter_map(|m| {
+                let mut parts = m.location.as_ref().rsplit('/');
+                let file = parts.next()?;
+                let kind = Kind::parse(parts.next()?)?;
+                crate::TrashEntry::parse(kind, file, m.size)
+            })
+            .collect())
+    }
+
+    pub(crate) async fn restore(&self, entry: &crate::TrashEntry) -> Result<crate::trash::Restore> {
+        let from = self.trash_key(entry.kind, &entry.file);
+        let to = self.key(&entry.object());
+        let (size, was_back) = self.claimed(&from, ClaimedAction::CopyTo(to)).await?;
+        Ok(if was_back {
+            crate::trash::Restore::Dropped(size)
+        } else {
+            crate::trash::Restore::Restored(size)
+        })
+    }
+
+    pub(crate) async fn remove_trash(&self, entry: &crate::TrashEntry) -> Result<u64> {
+        let key = self.trash_key(entry.kind, &entry.file);
+        let (size, _) = self.claimed(&key, ClaimedAction::Delete).await?;
+        Ok(size)
+    }
+}
+
+impl S3Vault {
+    /// `(tenant, account)` of every repository: two delimited listings, then each
+    /// account's trash is listed by the purge (an empty one costs one request).
+    pub(crate) async fn repos_with_trash(&self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let tenants = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(store_err)?;
+        for tenant in tenants.common_prefixes {
+            let Some(t) = tenant.filename().map(str::to_owned) else {
+                continue;
+            };
+            let accounts = self
+                .store
+                .list_with_delimiter(Some(&tenant))
+                .await
+                .map_err(store_err)?;
+            for account in accounts.common_prefixes {
+                if let Some(a) = account.filename() {
+                    out.push((t.clone(), a.to_owned()));
+                }
+            }
+        }
+        Ok(out)
     }
 }

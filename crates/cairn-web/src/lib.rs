@@ -11,6 +11,7 @@ pub mod scim;
 pub mod sso;
 pub mod sso_oidc;
 pub mod vault;
+pub mod vault_trash;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, Uri};

@@ -355,16 +355,20 @@ async fn delete_object(
         Ok(o) => o,
         Err(e) => return vault_error(e),
     };
-    match access.repo.delete(&obj).await {
-        Ok(size) => {
-            match state.services.release_vault_bytes(&access.ctx, size).await {
+    // Deletion protection may keep the object instead (`vault_trash`).
+    let svc = &state.services;
+    match crate::vault_trash::delete(svc, &access.ctx, &access.repo, &obj).await {
+        Ok(Ok(crate::vault_trash::Deleted::Kept(_))) => StatusCode::OK.into_response(),
+        Ok(Ok(crate::vault_trash::Deleted::Removed(size))) => {
+            match svc.release_vault_bytes(&access.ctx, size).await {
                 Ok(true) => {}
                 Ok(false) => counter_drifted(size),
                 Err(e) => return internal(&e.to_string()),
             }
             StatusCode::OK.into_response()
         }
-        Err(e) => vault_error(e),
+        Ok(Err(e)) => vault_error(e),
+        Err(e) => internal(&e.to_string()),
     }
 }
 

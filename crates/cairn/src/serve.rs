@@ -125,6 +125,24 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
                 }
                 Err(e) => tracing::warn!(error = %e, "retention purge failed"),
             }
+            // Deletion protection: kept objects whose window has passed.
+            match cairn_web::vault_trash::purge_trash(&purge_svc, &purge_vault).await {
+                Ok(r) => {
+                    if r.objects > 0 {
+                        tracing::info!(
+                            objects = r.objects,
+                            bytes = r.bytes,
+                            accounts = r.accounts,
+                            "purged protected deletions past their window"
+                        );
+                    }
+                    for reason in &r.failed {
+                        tracing::warn!(%reason,
+                            "purging protected deletions failed; retried on the next run");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "purging protected deletions failed"),
+            }
             // A crash (or SIGKILL) in the middle of uploads leaves their temporary files,
             // invisible and not counted in any quota but on disk until removed here. The
             // first run is at start-up.

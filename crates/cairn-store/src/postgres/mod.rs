@@ -8,6 +8,7 @@ mod audit;
 pub(crate) mod filter;
 mod groups;
 mod identities;
+mod protection;
 mod requests;
 mod sso;
 mod tenants;
@@ -50,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0013_sso_oidc.sql"),
     include_str!("../../migrations/postgres/0014_device_keys.sql"),
     include_str!("../../migrations/postgres/0015_backup_freshness.sql"),
+    include_str!("../../migrations/postgres/0016_vault_protection.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

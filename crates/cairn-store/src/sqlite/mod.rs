@@ -17,6 +17,7 @@ pub(crate) mod conn;
 pub(crate) mod filter;
 mod groups;
 mod identities;
+mod protection;
 mod requests;
 mod sso;
 mod tenants;

@@ -182,6 +182,8 @@ pub(super) struct AccountPage {
     /// Backup freshness, and the tenant's stale threshold.
     backup: Option<BackupView>,
     stale_days: StaleDays,
+    /// Deletion protection (administrators only; `backup_settings`).
+    protection: Option<super::backup_settings::AccountProtection>,
 }
 
 impl AccountPage {
@@ -215,6 +217,7 @@ impl AccountPage {
             keys,
             backup: None,
             stale_days: StaleDays::default(),
+            protection: None,
             account: row,
             events: events.iter().map(|e| EventRow::of(e, now)).collect(),
         }
@@ -231,7 +234,14 @@ impl AccountPage {
         let (account, events) = state.services.account(ctx, id).await?;
         let keys = state.services.backup_keys_of(&account).await?;
         let page = AccountPage::of(state, nav, &account, &events, &keys, notice);
-        with_backup(state, page, &account).await
+        let mut page = with_backup(state, page, &account).await?;
+        if page.nav.as_ref().is_some_and(|n| n.admin) {
+            match super::backup_settings::account_protection(state, &account).await {
+                Ok(p) => page.protection = Some(p),
+                Err(e) => tracing::warn!(error = %e, "reading the account's deletion protection"),
+            }
+        }
+        Ok(page)
     }
 }
 
@@ -256,6 +266,7 @@ async fn with_backup(
 #[derive(Deserialize)]
 pub struct AccountParams {
     restored: Option<String>,
+    undeleted: Option<u64>,
 }
 
 pub async fn show_account(
@@ -267,7 +278,12 @@ pub async fn show_account(
     let nav = user.nav("accounts");
     let notice = p
         .restored
-        .map(|_| "Account restored. Its data and quota are as they were.".to_owned());
+        .map(|_| "Account restored. Its data and quota are as they were.".to_owned())
+        .or(p.undeleted.map(|n| {
+            format!(
+                "Deletions undone: {n} object(s) put back. restic sees the repository as it was."
+            )
+        }));
     match AccountPage::load(&state, nav.clone(), &user.session.ctx, &id, notice).await {
         Ok(page) => render(StatusCode::OK, &page),
         Err(e) => PageError::from_error(e, &nav).into_response(),

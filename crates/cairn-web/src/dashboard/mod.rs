@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod activity;
 pub mod backup_keys;
+pub mod backup_settings;
 pub mod chart;
 pub mod csrf;
 pub mod groups;
@@ -54,6 +55,15 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/settings/sso/roles",
             post(sso_settings::change_sso_group_role),
+        )
+        .route(
+            "/settings/backups",
+            get(backup_settings::show_backup_settings)
+                .post(backup_settings::change_backup_settings),
+        )
+        .route(
+            "/accounts/{id}/undelete",
+            post(backup_settings::undelete_account),
         )
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))

@@ -116,6 +116,9 @@ pub fn action_label(action: &str) -> &'static str {
         "sso_sign_in_refused" => "Single sign-on refused",
         "sso_session_ended" => "Single sign-on session ended",
         "stale_days_changed" => "Stale backup threshold changed",
+        "vault_protection_changed" => "Deletion protection changed",
+        "vault_undeleted" => "Backup deletions undone",
+        "vault_trash_purged" => "Deleted backup data purged (window passed)",
         _ => "Other",
     }
 }

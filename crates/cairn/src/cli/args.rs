@@ -113,7 +113,7 @@ pub enum Command {
     /// List a tenant's backup accounts with their last backup (`--stale-days`: only those
     /// whose backups stopped).
     Accounts(AccountsArgs),
-    /// Backup vault settings of a tenant.
+    /// Backup repositories: deletion protection, undelete, what "stale" means.
     #[command(subcommand)]
     Vault(VaultCmd),
 }
@@ -140,6 +140,33 @@ pub enum VaultCmd {
         tenant: String,
         #[arg(long)]
         days: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn a tenant's deletion protection on (`--days N`, 30 by default) or off
+    /// (`--off`): while on, a backup key's delete of anything but a lock keeps the object
+    /// for N days, charged to the account's quota, then the purge removes it.
+    Protect {
+        #[arg(long)]
+        tenant: String,
+        /// Days a deleted object is kept (1 to 3650).
+        #[arg(long, conflicts_with = "off")]
+        days: Option<u32>,
+        /// Turn protection off (objects already kept stay until their time is up).
+        #[arg(long)]
+        off: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put back every object of an account's repository deleted since TIME (RFC 3339,
+    /// or an age: 90m, 6h, 2d), so restic sees the repository as it was then.
+    Undelete {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        since: String,
         #[arg(long)]
         json: bool,
     },

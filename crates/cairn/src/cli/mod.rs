@@ -73,8 +73,6 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Account(c) => commands::account::run(&cx, c).await,
         Command::Group(c) => commands::group::run(&cx, c).await,
         Command::Accounts(a) => commands::freshness::list(&cx, a).await,
-        Command::Vault(VaultCmd::StaleDays { tenant, days, json }) => {
-            commands::freshness::set_stale_days(&cx, &tenant, days, json).await
-        }
+        Command::Vault(c) => commands::vault::run(&cx, c).await,
     }
 }

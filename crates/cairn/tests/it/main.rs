@@ -38,4 +38,5 @@ mod sso_oidc;
 mod sso_saml;
 mod tls;
 mod vault;
+mod vault_protect;
 mod vault_quota;

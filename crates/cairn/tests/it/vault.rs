@@ -23,7 +23,7 @@ pub(crate) fn restic(repo: &str, args: &[&str]) -> Output {
         .expect("restic is installed (apt-get install restic; .ci/run does)")
 }
 
-fn text(o: &Output) -> String {
+pub(crate) fn text(o: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -62,7 +62,7 @@ pub(crate) fn make_tree(root: &Path, seed: u64, total: usize) {
 }
 
 #[track_caller]
-fn assert_same_tree(a: &Path, b: &Path) {
+pub(crate) fn assert_same_tree(a: &Path, b: &Path) {
     for entry in std::fs::read_dir(a).unwrap() {
         let entry = entry.unwrap();
         let other = b.join(entry.file_name());
@@ -124,7 +124,7 @@ pub(crate) async fn account(app: &TestApp, t: &Tenant, name: &str) -> Account {
 }
 
 #[track_caller]
-fn assert_recount_is_exact(app: &TestApp, t: &Tenant, user_name: &str) {
+pub(crate) fn assert_recount_is_exact(app: &TestApp, t: &Tenant, user_name: &str) {
     let r = app
         .cli(&[
             "account",

@@ -144,7 +144,18 @@ async fn recount(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<
 }
 
 async fn purge(cx: &Ctx, json: bool) -> Result<()> {
-    let report = purge_expired(&cx.svc, &cx.g.vault()?.vault).await?;
+    let vault = cx.g.vault()?.vault;
+    let report = purge_expired(&cx.svc, &vault).await?;
+    // Protected deletions whose window has passed go in the same run, as in `serve`.
+    let trash = cairn_web::vault_trash::purge_trash(&cx.svc, &vault).await?;
+    if !json && trash.objects > 0 {
+        outln!(
+            "Removed {} protected deletion(s) ({} bytes) of {} account(s)",
+            trash.objects,
+            trash.bytes,
+            trash.accounts
+        );
+    }
     let purged = &report.purged;
     if json {
         let v: Vec<_> = purged
@@ -166,6 +177,14 @@ async fn purge(cx: &Ctx, json: bool) -> Result<()> {
              retries them:\n{}",
             lines.len(),
             lines.join("\n")
+        );
+    }
+    if !trash.failed.is_empty() {
+        bail!(
+            "protected deletions of {} repositories could not be purged; the next run \
+             retries them:\n{}",
+            trash.failed.len(),
+            trash.failed.join("\n")
         );
     }
     Ok(())

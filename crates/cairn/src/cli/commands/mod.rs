@@ -10,3 +10,4 @@ pub mod scim;
 pub mod sso;
 pub mod tenant;
 pub mod user;
+pub mod vault;

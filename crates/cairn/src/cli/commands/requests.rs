@@ -50,7 +50,7 @@ pub async fn run(cx: &Ctx, a: RequestsArgs) -> Result<()> {
 }
 
 /// `--since`: RFC 3339, or an age in minutes, hours or days before `now`.
-fn since(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
+pub(crate) fn since(s: &str, now: OffsetDateTime) -> Result<OffsetDateTime> {
     if let Some(t) = cairn_core::clock::parse_ts(s) {
         return Ok(t);
     }
