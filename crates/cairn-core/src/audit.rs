@@ -89,6 +89,11 @@ pub enum Action {
     /// A dashboard session of a group-mapped single sign-on user was ended because the
     /// account no longer holds a mapped group (or is suspended, deleted or gone).
     SsoSessionEnded,
+    /// A scheduled refresh of a SAML metadata URL changed the identity provider's
+    /// settings (a certificate rollover, most often).
+    SsoMetadataRefreshed,
+    /// A scheduled refresh of a SAML metadata URL failed; the last good settings stay.
+    SsoMetadataRefreshFailed,
 }
 
 impl Action {
@@ -121,6 +126,8 @@ impl Action {
             Action::SsoSignInRefused => "sso_sign_in_refused",
             Action::BodyCaptureChanged => "body_capture_changed",
             Action::SsoSessionEnded => "sso_session_ended",
+            Action::SsoMetadataRefreshed => "sso_metadata_refreshed",
+            Action::SsoMetadataRefreshFailed => "sso_metadata_refresh_failed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -128,7 +135,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 27] = [
+pub const ALL_ACTIONS: [Action; 29] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -156,6 +163,8 @@ pub const ALL_ACTIONS: [Action; 27] = [
     Action::SsoSignInRefused,
     Action::BodyCaptureChanged,
     Action::SsoSessionEnded,
+    Action::SsoMetadataRefreshed,
+    Action::SsoMetadataRefreshFailed,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

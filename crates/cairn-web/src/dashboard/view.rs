@@ -113,6 +113,8 @@ pub fn action_label(action: &str) -> &'static str {
         "sso_sign_in" => "Signed in through single sign-on",
         "sso_sign_in_refused" => "Single sign-on refused",
         "sso_session_ended" => "Single sign-on session ended",
+        "sso_metadata_refreshed" => "Identity provider metadata refreshed",
+        "sso_metadata_refresh_failed" => "Identity provider metadata refresh failed",
         _ => "Other",
     }
 }
