@@ -1345,4 +1345,63 @@ async fn a_metadata_url_is_refreshed_and_a_certificate_rollover_is_picked_up() {
         .await;
     assert_eq!(r.status(), 200, "the last good certificate still works");
 }
+
+#[tokio::test]
+async fn an_administrator_sets_a_metadata_url_on_the_settings_page() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start_with(vec!["--sso-allow-insecure-idp".into()]).await;
+    // The identity provider behind the URL signs with another key than the one set from
+    // the file at start.
+    let served = std::sync::Arc::new(std::sync::Mutex::new((
+        200u16,
+        idp_metadata(&sso.attacker.cert_b64()),
+    )));
+    let url = format!("http://127.0.0.1:{}/md", metadata_server(served));
+    let cookie = sso.app.sign_in(ADMIN, PASSWORD).await;
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = sso
+        .app
+        .client
+        .post(format!("{}/settings/sso", sso.app.base))
+        .header(header::ORIGIN, &sso.app.base)
+        .header(header::COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf_of(&page).as_str()),
+            ("enabled", "on"),
+            ("scope_admins", "on"),
+            ("metadata_url", url.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("value=\"{url}\"")), "{page}");
+    let audit = sso.audit();
+    assert_eq!(audit[0]["action"], "sso_settings_changed");
+    assert_eq!(audit[0]["changes"]["metadata_url"], url.as_str());
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.attacker))
+        .await;
+    assert_eq!(r.status(), 200, "the key from the URL's metadata");
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.idp))
+        .await;
+    sso.assert_refused(r, "signature missing or not by the configured certificate")
+        .await;
+}
 // --- end sso-idp ---
