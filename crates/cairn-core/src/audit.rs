@@ -100,6 +100,11 @@ pub enum Action {
     VaultUndeleted,
     /// The purge removed protected deletions whose window had passed.
     VaultTrashPurged,
+    /// A scheduled refresh of a SAML metadata URL changed the identity provider's
+    /// settings (a certificate rollover, most often).
+    SsoMetadataRefreshed,
+    /// A scheduled refresh of a SAML metadata URL failed; the last good settings stay.
+    SsoMetadataRefreshFailed,
 }
 
 impl Action {
@@ -137,6 +142,8 @@ impl Action {
             Action::VaultProtectionChanged => "vault_protection_changed",
             Action::VaultUndeleted => "vault_undeleted",
             Action::VaultTrashPurged => "vault_trash_purged",
+            Action::SsoMetadataRefreshed => "sso_metadata_refreshed",
+            Action::SsoMetadataRefreshFailed => "sso_metadata_refresh_failed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -144,7 +151,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 32] = [
+pub const ALL_ACTIONS: [Action; 34] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -177,6 +184,8 @@ pub const ALL_ACTIONS: [Action; 32] = [
     Action::VaultProtectionChanged,
     Action::VaultUndeleted,
     Action::VaultTrashPurged,
+    Action::SsoMetadataRefreshed,
+    Action::SsoMetadataRefreshFailed,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

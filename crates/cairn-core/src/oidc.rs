@@ -6,6 +6,7 @@
 //! tenant, in scope, active, subject pinned. No account is created here.
 
 use crate::audit::{Action, Actor, AuditDraft, RequestMeta};
+use crate::auth::DashboardCtx;
 use crate::ids::TenantId;
 use crate::service::Services;
 use crate::session::{random_hex, SessionSecret};
@@ -155,6 +156,82 @@ impl Services {
         };
         self.store.put_oidc_config(&config, audit).await?;
         Ok(config)
+    }
+
+    /// Settings → Single Sign-On: the tenant's OpenID Connect settings, for any dashboard
+    /// user of the tenant (the page shows only whether a secret is set).
+    pub async fn oidc_settings(&self, ctx: &DashboardCtx) -> Result<Option<OidcConfig>> {
+        self.store.get_oidc_config(ctx.tenant_id()).await
+    }
+
+    /// "Save OpenID Connect" on Settings → Single Sign-On: administrators only, for their
+    /// own tenant. The client secret is write-only: `None` keeps the saved one. The scope
+    /// carries over from the saved OpenID or SAML settings (set it with the SAML form's
+    /// scope or `cairn sso scope`).
+    pub async fn save_oidc_settings(
+        &self,
+        ctx: &DashboardCtx,
+        enabled: bool,
+        issuer: String,
+        client_id: String,
+        client_secret: Option<ClientSecret>,
+        meta: RequestMeta,
+    ) -> Result<OidcConfig> {
+        crate::dashboard::require_admin(ctx)?;
+        let tenant = ctx.tenant_id().clone();
+        let saved = self.store.get_oidc_config(&tenant).await?;
+        let scope = match &saved {
+            Some(c) => c.scope.clone(),
+            None => self
+                .store
+                .get_saml_config(&tenant)
+                .await?
+                .map(|c| c.scope)
+                .unwrap_or_default(),
+        };
+        let client_secret = match (client_secret, saved) {
+            (Some(s), _) => s,
+            (None, Some(c)) => c.client_secret,
+            (None, None) => ClientSecret::new(""),
+        };
+        let actor = Actor::DashboardUser {
+            id: ctx.user_id.clone(),
+            email: ctx.email().to_owned(),
+        };
+        let config = OidcConfig {
+            tenant_id: tenant,
+            enabled,
+            issuer,
+            client_id,
+            client_secret,
+            scope,
+            updated_at: self.clock.now(),
+        };
+        self.set_oidc_config(actor, config, meta).await
+    }
+
+    /// The "Enable SSO for" part of Settings → Single Sign-On, for the tenant's OpenID
+    /// Connect settings (administrators only). `false` when the tenant has none; an
+    /// unchanged scope writes nothing.
+    pub async fn save_oidc_scope(
+        &self,
+        ctx: &DashboardCtx,
+        scope: SsoScope,
+        meta: RequestMeta,
+    ) -> Result<bool> {
+        crate::dashboard::require_admin(ctx)?;
+        let Some(mut config) = self.store.get_oidc_config(ctx.tenant_id()).await? else {
+            return Ok(false);
+        };
+        if config.scope != scope {
+            config.scope = scope;
+            let actor = Actor::DashboardUser {
+                id: ctx.user_id.clone(),
+                email: ctx.email().to_owned(),
+            };
+            self.set_oidc_config(actor, config, meta).await?;
+        }
+        Ok(true)
     }
 
     /// A new authorization request for the tenant: random state and nonce, the PKCE

@@ -77,7 +77,9 @@ pub struct SamlIdpConfig {
     pub certificates: Vec<String>,
     /// The metadata document it was read from, if any.
     pub metadata_xml: Option<String>,
-    /// Where the metadata comes from, if given as a URL (not fetched yet).
+    /// Where the metadata comes from, if given as a URL: fetched when saved and again on
+    /// a schedule (`cairn serve --sso-metadata-refresh-secs`), so a certificate rollover
+    /// at the identity provider reaches Cairn without anyone's help.
     pub metadata_url: Option<String>,
     pub scope: SsoScope,
     pub updated_at: OffsetDateTime,
@@ -108,6 +110,27 @@ impl SamlIdpConfig {
         }
         Ok(())
     }
+}
+
+/// An identity provider's SAML metadata as fetched from its URL and parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchedMetadata {
+    pub xml: String,
+    pub entity_id: String,
+    pub sso_url: String,
+    pub certificates: Vec<String>,
+}
+
+/// What one scheduled metadata refresh did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetadataRefresh {
+    /// Nothing to do: the same values, or the tenant no longer uses that URL.
+    Unchanged,
+    /// New values saved (audited as `sso_metadata_refreshed`).
+    Updated { certificates_changed: bool },
+    /// The fetch or the document failed; the last good settings stay (audited as
+    /// `sso_metadata_refresh_failed`).
+    Failed,
 }
 
 /// Which kind of principal a subject is pinned to.
@@ -200,6 +223,7 @@ impl Services {
                 "issuer": config.idp_entity_id,
                 "sso_url": config.sso_url,
                 "certificates": config.certificates.len(),
+                "metadata_url": config.metadata_url,
                 "scope": config.scope,
             }),
             meta,
@@ -207,6 +231,87 @@ impl Services {
         };
         self.store.put_saml_config(&config, audit).await?;
         Ok(config)
+    }
+
+    /// Applies one scheduled refresh of the tenant's metadata URL `url`: new values are
+    /// saved over the identity provider's part of the settings (on/off and the scope are
+    /// kept); a failure keeps the last good settings. Both are audited with
+    /// [`Actor::System`]; an unchanged document writes nothing.
+    pub async fn apply_metadata_refresh(
+        &self,
+        tenant: &TenantId,
+        url: &str,
+        fetched: std::result::Result<FetchedMetadata, String>,
+    ) -> Result<MetadataRefresh> {
+        let Some(current) = self.store.get_saml_config(tenant).await? else {
+            return Ok(MetadataRefresh::Unchanged);
+        };
+        // Changed by an administrator since the refresh started: theirs wins.
+        if current.metadata_url.as_deref() != Some(url) {
+            return Ok(MetadataRefresh::Unchanged);
+        }
+        let now = self.clock.now();
+        let draft = |action, changes| AuditDraft {
+            tenant_id: tenant.clone(),
+            actor: Actor::System,
+            action,
+            target_type: "sso",
+            target_id: None,
+            target_name: Some("saml".into()),
+            changes,
+            meta: RequestMeta::default(),
+            at: now,
+        };
+        let mut next = current.clone();
+        let md = match fetched {
+            Ok(md) => md,
+            Err(reason) => {
+                let d = draft(
+                    Action::SsoMetadataRefreshFailed,
+                    json!({"metadata_url": url, "reason": reason}),
+                );
+                self.store.record_audit(d).await?;
+                return Ok(MetadataRefresh::Failed);
+            }
+        };
+        next.idp_entity_id = md.entity_id;
+        next.sso_url = md.sso_url;
+        next.certificates = md.certificates;
+        next.metadata_xml = Some(md.xml);
+        next.updated_at = now;
+        if (&next.idp_entity_id, &next.sso_url, &next.certificates)
+            == (
+                &current.idp_entity_id,
+                &current.sso_url,
+                &current.certificates,
+            )
+        {
+            return Ok(MetadataRefresh::Unchanged);
+        }
+        if let Err(e) = next.validate() {
+            let d = draft(
+                Action::SsoMetadataRefreshFailed,
+                json!({"metadata_url": url, "reason": e.to_string()}),
+            );
+            self.store.record_audit(d).await?;
+            return Ok(MetadataRefresh::Failed);
+        }
+        let certificates_changed = next.certificates != current.certificates;
+        let d = draft(
+            Action::SsoMetadataRefreshed,
+            json!({
+                "metadata_url": url,
+                "issuer": next.idp_entity_id,
+                "sso_url": next.sso_url,
+                "certificates": next.certificates.len(),
+                "certificates_changed": certificates_changed,
+                "issuer_changed": next.idp_entity_id != current.idp_entity_id,
+            }),
+        );
+        self.store.put_saml_config(&next, d).await?;
+        Ok(MetadataRefresh::Updated {
+            certificates_changed,
+        })
     }
 
     /// Settings → Single Sign-On: the tenant's SAML settings, for any dashboard user of

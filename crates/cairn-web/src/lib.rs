@@ -5,6 +5,7 @@
 
 pub mod client_addr;
 pub mod dashboard;
+pub mod idp_fetch;
 pub mod metrics;
 pub mod ops;
 pub mod scim;

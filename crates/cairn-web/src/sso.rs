@@ -20,6 +20,7 @@
 
 use crate::dashboard::session::{cookie, secure, session_cookie, set_cookie};
 use crate::dashboard::{render, PageError};
+use crate::idp_fetch::{IdpHttp, MAX_METADATA};
 use crate::AppState;
 use askama::Template;
 use axum::extract::{Path, Request, State};
@@ -32,7 +33,9 @@ use cairn_core::audit::RequestMeta;
 use cairn_core::ids::TenantId;
 use cairn_core::service::Services;
 use cairn_core::session::{random_hex, SessionSecret, SESSION_ABSOLUTE};
-use cairn_core::sso::{SamlIdpConfig, SsoSignedIn, VerifiedAssertion, MAX_CLOCK_SKEW};
+use cairn_core::sso::{
+    FetchedMetadata, MetadataRefresh, SamlIdpConfig, SsoSignedIn, VerifiedAssertion, MAX_CLOCK_SKEW,
+};
 use samael::crypto::AllowedSignatureAlgorithm;
 use samael::key_info::{KeyInfo, X509Data};
 use samael::metadata::{Endpoint, EntityDescriptor, IdpSsoDescriptor, KeyDescriptor};
@@ -735,6 +738,54 @@ pub fn parse_idp_metadata(xml: &str) -> Result<IdpMetadata, String> {
         sso_url,
         certificates,
     })
+}
+
+/// Fetches an identity provider's SAML metadata from its URL under the rules of
+/// [`crate::idp_fetch`] (https, no internal addresses, no redirects, at most
+/// [`MAX_METADATA`] bytes, a time limit) and parses it.
+pub async fn fetch_idp_metadata(http: &IdpHttp, url: &str) -> Result<FetchedMetadata, String> {
+    let body = http
+        .get(url, MAX_METADATA)
+        .await
+        .map_err(|e| format!("fetching the metadata URL failed: {e}"))?;
+    let xml = String::from_utf8(body).map_err(|_| "the metadata is not UTF-8".to_owned())?;
+    let md = parse_idp_metadata(&xml)?;
+    Ok(FetchedMetadata {
+        xml,
+        entity_id: md.entity_id,
+        sso_url: md.sso_url,
+        certificates: md.certificates,
+    })
+}
+
+/// One round of the scheduled metadata refresh (`cairn serve`): every tenant whose SAML
+/// settings come from a metadata URL gets it fetched again, one tenant at a time.
+pub async fn refresh_idp_metadata(services: &Services, http: &IdpHttp) -> cairn_core::Result<()> {
+    for tenant in services.store.list_tenants().await? {
+        let Some(url) = services
+            .saml_config(&tenant.id)
+            .await?
+            .and_then(|c| c.metadata_url)
+        else {
+            continue;
+        };
+        let fetched = fetch_idp_metadata(http, &url).await;
+        if let Err(reason) = &fetched {
+            tracing::warn!(tenant = %tenant.id, %url, %reason,
+                "refreshing the identity provider's metadata failed; the last good settings stay");
+        }
+        match services
+            .apply_metadata_refresh(&tenant.id, &url, fetched)
+            .await?
+        {
+            MetadataRefresh::Updated {
+                certificates_changed,
+            } => tracing::info!(tenant = %tenant.id, %url, certificates_changed,
+                "the identity provider's metadata changed; new settings saved"),
+            MetadataRefresh::Unchanged | MetadataRefresh::Failed => {}
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,13 +13,15 @@
 //!   `iat` (with [`MAX_CLOCK_SKEW`]) and `nonce` are checked by the crate; then
 //!   `cairn_core::oidc` matches the claims inside the tenant as SAML does.
 //!
-//! Discovery and keys are fetched by our own HTTP client: no redirects followed (the
-//! crate's docs warn of SSRF), timeouts, a size cap, and https only unless the operator
-//! started `cairn serve --sso-allow-insecure-idp` (tests). Each issuer's metadata and
+//! Discovery, keys and tokens are fetched by [`crate::idp_fetch`]: no redirects followed
+//! (the crate's docs warn of SSRF), a time limit, a size cap, https only and no
+//! loopback, private or link-local address (checked on the resolved addresses), unless
+//! the operator started `cairn serve --sso-allow-insecure-idp` (tests). Each issuer's metadata and
 //! keys are cached; an ID token signed by a key id not in the cache refetches the keys,
 //! at most once per [`Oidc::jwks_refresh_interval`] per issuer (a provider rotating its
 //! keys, OIDC Core §10.1.1).
 
+use crate::idp_fetch::{FetchError, IdpHttp};
 use crate::sso::{meta_of, not_found, refused_page, signed_in_response, unavailable};
 use crate::AppState;
 use axum::extract::{Path, Query, State};
@@ -47,8 +49,6 @@ use std::time::{Duration, Instant};
 
 /// The largest discovery document, key set or token response read.
 pub const MAX_IDP_RESPONSE: usize = 256 * 1024;
-/// How long one request to the provider may take, all told.
-const IDP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long discovery is trusted before it is read again.
 const METADATA_TTL: Duration = Duration::from_secs(3600);
 
@@ -65,18 +65,6 @@ pub fn callback_url(public_url: &str, tenant: &TenantId) -> String {
     format!("{public_url}/sso/{tenant}/oidc/callback")
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    #[error("only https URLs are fetched")]
-    Insecure,
-    #[error("the answer is larger than {MAX_IDP_RESPONSE} bytes")]
-    TooLarge,
-    #[error("request failed: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("bad request: {0}")]
-    Request(String),
-}
-
 struct Cached {
     metadata: CoreProviderMetadata,
     fetched: Instant,
@@ -85,9 +73,7 @@ struct Cached {
 
 /// The HTTP client for providers and the per-issuer cache of discovery and keys.
 pub struct Oidc {
-    http: reqwest::Client,
-    /// `--sso-allow-insecure-idp`: http (and so loopback test providers) allowed.
-    pub allow_insecure: bool,
+    http: IdpHttp,
     /// The least time between two key refetches of one issuer on an unknown key id.
     pub jwks_refresh_interval: Duration,
     cache: Mutex<HashMap<String, Cached>>,
@@ -101,51 +87,33 @@ impl Default for Oidc {
 
 impl Oidc {
     pub fn new(allow_insecure: bool, jwks_refresh_interval: Duration) -> Self {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(IDP_TIMEOUT)
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("reqwest client builds");
         Oidc {
-            http,
-            allow_insecure,
+            http: IdpHttp::new(allow_insecure),
             jwks_refresh_interval,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
+    /// The client for identity providers, also used for SAML metadata URLs.
+    pub fn http(&self) -> &IdpHttp {
+        &self.http
+    }
+
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, FetchError> {
+        // The same rules as for SAML metadata URLs: https, no internal addresses (checked
+        // on the resolved addresses the connection uses), no redirects, size and time.
         let uri = req.uri().to_string();
-        if !(uri.starts_with("https://") || self.allow_insecure && uri.starts_with("http://")) {
-            return Err(FetchError::Insecure);
-        }
         let (parts, body) = req.into_parts();
-        let mut r = self
+        let builder = self
             .http
-            .request(parts.method, uri)
+            .request(parts.method, &uri)
             .headers(parts.headers)
-            .body(body)
-            .send()
-            .await?;
-        let status = r.status();
-        let headers = r.headers().clone();
-        if r.content_length()
-            .is_some_and(|n| n > MAX_IDP_RESPONSE as u64)
-        {
-            return Err(FetchError::TooLarge);
-        }
-        let mut out = Vec::new();
-        while let Some(chunk) = r.chunk().await? {
-            if out.len() + chunk.len() > MAX_IDP_RESPONSE {
-                return Err(FetchError::TooLarge);
-            }
-            out.extend_from_slice(&chunk);
-        }
+            .body(body);
+        let (status, headers, out) = self.http.send(builder, MAX_IDP_RESPONSE).await?;
         let mut resp = openidconnect::http::Response::builder()
             .status(status.as_u16())
             .body(out)
-            .map_err(|e| FetchError::Request(e.to_string()))?;
+            .map_err(|e| FetchError::Http(e.to_string()))?;
         for (k, v) in headers.iter() {
             if let (Ok(k), Ok(v)) = (
                 openidconnect::http::HeaderName::from_bytes(k.as_str().as_bytes()),
@@ -435,6 +403,15 @@ pub async fn callback(
             return refuse(reason, None).await;
         }
     };
+    // OIDC Core §3.1.3.7 steps 4 and 5, which the crate leaves to its callers: with
+    // several audiences an `azp` is required, and when present it must be our client id.
+    let azp_ok = match claims.authorized_party() {
+        Some(azp) => azp.as_str() == config.client_id,
+        None => claims.audiences().len() <= 1,
+    };
+    if !azp_ok {
+        return refuse("ID token for another authorized party", None).await;
+    }
     let verified = VerifiedIdToken {
         issuer: claims.issuer().to_string(),
         subject: claims.subject().to_string(),

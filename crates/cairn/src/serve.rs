@@ -101,6 +101,22 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         )),
     };
 
+    // Issue 17: SAML identity providers set by metadata URL are fetched again on a
+    // schedule, so their certificate rollovers reach Cairn; the first round is at start.
+    let md_svc = svc.clone();
+    let md_http = state.oidc.http().clone();
+    let md_every = Duration::from_secs(args.sso_metadata_refresh_secs.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(md_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = cairn_web::sso::refresh_idp_metadata(&md_svc, &md_http).await {
+                tracing::warn!(error = %e, "refreshing identity provider metadata failed");
+            }
+        }
+    });
+
     let purge_svc = svc.clone();
     let purge_vault = vault.vault.clone();
     let interval = Duration::from_secs(args.purge_interval_secs.max(1));

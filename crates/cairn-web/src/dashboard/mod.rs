@@ -65,6 +65,11 @@ pub fn routes() -> Router<AppState> {
             "/accounts/{id}/undelete",
             post(backup_settings::undelete_account),
         )
+        // sso-idp: OpenID Connect on Settings → Single Sign-On.
+        .route(
+            "/settings/sso/oidc",
+            post(sso_settings::change_oidc_settings),
+        )
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))

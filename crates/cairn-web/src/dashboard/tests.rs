@@ -1403,6 +1403,228 @@ async fn administrators_set_up_single_sign_on_and_viewers_only_look() {
     assert!(after.enabled && !after.scope.all_accounts, "unchanged");
 }
 
+// --- sso-idp: OpenID Connect and metadata URLs on Settings → Single Sign-On ---
+
+#[tokio::test]
+async fn administrators_set_up_openid_connect_with_a_write_only_secret() {
+    let h = Harness::new().await;
+    let admin = h.sign_in(ADMIN).await;
+    let page = h.get("/settings/sso", Some(&admin)).await;
+    assert!(page
+        .body
+        .contains(&format!("{ORIGIN}/sso/{}/oidc/callback", h.tenant)));
+    assert!(
+        page.body.contains("Client secret (not set)"),
+        "{}",
+        page.body
+    );
+    let csrf = page.csrf();
+    let oidc = |issuer: &'static str, secret: &'static str| {
+        vec![
+            ("oidc_enabled", "on"),
+            ("oidc_issuer", issuer),
+            ("oidc_client_id", "cairn-client"),
+            ("oidc_client_secret", secret),
+        ]
+    };
+    let post = |fields: Vec<(&'static str, &'static str)>, who: String, csrf: String| {
+        let h = &h;
+        async move {
+            let mut all = vec![("csrf", csrf.as_str())];
+            all.extend(fields.iter().map(|(k, v)| (*k, *v)));
+            h.post("/settings/sso/oidc", Some(&who), Some(ORIGIN), form(&all))
+                .await
+        }
+    };
+
+    // Issuers the fetch rules would refuse at sign-in are refused now.
+    for (issuer, why) in [
+        ("http://idp.example.com", "https"),
+        ("https://127.0.0.1:8443", "loopback"),
+        ("https://[::ffff:169.254.169.254]", "link-local"),
+        ("https://10.0.0.7/realms/x", "private"),
+    ] {
+        let r = post(oidc(issuer, "s3cret-value"), admin.clone(), csrf.clone()).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{issuer}");
+        assert!(r.body.contains(why), "{issuer}: {}", r.body);
+    }
+    // No secret the first time: refused.
+    let r = post(
+        oidc("https://idp.example.com", ""),
+        admin.clone(),
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("client secret"), "{}", r.body);
+    assert!(h
+        .services
+        .store
+        .get_oidc_config(&h.tenant)
+        .await
+        .unwrap()
+        .is_none());
+
+    let r = post(
+        oidc("https://idp.example.com/", "s3cret-value"),
+        admin.clone(),
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let saved = h
+        .services
+        .store
+        .get_oidc_config(&h.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(saved.enabled);
+    assert_eq!(saved.issuer, "https://idp.example.com");
+    assert_eq!(saved.client_id, "cairn-client");
+    assert_eq!(saved.client_secret.expose(), "s3cret-value");
+    let audit = h
+        .services
+        .store
+        .list_audit(&h.tenant, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(audit[0].action, "sso_settings_changed");
+    assert_eq!(audit[0].target_name.as_deref(), Some("oidc"));
+    assert_eq!(audit[0].actor_id.as_deref(), Some(ADMIN));
+    assert!(!audit[0].changes.to_string().contains("s3cret"));
+
+    // The page says "set", never the secret.
+    let page = h.get("/settings/sso", Some(&admin)).await;
+    assert!(
+        page.body.contains("Client secret (set; leave empty"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("s3cret-value"));
+    assert!(page.body.contains("cairn-client"));
+
+    // On OpenID Connect alone, the scope above is saved for it (no SAML settings made).
+    let r = h
+        .post(
+            "/settings/sso",
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[("csrf", &csrf), ("scope_all", "on"), ("scope_admins", "on")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let saved = h
+        .services
+        .store
+        .get_oidc_config(&h.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(saved.scope.all_accounts && saved.scope.admins);
+    assert!(h
+        .services
+        .store
+        .get_saml_config(&h.tenant)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Saving with the field empty keeps the secret.
+    let r = post(
+        vec![
+            ("oidc_issuer", "https://idp.example.com"),
+            ("oidc_client_id", "cairn-client-2"),
+            ("oidc_client_secret", ""),
+        ],
+        admin.clone(),
+        csrf.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", r.body);
+    let saved = h
+        .services
+        .store
+        .get_oidc_config(&h.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!saved.enabled);
+    assert_eq!(saved.client_id, "cairn-client-2");
+    assert_eq!(saved.client_secret.expose(), "s3cret-value");
+
+    // Without the CSRF token, and as a viewer: refused, unchanged.
+    let r = h
+        .post(
+            "/settings/sso/oidc",
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[("oidc_issuer", "https://evil.example.com")]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let viewer = h.sign_in(VIEWER).await;
+    let vpage = h.get("/settings/sso", Some(&viewer)).await;
+    assert!(!vpage.body.contains("s3cret-value"));
+    let r = post(
+        oidc("https://evil.example.com", "other"),
+        viewer.clone(),
+        vpage.csrf(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let after = h
+        .services
+        .store
+        .get_oidc_config(&h.tenant)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.issuer, "https://idp.example.com");
+    assert_eq!(after.client_secret.expose(), "s3cret-value");
+}
+
+#[tokio::test]
+async fn metadata_urls_to_internal_addresses_are_refused_without_a_request() {
+    let h = Harness::new().await;
+    let admin = h.sign_in(ADMIN).await;
+    let csrf = h.get("/settings/sso", Some(&admin)).await.csrf();
+    for (url, why) in [
+        ("http://idp.example.com/metadata", "https"),
+        ("https://127.0.0.1/metadata", "loopback"),
+        ("https://[::1]/metadata", "loopback"),
+        ("https://[::ffff:127.0.0.1]/metadata", "loopback"),
+        ("https://0.0.0.0/metadata", "loopback"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://100.64.0.1/metadata", "private"),
+        ("https://192.168.1.10/metadata", "private"),
+        ("https://[fd00::1]/metadata", "private"),
+        ("https://[fe80::1]/metadata", "link-local"),
+        ("https://localhost/metadata", "loopback"),
+    ] {
+        let r = h
+            .post(
+                "/settings/sso",
+                Some(&admin),
+                Some(ORIGIN),
+                form(&[("csrf", &csrf), ("enabled", "on"), ("metadata_url", url)]),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}");
+        assert!(r.body.contains(why), "{url}: {}", r.body);
+        // What was typed comes back.
+        assert!(r.body.contains("value=\"https://") || r.body.contains("value=\"http://"));
+    }
+    assert!(h
+        .services
+        .store
+        .get_saml_config(&h.tenant)
+        .await
+        .unwrap()
+        .is_none());
+}
+// --- end sso-idp ---
+
 /// A request-log entry of the harness's tenant, `ago` before the harness clock.
 fn logged(h: &Harness, token: &str, ago: time::Duration, status: u16) -> RequestEntry {
     RequestEntry {

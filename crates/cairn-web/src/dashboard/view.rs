@@ -119,6 +119,8 @@ pub fn action_label(action: &str) -> &'static str {
         "vault_protection_changed" => "Deletion protection changed",
         "vault_undeleted" => "Backup deletions undone",
         "vault_trash_purged" => "Deleted backup data purged (window passed)",
+        "sso_metadata_refreshed" => "Identity provider metadata refreshed",
+        "sso_metadata_refresh_failed" => "Identity provider metadata refresh failed",
         _ => "Other",
     }
 }

@@ -324,9 +324,11 @@ pub struct ServeArgs {
     /// Mount `GET /_bench/floor`, the trivial handler `cairn-bench` measures as its floor.
     #[arg(long, env = "CAIRN_BENCH_FLOOR", hide = true)]
     pub bench_floor: bool,
-    /// TESTS ONLY: let OpenID Connect discovery, keys and tokens be fetched over plain
-    /// http (a provider on 127.0.0.1). Never in production: without TLS anyone on the
-    /// path can forge the provider's keys.
+    /// TESTS ONLY: let identity providers (SAML metadata URLs, OpenID Connect discovery,
+    /// keys and tokens) be fetched over plain http and from loopback, private and
+    /// link-local addresses (a provider on 127.0.0.1). Never in production: without TLS
+    /// anyone on the path can forge the provider's keys, and an administrator could make
+    /// Cairn fetch from inside its network.
     #[arg(long, env = "CAIRN_SSO_ALLOW_INSECURE_IDP", hide = true)]
     pub sso_allow_insecure_idp: bool,
     /// The least time between two refetches of one OpenID provider's keys when an ID
@@ -338,6 +340,15 @@ pub struct ServeArgs {
         hide = true
     )]
     pub sso_jwks_refresh_secs: u64,
+    /// How often SAML identity providers set by metadata URL are fetched again, so a
+    /// certificate rollover reaches Cairn (a failed fetch keeps the last good settings).
+    #[arg(
+        long,
+        env = "CAIRN_SSO_METADATA_REFRESH_SECS",
+        default_value_t = 6 * 3600,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub sso_metadata_refresh_secs: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -382,8 +393,20 @@ pub enum SsoCmd {
         #[arg(long)]
         tenant: String,
         /// The identity provider's SAML metadata (XML file).
-        #[arg(long, value_name = "FILE")]
-        metadata_file: std::path::PathBuf,
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "metadata_url",
+            conflicts_with = "metadata_url"
+        )]
+        metadata_file: Option<std::path::PathBuf>,
+        /// The identity provider's metadata URL (https): fetched now, and again on
+        /// `cairn serve`'s schedule (`--sso-metadata-refresh-secs`).
+        #[arg(long, value_name = "URL")]
+        metadata_url: Option<String>,
+        /// TESTS ONLY: as `cairn serve --sso-allow-insecure-idp` (http and loopback).
+        #[arg(long, env = "CAIRN_SSO_ALLOW_INSECURE_IDP", hide = true)]
+        allow_insecure_idp: bool,
     },
     /// Set the tenant's OpenID provider and turn OpenID Connect sign-in on (the client
     /// secret is read from standard input, never from the command line).

@@ -374,6 +374,10 @@ async fn administrator_and_backup_account_sign_in_and_each_bad_answer_is_refused
         ("aud", "ID token for another audience"),
         ("exp", "ID token expired"),
         ("nonce", "ID token nonce mismatch"),
+        // OIDC Core §3.1.3.7: an `azp` must be our client id; several audiences are
+        // refused (the crate refuses an audience it was not told to trust).
+        ("azp", "ID token for another authorized party"),
+        ("multiaud", "ID token for another audience"),
         ("kid", "ID token signed by an unknown key"),
     ] {
         o.idp().mode(mode).await;
@@ -399,3 +403,61 @@ async fn a_rotated_signing_key_is_fetched_on_its_first_use() {
     let (r, _) = o.sign_in_as("u-admin").await;
     o.assert_signed_in(r, "cairn_session", "/accounts").await;
 }
+
+// --- sso-idp: the fetch rules for discovery ---
+
+#[tokio::test]
+async fn without_the_operator_flag_a_loopback_issuer_is_never_contacted() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // A listener that only counts connections: the "provider" on loopback.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            h.fetch_add(1, Ordering::SeqCst);
+            drop(s);
+        }
+    });
+    let app = TestApp::spawn().await;
+    let tenant = app.tenant("acme");
+    for issuer in [
+        format!("http://127.0.0.1:{port}"),
+        format!("https://127.0.0.1:{port}"),
+        format!("https://localhost:{port}"),
+        format!("https://[::ffff:127.0.0.1]:{port}"),
+    ] {
+        app.cli_stdin(
+            &[
+                "sso",
+                "oidc",
+                "--tenant",
+                &tenant.id,
+                "--issuer",
+                &issuer,
+                "--client-id",
+                "cairn",
+                "--client-secret-stdin",
+            ],
+            Some("test-secret\n"),
+        )
+        .ok();
+        let r = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(format!("{}/sso/{}/login", app.base, tenant.id))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503, "{issuer}");
+    }
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        0,
+        "nothing reached the listener"
+    );
+}
+// --- end sso-idp ---

@@ -216,7 +216,15 @@ struct Sso {
 
 impl Sso {
     async fn start() -> Sso {
-        let app = TestApp::spawn().await;
+        Sso::start_with(Vec::new()).await
+    }
+
+    async fn start_with(args: Vec<String>) -> Sso {
+        let app = TestApp::spawn_with(Opts {
+            args,
+            ..Opts::default()
+        })
+        .await;
         let dir = tempfile::tempdir().unwrap();
         let idp = Key::new(dir.path(), "idp");
         let attacker = Key::new(dir.path(), "attacker");
@@ -249,10 +257,7 @@ impl Sso {
                 "userName": "carol@globex.test", "active": true}),
             )
             .await;
-        let metadata = format!(
-            r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#,
-            cert = idp.cert_b64()
-        );
+        let metadata = idp_metadata(&idp.cert_b64());
         let md = dir.path().join("idp-metadata.xml");
         std::fs::write(&md, metadata).unwrap();
         app.cli(&[
@@ -1215,3 +1220,188 @@ async fn an_administrator_maps_a_group_on_the_settings_page() {
         .unwrap();
     assert_eq!(r.status(), 403);
 }
+
+// --- sso-idp: the identity provider's metadata by URL, refreshed on a schedule ---
+
+/// The test IdP's metadata with one signing certificate.
+fn idp_metadata(cert: &str) -> String {
+    format!(
+        r#"<md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" entityID="{IDP}"><md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol"><md:KeyDescriptor use="signing"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor><md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="https://idp.example.test/sso"/></md:IDPSSODescriptor></md:EntityDescriptor>"#
+    )
+}
+
+/// A plain HTTP server on 127.0.0.1 answering every request with the status and body
+/// in `served` (what the identity provider publishes at its metadata URL). On its own
+/// thread: the test's runtime is blocked while a CLI command runs.
+fn metadata_server(served: std::sync::Arc<std::sync::Mutex<(u16, String)>>) -> u16 {
+    use std::io::Write;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            let (status, body) = served.lock().unwrap().clone();
+            let mut buf = [0u8; 8192];
+            let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+impl Sso {
+    /// Waits (at most 20 s) for an audit entry with `action`, and returns the newest.
+    async fn wait_for_audit(&self, action: &str) -> Value {
+        for _ in 0..80 {
+            if let Some(e) = self.audit().into_iter().find(|e| e["action"] == action) {
+                return e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+        panic!("no {action} in the audit log: {:?}", self.audit());
+    }
+}
+
+#[tokio::test]
+async fn a_metadata_url_is_refreshed_and_a_certificate_rollover_is_picked_up() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start_with(vec![
+        "--sso-allow-insecure-idp".into(),
+        "--sso-metadata-refresh-secs".into(),
+        "1".into(),
+    ])
+    .await;
+    let served = std::sync::Arc::new(std::sync::Mutex::new((
+        200u16,
+        idp_metadata(&sso.idp.cert_b64()),
+    )));
+    let port = metadata_server(served.clone());
+    let url = format!("http://127.0.0.1:{port}/idp/metadata");
+    let saml = |extra: &[&str]| {
+        let mut args = vec![
+            "sso",
+            "saml",
+            "--tenant",
+            &sso.tenant.id,
+            "--metadata-url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        sso.app.cli(&args.iter().map(|s| &**s).collect::<Vec<_>>())
+    };
+
+    // Without the operator's test flag: plain http to loopback is refused.
+    let refused = saml(&[]);
+    assert!(!refused.status.success());
+    assert!(refused.stderr.contains("https"), "{}", refused.stderr);
+    saml(&["--allow-insecure-idp"]).ok();
+    let show = sso
+        .app
+        .cli(&["sso", "show", "--tenant", &sso.tenant.id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(show["saml"]["metadata_url"], url.as_str());
+
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.idp))
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // Rollover: the identity provider now publishes a new key (here `attacker`'s) and
+    // signs with it. After the next refresh the new key is accepted, the old refused.
+    served.lock().unwrap().1 = idp_metadata(&sso.attacker.cert_b64());
+    let e = sso.wait_for_audit("sso_metadata_refreshed").await;
+    assert_eq!(e["changes"]["certificates_changed"], true, "{e}");
+    assert_eq!(e["actor_kind"], "system", "{e}");
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.attacker))
+        .await;
+    assert_eq!(r.status(), 200, "signed with the new key");
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.idp))
+        .await;
+    sso.assert_refused(r, "signature missing or not by the configured certificate")
+        .await;
+
+    // The identity provider fails: audited, and the last good settings stay.
+    served.lock().unwrap().0 = 500;
+    let e = sso.wait_for_audit("sso_metadata_refresh_failed").await;
+    assert!(
+        e["changes"]["reason"].as_str().unwrap().contains("500"),
+        "{e}"
+    );
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.attacker))
+        .await;
+    assert_eq!(r.status(), 200, "the last good certificate still works");
+}
+
+#[tokio::test]
+async fn an_administrator_sets_a_metadata_url_on_the_settings_page() {
+    if !tools() {
+        return;
+    }
+    let sso = Sso::start_with(vec!["--sso-allow-insecure-idp".into()]).await;
+    // The identity provider behind the URL signs with another key than the one set from
+    // the file at start.
+    let served = std::sync::Arc::new(std::sync::Mutex::new((
+        200u16,
+        idp_metadata(&sso.attacker.cert_b64()),
+    )));
+    let url = format!("http://127.0.0.1:{}/md", metadata_server(served));
+    let cookie = sso.app.sign_in(ADMIN, PASSWORD).await;
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let r = sso
+        .app
+        .client
+        .post(format!("{}/settings/sso", sso.app.base))
+        .header(header::ORIGIN, &sso.app.base)
+        .header(header::COOKIE, &cookie)
+        .form(&[
+            ("csrf", csrf_of(&page).as_str()),
+            ("enabled", "on"),
+            ("scope_admins", "on"),
+            ("metadata_url", url.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "{}", r.text().await.unwrap());
+    let page = sso
+        .page("/settings/sso", &cookie)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("value=\"{url}\"")), "{page}");
+    let audit = sso.audit();
+    assert_eq!(audit[0]["action"], "sso_settings_changed");
+    assert_eq!(audit[0]["changes"]["metadata_url"], url.as_str());
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.attacker))
+        .await;
+    assert_eq!(r.status(), 200, "the key from the URL's metadata");
+    let id = sso.login().await;
+    let r = sso
+        .post(&Assertion::new(&sso, &id, ADMIN).signed(sso.dir.path(), &sso.idp))
+        .await;
+    sso.assert_refused(r, "signature missing or not by the configured certificate")
+        .await;
+}
+// --- end sso-idp ---

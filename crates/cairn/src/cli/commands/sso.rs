@@ -1,6 +1,6 @@
 //! `cairn sso …`: a tenant's SAML identity provider, SSO scope, on/off, and the values
-//! to give the identity provider. Metadata URLs (fetched server-side) are not supported
-//! yet: download the metadata and pass the file. `cairn sso oidc` sets an OpenID provider
+//! to give the identity provider. A metadata URL is fetched with the rules of
+//! `cairn_web::idp_fetch` and kept, for `cairn serve` to fetch again on its schedule. `cairn sso oidc` sets an OpenID provider
 //! instead (used in preference to SAML while enabled).
 
 use crate::cli::config::tenant_id;
@@ -9,9 +9,10 @@ use anyhow::{bail, Context, Result};
 use cairn_core::audit::Actor;
 use cairn_core::ids::TenantId;
 use cairn_core::oidc::{ClientSecret, OidcConfig};
-use cairn_core::sso::{SamlIdpConfig, SsoScope};
+use cairn_core::sso::{FetchedMetadata, SamlIdpConfig, SsoScope};
 use cairn_core::store::Role;
-use cairn_web::sso::{acs_url, login_url, parse_idp_metadata, sp_entity_id};
+use cairn_web::idp_fetch::IdpHttp;
+use cairn_web::sso::{acs_url, fetch_idp_metadata, login_url, parse_idp_metadata, sp_entity_id};
 use cairn_web::sso_oidc::callback_url as oidc_callback;
 use serde_json::json;
 
@@ -20,11 +21,27 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
         SsoCmd::Saml {
             tenant,
             metadata_file,
+            metadata_url,
+            allow_insecure_idp,
         } => {
             let id = tenant_id(&tenant)?;
-            let xml = std::fs::read_to_string(&metadata_file)
-                .with_context(|| format!("reading {}", metadata_file.display()))?;
-            let md = parse_idp_metadata(&xml).map_err(anyhow::Error::msg)?;
+            let md = match (&metadata_file, &metadata_url) {
+                (Some(file), _) => {
+                    let xml = std::fs::read_to_string(file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let md = parse_idp_metadata(&xml).map_err(anyhow::Error::msg)?;
+                    FetchedMetadata {
+                        xml,
+                        entity_id: md.entity_id,
+                        sso_url: md.sso_url,
+                        certificates: md.certificates,
+                    }
+                }
+                (None, Some(url)) => fetch_idp_metadata(&IdpHttp::new(allow_insecure_idp), url)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+                (None, None) => bail!("give --metadata-file or --metadata-url"),
+            };
             let scope = current(cx, &id).await?.map(|c| c.scope).unwrap_or_default();
             let config = SamlIdpConfig {
                 tenant_id: id.clone(),
@@ -32,8 +49,8 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
                 idp_entity_id: md.entity_id,
                 sso_url: md.sso_url,
                 certificates: md.certificates,
-                metadata_xml: Some(xml),
-                metadata_url: None,
+                metadata_xml: Some(md.xml),
+                metadata_url,
                 scope,
                 updated_at: cx.svc.clock.now(),
             };
@@ -187,6 +204,8 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
                     "idp_entity_id": c.idp_entity_id,
                     "sso_url": c.sso_url,
                     "certificates": c.certificates.len(),
+                    "metadata_url": c.metadata_url,
+                    "updated_at": c.updated_at.format(&time::format_description::well_known::Rfc3339).ok(),
                     "scope": c.scope,
                 })),
                 "group_roles": cx.svc.sso_group_roles(&id).await?,

@@ -3,7 +3,7 @@
 // auto-login that signs in the account named by `login_hint` (no consent screen).
 // Env: PORT, REDIRECT_URI, KID (the signing key's id; a restart with another KID is a
 // key rotation). `POST /__mode/NAME` makes the next token responses carry a bad ID token
-// re-signed by this provider's key (iss, aud, exp, nonce) or by a key it never published
+// re-signed by this provider's key (iss, aud, exp, nonce, azp, multiaud) or by a key it never published
 // (kid); `normal` stops that.
 import Provider from 'oidc-provider';
 import { generateKeyPair, exportJWK, SignJWT, decodeJwt } from 'jose';
@@ -68,6 +68,8 @@ p.use(async (ctx, next) => {
     if (mode === 'aud') claims.aud = 'someone-else';
     if (mode === 'exp') { claims.iat = now - 3600; claims.exp = now - 1800; }
     if (mode === 'nonce') claims.nonce = 'not-the-nonce';
+    if (mode === 'azp') claims.azp = 'someone-else';
+    if (mode === 'multiaud') { claims.aud = ['cairn', 'someone-else']; delete claims.azp; }
     if (mode === 'kid') k = alien;
     ctx.body = { ...ctx.body, id_token: await new SignJWT(claims)
       .setProtectedHeader({ alg: 'RS256', kid: k.jwk.kid }).sign(k.privateKey) };
