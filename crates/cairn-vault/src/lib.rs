@@ -10,6 +10,7 @@
 
 mod local;
 mod s3;
+pub mod verify;
 
 pub use s3::MAX_REMOTE_OBJECT;
 
