@@ -12,7 +12,7 @@ use crate::audit::{Action, Actor, AuditDraft, RequestMeta};
 use crate::auth::DashboardCtx;
 use crate::dashboard::require_admin;
 use crate::ids::TenantId;
-use crate::service::Services;
+use crate::service::{Authority, Services};
 use crate::{Error, Result};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -286,7 +286,35 @@ impl Services {
         minutes: i64,
         meta: &RequestMeta,
     ) -> Result<Option<OffsetDateTime>> {
-        require_admin(ctx)?;
+        self.switch_body_capture(Authority::Dashboard(ctx), ctx.tenant_id(), minutes, meta)
+            .await
+    }
+
+    /// [`Services::set_body_capture`] for the dashboard's administrators or the operator
+    /// (`cairn requests capture`).
+    pub async fn switch_body_capture(
+        &self,
+        who: Authority<'_>,
+        tenant: &TenantId,
+        minutes: i64,
+        meta: &RequestMeta,
+    ) -> Result<Option<OffsetDateTime>> {
+        let actor = match who {
+            Authority::Operator(_) => {
+                self.tenant(tenant).await?;
+                Actor::Operator
+            }
+            Authority::Dashboard(ctx) => {
+                require_admin(ctx)?;
+                if ctx.tenant_id() != tenant {
+                    return Err(Error::Forbidden);
+                }
+                Actor::DashboardUser {
+                    id: ctx.user_id().clone(),
+                    email: ctx.email().to_owned(),
+                }
+            }
+        };
         if !(0..=MAX_CAPTURE_MINUTES).contains(&minutes) {
             return Err(Error::Invalid {
                 field: "minutes",
@@ -296,22 +324,17 @@ impl Services {
         let now = self.clock.now();
         let until = (minutes > 0).then(|| now + time::Duration::minutes(minutes));
         let audit = AuditDraft {
-            tenant_id: ctx.tenant_id().clone(),
-            actor: Actor::DashboardUser {
-                id: ctx.user_id().clone(),
-                email: ctx.email().to_owned(),
-            },
+            tenant_id: tenant.clone(),
+            actor,
             action: Action::BodyCaptureChanged,
             target_type: "tenant",
-            target_id: Some(ctx.tenant_id().to_string()),
+            target_id: Some(tenant.to_string()),
             target_name: None,
             changes: serde_json::json!({ "body_capture_minutes": { "after": minutes } }),
             meta: meta.clone(),
             at: now,
         };
-        self.store
-            .set_body_capture(ctx.tenant_id(), until, audit)
-            .await?;
+        self.store.set_body_capture(tenant, until, audit).await?;
         Ok(until)
     }
 

@@ -644,12 +644,14 @@ impl Services {
         )
     }
 
-    /// Creates a group with these members (accounts of the tenant).
+    /// Creates a group with these members (accounts of the tenant) and the `display`
+    /// values the client sent for them (RFC 7643 §4.2), in one transaction.
     pub async fn create_group(
         &self,
         ctx: &ScimCtx,
         data: GroupData,
         members: &[UserId],
+        displays: &[(UserId, String)],
         meta: &RequestMeta,
     ) -> Result<GroupRecord> {
         let now = self.clock.now();
@@ -672,7 +674,9 @@ impl Services {
             diff(&json!({}), &g.doc),
             meta,
         );
-        self.store.create_group(&g, members, audit).await?;
+        self.store
+            .create_group(&g, members, displays, audit)
+            .await?;
         Ok(g)
     }
 
@@ -692,22 +696,6 @@ impl Services {
     /// asked for `members`.
     pub async fn group_members(&self, ctx: &ScimCtx, id: &GroupId) -> Result<Vec<UserId>> {
         self.store.group_members(ctx.tenant_id(), id).await
-    }
-
-    /// Records the `display` values a client sent with members (RFC 7643 §4.2), after
-    /// the membership change that named them.
-    pub async fn set_member_displays(
-        &self,
-        ctx: &ScimCtx,
-        id: &GroupId,
-        displays: &[(UserId, String)],
-    ) -> Result<()> {
-        if displays.is_empty() {
-            return Ok(());
-        }
-        self.store
-            .set_member_displays(ctx.tenant_id(), id, displays)
-            .await
     }
 
     /// The `display` values recorded for a group's members.
@@ -749,13 +737,15 @@ impl Services {
     /// the current record (PUT ignores it, PATCH applies its operations). Membership deltas
     /// commute, so only a change of attributes without `If-Match` is re-read and re-applied
     /// when another request changed the group in between; with `if_match` the write
-    /// happens only at that version (412 otherwise).
+    /// happens only at that version (412 otherwise). `displays` (members' `display`
+    /// values) are recorded in the same transaction as the member change.
     pub async fn update_group<E>(
         &self,
         ctx: &ScimCtx,
         id: &str,
         if_match: Option<i64>,
         meta: &RequestMeta,
+        displays: &[(UserId, String)],
         mut change: impl FnMut(&GroupRecord) -> Result<(GroupData, MemberChange), E>,
     ) -> Result<GroupRecord, E>
     where
@@ -775,7 +765,7 @@ impl Services {
             }
             let (data, members) = change(&current)?;
             let renamed = data != current.data();
-            if !renamed && members.is_none() {
+            if !renamed && members.is_none() && displays.is_empty() {
                 return Ok(current);
             }
             let expected = if_match.or(renamed.then_some(current.version));
@@ -795,7 +785,15 @@ impl Services {
             let data = renamed.then_some(&data);
             match self
                 .store
-                .update_group(ctx.tenant_id(), &id, expected, data, &members, audit)
+                .update_group(
+                    ctx.tenant_id(),
+                    &id,
+                    expected,
+                    data,
+                    &members,
+                    displays,
+                    audit,
+                )
                 .await
             {
                 Err(Error::VersionMismatch) if if_match.is_none() => continue,

@@ -239,13 +239,16 @@ pub trait UserStore: Send + Sync + 'static {
 /// Groups, their members and their Account Size (see `crate::group`).
 #[async_trait]
 pub trait GroupStore: Send + Sync + 'static {
-    /// Creates a group with these members. A group with the same folded displayName yields
+    /// Creates a group with these members, and the `display` a client sent for some of
+    /// them (RFC 7643 §4.2 `members.display`; an account that is not a member is skipped),
+    /// in one transaction. A group with the same folded displayName yields
     /// `Error::Conflict { attribute: "displayName" }`; a member that is not a live account
     /// of the tenant yields `Error::Invalid { field: "members" }`.
     async fn create_group(
         &self,
         group: &GroupRecord,
         members: &[UserId],
+        displays: &[(UserId, String)],
         audit: AuditDraft,
     ) -> Result<()>;
     async fn get_group(&self, tenant: &TenantId, id: &GroupId) -> Result<Option<GroupRecord>>;
@@ -283,6 +286,9 @@ pub trait GroupStore: Send + Sync + 'static {
     /// membership changed when the group has a size. Nothing changes (and nothing is
     /// audited) when neither the attributes nor any membership change. The audit entry's
     /// time is the change's time; the store adds the member counts and ids to it.
+    /// `displays` are recorded on the memberships in the same transaction (as by
+    /// [`GroupStore::create_group`]); they change neither the version nor the audit.
+    #[allow(clippy::too_many_arguments)]
     async fn update_group(
         &self,
         tenant: &TenantId,
@@ -290,6 +296,7 @@ pub trait GroupStore: Send + Sync + 'static {
         expected_version: Option<i64>,
         data: Option<&GroupData>,
         members: &MemberChange,
+        displays: &[(UserId, String)],
         audit: AuditDraft,
     ) -> Result<GroupRecord>;
     /// Deletes a group and its memberships (never the accounts), recomputing the quota of
@@ -311,15 +318,6 @@ pub trait GroupStore: Send + Sync + 'static {
     ) -> Result<GroupRecord>;
     /// Groups by displayName with their live member counts, for the dashboard.
     async fn group_summaries(&self, tenant: &TenantId) -> Result<Vec<GroupSummary>>;
-    /// Records the `display` a client sent with members (RFC 7643 §4.2 `members.display`)
-    /// on their memberships; an account that is not a member is skipped. Memberships keep
-    /// their display until they end.
-    async fn set_member_displays(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        displays: &[(UserId, String)],
-    ) -> Result<()>;
     /// The `display` values recorded for a group's members.
     async fn member_displays(
         &self,

@@ -11,6 +11,7 @@
 mod local;
 mod s3;
 mod trash;
+pub mod verify;
 
 pub use s3::MAX_REMOTE_OBJECT;
 pub use trash::{is_protected, TrashEntry, TrashPurged, Undeleted};

@@ -74,8 +74,15 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     let mut metrics = Metrics::new();
     metrics.register_sign_in(svc.clone());
     // The provisioning inspector: recording is on unless the operator keeps no entries.
-    let request_log = (args.request_log_max_per_tenant > 0)
-        .then(|| Recorder::start(svc.store.clone(), args.request_log_queue));
+    let request_log = (args.request_log_max_per_tenant > 0).then(|| {
+        Recorder::start(
+            svc.store.clone(),
+            args.request_log_queue,
+            Duration::from_millis(args.request_log_flush_ms),
+        )
+    });
+    // Kept to store the queued entries at shutdown.
+    let request_log_at_exit = request_log.clone();
     if let Some(rec) = &request_log {
         metrics.register_collector(rec.collector());
     }
@@ -226,15 +233,23 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             Err(_) => std::future::pending::<()>().await,
         }
     };
-    tokio::select! {
-        () = server => {}
+    let drained = tokio::select! {
+        () = server => true,
         () = drain_deadline => {
             tracing::warn!(
                 secs = drain_limit.as_secs(),
                 "requests still in flight after the drain limit; exiting"
             );
-            return Ok(());
+            false
         }
+    };
+    // What the inspector has queued is stored before the process exits (bounded like the
+    // drain: a store that hangs must not keep the process alive).
+    if let Some(rec) = request_log_at_exit {
+        rec.shut_down(drain_limit.max(Duration::from_secs(1))).await;
+    }
+    if !drained {
+        return Ok(());
     }
     tracing::info!("shut down cleanly");
     Ok(())

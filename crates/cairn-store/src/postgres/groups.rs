@@ -19,34 +19,6 @@ use tokio_postgres::{GenericClient, Row};
 
 #[async_trait]
 impl GroupStore for PostgresStore {
-    async fn set_member_displays(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        displays: &[(UserId, String)],
-    ) -> Result<()> {
-        // One row per member, the last display given winning (as in request order).
-        let mut last: HashMap<&str, &str> = HashMap::new();
-        for (u, d) in displays {
-            last.insert(u.as_str(), d.as_str());
-        }
-        if last.is_empty() {
-            return Ok(());
-        }
-        let (users, values): (Vec<&str>, Vec<&str>) = last.into_iter().unzip();
-        let c = self.pool.get().await.map_err(pool_err)?;
-        c.execute(
-            "UPDATE group_members m SET display = d.display
-             FROM UNNEST($3::text[], $4::text[]) AS d (user_id, display)
-             WHERE m.tenant_id = $1 AND m.group_id = $2 AND m.user_id = d.user_id
-               AND m.display IS DISTINCT FROM d.display",
-            &[&tenant.as_str(), &id.as_str(), &users, &values],
-        )
-        .await
-        .map_err(map_err)?;
-        Ok(())
-    }
-
     async fn member_displays(
         &self,
         tenant: &TenantId,
@@ -71,6 +43,7 @@ impl GroupStore for PostgresStore {
         &self,
         g: &GroupRecord,
         members: &[UserId],
+        displays: &[(UserId, String)],
         mut audit: AuditDraft,
     ) -> Result<()> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
@@ -96,6 +69,7 @@ impl GroupStore for PostgresStore {
         .await
         .map_err(map_err)?;
         let added = add_members(&*tx, t, g.id.as_str(), &distinct(members)).await?;
+        set_displays(&*tx, t, g.id.as_str(), displays).await?;
         complete_change_audit(&mut audit, None, &added, &[]);
         insert_audit(&*tx, &audit).await?;
         let affected = quota_affected(g.size_gb, &added, &[]);
@@ -182,6 +156,7 @@ impl GroupStore for PostgresStore {
         expected_version: Option<i64>,
         data: Option<&GroupData>,
         members: &MemberChange,
+        displays: &[(UserId, String)],
         mut audit: AuditDraft,
     ) -> Result<GroupRecord> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
@@ -194,8 +169,12 @@ impl GroupStore for PostgresStore {
             expected_version,
         )?;
         let (added, removed) = apply_members(&*tx, t, i, members).await?;
+        let displayed = set_displays(&*tx, t, i, displays).await?;
         let data = data.filter(|d| **d != current.data());
         if data.is_none() && added.is_empty() && removed.is_empty() {
+            if displayed > 0 {
+                tx.commit().await.map_err(map_err)?;
+            }
             return Ok(current);
         }
         let at = ts(audit.at);
@@ -445,6 +424,35 @@ async fn all_members<C: GenericClient>(c: &C, tenant: &str, group: &str) -> Resu
         .iter()
         .map(|r| UserId::from_trusted(r.get(0)))
         .collect())
+}
+
+/// Records members' `display` values (non-members are skipped; of several values for
+/// one member the last wins, as in request order) within the caller's transaction, so
+/// that they come and go with the membership change that named them. Returns the rows
+/// changed.
+async fn set_displays<C: GenericClient>(
+    c: &C,
+    tenant: &str,
+    group: &str,
+    displays: &[(UserId, String)],
+) -> Result<u64> {
+    let mut last: HashMap<&str, &str> = HashMap::new();
+    for (u, d) in displays {
+        last.insert(u.as_str(), d.as_str());
+    }
+    if last.is_empty() {
+        return Ok(0);
+    }
+    let (users, values): (Vec<&str>, Vec<&str>) = last.into_iter().unzip();
+    c.execute(
+        "UPDATE group_members m SET display = d.display
+         FROM UNNEST($3::text[], $4::text[]) AS d (user_id, display)
+         WHERE m.tenant_id = $1 AND m.group_id = $2 AND m.user_id = d.user_id
+           AND m.display IS DISTINCT FROM d.display",
+        &[&tenant, &group, &users, &values],
+    )
+    .await
+    .map_err(map_err)
 }
 
 async fn apply_members<C: GenericClient>(

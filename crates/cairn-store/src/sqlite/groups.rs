@@ -18,32 +18,6 @@ use std::collections::HashMap;
 
 #[async_trait]
 impl GroupStore for SqliteStore {
-    async fn set_member_displays(
-        &self,
-        tenant: &TenantId,
-        id: &GroupId,
-        displays: &[(UserId, String)],
-    ) -> Result<()> {
-        if displays.is_empty() {
-            return Ok(());
-        }
-        let (t, g) = (tenant.to_string(), id.to_string());
-        let displays = displays.to_vec();
-        self.writer
-            .write(move |c| {
-                let mut st = db(c.prepare_cached(
-                    "UPDATE group_members SET display = ?
-                     WHERE tenant_id = ? AND group_id = ? AND user_id = ?
-                       AND display IS NOT ?",
-                ))?;
-                for (u, d) in &displays {
-                    db(st.execute(params![d, t, g, u.as_str(), d]))?;
-                }
-                Ok(())
-            })
-            .await
-    }
-
     async fn member_displays(
         &self,
         tenant: &TenantId,
@@ -67,10 +41,12 @@ impl GroupStore for SqliteStore {
         &self,
         g: &GroupRecord,
         members: &[UserId],
+        displays: &[(UserId, String)],
         mut audit: AuditDraft,
     ) -> Result<()> {
         let g = g.clone();
         let members = members.to_vec();
+        let displays = displays.to_vec();
         self.writer
             .write(move |c| {
                 let t = g.tenant_id.as_str();
@@ -92,6 +68,7 @@ impl GroupStore for SqliteStore {
                     ],
                 ))?;
                 let added = add_members(c, t, g.id.as_str(), &members)?;
+                set_displays(c, t, g.id.as_str(), &displays)?;
                 complete_change_audit(&mut audit, None, &added, &[]);
                 db(insert_audit(c, &audit))?;
                 recompute_quotas(c, t, &quota_affected(g.size_gb, &added, &[]), &audit)
@@ -176,15 +153,18 @@ impl GroupStore for SqliteStore {
         expected_version: Option<i64>,
         data: Option<&GroupData>,
         members: &MemberChange,
+        displays: &[(UserId, String)],
         mut audit: AuditDraft,
     ) -> Result<GroupRecord> {
         let (t, i) = (tenant.to_string(), id.to_string());
         let data = data.cloned();
         let members = members.clone();
+        let displays = displays.to_vec();
         self.writer
             .write(move |c| {
                 let current = check_version("group", db(get_group(c, &t, &i))?, expected_version)?;
                 let (added, removed) = apply_members(c, &t, &i, &members)?;
+                set_displays(c, &t, &i, &displays)?;
                 let data = data.filter(|d| *d != current.data());
                 if data.is_none() && added.is_empty() && removed.is_empty() {
                     return Ok(current);
@@ -381,6 +361,28 @@ fn all_members(c: &Connection, tenant: &str, group: &str) -> rusqlite::Result<Ve
     )?;
     let rows = st.query_map([tenant, group], |r| Ok(UserId::from_trusted(r.get(0)?)))?;
     rows.collect()
+}
+
+/// Records members' `display` values (non-members are skipped), within the caller's
+/// transaction so that they come and go with the membership change that named them.
+fn set_displays(
+    c: &Connection,
+    tenant: &str,
+    group: &str,
+    displays: &[(UserId, String)],
+) -> Result<()> {
+    if displays.is_empty() {
+        return Ok(());
+    }
+    let mut st = db(c.prepare_cached(
+        "UPDATE group_members SET display = ?
+         WHERE tenant_id = ? AND group_id = ? AND user_id = ?
+           AND display IS NOT ?",
+    ))?;
+    for (u, d) in displays {
+        db(st.execute(params![d, tenant, group, u.as_str(), d]))?;
+    }
+    Ok(())
 }
 
 /// Applies a member change; returns (added, removed).

@@ -64,7 +64,7 @@ async fn create_read_members_and_unique_display_name_any_case() {
     let other = tenant(s, "other").await;
     let us = users(s, &t.id, 2).await;
     let g = group(&t.id, "Engineering");
-    s.create_group(&g, &us, gdraft(&t.id, Action::GroupCreated))
+    s.create_group(&g, &us, &[], gdraft(&t.id, Action::GroupCreated))
         .await
         .unwrap();
     let got = s.get_group(&t.id, &g.id).await.unwrap().unwrap();
@@ -78,6 +78,7 @@ async fn create_read_members_and_unique_display_name_any_case() {
     let err = s
         .create_group(
             &group(&t.id, "ENGINEERING"),
+            &[],
             &[],
             gdraft(&t.id, Action::GroupCreated),
         )
@@ -93,6 +94,7 @@ async fn create_read_members_and_unique_display_name_any_case() {
     // Another tenant may use it, and cannot see ours.
     s.create_group(
         &group(&other.id, "engineering"),
+        &[],
         &[],
         gdraft(&other.id, Action::GroupCreated),
     )
@@ -124,7 +126,7 @@ async fn groups_of_users_are_ordered_by_display_name_per_user() {
     let mut ids = std::collections::HashMap::new();
     for (name, members) in [("beta", &us[..1]), ("Alpha", &us[..]), ("gamma", &us[..1])] {
         let g = group(&t.id, name);
-        s.create_group(&g, members, gdraft(&t.id, Action::GroupCreated))
+        s.create_group(&g, members, &[], gdraft(&t.id, Action::GroupCreated))
             .await
             .unwrap();
         ids.insert(name, g.id);
@@ -161,7 +163,7 @@ async fn members_of_another_tenant_are_rejected_and_never_linked() {
     let ours = users(s, &t.id, 1).await;
     let g = group(&t.id, "G");
     let err = s
-        .create_group(&g, &theirs, gdraft(&t.id, Action::GroupCreated))
+        .create_group(&g, &theirs, &[], gdraft(&t.id, Action::GroupCreated))
         .await
         .unwrap_err();
     assert!(matches!(
@@ -172,7 +174,7 @@ async fn members_of_another_tenant_are_rejected_and_never_linked() {
         }
     ));
     assert!(s.get_group(&t.id, &g.id).await.unwrap().is_none());
-    s.create_group(&g, &ours, gdraft(&t.id, Action::GroupCreated))
+    s.create_group(&g, &ours, &[], gdraft(&t.id, Action::GroupCreated))
         .await
         .unwrap();
     let err = s
@@ -182,6 +184,7 @@ async fn members_of_another_tenant_are_rejected_and_never_linked() {
             None,
             None,
             &delta(&[theirs[0].clone()], &ours),
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -205,7 +208,7 @@ async fn deltas_add_and_remove_exactly_the_named_members() {
     let t = tenant(s, "acme").await;
     let us = users(s, &t.id, 4).await;
     let g = group(&t.id, "G");
-    s.create_group(&g, &us[..3], gdraft(&t.id, Action::GroupCreated))
+    s.create_group(&g, &us[..3], &[], gdraft(&t.id, Action::GroupCreated))
         .await
         .unwrap();
     // Remove one, add one, re-add an existing one (no-op), remove a non-member (no-op).
@@ -216,6 +219,7 @@ async fn deltas_add_and_remove_exactly_the_named_members() {
             None,
             None,
             &delta(&[us[3].clone(), us[1].clone()], &[us[0].clone()]),
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -244,6 +248,7 @@ async fn deltas_add_and_remove_exactly_the_named_members() {
             None,
             None,
             &delta(&[us[1].clone()], &[us[0].clone()]),
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -257,6 +262,7 @@ async fn deltas_add_and_remove_exactly_the_named_members() {
             None,
             None,
             &MemberChange::Replace(vec![us[0].clone()]),
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -288,7 +294,7 @@ async fn rename_checks_version_and_uniqueness() {
     let a = group(&t.id, "A");
     let b = group(&t.id, "B");
     for g in [&a, &b] {
-        s.create_group(g, &[], gdraft(&t.id, Action::GroupCreated))
+        s.create_group(g, &[], &[], gdraft(&t.id, Action::GroupCreated))
             .await
             .unwrap();
     }
@@ -304,6 +310,7 @@ async fn rename_checks_version_and_uniqueness() {
             Some(7),
             Some(&data("A2")),
             &MemberChange::none(),
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -316,6 +323,7 @@ async fn rename_checks_version_and_uniqueness() {
             Some(1),
             Some(&data("b")),
             &MemberChange::none(),
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -333,6 +341,7 @@ async fn rename_checks_version_and_uniqueness() {
             Some(1),
             Some(&data("A2")),
             &MemberChange::none(),
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -371,7 +380,7 @@ async fn delete_keeps_the_accounts() {
     let t = tenant(s, "acme").await;
     let us = users(s, &t.id, 2).await;
     let g = group(&t.id, "G");
-    s.create_group(&g, &us, gdraft(&t.id, Action::GroupCreated))
+    s.create_group(&g, &us, &[], gdraft(&t.id, Action::GroupCreated))
         .await
         .unwrap();
     s.delete_group(&t.id, &g.id, Some(1), gdraft(&t.id, Action::GroupDeleted))
@@ -401,7 +410,7 @@ async fn quota_is_the_largest_of_base_and_group_sizes() {
     let big = group(&t.id, "Big");
     let bigger = group(&t.id, "Bigger");
     for g in [&big, &bigger] {
-        s.create_group(g, &[], gdraft(&t.id, Action::GroupCreated))
+        s.create_group(g, &[], &[], gdraft(&t.id, Action::GroupCreated))
             .await
             .unwrap();
     }
@@ -428,6 +437,7 @@ async fn quota_is_the_largest_of_base_and_group_sizes() {
         None,
         None,
         &delta(&us, &[]),
+        &[],
         gdraft(&t.id, Action::GroupUpdated),
     )
     .await
@@ -441,6 +451,7 @@ async fn quota_is_the_largest_of_base_and_group_sizes() {
         None,
         None,
         &delta(std::slice::from_ref(u), &[]),
+        &[],
         gdraft(&t.id, Action::GroupUpdated),
     )
     .await
@@ -453,6 +464,7 @@ async fn quota_is_the_largest_of_base_and_group_sizes() {
         None,
         None,
         &delta(&[], std::slice::from_ref(u)),
+        &[],
         gdraft(&t.id, Action::GroupUpdated),
     )
     .await
@@ -465,6 +477,7 @@ async fn quota_is_the_largest_of_base_and_group_sizes() {
         None,
         None,
         &delta(&[], std::slice::from_ref(v)),
+        &[],
         gdraft(&t.id, Action::GroupUpdated),
     )
     .await
@@ -522,10 +535,10 @@ async fn users_read_with_their_groups_agree_with_the_separate_reads() {
     let other = tenant(s, "other").await;
     let us = users(s, &t.id, 3).await;
     let (g1, g2) = (group(&t.id, "Beta"), group(&t.id, "alpha"));
-    s.create_group(&g1, &us[..2], gdraft(&t.id, Action::GroupCreated))
+    s.create_group(&g1, &us[..2], &[], gdraft(&t.id, Action::GroupCreated))
         .await
         .unwrap();
-    s.create_group(&g2, &us[..1], gdraft(&t.id, Action::GroupCreated))
+    s.create_group(&g2, &us[..1], &[], gdraft(&t.id, Action::GroupCreated))
         .await
         .unwrap();
 
@@ -736,6 +749,7 @@ async fn run_quota_case(s: &dyn Store, case: &QuotaCase) -> Result<(), String> {
         s.create_group(
             &rec,
             &members_of(&accounts, &g.first),
+            &[],
             gdraft(&t.id, Action::GroupCreated),
         )
         .await
@@ -752,6 +766,7 @@ async fn run_quota_case(s: &dyn Store, case: &QuotaCase) -> Result<(), String> {
             None,
             None,
             &change,
+            &[],
             gdraft(&t.id, Action::GroupUpdated),
         )
         .await
@@ -806,4 +821,137 @@ proptest! {
         let r = rt.block_on(run_quota_case(&*db.store, &case));
         prop_assert!(r.is_ok(), "{}", r.unwrap_err());
     }
+}
+
+/// Makes the database refuse a member `display` of "boom" (a trigger), so that the write
+/// of displays fails in the middle of a group change.
+async fn refuse_display_boom(db: &Db) {
+    match &db.pg_url {
+        Some(url) => {
+            let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(
+                    "CREATE FUNCTION refuse_boom() RETURNS trigger AS $$
+                     BEGIN
+                       IF NEW.display = 'boom' THEN RAISE EXCEPTION 'boom'; END IF;
+                       RETURN NEW;
+                     END $$ LANGUAGE plpgsql;
+                     CREATE TRIGGER refuse_boom BEFORE INSERT OR UPDATE ON group_members
+                       FOR EACH ROW EXECUTE FUNCTION refuse_boom();",
+                )
+                .await
+                .unwrap();
+        }
+        None => {
+            let c = rusqlite::Connection::open(db.dir().join("cairn.db")).unwrap();
+            c.execute_batch(
+                "CREATE TRIGGER refuse_boom_insert BEFORE INSERT ON group_members
+                   WHEN NEW.display = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END;
+                 CREATE TRIGGER refuse_boom_update BEFORE UPDATE ON group_members
+                   WHEN NEW.display = 'boom' BEGIN SELECT RAISE(ABORT, 'boom'); END;",
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// A member's `display` is written in the membership change's transaction: kept with it,
+/// and when the display cannot be written, the membership does not change either.
+#[tokio::test]
+async fn member_displays_are_atomic_with_the_membership_change() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t = tenant(s, "acme").await;
+    let us = users(s, &t.id, 3).await;
+    let g = group(&t.id, "Engineering");
+    s.create_group(
+        &g,
+        &us[..1],
+        &[
+            (us[0].clone(), "Ann".into()),
+            // Not a member: skipped.
+            (us[2].clone(), "Cy".into()),
+        ],
+        gdraft(&t.id, Action::GroupCreated),
+    )
+    .await
+    .unwrap();
+    let shown = s.member_displays(&t.id, &g.id).await.unwrap();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert_eq!(shown[&us[0]], "Ann");
+
+    // A new display for a member that stays: recorded although nothing else changed.
+    let same = s
+        .update_group(
+            &t.id,
+            &g.id,
+            None,
+            None,
+            &delta(&[], &[]),
+            &[(us[0].clone(), "Ann B.".into())],
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await
+        .unwrap();
+    assert_eq!(same.version, 1);
+    assert_eq!(
+        s.member_displays(&t.id, &g.id).await.unwrap()[&us[0]],
+        "Ann B."
+    );
+
+    refuse_display_boom(&db).await;
+    // The display of the member being added fails: the member is not added.
+    let err = s
+        .update_group(
+            &t.id,
+            &g.id,
+            None,
+            None,
+            &delta(&us[1..2], &[]),
+            &[(us[1].clone(), "boom".into())],
+            gdraft(&t.id, Action::GroupUpdated),
+        )
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    assert_eq!(
+        s.group_members(&t.id, &g.id).await.unwrap(),
+        us[..1].to_vec()
+    );
+    let after = s.get_group(&t.id, &g.id).await.unwrap().unwrap();
+    assert_eq!(after.version, 1);
+    // Nor is a group created with such a display.
+    let g2 = group(&t.id, "Sales");
+    let err = s
+        .create_group(
+            &g2,
+            &us[1..2],
+            &[(us[1].clone(), "boom".into())],
+            gdraft(&t.id, Action::GroupCreated),
+        )
+        .await;
+    assert!(err.is_err(), "{err:?}");
+    assert!(s.get_group(&t.id, &g2.id).await.unwrap().is_none());
+    assert!(s
+        .groups_of_users(&t.id, &us[1..2])
+        .await
+        .unwrap()
+        .is_empty());
+    // The membership and its display still go together when both can be written.
+    s.update_group(
+        &t.id,
+        &g.id,
+        None,
+        None,
+        &delta(&us[1..2], &[]),
+        &[(us[1].clone(), "Bo".into())],
+        gdraft(&t.id, Action::GroupUpdated),
+    )
+    .await
+    .unwrap();
+    let shown = s.member_displays(&t.id, &g.id).await.unwrap();
+    assert_eq!(shown[&us[1]], "Bo");
+    assert_eq!(s.group_members(&t.id, &g.id).await.unwrap().len(), 2);
 }

@@ -75,7 +75,7 @@ async fn groups_of_a_member_come_from_the_relation() {
     ] {
         let mut d = draft(&t.id, Action::GroupCreated);
         d.target_type = "group";
-        s.create_group(&group(&t.id, name), &members, d)
+        s.create_group(&group(&t.id, name), &members, &[], d)
             .await
             .unwrap();
     }
@@ -85,9 +85,14 @@ async fn groups_of_a_member_come_from_the_relation() {
         .unwrap();
     let mut d = draft(&other.id, Action::GroupCreated);
     d.target_type = "group";
-    s.create_group(&group(&other.id, "theirs"), std::slice::from_ref(&x.id), d)
-        .await
-        .unwrap();
+    s.create_group(
+        &group(&other.id, "theirs"),
+        std::slice::from_ref(&x.id),
+        &[],
+        d,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(names(s, &t.id, member_is(a)).await, ["both"]);
     assert_eq!(names(s, &t.id, member_is(b)).await, ["both", "only b"]);

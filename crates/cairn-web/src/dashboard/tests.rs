@@ -953,6 +953,7 @@ async fn groups_page_lists_groups_and_administrators_set_their_size() {
                 doc: serde_json::json!({"displayName": "<Engineering>"}),
             },
             &[UserId::parse(&u).unwrap()],
+            &[],
             &RequestMeta::default(),
         )
         .await

@@ -274,11 +274,7 @@ pub async fn create_group(
     check_member_count(req.members.len(), state.group_limits.members_per_write)?;
     let g = state
         .services
-        .create_group(&ctx.0, req.data, &req.members, &meta)
-        .await?;
-    state
-        .services
-        .set_member_displays(&ctx.0, &g.id, &req.displays)
+        .create_group(&ctx.0, req.data, &req.members, &req.displays, &meta)
         .await?;
     state.metrics.provisioning_change("group_created");
     group_response(ctx, &state, StatusCode::CREATED, &g, &proj).await
@@ -311,13 +307,9 @@ pub async fn replace_group(
     check_member_count(req.members.len(), state.group_limits.members_per_write)?;
     let g = state
         .services
-        .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |_| {
+        .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, &req.displays, |_| {
             Ok((req.data.clone(), MemberChange::Replace(req.members.clone())))
         })
-        .await?;
-    state
-        .services
-        .set_member_displays(&ctx.0, &g.id, &req.displays)
         .await?;
     state.metrics.provisioning_change("group_replaced");
     group_response(ctx, &state, StatusCode::OK, &g, &proj).await
@@ -339,15 +331,11 @@ pub async fn patch_group(
     let max = state.group_limits.members_per_write;
     let g = state
         .services
-        .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, |current| {
+        .update_group::<ApiError>(&ctx.0, &id, if_match, &meta, &displays, |current| {
             let (data, members) = apply_group_patch(&current.data(), &req)?;
             check_member_count(member_change_size(&members), max)?;
             Ok((data, members))
         })
-        .await?;
-    state
-        .services
-        .set_member_displays(&ctx.0, &g.id, &displays)
         .await?;
     state.metrics.provisioning_change("group_patched");
     if proj.is_requested() {

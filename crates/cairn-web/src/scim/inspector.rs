@@ -33,7 +33,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
 
 /// Entries waiting for the writer before new ones are dropped.
 pub const DEFAULT_QUEUE: usize = 8192;
@@ -43,7 +44,7 @@ const BATCH: usize = 512;
 /// commit instead of each taking one (a durable commit per logged request would cost
 /// more than the request; BENCHMARKS.md has the figures). The queue must hold what
 /// arrives during one pause, or entries are dropped and counted.
-const FLUSH_PAUSE: Duration = Duration::from_millis(100);
+pub const FLUSH_PAUSE: Duration = Duration::from_millis(500);
 /// How often the writer re-reads which tenants capture bodies (another instance, or the
 /// CLI, may have switched it).
 const CAPTURE_REFRESH: Duration = Duration::from_secs(5);
@@ -73,28 +74,57 @@ pub struct Recorder {
     captures: Arc<Captures>,
     dropped: Arc<AtomicU64>,
     recorded: Arc<AtomicU64>,
+    /// Tells the writer to store what is queued and stop ([`Recorder::shut_down`]).
+    stop: Arc<Notify>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Recorder {
-    /// Starts the background writer (on the current tokio runtime) over `store`.
-    pub fn start(store: Arc<dyn Store>, queue: usize) -> Arc<Recorder> {
+    /// Starts the background writer (on the current tokio runtime) over `store`, pausing
+    /// `flush_pause` after each batch ([`FLUSH_PAUSE`] in production).
+    pub fn start(store: Arc<dyn Store>, queue: usize, flush_pause: Duration) -> Arc<Recorder> {
         let (tx, rx) = mpsc::channel(queue.max(1));
         let captures = Arc::new(Captures::default());
         let dropped = Arc::new(AtomicU64::new(0));
         let recorded = Arc::new(AtomicU64::new(0));
-        tokio::spawn(write_loop(
-            store,
+        let stop = Arc::new(Notify::new());
+        let writer = tokio::spawn(write_loop(
+            Writer {
+                store,
+                dropped: dropped.clone(),
+                recorded: recorded.clone(),
+            },
             rx,
             captures.clone(),
-            dropped.clone(),
-            recorded.clone(),
+            stop.clone(),
+            flush_pause,
         ));
         Arc::new(Recorder {
             tx,
             captures,
             dropped,
             recorded,
+            stop,
+            writer: Mutex::new(Some(writer)),
         })
+    }
+
+    /// Stores every entry queued so far and stops the writer; entries submitted after
+    /// this are dropped (counted). Called once the server has drained its requests, so a
+    /// graceful shutdown loses nothing; waits at most `limit`.
+    pub async fn shut_down(&self, limit: Duration) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let Some(writer) = writer else {
+            return;
+        };
+        // A stored permit: the writer sees it even if it is not waiting yet.
+        self.stop.notify_one();
+        if tokio::time::timeout(limit, writer).await.is_err() {
+            tracing::warn!(
+                secs = limit.as_secs(),
+                "the SCIM request log was not stored within the shutdown limit"
+            );
+        }
     }
 
     /// Queues an entry, or drops it (counted) when the writer is behind.
@@ -144,36 +174,63 @@ impl Recorder {
     }
 }
 
-async fn write_loop(
+struct Writer {
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<RequestEntry>,
-    captures: Arc<Captures>,
     dropped: Arc<AtomicU64>,
     recorded: Arc<AtomicU64>,
+}
+
+impl Writer {
+    async fn store(&self, batch: &mut Vec<RequestEntry>) {
+        let len = batch.len() as u64;
+        match self.store.record_requests(batch).await {
+            Ok(()) => {
+                self.recorded.fetch_add(len, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.dropped.fetch_add(len, Ordering::Relaxed);
+                tracing::warn!(error = %e, entries = len, "storing the SCIM request log failed");
+            }
+        }
+        batch.clear();
+    }
+}
+
+async fn write_loop(
+    w: Writer,
+    mut rx: mpsc::Receiver<RequestEntry>,
+    captures: Arc<Captures>,
+    stop: Arc<Notify>,
+    flush_pause: Duration,
 ) {
     let mut refresh = tokio::time::interval(CAPTURE_REFRESH);
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
+            // Before anything else once asked, even in the middle of a pause.
+            biased;
+            () = stop.notified() => {
+                // No more entries come in; what is queued is stored without pauses.
+                rx.close();
+                while rx.recv_many(&mut batch, BATCH).await > 0 {
+                    w.store(&mut batch).await;
+                }
+                return;
+            }
             n = rx.recv_many(&mut batch, BATCH) => {
                 if n == 0 {
                     return;
                 }
-                let len = batch.len() as u64;
-                match store.record_requests(&batch).await {
-                    Ok(()) => {
-                        recorded.fetch_add(len, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        dropped.fetch_add(len, Ordering::Relaxed);
-                        tracing::warn!(error = %e, entries = len, "storing the SCIM request log failed");
-                    }
+                w.store(&mut batch).await;
+                // The stop signal cuts the pause short (it is kept until the loop
+                // polls it again).
+                tokio::select! {
+                    () = tokio::time::sleep(flush_pause) => {}
+                    () = stop.notified() => stop.notify_one(),
                 }
-                batch.clear();
-                tokio::time::sleep(FLUSH_PAUSE).await;
             }
             _ = refresh.tick() => {
-                match store.body_captures(OffsetDateTime::now_utc()).await {
+                match w.store.body_captures(OffsetDateTime::now_utc()).await {
                     Ok(list) => captures.replace(list.into_iter().collect()),
                     Err(e) => tracing::debug!(error = %e, "reading body capture switches failed"),
                 }
@@ -249,19 +306,20 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         return next.run(req).await;
     };
     let tenant = tenant.to_owned();
-    let mut path: String = rest.chars().take(1024).collect();
-    let query = uri
-        .query()
-        .map(|q| q.chars().take(2048).collect::<String>());
-    if let Some(q) = &query {
+    let rest = clip(rest, 1024);
+    let query = uri.query().map(|q| clip(q, 2048));
+    let mut path = String::with_capacity(rest.len() + query.map_or(0, |q| q.len() + 1));
+    path.push_str(rest);
+    if let Some(q) = query {
         path.push('?');
         path.push_str(q);
     }
+    let query = query.map(str::to_owned);
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.chars().take(256).collect::<String>());
+        .map(|s| clip(s, 256).to_owned());
     let method = crate::metrics::method_label(req.method()).to_owned();
     let trace = Arc::new(Trace::default());
     req.extensions_mut().insert(trace.clone());
@@ -336,6 +394,14 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
     resp
 }
 
+/// The first `max` characters of `s`, without copying them.
+fn clip(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
 /// `("t1", "/Users/abc")` from `/scim/v2/t1/Users/abc`.
 fn split_tenant(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix("/scim/v2/")?;
@@ -355,7 +421,7 @@ fn resource_of(rest: &str, status: u16, resp: &Response) -> (Option<String>, Opt
     };
     let id = match segs.next() {
         Some(".search") => None,
-        Some(id) => Some(id.chars().take(64).collect::<String>()),
+        Some(id) => Some(clip(id, 64).to_owned()),
         None if status == 201 => resp
             .headers()
             .get(header::LOCATION)
@@ -460,6 +526,14 @@ mod tests {
         let out = redact(big.to_string().as_bytes());
         assert!(out.len() < MAX_KEPT_BODY + 64, "{}", out.len());
         assert!(out.contains("truncated"));
+    }
+
+    #[test]
+    fn clipping_counts_characters() {
+        assert_eq!(clip("abc", 2), "ab");
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("ééé", 2), "éé");
+        assert_eq!(clip("", 5), "");
     }
 
     #[test]

@@ -244,6 +244,16 @@ pub struct ServeArgs {
         hide = true
     )]
     pub request_log_queue: usize,
+    /// The request log writer's pause after each stored batch, in milliseconds (entries
+    /// arriving meanwhile share the next commit). Tests lengthen it to hold entries in the
+    /// queue.
+    #[arg(
+        long,
+        env = "CAIRN_REQUEST_LOG_FLUSH_MS",
+        default_value_t = cairn_web::scim::inspector::FLUSH_PAUSE.as_millis() as u64,
+        hide = true
+    )]
+    pub request_log_flush_ms: u64,
     /// Group writes (POST/PUT/PATCH/DELETE of /Groups) of one tenant in flight at once;
     /// beyond it a write waits up to 2 s, then gets 429 with Retry-After. 0 turns the
     /// bound off.
@@ -514,9 +524,12 @@ pub struct AuditArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct RequestsArgs {
-    #[arg(long)]
-    pub tenant: String,
+    #[command(subcommand)]
+    pub cmd: Option<RequestsCmd>,
+    #[arg(long, required = true)]
+    pub tenant: Option<String>,
     /// Only requests since this time: RFC 3339 (`2026-12-01T00:00:00Z`) or an age
     /// (`90m`, `6h`, `2d`).
     #[arg(long)]
@@ -535,6 +548,23 @@ pub struct RequestsArgs {
     /// Most requests printed.
     #[arg(long, default_value_t = 100)]
     pub limit: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RequestsCmd {
+    /// Keep the bodies of a tenant's SCIM requests and responses (secrets redacted) for
+    /// `--minutes N` (at most 60), or stop (`--off`). Audited. A running server follows
+    /// within a few seconds.
+    Capture {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        minutes: Option<i64>,
+        #[arg(long)]
+        off: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -420,3 +420,151 @@ async fn the_log_is_bounded_by_age() {
     .await;
     assert_eq!(list.len(), 1);
 }
+
+/// A graceful shutdown (SIGTERM) stores the entries still queued for the writer.
+#[tokio::test]
+async fn shutdown_stores_the_queued_entries() {
+    // The writer stores the first entry at once, then pauses far longer than the test:
+    // the entries after it stay queued until shutdown.
+    let mut app = TestApp::spawn_with(Opts {
+        env: vec![("CAIRN_REQUEST_LOG_FLUSH_MS".into(), "600000".into())],
+        ..Opts::default()
+    })
+    .await;
+    let t = app.tenant("Acme");
+    assert_eq!(t.get("/Users?count=1").await.status, 200);
+    requests_until(&app, &t.id, &[], |l| l.len() == 1).await;
+    for i in 0..5 {
+        let r = t.get(&format!("/Users?count=1&startIndex={}", i + 2)).await;
+        assert_eq!(r.status, 200);
+    }
+    // Queued, not stored: the pause has not ended.
+    let stored = app
+        .cli(&["requests", "--tenant", &t.id, "--json"])
+        .ok()
+        .json();
+    assert_eq!(stored.as_array().unwrap().len(), 1, "{stored:#}");
+
+    let started = Instant::now();
+    let status = app.terminate();
+    assert!(status.success(), "{status:?}\n{}", app.log());
+    // Stopped without waiting for the pause to end.
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let stored = app
+        .cli(&["requests", "--tenant", &t.id, "--json"])
+        .ok()
+        .json();
+    let paths: Vec<&str> = stored
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 6, "{paths:?}\n{}", app.log());
+    assert!(paths.contains(&"/Users?count=1&startIndex=6"), "{paths:?}");
+}
+
+/// `cairn requests capture`: the operator switches body capture on for a while and off,
+/// audited; a running server follows (it re-reads the switches every few seconds).
+#[tokio::test]
+async fn the_cli_switches_body_capture() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("Acme");
+    let on = app
+        .cli(&[
+            "requests",
+            "capture",
+            "--tenant",
+            &t.id,
+            "--minutes",
+            "15",
+            "--json",
+        ])
+        .ok()
+        .json();
+    assert_eq!(on["tenant"], t.id.as_str(), "{on:#}");
+    let until = on["capture_until"].as_str().expect("an end time");
+    let until =
+        time::OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339).unwrap();
+    let left = until - time::OffsetDateTime::now_utc();
+    assert!(
+        left > time::Duration::minutes(14) && left <= time::Duration::minutes(15),
+        "{on:#}"
+    );
+
+    // The server picks the switch up: a later request's body is kept (redacted).
+    let start = Instant::now();
+    loop {
+        t.create_user(&json!({
+            "userName": format!("u{}@example.com", start.elapsed().as_nanos()),
+            "password": "hunter2-secret"
+        }))
+        .await;
+        let list = app
+            .cli(&["requests", "--tenant", &t.id, "--json"])
+            .ok()
+            .json();
+        let newest = &list.as_array().unwrap()[0];
+        if let Some(body) = newest["request_body"].as_str() {
+            assert!(
+                body.contains("[redacted]") && !body.contains("hunter2"),
+                "{body}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < DEADLINE,
+            "bodies never captured: {newest:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let off = app
+        .cli(&["requests", "capture", "--tenant", &t.id, "--off", "--json"])
+        .ok()
+        .json();
+    assert_eq!(off, json!({"tenant": t.id, "capture_until": null}));
+    let text = app
+        .cli(&["requests", "capture", "--tenant", &t.id, "--off"])
+        .ok()
+        .stdout;
+    assert!(text.contains("off"), "{text}");
+
+    // Refused cleanly, nothing changed: out of range, both or neither of the switches.
+    for bad in [
+        &["--minutes", "61"][..],
+        &["--minutes", "-1"],
+        &["--minutes", "5", "--off"],
+        &[],
+    ] {
+        let mut args = vec!["requests", "capture", "--tenant", &t.id];
+        args.extend_from_slice(bad);
+        let c = app.cli(&args);
+        assert!(!c.status.success() && c.stdout.is_empty(), "{bad:?}: {c:?}");
+        assert!(!c.stderr.contains("panicked"), "{c:?}");
+    }
+    let c = app.cli(&[
+        "requests",
+        "capture",
+        "--tenant",
+        NO_SUCH_TENANT,
+        "--minutes",
+        "5",
+    ]);
+    assert!(!c.status.success(), "{c:?}");
+
+    let audit = app.cli(&["audit", "--tenant", &t.id, "--json"]).ok().json();
+    let switches: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "body_capture_changed")
+        .collect();
+    assert_eq!(switches.len(), 3, "{audit:#}");
+    assert!(
+        switches.iter().all(|e| e["actor_kind"] == "operator"),
+        "{switches:#?}"
+    );
+}
+
+const NO_SUCH_TENANT: &str = "00000000-0000-4000-8000-000000000000";

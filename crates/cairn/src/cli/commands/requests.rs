@@ -1,13 +1,29 @@
 //! `cairn requests`: a tenant's recent SCIM requests (the provisioning inspector).
 
 use crate::cli::config::tenant_id;
-use crate::cli::{Ctx, RequestsArgs};
+use crate::cli::{Ctx, RequestsArgs, RequestsCmd};
 use anyhow::{bail, Context, Result};
 use cairn_core::requests::{Client, RequestFilter};
+use cairn_core::service::Authority;
 use time::OffsetDateTime;
 
 pub async fn run(cx: &Ctx, a: RequestsArgs) -> Result<()> {
-    let id = tenant_id(&a.tenant)?;
+    if let Some(RequestsCmd::Capture {
+        tenant,
+        minutes,
+        off,
+        json,
+    }) = a.cmd
+    {
+        return capture(
+            cx,
+            &tenant,
+            if off { 0 } else { minutes.unwrap_or(0) },
+            json,
+        )
+        .await;
+    }
+    let id = tenant_id(a.tenant.as_deref().context("--tenant is required")?)?;
     let mut filter = RequestFilter {
         limit: a.limit.max(1),
         resource_id: a.account.clone(),
@@ -44,6 +60,25 @@ pub async fn run(cx: &Ctx, a: RequestsArgs) -> Result<()> {
                 e.error.unwrap_or_default(),
                 e.notes.join("; ")
             );
+        }
+    }
+    Ok(())
+}
+
+/// `cairn requests capture`: body capture on for `minutes`, or off with 0.
+async fn capture(cx: &Ctx, tenant: &str, minutes: i64, json: bool) -> Result<()> {
+    let id = tenant_id(tenant)?;
+    let until = cx
+        .svc
+        .switch_body_capture(Authority::Operator(&cx.op), &id, minutes, &cx.meta)
+        .await?;
+    let until = until.map(cairn_core::clock::format_ts);
+    if json {
+        print_json!(&serde_json::json!({ "tenant": id.to_string(), "capture_until": until }));
+    } else {
+        match until {
+            Some(t) => outln!("request and response bodies are captured until {t}"),
+            None => outln!("body capture is off"),
         }
     }
     Ok(())
