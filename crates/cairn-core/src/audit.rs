@@ -89,6 +89,13 @@ pub enum Action {
     /// A dashboard session of a group-mapped single sign-on user was ended because the
     /// account no longer holds a mapped group (or is suspended, deleted or gone).
     SsoSessionEnded,
+    /// Password sign-in to the tenant's dashboard was turned off or on.
+    PasswordSignInChanged,
+    /// The operator named (or un-named) the tenant's break-glass administrator.
+    BreakGlassChanged,
+    /// The break-glass administrator signed in with a password while password sign-in
+    /// was off.
+    BreakGlassSignIn,
 }
 
 impl Action {
@@ -121,6 +128,9 @@ impl Action {
             Action::SsoSignInRefused => "sso_sign_in_refused",
             Action::BodyCaptureChanged => "body_capture_changed",
             Action::SsoSessionEnded => "sso_session_ended",
+            Action::PasswordSignInChanged => "password_sign_in_changed",
+            Action::BreakGlassChanged => "break_glass_changed",
+            Action::BreakGlassSignIn => "break_glass_sign_in",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -128,7 +138,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 27] = [
+pub const ALL_ACTIONS: [Action; 30] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -156,6 +166,9 @@ pub const ALL_ACTIONS: [Action; 27] = [
     Action::SsoSignInRefused,
     Action::BodyCaptureChanged,
     Action::SsoSessionEnded,
+    Action::PasswordSignInChanged,
+    Action::BreakGlassChanged,
+    Action::BreakGlassSignIn,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

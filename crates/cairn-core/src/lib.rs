@@ -15,6 +15,7 @@ pub mod requests;
 pub mod service;
 pub mod session;
 pub mod sso;
+pub mod sso_password;
 pub mod store;
 pub mod tenant;
 pub mod user;

@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cairn_core::sso::{SamlIdpConfig, SsoScope};
+use cairn_core::sso_password::PasswordSignInStatus;
 use cairn_core::store::{Role, SsoGroupRole};
 use serde::Deserialize;
 
@@ -40,6 +41,8 @@ struct SsoPage {
     certificates: usize,
     updated: String,
     group_roles: Vec<SsoGroupRole>,
+    /// Password sign-in off once SSO works (its own form on the page).
+    password: PasswordSignInStatus,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -64,6 +67,11 @@ async fn page(
     let group_roles = state
         .services
         .sso_group_roles(tenant)
+        .await
+        .map_err(|e| PageError::from_error(e, &nav))?;
+    let password = state
+        .services
+        .password_sign_in_status(tenant)
         .await
         .map_err(|e| PageError::from_error(e, &nav))?;
     let c = config.clone();
@@ -94,6 +102,7 @@ async fn page(
                 .map(|c| datetime(c.updated_at))
                 .unwrap_or_default(),
             group_roles,
+            password,
             notice: None,
             error: None,
         },
@@ -251,6 +260,42 @@ pub async fn change_sso_group_role(
         Ok(_) => see_other("/settings/sso?saved=1"),
         Err(cairn_core::Error::NotFound("group")) => {
             page.error = Some(format!("No group is named “{group}”."));
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}
+
+/// "Password sign-in" on Settings → Single Sign-On: off only while single sign-on is
+/// enabled for administrators (administrators only; both checked in
+/// `cairn_core::sso_password`).
+pub async fn change_password_sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let CheckedForm { user, fields } = form;
+    let (mut page, _) = match page(&state, &user).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let nav = user.nav("settings-sso");
+    let on = match fields.get("password_sign_in").unwrap_or("") {
+        "on" => true,
+        "off" => false,
+        _ => {
+            page.error = Some("Choose on or off.".into());
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    match state
+        .services
+        .save_password_sign_in(&user.session.ctx, on, request_meta(&headers))
+        .await
+    {
+        Ok(_) => see_other("/settings/sso?saved=1"),
+        Err(cairn_core::Error::Invalid { reason, .. }) => {
+            page.error = Some(format!("Not saved: {reason}."));
             render(StatusCode::UNPROCESSABLE_ENTITY, &page)
         }
         Err(e) => PageError::from_error(e, &nav).into_response(),

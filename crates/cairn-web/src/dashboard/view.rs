@@ -113,6 +113,9 @@ pub fn action_label(action: &str) -> &'static str {
         "sso_sign_in" => "Signed in through single sign-on",
         "sso_sign_in_refused" => "Single sign-on refused",
         "sso_session_ended" => "Single sign-on session ended",
+        "password_sign_in_changed" => "Password sign-in turned on or off",
+        "break_glass_changed" => "Break-glass administrator changed",
+        "break_glass_sign_in" => "Break-glass administrator signed in",
         _ => "Other",
     }
 }
