@@ -314,7 +314,7 @@ const TABLES: &[Table] = &[
         serial: None,
     },
     Table {
-        name: "sso_password_policies",
+        name: "sso_sign_in_policies",
         key: &["tenant_id"],
         cols: &[
             ("tenant_id", Text),

@@ -336,7 +336,7 @@ impl SsoStore for PostgresStore {
         let row = c
             .query_opt(
                 "SELECT p.tenant_id, p.password_sign_in, p.break_glass_user, d.email, p.updated_at
-                 FROM sso_password_policies p
+                 FROM sso_sign_in_policies p
                  LEFT JOIN dashboard_users d ON d.id = p.break_glass_user
                  WHERE p.tenant_id = $1",
                 &[&tenant.as_str()],
@@ -361,7 +361,7 @@ impl SsoStore for PostgresStore {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await.map_err(map_err)?;
         tx.execute(
-            "INSERT INTO sso_password_policies (tenant_id, password_sign_in, break_glass_user,
+            "INSERT INTO sso_sign_in_policies (tenant_id, password_sign_in, break_glass_user,
                 updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (tenant_id) DO UPDATE SET password_sign_in = excluded.password_sign_in,
                 break_glass_user = excluded.break_glass_user, updated_at = excluded.updated_at",

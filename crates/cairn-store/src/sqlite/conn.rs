@@ -21,7 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_scim_requests.sql"),
     include_str!("../../migrations/sqlite/0012_sso_group_roles.sql"),
     include_str!("../../migrations/sqlite/0013_sso_oidc.sql"),
-    include_str!("../../migrations/sqlite/0014_sso_password_sign_in.sql"),
+    include_str!("../../migrations/sqlite/0014_sso_sign_in_policies.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

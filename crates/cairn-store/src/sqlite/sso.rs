@@ -323,7 +323,7 @@ impl SsoStore for SqliteStore {
         self.read(move |c| {
             c.prepare_cached(
                 "SELECT p.tenant_id, p.password_sign_in, p.break_glass_user, d.email, p.updated_at
-                 FROM sso_password_policies p
+                 FROM sso_sign_in_policies p
                  LEFT JOIN dashboard_users d ON d.id = p.break_glass_user
                  WHERE p.tenant_id = ?",
             )?
@@ -348,7 +348,7 @@ impl SsoStore for SqliteStore {
         self.writer
             .write(move |c| {
                 db(c.execute(
-                    "INSERT INTO sso_password_policies (tenant_id, password_sign_in,
+                    "INSERT INTO sso_sign_in_policies (tenant_id, password_sign_in,
                         break_glass_user, updated_at) VALUES (?, ?, ?, ?)
                      ON CONFLICT (tenant_id) DO UPDATE SET
                         password_sign_in = excluded.password_sign_in,

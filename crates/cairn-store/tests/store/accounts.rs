@@ -524,7 +524,7 @@ async fn postgres_live_count_starts_from_existing_accounts() {
              DROP TABLE sso_saml_configs, sso_requests, sso_assertions, sso_subjects,
                  account_sessions, scim_requests, scim_request_capture, sso_group_roles,
                  sso_dashboard_users, sso_oidc_configs, sso_oidc_requests,
-                 sso_password_policies;
+                 sso_sign_in_policies;
              ALTER TABLE group_members DROP COLUMN display;
              DELETE FROM schema_migrations WHERE version >= 7;",
         )
