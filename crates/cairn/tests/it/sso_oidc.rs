@@ -651,3 +651,79 @@ async fn password_sign_in_off_leaves_only_the_audited_break_glass_administrator(
         .ok();
     assert_eq!(o.audit()[0]["changes"]["password_sign_in"]["after"], true);
 }
+
+/// The password sign-in form of Settings → Single Sign-On: administrators only, and
+/// refused (nothing saved) while single sign-on leaves administrators out.
+#[tokio::test]
+async fn only_an_administrator_turns_password_sign_in_off_on_the_settings_page() {
+    if !have_provider() {
+        return;
+    }
+    const VIEWER: &str = "vera@acme.test";
+    let o = Oidc::start().await;
+    let t = &o.tenant.id;
+    o.app
+        .cli_stdin(
+            &[
+                "user",
+                "create",
+                "--tenant",
+                t,
+                "--email",
+                VIEWER,
+                "--role",
+                "viewer",
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .ok();
+    let post = |cookie: String, csrf: String, value: &'static str| {
+        o.app
+            .client
+            .post(format!("{}/settings/sso/password-sign-in", o.app.base))
+            .header(header::ORIGIN, &o.app.base)
+            .header(header::COOKIE, cookie)
+            .form(&[("password_sign_in", value), ("csrf", &csrf)])
+            .send()
+    };
+    let page = |cookie: String| {
+        o.app
+            .get("/settings/sso")
+            .header(header::COOKIE, cookie)
+            .send()
+    };
+    let viewer = o.app.sign_in(VIEWER, PASSWORD).await;
+    let csrf = csrf_of(&page(viewer.clone()).await.unwrap().text().await.unwrap());
+    let r = post(viewer, csrf, "off").await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    let admin = o.app.sign_in(ADMIN, PASSWORD).await;
+    let html = page(admin.clone()).await.unwrap().text().await.unwrap();
+    let csrf = csrf_of(&html);
+    o.app
+        .cli(&["sso", "scope", "--tenant", t, "--all-accounts"])
+        .ok();
+    let r = post(admin.clone(), csrf.clone(), "off").await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("only be turned off while"));
+    assert_ne!(o.audit()[0]["action"], "password_sign_in_changed");
+    o.app.cli(&["sso", "scope", "--tenant", t, "--admins"]).ok();
+    let r = post(admin.clone(), csrf, "off").await.unwrap();
+    assert_eq!(r.status(), 303);
+    let last = o.audit()[0].clone();
+    assert_eq!(last["action"], "password_sign_in_changed", "{last}");
+    assert_eq!(last["actor_kind"], "dashboard_user", "{last}");
+    let show = o
+        .app
+        .cli(&["sso", "show", "--tenant", t, "--json"])
+        .ok()
+        .json();
+    assert_eq!(show["password_sign_in"]["enforced"], true, "{show}");
+    // The viewer's password no longer works; the open administrator session does.
+    assert_eq!(
+        password_sign_in(&o.app, VIEWER, PASSWORD).await.status(),
+        403
+    );
+    assert_eq!(page(admin).await.unwrap().status(), 200);
+}
