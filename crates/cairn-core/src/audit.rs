@@ -105,6 +105,13 @@ pub enum Action {
     SsoMetadataRefreshed,
     /// A scheduled refresh of a SAML metadata URL failed; the last good settings stay.
     SsoMetadataRefreshFailed,
+    /// Password sign-in to the tenant's dashboard was turned off or on.
+    PasswordSignInChanged,
+    /// The operator named (or un-named) the tenant's break-glass administrator.
+    BreakGlassChanged,
+    /// The break-glass administrator signed in with a password while password sign-in
+    /// was off.
+    BreakGlassSignIn,
 }
 
 impl Action {
@@ -144,6 +151,9 @@ impl Action {
             Action::VaultTrashPurged => "vault_trash_purged",
             Action::SsoMetadataRefreshed => "sso_metadata_refreshed",
             Action::SsoMetadataRefreshFailed => "sso_metadata_refresh_failed",
+            Action::PasswordSignInChanged => "password_sign_in_changed",
+            Action::BreakGlassChanged => "break_glass_changed",
+            Action::BreakGlassSignIn => "break_glass_sign_in",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -151,7 +161,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 34] = [
+pub const ALL_ACTIONS: [Action; 37] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -186,6 +196,9 @@ pub const ALL_ACTIONS: [Action; 34] = [
     Action::VaultTrashPurged,
     Action::SsoMetadataRefreshed,
     Action::SsoMetadataRefreshFailed,
+    Action::PasswordSignInChanged,
+    Action::BreakGlassChanged,
+    Action::BreakGlassSignIn,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

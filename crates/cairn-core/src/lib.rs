@@ -18,6 +18,7 @@ pub mod requests;
 pub mod service;
 pub mod session;
 pub mod sso;
+pub mod sso_password;
 pub mod store;
 pub mod tenant;
 pub mod user;

@@ -247,7 +247,9 @@ impl Services {
             pkce_verifier,
             expires_at: self.clock.now() + REQUEST_TTL,
         };
-        self.store.create_oidc_request(tenant, &req).await?;
+        self.store
+            .create_oidc_request(tenant, &req, crate::sso::MAX_OUTSTANDING_REQUESTS)
+            .await?;
         Ok(req)
     }
 

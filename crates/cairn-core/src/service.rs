@@ -34,6 +34,8 @@ pub struct Services {
     pub public_url: String,
     /// The bound on concurrent password verifications (dashboard sign-in).
     pub sign_in_gate: crate::session::SignInGate,
+    /// The rate of refused single sign-on attempts written to the audit log.
+    pub refusal_audits: crate::sso::RefusalAudits,
 }
 
 /// How many times an update is retried when another request changed the account between
@@ -55,6 +57,7 @@ impl Services {
             retention,
             public_url: public_url.trim_end_matches('/').to_owned(),
             sign_in_gate: Default::default(),
+            refusal_audits: Default::default(),
         }
     }
 

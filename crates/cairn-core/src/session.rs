@@ -257,6 +257,11 @@ pub enum SignInError {
     Busy {
         retry_after: Duration,
     },
+    /// The password was right, but the dashboard user's tenant signs in through single
+    /// sign-on only (`crate::sso_password`); the tenant, for its sign-in link.
+    PasswordSignInOff {
+        tenant: TenantId,
+    },
     Failed(Error),
 }
 
@@ -344,6 +349,13 @@ impl Services {
         self.store.credit_login_attempt(&[address_key], now).await?;
         self.store.clear_login_failures(&pair_key).await?;
         self.store.clear_login_failures(&account_key).await?;
+        // Checked after the password, so that the answer tells nothing to someone who
+        // does not know it.
+        if !self.password_sign_in_allowed(&user, client).await? {
+            return Err(SignInError::PasswordSignInOff {
+                tenant: user.tenant_id.clone(),
+            });
+        }
         if let Some(prev) = previous {
             self.store.delete_session(&prev.hash()).await?;
         }

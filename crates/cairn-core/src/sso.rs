@@ -31,6 +31,18 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::seconds(120);
 /// The longest an assertion id is remembered, whatever its NotOnOrAfter says: an
 /// identity provider cannot make the replay store grow without bound.
 pub const MAX_REPLAY_WINDOW: Duration = Duration::hours(24);
+/// The most sign-ins in progress kept per tenant and protocol (SAML request ids, OpenID
+/// Connect states). `GET /sso/{tenant}/login` needs no credential, so without a cap an
+/// anonymous client could add a row per request for [`REQUEST_TTL`]; beyond it the
+/// oldest is dropped (its sign-in, if a person was behind it, starts again). A thousand
+/// sign-ins begun within ten minutes is far above what one organisation does.
+pub const MAX_OUTSTANDING_REQUESTS: usize = 1000;
+/// Refused sign-ins audited one by one per tenant and [`REFUSAL_AUDIT_WINDOW`]; beyond,
+/// they are counted and written as one entry (`"suppressed": n`) when the window is over,
+/// so refused answers posted without any credential cannot grow the audit log without
+/// bound.
+pub const REFUSAL_AUDITS_PER_WINDOW: u32 = 30;
+pub const REFUSAL_AUDIT_WINDOW: Duration = Duration::minutes(1);
 
 /// Whom single sign-on applies to (Infrascale's "Enable SSO for").
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -179,6 +191,64 @@ pub struct VerifiedAssertion {
     pub request_id: String,
     /// The assertion's latest NotOnOrAfter, if it had one.
     pub not_on_or_after: Option<OffsetDateTime>,
+}
+
+/// Refused sign-ins per tenant in the current [`REFUSAL_AUDIT_WINDOW`], on this
+/// instance: the first [`REFUSAL_AUDITS_PER_WINDOW`] are audited one by one, the rest
+/// only counted. Refusals need no credential (anyone can post to an ACS or callback),
+/// so this bounds the audit rows an anonymous client can cause to
+/// `REFUSAL_AUDITS_PER_WINDOW + 1` per window and tenant and instance. Only tenants
+/// with single sign-on configured reach it.
+#[derive(Debug, Default)]
+pub struct RefusalAudits {
+    windows: std::sync::Mutex<std::collections::HashMap<TenantId, RefusalWindow>>,
+}
+
+#[derive(Debug)]
+struct RefusalWindow {
+    started: OffsetDateTime,
+    audited: u32,
+    suppressed: u64,
+}
+
+impl RefusalAudits {
+    /// Whether this refusal is audited, and the window before it (start, count) when
+    /// that window counted refusals it did not list.
+    pub fn admit(
+        &self,
+        tenant: &TenantId,
+        now: OffsetDateTime,
+    ) -> (bool, Option<(OffsetDateTime, u64)>) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        if windows.len() >= 4096 {
+            // Past windows with nothing left to report are forgotten.
+            windows.retain(|_, w| w.suppressed > 0 || now - w.started < REFUSAL_AUDIT_WINDOW);
+        }
+        let w = windows.entry(tenant.clone()).or_insert(RefusalWindow {
+            started: now,
+            audited: 0,
+            suppressed: 0,
+        });
+        let mut unlisted = None;
+        if now - w.started >= REFUSAL_AUDIT_WINDOW {
+            if w.suppressed > 0 {
+                unlisted = Some((w.started, w.suppressed));
+            }
+            *w = RefusalWindow {
+                started: now,
+                audited: 0,
+                suppressed: 0,
+            };
+        }
+        let audit = if w.audited < REFUSAL_AUDITS_PER_WINDOW {
+            w.audited += 1;
+            true
+        } else {
+            w.suppressed = w.suppressed.saturating_add(1);
+            false
+        };
+        (audit, unlisted)
+    }
 }
 
 /// A successful single sign-on.
@@ -340,7 +410,7 @@ impl Services {
     pub async fn begin_saml_login(&self, tenant: &TenantId, request_id: &str) -> Result<()> {
         let expires = self.clock.now() + REQUEST_TTL;
         self.store
-            .create_sso_request(tenant, request_id, expires)
+            .create_sso_request(tenant, request_id, expires, MAX_OUTSTANDING_REQUESTS)
             .await
     }
 
@@ -377,6 +447,31 @@ impl Services {
         subject: Option<&str>,
         meta: RequestMeta,
     ) -> Result<()> {
+        let now = self.clock.now();
+        let (audit, unlisted) = self.refusal_audits.admit(tenant, now);
+        if let Some((since, n)) = unlisted {
+            // What the last window counted but did not list, written once.
+            let summary = AuditDraft {
+                tenant_id: tenant.clone(),
+                actor: Actor::SingleSignOn { subject: None },
+                action: Action::SsoSignInRefused,
+                target_type: "sso",
+                target_id: None,
+                target_name: None,
+                changes: json!({
+                    "reason": "refusals beyond the audit rate, counted only",
+                    "suppressed": n,
+                    "since": since.format(&time::format_description::well_known::Rfc3339)
+                        .unwrap_or_default(),
+                }),
+                meta: meta.clone(),
+                at: now,
+            };
+            self.store.record_audit(summary).await?;
+        }
+        if !audit {
+            return Ok(());
+        }
         let draft = AuditDraft {
             tenant_id: tenant.clone(),
             actor: Actor::SingleSignOn {
@@ -388,7 +483,7 @@ impl Services {
             target_name: subject.map(str::to_owned),
             changes: json!({"protocol": protocol, "reason": reason}),
             meta,
-            at: self.clock.now(),
+            at: now,
         };
         self.store.record_audit(draft).await
     }
@@ -817,5 +912,21 @@ mod tests {
         };
         assert!(s.includes_account("alice@x.TEST"));
         assert!(!s.includes_account("bob@x.test"));
+    }
+
+    #[test]
+    fn refusals_beyond_the_rate_are_counted_then_reported_once() {
+        let r = RefusalAudits::default();
+        let t = TenantId::random();
+        let other = TenantId::random();
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::days(20_000);
+        let limit = REFUSAL_AUDITS_PER_WINDOW as usize;
+        let audited = (0..limit + 500).filter(|_| r.admit(&t, at).0).count();
+        assert_eq!(audited, limit, "the rest are only counted");
+        assert_eq!(r.admit(&other, at), (true, None), "per tenant");
+        // The next window reports the count once, and lists refusals again.
+        let next = at + REFUSAL_AUDIT_WINDOW + Duration::seconds(1);
+        assert_eq!(r.admit(&t, next), (true, Some((at, 500))));
+        assert_eq!(r.admit(&t, next), (true, None));
     }
 }

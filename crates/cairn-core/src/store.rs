@@ -536,12 +536,14 @@ pub trait SsoStore: Send + Sync + 'static {
     /// Creates or replaces the tenant's SAML settings, with its audit entry.
     async fn put_saml_config(&self, config: &SamlIdpConfig, audit: AuditDraft) -> Result<()>;
     async fn get_saml_config(&self, tenant: &TenantId) -> Result<Option<SamlIdpConfig>>;
-    /// Remembers an AuthnRequest id until `expires_at`.
+    /// Remembers an AuthnRequest id until `expires_at`, keeping at most `keep` of the
+    /// tenant's ids (the ones expiring first are dropped).
     async fn create_sso_request(
         &self,
         tenant: &TenantId,
         request_id: &str,
         expires_at: OffsetDateTime,
+        keep: usize,
     ) -> Result<()>;
     /// Those of `ids` that are outstanding (issued for this tenant, unused, unexpired).
     async fn outstanding_sso_requests(
@@ -594,6 +596,20 @@ pub trait SsoStore: Send + Sync + 'static {
     async fn touch_account_session(&self, id: &SessionHash, at: OffsetDateTime) -> Result<()>;
     async fn delete_account_session(&self, id: &SessionHash) -> Result<()>;
 
+    // Password sign-in off per tenant, and its break-glass administrator.
+
+    /// The tenant's password sign-in setting, if it was ever set.
+    async fn get_password_policy(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<crate::sso_password::PasswordPolicy>>;
+    /// Creates or replaces it (`break_glass_email` is not written), with its audit entry.
+    async fn put_password_policy(
+        &self,
+        policy: &crate::sso_password::PasswordPolicy,
+        audit: AuditDraft,
+    ) -> Result<()>;
+
     // Dashboard roles from the identity provider's groups (migration 0011).
 
     /// Maps a group of the tenant to a dashboard role, or removes its mapping (`None`),
@@ -632,8 +648,15 @@ pub trait SsoStore: Send + Sync + 'static {
     /// Creates or replaces the tenant's OpenID Connect settings, with its audit entry.
     async fn put_oidc_config(&self, config: &OidcConfig, audit: AuditDraft) -> Result<()>;
     async fn get_oidc_config(&self, tenant: &TenantId) -> Result<Option<OidcConfig>>;
-    /// Remembers an authorization request (state, nonce, PKCE verifier) until it expires.
-    async fn create_oidc_request(&self, tenant: &TenantId, request: &OidcRequest) -> Result<()>;
+    /// Remembers an authorization request (state, nonce, PKCE verifier) until it expires,
+    /// keeping at most `keep` of the tenant's requests (the ones expiring first are
+    /// dropped).
+    async fn create_oidc_request(
+        &self,
+        tenant: &TenantId,
+        request: &OidcRequest,
+        keep: usize,
+    ) -> Result<()>;
     /// Uses up the request with this state: `Some` only for the one caller that removed
     /// an unexpired row (single use, across instances). Also drops expired requests.
     async fn take_oidc_request(

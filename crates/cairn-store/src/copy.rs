@@ -331,6 +331,17 @@ const TABLES: &[Table] = &[
         serial: None,
     },
     Table {
+        name: "sso_sign_in_policies",
+        key: &["tenant_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("password_sign_in", Bool),
+            ("break_glass_user", Text),
+            ("updated_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
         name: "audit_events",
         key: &["id"],
         cols: &[

@@ -10,6 +10,7 @@ use cairn_core::ids::{fold_case, DashboardUserId, GroupId, TenantId, UserId};
 use cairn_core::oidc::{ClientSecret, OidcConfig, OidcRequest};
 use cairn_core::session::SessionHash;
 use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
+use cairn_core::sso_password::PasswordPolicy;
 use cairn_core::store::*;
 use cairn_core::user::UserRecord;
 use cairn_core::{Error, Result};
@@ -130,11 +131,22 @@ impl SsoStore for PostgresStore {
         tenant: &TenantId,
         request_id: &str,
         expires_at: OffsetDateTime,
+        keep: usize,
     ) -> Result<()> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         let c = self.pool.get().await.map_err(pool_err)?;
         c.execute(
             "INSERT INTO sso_requests (tenant_id, request_id, expires_at) VALUES ($1, $2, $3)",
             &[&tenant.as_str(), &request_id, &ts(expires_at)],
+        )
+        .await
+        .map_err(map_err)?;
+        // The cap: every id past the `keep` latest-expiring ones goes.
+        c.execute(
+            "DELETE FROM sso_requests WHERE tenant_id = $1 AND request_id NOT IN (
+                 SELECT request_id FROM sso_requests WHERE tenant_id = $1
+                 ORDER BY expires_at DESC, request_id DESC LIMIT $2)",
+            &[&tenant.as_str(), &keep],
         )
         .await
         .map_err(map_err)
@@ -317,6 +329,53 @@ impl SsoStore for PostgresStore {
         .await
         .map_err(map_err)
         .map(drop)
+    }
+
+    async fn get_password_policy(&self, tenant: &TenantId) -> Result<Option<PasswordPolicy>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let row = c
+            .query_opt(
+                "SELECT p.tenant_id, p.password_sign_in, p.break_glass_user, d.email, p.updated_at
+                 FROM sso_sign_in_policies p
+                 LEFT JOIN dashboard_users d ON d.id = p.break_glass_user
+                 WHERE p.tenant_id = $1",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(map_err)?;
+        row.map(|r| {
+            Ok(PasswordPolicy {
+                tenant_id: TenantId::from_trusted(r.get(0)),
+                password_sign_in: r.get(1),
+                break_glass: r
+                    .get::<_, Option<String>>(2)
+                    .map(DashboardUserId::from_trusted),
+                break_glass_email: r.get(3),
+                updated_at: time_of(r.get(4))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn put_password_policy(&self, p: &PasswordPolicy, audit: AuditDraft) -> Result<()> {
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO sso_sign_in_policies (tenant_id, password_sign_in, break_glass_user,
+                updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant_id) DO UPDATE SET password_sign_in = excluded.password_sign_in,
+                break_glass_user = excluded.break_glass_user, updated_at = excluded.updated_at",
+            &[
+                &p.tenant_id.as_str(),
+                &p.password_sign_in,
+                &p.break_glass.as_ref().map(|u| u.to_string()),
+                &ts(p.updated_at),
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        insert_audit(&*tx, &audit).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     async fn set_sso_group_role(
@@ -515,7 +574,13 @@ impl SsoStore for PostgresStore {
         .transpose()
     }
 
-    async fn create_oidc_request(&self, tenant: &TenantId, r: &OidcRequest) -> Result<()> {
+    async fn create_oidc_request(
+        &self,
+        tenant: &TenantId,
+        r: &OidcRequest,
+        keep: usize,
+    ) -> Result<()> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         let c = self.pool.get().await.map_err(pool_err)?;
         c.execute(
             "INSERT INTO sso_oidc_requests (tenant_id, state, nonce, pkce_verifier, expires_at)
@@ -527,6 +592,14 @@ impl SsoStore for PostgresStore {
                 &r.pkce_verifier,
                 &ts(r.expires_at),
             ],
+        )
+        .await
+        .map_err(map_err)?;
+        c.execute(
+            "DELETE FROM sso_oidc_requests WHERE tenant_id = $1 AND state NOT IN (
+                 SELECT state FROM sso_oidc_requests WHERE tenant_id = $1
+                 ORDER BY expires_at DESC, state DESC LIMIT $2)",
+            &[&tenant.as_str(), &keep],
         )
         .await
         .map_err(map_err)?;

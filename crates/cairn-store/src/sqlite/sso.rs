@@ -8,6 +8,7 @@ use cairn_core::ids::{fold_case, DashboardUserId, GroupId, TenantId, UserId};
 use cairn_core::oidc::{ClientSecret, OidcConfig, OidcRequest};
 use cairn_core::session::SessionHash;
 use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
+use cairn_core::sso_password::PasswordPolicy;
 use cairn_core::store::*;
 use cairn_core::user::UserRecord;
 use cairn_core::Result;
@@ -115,13 +116,22 @@ impl SsoStore for SqliteStore {
         tenant: &TenantId,
         request_id: &str,
         expires_at: OffsetDateTime,
+        keep: usize,
     ) -> Result<()> {
         let (t, r) = (tenant.to_string(), request_id.to_owned());
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         self.writer
             .write(move |c| {
                 db(c.execute(
                     "INSERT INTO sso_requests (tenant_id, request_id, expires_at) VALUES (?, ?, ?)",
                     params![t, r, ts(expires_at)],
+                ))?;
+                // The cap: every id past the `keep` latest-expiring ones goes.
+                db(c.execute(
+                    "DELETE FROM sso_requests WHERE tenant_id = ?1 AND request_id NOT IN (
+                         SELECT request_id FROM sso_requests WHERE tenant_id = ?1
+                         ORDER BY expires_at DESC, request_id DESC LIMIT ?2)",
+                    params![t, keep],
                 ))
                 .map(drop)
             })
@@ -304,6 +314,54 @@ impl SsoStore for SqliteStore {
         self.writer
             .write(move |c| {
                 db(c.execute("DELETE FROM account_sessions WHERE id_hash = ?", [id])).map(drop)
+            })
+            .await
+    }
+
+    async fn get_password_policy(&self, tenant: &TenantId) -> Result<Option<PasswordPolicy>> {
+        let id = tenant.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT p.tenant_id, p.password_sign_in, p.break_glass_user, d.email, p.updated_at
+                 FROM sso_sign_in_policies p
+                 LEFT JOIN dashboard_users d ON d.id = p.break_glass_user
+                 WHERE p.tenant_id = ?",
+            )?
+            .query_row([id], |r| {
+                Ok(PasswordPolicy {
+                    tenant_id: TenantId::from_trusted(r.get(0)?),
+                    password_sign_in: r.get(1)?,
+                    break_glass: r
+                        .get::<_, Option<String>>(2)?
+                        .map(DashboardUserId::from_trusted),
+                    break_glass_email: r.get(3)?,
+                    updated_at: parse_time(r.get(4)?)?,
+                })
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn put_password_policy(&self, p: &PasswordPolicy, audit: AuditDraft) -> Result<()> {
+        let p = p.clone();
+        self.writer
+            .write(move |c| {
+                db(c.execute(
+                    "INSERT INTO sso_sign_in_policies (tenant_id, password_sign_in,
+                        break_glass_user, updated_at) VALUES (?, ?, ?, ?)
+                     ON CONFLICT (tenant_id) DO UPDATE SET
+                        password_sign_in = excluded.password_sign_in,
+                        break_glass_user = excluded.break_glass_user,
+                        updated_at = excluded.updated_at",
+                    params![
+                        p.tenant_id.as_str(),
+                        p.password_sign_in,
+                        p.break_glass.as_ref().map(|u| u.to_string()),
+                        ts(p.updated_at)
+                    ],
+                ))?;
+                db(insert_audit(c, &audit))
             })
             .await
     }
@@ -510,14 +568,26 @@ impl SsoStore for SqliteStore {
         .await
     }
 
-    async fn create_oidc_request(&self, tenant: &TenantId, request: &OidcRequest) -> Result<()> {
+    async fn create_oidc_request(
+        &self,
+        tenant: &TenantId,
+        request: &OidcRequest,
+        keep: usize,
+    ) -> Result<()> {
         let (t, r) = (tenant.to_string(), request.clone());
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
         self.writer
             .write(move |c| {
                 db(c.execute(
                     "INSERT INTO sso_oidc_requests (tenant_id, state, nonce, pkce_verifier,
                         expires_at) VALUES (?, ?, ?, ?, ?)",
                     params![t, r.state, r.nonce, r.pkce_verifier, ts(r.expires_at)],
+                ))?;
+                db(c.execute(
+                    "DELETE FROM sso_oidc_requests WHERE tenant_id = ?1 AND state NOT IN (
+                         SELECT state FROM sso_oidc_requests WHERE tenant_id = ?1
+                         ORDER BY expires_at DESC, state DESC LIMIT ?2)",
+                    params![t, keep],
                 ))
                 .map(drop)
             })

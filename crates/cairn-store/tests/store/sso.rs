@@ -4,6 +4,7 @@
 
 use crate::support::*;
 use cairn_core::audit::Action;
+use cairn_core::oidc::OidcRequest;
 use cairn_core::session::SessionSecret;
 use cairn_core::sso::{AccountSessionRecord, PrincipalKind, SamlIdpConfig, SsoScope, SubjectPin};
 use cairn_core::store::*;
@@ -76,10 +77,10 @@ async fn request_ids_are_single_use_per_tenant_and_expire() {
     let t1 = tenant(s, "one").await;
     let t2 = tenant(s, "two").await;
     let at = now();
-    s.create_sso_request(&t1.id, "_r1", at + Duration::minutes(10))
+    s.create_sso_request(&t1.id, "_r1", at + Duration::minutes(10), 100)
         .await
         .unwrap();
-    s.create_sso_request(&t1.id, "_old", at + Duration::seconds(1))
+    s.create_sso_request(&t1.id, "_old", at + Duration::seconds(1), 100)
         .await
         .unwrap();
     let ids = vec!["_r1".to_owned(), "_old".to_owned(), "_nope".to_owned()];
@@ -112,7 +113,7 @@ async fn racing_instances_take_a_request_id_once() {
     let t = tenant(&*db.store, "one").await;
     let at = now();
     db.store
-        .create_sso_request(&t.id, "_race", at + Duration::minutes(10))
+        .create_sso_request(&t.id, "_race", at + Duration::minutes(10), 100)
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -313,7 +314,7 @@ async fn account_sessions_round_trip_and_go_with_a_purged_account() {
 
 #[tokio::test]
 async fn oidc_settings_round_trip_and_requests_are_single_use() {
-    use cairn_core::oidc::{ClientSecret, OidcConfig, OidcRequest};
+    use cairn_core::oidc::{ClientSecret, OidcConfig};
     let db = db_async().await;
     let s = &*db.store;
     let t1 = tenant(s, "one").await;
@@ -351,13 +352,13 @@ async fn oidc_settings_round_trip_and_requests_are_single_use() {
         pkce_verifier: "v1".into(),
         expires_at: at + Duration::minutes(10),
     };
-    s.create_oidc_request(&t1.id, &req).await.unwrap();
+    s.create_oidc_request(&t1.id, &req, 100).await.unwrap();
     let old = OidcRequest {
         state: "old".into(),
         expires_at: at + Duration::seconds(1),
         ..req.clone()
     };
-    s.create_oidc_request(&t1.id, &old).await.unwrap();
+    s.create_oidc_request(&t1.id, &old, 100).await.unwrap();
     // Another tenant cannot use it; the right tenant can, once.
     assert_eq!(s.take_oidc_request(&t2.id, "st1", at).await.unwrap(), None);
     assert_eq!(
@@ -371,4 +372,123 @@ async fn oidc_settings_round_trip_and_requests_are_single_use() {
         s.take_oidc_request(&t1.id, "old", later).await.unwrap(),
         None
     );
+}
+
+/// An anonymous flood of `GET /sso/{tenant}/login` (issue 17): each tenant keeps at most
+/// `keep` sign-ins in progress per protocol, the latest ones; other tenants' are untouched.
+#[tokio::test]
+async fn sign_ins_in_progress_are_capped_per_tenant() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let t1 = tenant(s, "one").await;
+    let t2 = tenant(s, "two").await;
+    let at = now();
+    s.create_sso_request(&t2.id, "_other", at + Duration::minutes(10), 5)
+        .await
+        .unwrap();
+    let other = OidcRequest {
+        state: "other".into(),
+        nonce: "n".into(),
+        pkce_verifier: "v".into(),
+        expires_at: at + Duration::minutes(10),
+    };
+    s.create_oidc_request(&t2.id, &other, 5).await.unwrap();
+    let ids: Vec<String> = (0..40).map(|i| format!("_r{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let expires = at + Duration::minutes(10) + Duration::seconds(i as i64);
+        s.create_sso_request(&t1.id, id, expires, 5).await.unwrap();
+        let req = OidcRequest {
+            state: format!("st{i:02}"),
+            expires_at: expires,
+            ..other.clone()
+        };
+        s.create_oidc_request(&t1.id, &req, 5).await.unwrap();
+    }
+    let mut kept = s.outstanding_sso_requests(&t1.id, &ids, at).await.unwrap();
+    kept.sort();
+    assert_eq!(kept, ids[35..].to_vec(), "the five latest");
+    assert!(s
+        .take_oidc_request(&t1.id, "st34", at)
+        .await
+        .unwrap()
+        .is_none());
+    for i in 35..40 {
+        let st = format!("st{i}");
+        assert!(
+            s.take_oidc_request(&t1.id, &st, at)
+                .await
+                .unwrap()
+                .is_some(),
+            "{st}"
+        );
+    }
+    assert_eq!(
+        s.outstanding_sso_requests(&t2.id, &["_other".to_owned()], at)
+            .await
+            .unwrap(),
+        vec!["_other"]
+    );
+    assert!(s
+        .take_oidc_request(&t2.id, "other", at)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+/// Password sign-in off per tenant (issue 17 item 6): one row per tenant, replaced on
+/// each change with its audit entry, its break-glass administrator read back with their
+/// email.
+#[tokio::test]
+async fn password_policies_name_one_break_glass_administrator_per_tenant() {
+    use cairn_core::auth::PasswordHash;
+    use cairn_core::ids::DashboardUserId;
+    use cairn_core::sso_password::PasswordPolicy;
+    let db = db_async().await;
+    let s = &*db.store;
+    let t1 = tenant(s, "one").await;
+    let t2 = tenant(s, "two").await;
+    assert_eq!(s.get_password_policy(&t1.id).await.unwrap(), None);
+    let root = DashboardUser {
+        id: DashboardUserId::random(),
+        tenant_id: t1.id.clone(),
+        email: "root@one.test".into(),
+        role: Role::Administrator,
+        password_hash: PasswordHash::from_phc(
+            "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        ),
+        created_at: now(),
+    };
+    s.create_dashboard_user(&root, draft(&t1.id, Action::DashboardUserCreated))
+        .await
+        .unwrap();
+    let mut p = PasswordPolicy {
+        tenant_id: t1.id.clone(),
+        password_sign_in: false,
+        break_glass: Some(root.id.clone()),
+        break_glass_email: None,
+        updated_at: now(),
+    };
+    s.put_password_policy(&p, draft(&t1.id, Action::PasswordSignInChanged))
+        .await
+        .unwrap();
+    let got = s.get_password_policy(&t1.id).await.unwrap().unwrap();
+    assert_eq!(got.break_glass_email.as_deref(), Some("root@one.test"));
+    assert_eq!(
+        got,
+        PasswordPolicy {
+            break_glass_email: Some("root@one.test".into()),
+            ..p.clone()
+        }
+    );
+    assert_eq!(s.get_password_policy(&t2.id).await.unwrap(), None);
+    // Replaced, not added.
+    p.password_sign_in = true;
+    p.break_glass = None;
+    s.put_password_policy(&p, draft(&t1.id, Action::BreakGlassChanged))
+        .await
+        .unwrap();
+    assert_eq!(s.get_password_policy(&t1.id).await.unwrap(), Some(p));
+    let audit = s.list_audit(&t1.id, &Default::default()).await.unwrap();
+    assert_eq!(audit[0].action, "break_glass_changed");
+    assert_eq!(audit[1].action, "password_sign_in_changed");
 }

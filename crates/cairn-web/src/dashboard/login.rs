@@ -204,6 +204,18 @@ pub async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
             }
             res
         }
+        Err(SignInError::PasswordSignInOff { tenant }) => login_page(
+            &state,
+            StatusCode::FORBIDDEN,
+            &email,
+            &next,
+            Some(format!(
+                "Your organisation has turned password sign-in off: sign in through single \
+                 sign-on at {}.",
+                crate::sso::login_url(&state.services.public_url, &tenant)
+            )),
+            None,
+        ),
         Err(SignInError::Failed(e)) => {
             tracing::error!(error = %e, "sign-in failed");
             login_page(

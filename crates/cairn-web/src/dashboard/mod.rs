@@ -70,6 +70,10 @@ pub fn routes() -> Router<AppState> {
             "/settings/sso/oidc",
             post(sso_settings::change_oidc_settings),
         )
+        .route(
+            "/settings/sso/password-sign-in",
+            post(sso_settings::change_password_sign_in),
+        )
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))

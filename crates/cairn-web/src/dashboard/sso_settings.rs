@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use cairn_core::oidc::ClientSecret;
 use cairn_core::sso::{SamlIdpConfig, SsoScope};
+use cairn_core::sso_password::PasswordSignInStatus;
 use cairn_core::store::{Role, SsoGroupRole};
 use serde::Deserialize;
 
@@ -52,6 +53,8 @@ struct SsoPage {
     oidc_redirect_uri: String,
     // --- end sso-idp ---
     group_roles: Vec<SsoGroupRole>,
+    /// Password sign-in off once SSO works (its own form on the page).
+    password: PasswordSignInStatus,
     notice: Option<String>,
     error: Option<String>,
 }
@@ -82,6 +85,11 @@ async fn page(
     let oidc = state
         .services
         .oidc_settings(&user.session.ctx)
+        .await
+        .map_err(|e| PageError::from_error(e, &nav))?;
+    let password = state
+        .services
+        .password_sign_in_status(tenant)
         .await
         .map_err(|e| PageError::from_error(e, &nav))?;
     let c = config.clone();
@@ -126,6 +134,7 @@ async fn page(
                 .is_some_and(|o| !o.client_secret.expose().is_empty()),
             oidc_redirect_uri: crate::sso_oidc::callback_url(base, tenant),
             group_roles,
+            password,
             notice: None,
             error: None,
         },
@@ -406,3 +415,39 @@ pub async fn change_oidc_settings(
     }
 }
 // --- end sso-idp ---
+
+/// "Password sign-in" on Settings → Single Sign-On: off only while single sign-on is
+/// enabled for administrators (administrators only; both checked in
+/// `cairn_core::sso_password`).
+pub async fn change_password_sign_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let CheckedForm { user, fields } = form;
+    let (mut page, _) = match page(&state, &user).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let nav = user.nav("settings-sso");
+    let on = match fields.get("password_sign_in").unwrap_or("") {
+        "on" => true,
+        "off" => false,
+        _ => {
+            page.error = Some("Choose on or off.".into());
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    match state
+        .services
+        .save_password_sign_in(&user.session.ctx, on, request_meta(&headers))
+        .await
+    {
+        Ok(_) => see_other("/settings/sso?saved=1"),
+        Err(cairn_core::Error::Invalid { reason, .. }) => {
+            page.error = Some(format!("Not saved: {reason}."));
+            render(StatusCode::UNPROCESSABLE_ENTITY, &page)
+        }
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}

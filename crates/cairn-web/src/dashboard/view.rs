@@ -121,6 +121,9 @@ pub fn action_label(action: &str) -> &'static str {
         "vault_trash_purged" => "Deleted backup data purged (window passed)",
         "sso_metadata_refreshed" => "Identity provider metadata refreshed",
         "sso_metadata_refresh_failed" => "Identity provider metadata refresh failed",
+        "password_sign_in_changed" => "Password sign-in turned on or off",
+        "break_glass_changed" => "Break-glass administrator changed",
+        "break_glass_sign_in" => "Break-glass administrator signed in",
         _ => "Other",
     }
 }

@@ -461,6 +461,17 @@ pub enum SsoCmd {
         #[arg(long, value_parser = ["administrator", "viewer", "none"])]
         role: String,
     },
+    /// Turn password sign-in to the tenant's dashboard off (only while single sign-on is
+    /// enabled for administrators) or back on. The tenant's break-glass administrator
+    /// (`cairn user break-glass`) keeps it; each of their password sign-ins is audited.
+    PasswordSignIn {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, conflicts_with = "on", required_unless_present = "on")]
+        off: bool,
+        #[arg(long)]
+        on: bool,
+    },
     /// Print the values to give the identity provider, and the current settings.
     Show {
         #[arg(long)]
@@ -509,6 +520,17 @@ pub enum UserCmd {
         /// Read the password from standard input (required).
         #[arg(long, required = true)]
         password_stdin: bool,
+    },
+    /// Name the tenant's break-glass administrator: the one dashboard administrator who
+    /// keeps password sign-in when the tenant turns it off for single sign-on (each such
+    /// sign-in is audited). Naming another replaces them; `--off` un-names them.
+    BreakGlass {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        off: bool,
     },
 }
 

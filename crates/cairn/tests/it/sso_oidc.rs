@@ -461,3 +461,330 @@ async fn without_the_operator_flag_a_loopback_issuer_is_never_contacted() {
     );
 }
 // --- end sso-idp ---
+/// Issue 17 item 5 through OpenID Connect: the role comes from the account's SCIM
+/// groups whatever the protocol. Only administrators are in the SSO scope, so the group
+/// mapping alone lets the backup account in, and its removal over SCIM takes it away.
+#[tokio::test]
+async fn a_group_mapped_member_gets_its_dashboard_role_through_oidc() {
+    if !have_provider() {
+        return;
+    }
+    let o = Oidc::start().await;
+    o.app
+        .cli(&["sso", "scope", "--tenant", &o.tenant.id, "--admins"])
+        .ok();
+    let list = o
+        .tenant
+        .get(&format!("/Users?filter=userName eq \"{BACKUP}\""))
+        .await
+        .json();
+    let uid = list["Resources"][0]["id"].as_str().unwrap().to_owned();
+    let r = o
+        .tenant
+        .post(
+            "/Groups",
+            &json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+                "displayName": "Cairn Admins", "members": [{"value": uid}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let gid = r.json()["id"].as_str().unwrap().to_owned();
+
+    // Before the mapping: outside the scope, refused.
+    let (r, _) = o.sign_in_as("u-backup").await;
+    o.assert_refused(r, "account is not in the SSO scope").await;
+
+    o.app
+        .cli(&[
+            "sso",
+            "role",
+            "--tenant",
+            &o.tenant.id,
+            "--group",
+            "Cairn Admins",
+            "--role",
+            "administrator",
+        ])
+        .ok();
+    let (r, _) = o.sign_in_as("u-backup").await;
+    let session = o.assert_signed_in(r, "cairn_session", "/accounts").await;
+    let last = o.audit().first().cloned().unwrap();
+    assert_eq!(last["changes"]["role"], "administrator", "{last}");
+    let page = |path: &'static str| o.app.get(path).header(header::COOKIE, &session).send();
+    assert_eq!(page("/accounts").await.unwrap().status(), 200);
+    let settings = page("/settings/sso").await.unwrap().text().await.unwrap();
+    assert!(
+        settings.contains(r#"<button type="submit" class="primary">Save</button>"#),
+        "an administrator's settings page: {settings}"
+    );
+
+    // The identity provider removes the account from the group over SCIM.
+    let r = o
+        .tenant
+        .patch(
+            &format!("/Groups/{gid}"),
+            &json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "remove", "path": format!("members[value eq \"{uid}\"]")}]}),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 204, "{}", r.text);
+    assert_eq!(
+        page("/accounts").await.unwrap().status(),
+        303,
+        "the next request has no dashboard role"
+    );
+    let (r, _) = o.sign_in_as("u-backup").await;
+    o.assert_refused(r, "account is not in the SSO scope").await;
+}
+
+/// A hostile client with no credential at all: thousands of `GET /sso/{tenant}/login`
+/// keep at most `MAX_OUTSTANDING_REQUESTS` sign-ins in progress (the oldest goes, and
+/// its callback is refused), and a flood of forged callbacks writes at most
+/// `REFUSAL_AUDITS_PER_WINDOW` refusals to the audit log per minute.
+#[tokio::test]
+async fn a_no_credential_flood_keeps_bounded_rows_and_audit_entries() {
+    if !have_provider() {
+        return;
+    }
+    use cairn_core::sso::{MAX_OUTSTANDING_REQUESTS, REFUSAL_AUDITS_PER_WINDOW};
+    let o = Oidc::start().await;
+    let first = o.authorize_url().await;
+    let login = format!("{}/sso/{}/login", o.app.base, o.tenant.id);
+    for _ in 0..MAX_OUTSTANDING_REQUESTS {
+        let r = o.browser.get(&login).send().await.unwrap();
+        assert!(r.status().is_redirection(), "{}", r.status());
+    }
+    // The first sign-in was the oldest of MAX_OUTSTANDING_REQUESTS + 1: dropped.
+    let back = o
+        .through_provider(format!("{first}&login_hint=u-admin"))
+        .await;
+    let r = o.browser.get(&back).send().await.unwrap();
+    o.assert_refused(r, "unknown, used or expired state").await;
+    // The latest ones still work.
+    let (r, _) = o.sign_in_as("u-admin").await;
+    o.assert_signed_in(r, "cairn_session", "/accounts").await;
+
+    for i in 0..200 {
+        let r = o
+            .browser
+            .get(format!("{}?state=forged{i}&code=forged", o.callback))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let refusals = o
+        .audit()
+        .iter()
+        .filter(|e| e["action"] == "sso_sign_in_refused")
+        .count();
+    assert_eq!(refusals, REFUSAL_AUDITS_PER_WINDOW as usize);
+}
+
+/// A password sign-in to the dashboard: the raw answer (303 with a session, or the
+/// login page again).
+async fn password_sign_in(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    let page = app.get("/login").send().await.unwrap();
+    let login_cookie = cookie_set_by(page.headers(), "cairn_login").expect("login CSRF cookie");
+    let csrf = csrf_of(&page.text().await.unwrap());
+    app.client
+        .post(format!("{}/login", app.base))
+        .header(header::ORIGIN, &app.base)
+        .header(header::COOKIE, login_cookie)
+        .form(&[("email", email), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Issue 17 item 6: once single sign-on covers administrators, a tenant turns password
+/// sign-in off; only its break-glass administrator keeps it, audited on each use, and
+/// it comes back by itself when single sign-on stops covering administrators.
+#[tokio::test]
+async fn password_sign_in_off_leaves_only_the_audited_break_glass_administrator() {
+    if !have_provider() {
+        return;
+    }
+    const ROOT: &str = "root@acme.test";
+    let o = Oidc::start().await;
+    let t = &o.tenant.id;
+    o.app
+        .cli_stdin(
+            &[
+                "user",
+                "create",
+                "--tenant",
+                t,
+                "--email",
+                ROOT,
+                "--role",
+                "administrator",
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .ok();
+
+    // Not while single sign-on leaves administrators out.
+    o.app
+        .cli(&["sso", "scope", "--tenant", t, "--all-accounts"])
+        .ok();
+    let r = o
+        .app
+        .cli(&["sso", "password-sign-in", "--tenant", t, "--off"]);
+    assert!(!r.status.success(), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("only be turned off while single sign-on"),
+        "{}",
+        r.stderr
+    );
+    o.app
+        .cli(&["sso", "scope", "--tenant", t, "--admins", "--all-accounts"])
+        .ok();
+    o.app
+        .cli(&["sso", "password-sign-in", "--tenant", t, "--off"])
+        .ok();
+    let audit = o.audit();
+    assert_eq!(
+        audit[0]["action"], "password_sign_in_changed",
+        "{}",
+        audit[0]
+    );
+    assert_eq!(audit[0]["changes"]["password_sign_in"]["after"], false);
+
+    // The right password no longer opens a session; a wrong one still says so.
+    for (who, status) in [(ADMIN, 403), (ROOT, 403)] {
+        let r = password_sign_in(&o.app, who, PASSWORD).await;
+        let headers = r.headers().clone();
+        assert_eq!(r.status(), status, "{who}");
+        assert!(r.text().await.unwrap().contains("password sign-in off"));
+        assert!(cookie_set_by(&headers, "cairn_session").is_none_or(|c| c.ends_with('=')));
+    }
+    assert_eq!(password_sign_in(&o.app, ADMIN, "wrong").await.status(), 401);
+    // Single sign-on still works for the administrator.
+    let (r, _) = o.sign_in_as("u-admin").await;
+    o.assert_signed_in(r, "cairn_session", "/accounts").await;
+
+    // The break-glass administrator: named by the operator, audited on each use.
+    let r = o.app.cli(&[
+        "user",
+        "break-glass",
+        "--tenant",
+        t,
+        "--email",
+        "nobody@acme.test",
+    ]);
+    assert!(!r.status.success());
+    o.app
+        .cli(&["user", "break-glass", "--tenant", t, "--email", ROOT])
+        .ok();
+    let show = o
+        .app
+        .cli(&["sso", "show", "--tenant", t, "--json"])
+        .ok()
+        .json();
+    assert_eq!(show["password_sign_in"]["enforced"], true, "{show}");
+    assert_eq!(show["password_sign_in"]["break_glass"], ROOT, "{show}");
+    assert_eq!(o.audit()[0]["action"], "break_glass_changed");
+    assert_eq!(
+        password_sign_in(&o.app, ADMIN, PASSWORD).await.status(),
+        403
+    );
+    for _ in 0..2 {
+        let r = password_sign_in(&o.app, ROOT, PASSWORD).await;
+        assert_eq!(r.status(), 303);
+        let audit = o.audit();
+        assert_eq!(audit[0]["action"], "break_glass_sign_in", "{}", audit[0]);
+        assert_eq!(audit[0]["target_name"], ROOT);
+    }
+
+    // Single sign-on off: password sign-in is back (no lock-out), without a break-glass
+    // audit entry.
+    o.app.cli(&["sso", "disable", "--tenant", t]).ok();
+    assert_eq!(
+        password_sign_in(&o.app, ADMIN, PASSWORD).await.status(),
+        303
+    );
+    assert_eq!(password_sign_in(&o.app, ROOT, PASSWORD).await.status(), 303);
+    assert_ne!(o.audit()[0]["action"], "break_glass_sign_in");
+    o.app
+        .cli(&["sso", "password-sign-in", "--tenant", t, "--on"])
+        .ok();
+    assert_eq!(o.audit()[0]["changes"]["password_sign_in"]["after"], true);
+}
+
+/// The password sign-in form of Settings → Single Sign-On: administrators only, and
+/// refused (nothing saved) while single sign-on leaves administrators out.
+#[tokio::test]
+async fn only_an_administrator_turns_password_sign_in_off_on_the_settings_page() {
+    if !have_provider() {
+        return;
+    }
+    const VIEWER: &str = "vera@acme.test";
+    let o = Oidc::start().await;
+    let t = &o.tenant.id;
+    o.app
+        .cli_stdin(
+            &[
+                "user",
+                "create",
+                "--tenant",
+                t,
+                "--email",
+                VIEWER,
+                "--role",
+                "viewer",
+                "--password-stdin",
+            ],
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .ok();
+    let post = |cookie: String, csrf: String, value: &'static str| {
+        o.app
+            .client
+            .post(format!("{}/settings/sso/password-sign-in", o.app.base))
+            .header(header::ORIGIN, &o.app.base)
+            .header(header::COOKIE, cookie)
+            .form(&[("password_sign_in", value), ("csrf", &csrf)])
+            .send()
+    };
+    let page = |cookie: String| {
+        o.app
+            .get("/settings/sso")
+            .header(header::COOKIE, cookie)
+            .send()
+    };
+    let viewer = o.app.sign_in(VIEWER, PASSWORD).await;
+    let csrf = csrf_of(&page(viewer.clone()).await.unwrap().text().await.unwrap());
+    let r = post(viewer, csrf, "off").await.unwrap();
+    assert_eq!(r.status(), 403);
+
+    let admin = o.app.sign_in(ADMIN, PASSWORD).await;
+    let html = page(admin.clone()).await.unwrap().text().await.unwrap();
+    let csrf = csrf_of(&html);
+    o.app
+        .cli(&["sso", "scope", "--tenant", t, "--all-accounts"])
+        .ok();
+    let r = post(admin.clone(), csrf.clone(), "off").await.unwrap();
+    assert_eq!(r.status(), 422);
+    assert!(r.text().await.unwrap().contains("only be turned off while"));
+    assert_ne!(o.audit()[0]["action"], "password_sign_in_changed");
+    o.app.cli(&["sso", "scope", "--tenant", t, "--admins"]).ok();
+    let r = post(admin.clone(), csrf, "off").await.unwrap();
+    assert_eq!(r.status(), 303);
+    let last = o.audit()[0].clone();
+    assert_eq!(last["action"], "password_sign_in_changed", "{last}");
+    assert_eq!(last["actor_kind"], "dashboard_user", "{last}");
+    let show = o
+        .app
+        .cli(&["sso", "show", "--tenant", t, "--json"])
+        .ok()
+        .json();
+    assert_eq!(show["password_sign_in"]["enforced"], true, "{show}");
+    // The viewer's password no longer works; the open administrator session does.
+    assert_eq!(
+        password_sign_in(&o.app, VIEWER, PASSWORD).await.status(),
+        403
+    );
+    assert_eq!(page(admin).await.unwrap().status(), 200);
+}

@@ -183,6 +183,29 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
             }
             Ok(())
         }
+        SsoCmd::PasswordSignIn { tenant, off, on } => {
+            let id = tenant_id(&tenant)?;
+            debug_assert!(off != on);
+            let st = cx
+                .svc
+                .set_password_sign_in(Actor::Operator, &id, on && !off, cx.meta.clone())
+                .await?;
+            if st.password_sign_in {
+                outln!("Password sign-in to the dashboard is on");
+            } else {
+                outln!(
+                    "Password sign-in to the dashboard is off: dashboard users sign in through \
+                     single sign-on{}",
+                    match &st.break_glass {
+                        Some(e) => format!(" (break-glass administrator: {e})"),
+                        None => " (no break-glass administrator: name one with `cairn user \
+                                  break-glass`)"
+                            .into(),
+                    }
+                );
+            }
+            Ok(())
+        }
         SsoCmd::Show { tenant, json } => {
             let id = tenant_id(&tenant)?;
             if cx.svc.store.get_tenant(&id).await?.is_none() {
@@ -209,6 +232,7 @@ pub async fn run(cx: &Ctx, cmd: SsoCmd) -> Result<()> {
                     "scope": c.scope,
                 })),
                 "group_roles": cx.svc.sso_group_roles(&id).await?,
+                "password_sign_in": cx.svc.password_sign_in_status(&id).await?,
                 // The client secret is never shown.
                 "oidc": o.as_ref().map(|c| json!({
                     "enabled": c.enabled,

@@ -14,6 +14,18 @@ pub async fn run(cx: &Ctx, cmd: UserCmd) -> Result<()> {
             role,
             password_stdin: _,
         } => create(cx, &tenant, &email, &role).await,
+        UserCmd::BreakGlass { tenant, email, off } => {
+            let id = tenant_id(&tenant)?;
+            let st = cx.svc.set_break_glass(&id, &email, !off).await?;
+            match st.break_glass {
+                Some(e) => outln!(
+                    "{e} is the break-glass administrator of tenant {id}: they keep password \
+                     sign-in when it is off, and each such sign-in is audited"
+                ),
+                None => outln!("Tenant {id} has no break-glass administrator"),
+            }
+            Ok(())
+        }
     }
 }
 

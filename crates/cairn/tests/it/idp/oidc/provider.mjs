@@ -2,19 +2,51 @@
 // (OpenID Certified) with one static confidential client, PKCE required, and an
 // auto-login that signs in the account named by `login_hint` (no consent screen).
 // Env: PORT, REDIRECT_URI, KID (the signing key's id; a restart with another KID is a
-// key rotation). `POST /__mode/NAME` makes the next token responses carry a bad ID token
-// re-signed by this provider's key (iss, aud, exp, nonce, azp, multiaud) or by a key it never published
+// key rotation), INTERACTIVE=1 (for e2e/sso.test.mjs: instead of the auto-login, the
+// provider's own sign-in page, a user name and password form checked against USERS).
+// `POST /__mode/NAME` makes the next token responses carry a bad ID token re-signed by
+// this provider's key (iss, aud, exp, nonce, azp, multiaud) or by a key it never published
 // (kid); `normal` stops that.
 import Provider from 'oidc-provider';
 import { generateKeyPair, exportJWK, SignJWT, decodeJwt } from 'jose';
 
 const port = Number(process.env.PORT);
 const issuer = `http://127.0.0.1:${port}`;
+const person = (email) => ({ email, email_verified: true, preferred_username: email });
 const USERS = {
-  'u-admin': { email: 'ada@acme.test', email_verified: true, preferred_username: 'ada@acme.test' },
-  'u-backup': { email: 'bob@acme.test', email_verified: true, preferred_username: 'bob@acme.test' },
-  'u-stranger': { email: 'eve@elsewhere.test', email_verified: true, preferred_username: 'eve@elsewhere.test' },
+  'u-admin': person('ada@acme.test'),
+  'u-backup': person('bob@acme.test'),
+  'u-stranger': person('eve@elsewhere.test'),
+  'u-carol': person('carol@acme.test'),
+  'u-dave': person('dave@acme.test'),
 };
+// The passwords of the interactive sign-in page (INTERACTIVE=1): the provider's, not Cairn's.
+const PASSWORDS = {
+  'u-admin': 'ada idp password', 'u-backup': 'bob idp password', 'u-stranger': 'eve idp password',
+  'u-carol': 'carol idp password', 'u-dave': 'dave idp password',
+};
+const interactive = process.env.INTERACTIVE === '1';
+
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+function loginPage(uid, error) {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Test IdP sign-in</title></head>
+<body><h1>Test IdP</h1><p>Sign in to continue to Cairn.</p>
+${error ? `<p role="alert">${esc(error)}</p>` : ''}
+<form method="post" action="/interaction/${esc(uid)}">
+<label>Username <input name="username" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button></form></body></html>`;
+}
+
+// A form body, at most 4 KiB.
+async function formBody(req) {
+  let body = '';
+  for await (const chunk of req) {
+    body += chunk;
+    if (body.length > 4096) throw new Error('form too large');
+  }
+  return new URLSearchParams(body);
+}
 
 async function key(kid) {
   const { privateKey } = await generateKeyPair('RS256', { extractable: true });
@@ -39,7 +71,7 @@ const config = {
     const u = USERS[sub];
     return u && { accountId: sub, claims: async () => ({ sub, ...u }) };
   },
-  interactions: { url: (ctx, i) => `/auto/${i.uid}` },
+  interactions: { url: (ctx, i) => (interactive ? `/interaction/${i.uid}` : `/auto/${i.uid}`) },
   async loadExistingGrant(ctx) {
     const g = new ctx.oidc.provider.Grant({ clientId: ctx.oidc.client.clientId, accountId: ctx.oidc.session.accountId });
     g.addOIDCScope(ctx.oidc.params.scope);
@@ -53,7 +85,21 @@ let mode = 'normal';
 p.use(async (ctx, next) => {
   const m = ctx.path.match(/^\/__mode\/([a-z]+)$/);
   if (m && ctx.method === 'POST') { mode = m[1]; ctx.body = { mode }; return; }
-  const a = ctx.path.match(/^\/auto\/([^/]+)$/);
+  const form = interactive && ctx.path.match(/^\/interaction\/([^/]+)$/);
+  if (form) {
+    const { uid } = await p.interactionDetails(ctx.req, ctx.res);
+    ctx.type = 'html';
+    if (ctx.method === 'GET') { ctx.body = loginPage(uid); return; }
+    const f = await formBody(ctx.req);
+    const sub = Object.keys(USERS).find((k) => USERS[k].email === f.get('username'));
+    if (!sub || PASSWORDS[sub] !== f.get('password')) {
+      ctx.status = 401;
+      ctx.body = loginPage(uid, 'Wrong user name or password.');
+      return;
+    }
+    return p.interactionFinished(ctx.req, ctx.res, { login: { accountId: sub } }, { mergeWithLastSubmission: false });
+  }
+  const a = !interactive && ctx.path.match(/^\/auto\/([^/]+)$/);
   if (a) {
     const { params } = await p.interactionDetails(ctx.req, ctx.res);
     if (!USERS[params.login_hint]) return p.interactionFinished(ctx.req, ctx.res, { error: 'access_denied' });
