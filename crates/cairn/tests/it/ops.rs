@@ -130,8 +130,16 @@ async fn healthz_and_metrics_count_requests() {
         ) >= 1.0
     );
     assert!(after.trim_end().ends_with("# EOF"), "{after}");
-    // Labels carry route patterns, never tenant or user ids (unbounded cardinality).
-    assert!(!after.contains(&t.id), "tenant id in metrics");
+    // Labels carry route patterns, never tenant or user ids (unbounded cardinality); the
+    // one per-tenant gauge (stale backups, one series per tenant) is the exception.
+    let stale = format!("cairn_stale_backup_accounts{{tenant=\"{}\"}} ", t.id);
+    assert!(
+        after
+            .lines()
+            .filter(|l| l.contains(&t.id))
+            .all(|l| l.starts_with(&stale)),
+        "tenant id in metrics: {after}"
+    );
     assert!(!after.contains("metrics.test"));
 }
 
