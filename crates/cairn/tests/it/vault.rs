@@ -532,8 +532,9 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
         .await
         .unwrap();
     assert!(list.contains("<meter class=\"usage\""), "{list}");
+    // The Used row, not the deletion-protection card (which says "0 B" kept).
     assert!(
-        !html.contains(">0 B<") && !html.contains("<dd>0 B "),
+        html.contains("<dt>Used</dt><dd>") && !html.contains("<dt>Used</dt><dd>0 B "),
         "{html}"
     );
 }
