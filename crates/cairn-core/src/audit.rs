@@ -89,6 +89,22 @@ pub enum Action {
     /// A dashboard session of a group-mapped single sign-on user was ended because the
     /// account no longer holds a mapped group (or is suspended, deleted or gone).
     SsoSessionEnded,
+    /// An administrator invited a dashboard user (a one-time link to set a password).
+    DashboardUserInvited,
+    DashboardUserRoleChanged,
+    DashboardUserDisabled,
+    DashboardUserEnabled,
+    DashboardUserDeleted,
+    /// An administrator cleared a dashboard user's password and made a link to set a new one.
+    DashboardPasswordReset,
+    /// A dashboard user set their password through an invitation or reset link.
+    DashboardPasswordSet,
+    SecondFactorEnabled,
+    /// An administrator removed a dashboard user's second factor (a lost phone).
+    SecondFactorReset,
+    RecoveryCodeUsed,
+    /// An administrator changed whether the tenant requires a second factor.
+    SecondFactorPolicyChanged,
 }
 
 impl Action {
@@ -121,6 +137,17 @@ impl Action {
             Action::SsoSignInRefused => "sso_sign_in_refused",
             Action::BodyCaptureChanged => "body_capture_changed",
             Action::SsoSessionEnded => "sso_session_ended",
+            Action::DashboardUserInvited => "dashboard_user_invited",
+            Action::DashboardUserRoleChanged => "dashboard_user_role_changed",
+            Action::DashboardUserDisabled => "dashboard_user_disabled",
+            Action::DashboardUserEnabled => "dashboard_user_enabled",
+            Action::DashboardUserDeleted => "dashboard_user_deleted",
+            Action::DashboardPasswordReset => "dashboard_password_reset",
+            Action::DashboardPasswordSet => "dashboard_password_set",
+            Action::SecondFactorEnabled => "second_factor_enabled",
+            Action::SecondFactorReset => "second_factor_reset",
+            Action::RecoveryCodeUsed => "recovery_code_used",
+            Action::SecondFactorPolicyChanged => "second_factor_policy_changed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -128,7 +155,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 27] = [
+pub const ALL_ACTIONS: [Action; 38] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -156,6 +183,17 @@ pub const ALL_ACTIONS: [Action; 27] = [
     Action::SsoSignInRefused,
     Action::BodyCaptureChanged,
     Action::SsoSessionEnded,
+    Action::DashboardUserInvited,
+    Action::DashboardUserRoleChanged,
+    Action::DashboardUserDisabled,
+    Action::DashboardUserEnabled,
+    Action::DashboardUserDeleted,
+    Action::DashboardPasswordReset,
+    Action::DashboardPasswordSet,
+    Action::SecondFactorEnabled,
+    Action::SecondFactorReset,
+    Action::RecoveryCodeUsed,
+    Action::SecondFactorPolicyChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -10,6 +10,7 @@ pub mod error;
 pub mod group;
 pub mod ids;
 pub mod oidc;
+pub mod people;
 pub mod query;
 pub mod requests;
 pub mod service;
@@ -17,6 +18,7 @@ pub mod session;
 pub mod sso;
 pub mod store;
 pub mod tenant;
+pub mod totp;
 pub mod user;
 pub mod vault;
 

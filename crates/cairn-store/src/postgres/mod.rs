@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0011_scim_requests.sql"),
     include_str!("../../migrations/postgres/0012_sso_group_roles.sql"),
     include_str!("../../migrations/postgres/0013_sso_oidc.sql"),
+    include_str!("../../migrations/postgres/0014_people.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

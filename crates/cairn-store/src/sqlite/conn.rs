@@ -21,6 +21,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0011_scim_requests.sql"),
     include_str!("../../migrations/sqlite/0012_sso_group_roles.sql"),
     include_str!("../../migrations/sqlite/0013_sso_oidc.sql"),
+    include_str!("../../migrations/sqlite/0014_people.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

@@ -523,7 +523,11 @@ async fn postgres_live_count_starts_from_existing_accounts() {
              ALTER TABLE tenants DROP COLUMN max_account_size_gb;
              DROP TABLE sso_saml_configs, sso_requests, sso_assertions, sso_subjects,
                  account_sessions, scim_requests, scim_request_capture, sso_group_roles,
-                 sso_dashboard_users, sso_oidc_configs, sso_oidc_requests;
+                 sso_dashboard_users, sso_oidc_configs, sso_oidc_requests, dashboard_links,
+                 dashboard_recovery_codes, dashboard_policies;
+             ALTER TABLE dashboard_users DROP COLUMN disabled_at, DROP COLUMN last_sign_in_at,
+                 DROP COLUMN totp_secret, DROP COLUMN totp_enabled_at, DROP COLUMN totp_last_step;
+             DROP INDEX dashboard_users_tenant_id_role_idx;
              ALTER TABLE group_members DROP COLUMN display;
              DELETE FROM schema_migrations WHERE version >= 7;",
         )

@@ -8,6 +8,7 @@ mod filters;
 mod groups;
 mod keyset;
 mod member_filters;
+mod people;
 mod requests;
 mod settings;
 mod sign_in;
