@@ -196,9 +196,8 @@ pub enum UserAction {
     ResetSecondFactor,
 }
 
-/// Shortest password accepted through a link (NIST SP 800-63B §5.1.1.2 asks for 8 at
-/// least; longer costs nothing with a password manager).
-pub const MIN_PASSWORD_LEN: usize = 10;
+/// Shortest password accepted through a link: the same rule as `cairn user create`.
+pub use crate::auth::MIN_PASSWORD_LEN;
 /// Longest password: Argon2 time grows with the input.
 pub const MAX_PASSWORD_LEN: usize = 1024;
 

@@ -129,8 +129,7 @@ async fn invite(cx: &Ctx, tenant: &str, email: &str, role: &str, json: bool) -> 
     let (u, secret) = svc
         .invite_dashboard_user(Authority::Operator(op), &id, email, role, meta)
         .await?;
-    print_link(cx, &u, svc.link_url(&secret), LinkPurpose::Invite, json);
-    Ok(())
+    print_link(cx, &u, svc.link_url(&secret), LinkPurpose::Invite, json)
 }
 
 async fn reset_password(cx: &Ctx, tenant: &str, email: &str, json: bool) -> Result<()> {
@@ -148,11 +147,16 @@ async fn reset_password(cx: &Ctx, tenant: &str, email: &str, json: bool) -> Resu
         svc.link_url(&secret),
         LinkPurpose::PasswordReset,
         json,
-    );
-    Ok(())
+    )
 }
 
-fn print_link(cx: &Ctx, u: &DashboardUser, url: String, purpose: LinkPurpose, json: bool) {
+fn print_link(
+    cx: &Ctx,
+    u: &DashboardUser,
+    url: String,
+    purpose: LinkPurpose,
+    json: bool,
+) -> Result<()> {
     let expires = cx.svc.clock.now() + purpose.lifetime();
     let expires = expires
         .format(&time::format_description::well_known::Rfc3339)
@@ -168,6 +172,7 @@ fn print_link(cx: &Ctx, u: &DashboardUser, url: String, purpose: LinkPurpose, js
             u.email
         );
     }
+    Ok(())
 }
 
 async fn change(cx: &Ctx, tenant: &str, email: &str, action: UserAction, json: bool) -> Result<()> {
