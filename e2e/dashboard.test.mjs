@@ -11,7 +11,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -455,4 +455,80 @@ test('signing out ends the session', async () => {
   await page.getByText('You have been signed out.').waitFor();
   await page.goto(`${base}/accounts`);
   await page.waitForURL(/\/login\?next=/);
+});
+
+// --- Settings → Users and two-factor authentication (issue 22) ---------------------
+
+/** RFC 6238 TOTP (HMAC-SHA-1, 30 s, 6 digits) of a base32 key at time step `step`. */
+function totp(keyB32, step) {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = 0, acc = 0;
+  const bytes = [];
+  for (const c of keyB32.replace(/\s+/g, '')) {
+    acc = (acc << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) { bits -= 8; bytes.push((acc >> bits) & 0xff); }
+  }
+  const counter = Buffer.alloc(8);
+  counter.writeBigInt64BE(BigInt(step));
+  const h = createHmac('sha1', Buffer.from(bytes)).update(counter).digest();
+  const o = h[19] & 0x0f;
+  return String((h.readUInt32BE(o) & 0x7fffffff) % 1_000_000).padStart(6, '0');
+}
+
+test('Settings → Users: invite, the link sets a password once; TOTP enrolment and sign-in', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  watchDialogs(ctx, 'administrator (users)');
+  const p = await ctx.newPage();
+  await signIn(p, ADMIN);
+  await p.goto(`${base}/settings/users`);
+  await p.getByLabel('Email', { exact: true }).fill('ana@acme.test');
+  await p.getByRole('button', { name: 'Invite' }).click();
+  const link = await p.locator('#new_link').inputValue();
+  assert.ok(link.startsWith(`${base}/invite/`), link);
+  await shot(p, 'users');
+
+  const ana = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  watchDialogs(ana, 'ana');
+  const q = await ana.newPage();
+  await q.goto(link);
+  await q.getByLabel(/New password/).fill('ana horse battery staple');
+  await q.getByLabel('The same again').fill('ana horse battery staple');
+  await q.getByRole('button', { name: 'Set password' }).click();
+  await q.waitForURL(`${base}/login?password_set=1`);
+  const again = await q.goto(link);
+  assert.equal(again.status(), 410, 'the link works once');
+
+  await signIn(q, { email: 'ana@acme.test', password: 'ana horse battery staple' });
+  await q.goto(`${base}/settings/security`);
+  const key = await q.locator('#totp-secret').textContent();
+  const step = Math.floor(Date.now() / 1000 / 30);
+  await q.getByLabel('Code from the app').fill(totp(key, step));
+  await shot(q, 'security-2fa');
+  await q.getByRole('button', { name: 'Turn on' }).click();
+  const codes = await q.locator('#recovery-codes code').allTextContents();
+  assert.equal(codes.length, 10);
+
+  // Signed out, the password alone is not enough; the next step's code signs in (the
+  // enrolment's own code would be a replay).
+  await q.getByRole('button', { name: 'Sign out' }).click();
+  await q.goto(`${base}/login`);
+  await q.getByLabel('Email').fill('ana@acme.test');
+  await q.getByLabel('Password').fill('ana horse battery staple');
+  await q.getByRole('button', { name: 'Sign in' }).click();
+  await q.waitForURL(/\/login\/second-factor/);
+  await q.getByLabel('Code').fill(totp(key, step));
+  await q.getByRole('button', { name: 'Sign in' }).click();
+  await q.locator('#code-error').waitFor();
+  await q.getByLabel('Code').fill(totp(key, step + 1));
+  await q.getByRole('button', { name: 'Sign in' }).click();
+  await q.waitForURL(`${base}/accounts`);
+
+  // The viewer gets 403 on the Users page.
+  const viewer = await browser.newContext();
+  const v = await viewer.newPage();
+  await signIn(v, VIEWER);
+  const res = await v.goto(`${base}/settings/users`);
+  assert.equal(res.status(), 403);
+  await Promise.all([ctx.close(), ana.close(), viewer.close()]);
 });

@@ -112,6 +112,22 @@ pub enum Action {
     /// The break-glass administrator signed in with a password while password sign-in
     /// was off.
     BreakGlassSignIn,
+    /// An administrator invited a dashboard user (a one-time link to set a password).
+    DashboardUserInvited,
+    DashboardUserRoleChanged,
+    DashboardUserDisabled,
+    DashboardUserEnabled,
+    DashboardUserDeleted,
+    /// An administrator cleared a dashboard user's password and made a link to set a new one.
+    DashboardPasswordReset,
+    /// A dashboard user set their password through an invitation or reset link.
+    DashboardPasswordSet,
+    SecondFactorEnabled,
+    /// An administrator removed a dashboard user's second factor (a lost phone).
+    SecondFactorReset,
+    RecoveryCodeUsed,
+    /// An administrator changed whether the tenant requires a second factor.
+    SecondFactorPolicyChanged,
 }
 
 impl Action {
@@ -154,6 +170,17 @@ impl Action {
             Action::PasswordSignInChanged => "password_sign_in_changed",
             Action::BreakGlassChanged => "break_glass_changed",
             Action::BreakGlassSignIn => "break_glass_sign_in",
+            Action::DashboardUserInvited => "dashboard_user_invited",
+            Action::DashboardUserRoleChanged => "dashboard_user_role_changed",
+            Action::DashboardUserDisabled => "dashboard_user_disabled",
+            Action::DashboardUserEnabled => "dashboard_user_enabled",
+            Action::DashboardUserDeleted => "dashboard_user_deleted",
+            Action::DashboardPasswordReset => "dashboard_password_reset",
+            Action::DashboardPasswordSet => "dashboard_password_set",
+            Action::SecondFactorEnabled => "second_factor_enabled",
+            Action::SecondFactorReset => "second_factor_reset",
+            Action::RecoveryCodeUsed => "recovery_code_used",
+            Action::SecondFactorPolicyChanged => "second_factor_policy_changed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -161,7 +188,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 37] = [
+pub const ALL_ACTIONS: [Action; 48] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -199,6 +226,17 @@ pub const ALL_ACTIONS: [Action; 37] = [
     Action::PasswordSignInChanged,
     Action::BreakGlassChanged,
     Action::BreakGlassSignIn,
+    Action::DashboardUserInvited,
+    Action::DashboardUserRoleChanged,
+    Action::DashboardUserDisabled,
+    Action::DashboardUserEnabled,
+    Action::DashboardUserDeleted,
+    Action::DashboardPasswordReset,
+    Action::DashboardPasswordSet,
+    Action::SecondFactorEnabled,
+    Action::SecondFactorReset,
+    Action::RecoveryCodeUsed,
+    Action::SecondFactorPolicyChanged,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -12,6 +12,7 @@ pub mod freshness;
 pub mod group;
 pub mod ids;
 pub mod oidc;
+pub mod people;
 pub mod protection;
 pub mod query;
 pub mod requests;
@@ -21,6 +22,7 @@ pub mod sso;
 pub mod sso_password;
 pub mod store;
 pub mod tenant;
+pub mod totp;
 pub mod user;
 pub mod vault;
 

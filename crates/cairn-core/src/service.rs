@@ -322,6 +322,8 @@ impl Services {
             role,
             password_hash: hash,
             created_at: self.clock.now(),
+            disabled: false,
+            second_factor: false,
         };
         let audit = self.draft(
             tenant,

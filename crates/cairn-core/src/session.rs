@@ -8,6 +8,7 @@
 
 use crate::auth::{verify_password, DashboardCtx, PasswordHash};
 use crate::ids::{fold_case, DashboardUserId, TenantId};
+use crate::people::{LinkPurpose, LinkSecret};
 use crate::service::Services;
 use crate::store::DashboardUser;
 use crate::{Error, Result};
@@ -160,6 +161,30 @@ impl SignInGate {
     }
 }
 
+impl SignInGate {
+    /// Hashes a new password (a one-time link's page) under the same bound as the checks:
+    /// the same Argon2id cost, so the same flood to guard against.
+    pub(crate) async fn hash(&self, password: String) -> Result<PasswordHash> {
+        let ticket = self.admit().ok_or(Error::Unavailable(
+            "every password check is busy; try again in a moment".into(),
+        ))?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Internal(format!("sign-in gate: {e}")))?;
+        let r = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crate::auth::hash_password(&password)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hash: {e}")))?;
+        drop(ticket);
+        r
+    }
+}
+
 /// A place taken in the [`SignInGate`], given back on drop.
 struct GateTicket<'a>(&'a SignInGate);
 
@@ -262,8 +287,28 @@ pub enum SignInError {
     PasswordSignInOff {
         tenant: TenantId,
     },
+    /// The pending second step (a [`LinkPurpose::SecondFactor`] or `Enrolment` link)
+    /// is unknown, used or expired: start again with the password.
+    Expired,
     Failed(Error),
 }
+
+/// What a correct password leads to.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    /// Signed in.
+    Session(SessionSecret, DashboardSession),
+    /// The password was right; a code from the authenticator app (or a recovery code)
+    /// comes next, or, with `enrol`, setting one up (the tenant requires it). The browser
+    /// holds `challenge` until then.
+    SecondFactor { challenge: LinkSecret, enrol: bool },
+}
+
+/// Failed second-factor codes for one user within [`THROTTLE_WINDOW`] before that step
+/// is locked for the rest of it. Only someone who knows the password gets this far, so a
+/// lock (rather than a slow-down) locks out no one else; signing in with the password
+/// again does not reset it.
+pub const MAX_SECOND_FACTOR_FAILURES: u32 = 5;
 
 impl From<Error> for SignInError {
     fn from(e: Error) -> Self {
@@ -297,7 +342,7 @@ impl Services {
         password: String,
         client: &str,
         previous: Option<&SessionSecret>,
-    ) -> Result<(SessionSecret, DashboardSession), SignInError> {
+    ) -> Result<SignInOutcome, SignInError> {
         // Shed before anything else: a refused sign-in costs no database work.
         let ticket = self.sign_in_gate.admit().ok_or(SignInError::Busy {
             retry_after: BUSY_RETRY_AFTER,
@@ -356,30 +401,163 @@ impl Services {
                 tenant: user.tenant_id.clone(),
             });
         }
-        if let Some(prev) = previous {
-            self.store.delete_session(&prev.hash()).await?;
-        }
         // Housekeeping rides on sign-ins too (and on the serve loop's timer).
         self.store
             .delete_expired_sessions(now, now - SESSION_IDLE, since)
             .await?;
 
-        let secret = SessionSecret::generate();
-        let record = SessionRecord {
-            id_hash: secret.hash(),
-            tenant_id: user.tenant_id.clone(),
-            user_id: user.id.clone(),
-            csrf_token: random_hex(),
-            created_at: now,
-            last_seen_at: now,
-            expires_at: now + SESSION_ABSOLUTE,
-        };
-        self.store.create_session(&record).await?;
-        Ok((secret, session_of(&user, &record)))
+        // --- second factor (issue 22) ---
+        let required = self.store.second_factor_required(&user.tenant_id).await?;
+        if user.second_factor || required {
+            let purpose = if user.second_factor {
+                LinkPurpose::SecondFactor
+            } else {
+                LinkPurpose::Enrolment
+            };
+            let challenge = LinkSecret::generate();
+            self.store
+                .put_link(&crate::people::LinkRecord {
+                    hash: challenge.hash(),
+                    tenant_id: user.tenant_id.clone(),
+                    user_id: user.id.clone(),
+                    purpose,
+                    created_at: now,
+                    expires_at: now + purpose.lifetime(),
+                })
+                .await?;
+            return Ok(SignInOutcome::SecondFactor {
+                challenge,
+                enrol: !user.second_factor,
+            });
+        }
+        // --- end second factor ---
+
+        let (secret, session) = self.start_dashboard_session(&user, previous).await?;
+        Ok(SignInOutcome::Session(secret, session))
     }
 
-    /// The dashboard user when `password` is theirs. Unknown emails are checked against a
-    /// dummy hash, so both take as long.
+    /// The pending second step behind `challenge` (of `purpose`), if live.
+    async fn challenge_user(
+        &self,
+        challenge: &LinkSecret,
+        purpose: LinkPurpose,
+    ) -> Result<Option<DashboardUser>, SignInError> {
+        Ok(self
+            .live_link(challenge)
+            .await?
+            .filter(|(l, u)| l.purpose == purpose && !u.disabled)
+            .map(|(_, u)| u))
+    }
+
+    /// Charges one second-step attempt against the client's address and the user's
+    /// second-factor limit (see [`MAX_SECOND_FACTOR_FAILURES`]).
+    async fn charge_second_step(
+        &self,
+        user: &DashboardUser,
+        client: &str,
+    ) -> Result<[[u8; 32]; 2], SignInError> {
+        let now = self.clock.now();
+        let keys = [
+            throttle_key("address", client),
+            throttle_key("second-factor", user.id.as_str()),
+        ];
+        let rules = [
+            ThrottleRule {
+                key: keys[0],
+                max: MAX_FAILURES_PER_ADDRESS,
+                spacing: None,
+            },
+            ThrottleRule {
+                key: keys[1],
+                max: MAX_SECOND_FACTOR_FAILURES,
+                spacing: None,
+            },
+        ];
+        if let Some(retry_after) = self
+            .store
+            .charge_login_attempt(&rules, now, now - THROTTLE_WINDOW)
+            .await?
+        {
+            return Err(SignInError::Throttled { retry_after });
+        }
+        Ok(keys)
+    }
+
+    /// Ends a successful second step: the charge is taken back, the challenge used up
+    /// (once: a parallel use of the same challenge loses), and the session starts.
+    async fn finish_second_step(
+        &self,
+        user: &DashboardUser,
+        challenge: &LinkSecret,
+        keys: [[u8; 32]; 2],
+        previous: Option<&SessionSecret>,
+    ) -> Result<(SessionSecret, DashboardSession), SignInError> {
+        let now = self.clock.now();
+        self.store.credit_login_attempt(&keys, now).await?;
+        self.store.clear_login_failures(&keys[1]).await?;
+        if !self.store.consume_link(&challenge.hash(), now).await? {
+            return Err(SignInError::Expired);
+        }
+        Ok(self.start_dashboard_session(user, previous).await?)
+    }
+
+    /// The second step of a password sign-in: a code from the authenticator app, or a
+    /// recovery code. Throttled like the password step.
+    pub async fn sign_in_second_factor(
+        &self,
+        challenge: &LinkSecret,
+        code: &str,
+        client: &str,
+        previous: Option<&SessionSecret>,
+    ) -> Result<(SessionSecret, DashboardSession), SignInError> {
+        let user = self
+            .challenge_user(challenge, LinkPurpose::SecondFactor)
+            .await?
+            .ok_or(SignInError::Expired)?;
+        let keys = self.charge_second_step(&user, client).await?;
+        if !self.check_second_factor(&user, code).await? {
+            return Err(SignInError::InvalidCredentials);
+        }
+        self.finish_second_step(&user, challenge, keys, previous)
+            .await
+    }
+
+    /// The email and pending TOTP secret of a sign-in that must enrol first.
+    pub async fn sign_in_enrolment(
+        &self,
+        challenge: &LinkSecret,
+    ) -> Result<(String, crate::totp::TotpSecret), SignInError> {
+        let user = self
+            .challenge_user(challenge, LinkPurpose::Enrolment)
+            .await?
+            .ok_or(SignInError::Expired)?;
+        let secret = self.pending_totp(&user).await?;
+        Ok((user.email, secret))
+    }
+
+    /// Confirms the enrolment of a sign-in that had to enrol, and signs in: the session
+    /// and the recovery codes (shown once).
+    pub async fn finish_sign_in_enrolment(
+        &self,
+        challenge: &LinkSecret,
+        code: &str,
+        client: &str,
+        previous: Option<&SessionSecret>,
+    ) -> Result<(SessionSecret, DashboardSession, Vec<String>), SignInError> {
+        let user = self
+            .challenge_user(challenge, LinkPurpose::Enrolment)
+            .await?
+            .ok_or(SignInError::Expired)?;
+        let keys = self.charge_second_step(&user, client).await?;
+        let Some(codes) = self.confirm_totp(&user, code).await? else {
+            return Err(SignInError::InvalidCredentials);
+        };
+        let (secret, session) = self
+            .finish_second_step(&user, challenge, keys, previous)
+            .await?;
+        Ok((secret, session, codes))
+    }
+
     /// Starts a dashboard session for `user` after a sign-in that did not use a password
     /// (single sign-on, `crate::sso`): the same record and expiry as [`Self::sign_in`],
     /// with a new session id (the presented one, if any, is ended: no fixation).
@@ -388,6 +566,9 @@ impl Services {
         user: &DashboardUser,
         previous: Option<&SessionSecret>,
     ) -> Result<(SessionSecret, DashboardSession)> {
+        if user.disabled {
+            return Err(Error::Forbidden);
+        }
         let now = self.clock.now();
         if let Some(prev) = previous {
             self.store.delete_session(&prev.hash()).await?;
@@ -406,6 +587,8 @@ impl Services {
         Ok((secret, session_of(user, &record)))
     }
 
+    /// The dashboard user when `password` is theirs (and the user is not disabled).
+    /// Unknown emails are checked against a dummy hash, so both take as long.
     async fn check_password(
         &self,
         ticket: &GateTicket<'_>,
@@ -427,7 +610,7 @@ impl Services {
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| dummy_hash().clone());
         let ok = self.sign_in_gate.verify(ticket, password, hash).await?;
-        Ok(user.filter(|_| ok && !no_password))
+        Ok(user.filter(|u| ok && !no_password && !u.disabled))
     }
 
     /// Deletes expired sessions and sign-in failures older than the throttle window; the

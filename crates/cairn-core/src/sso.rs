@@ -749,6 +749,8 @@ impl Services {
             role,
             password_hash: PasswordHash::from_phc(String::new()),
             created_at: now,
+            disabled: false,
+            second_factor: false,
         };
         let draft = AuditDraft {
             tenant_id: tenant.clone(),

@@ -13,6 +13,7 @@ use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
 use crate::oidc::{OidcConfig, OidcRequest};
+use crate::people::{DashboardUserEntry, LinkRecord, SecondFactor, UserChange};
 use crate::query::{ListQuery, Page};
 use crate::requests::{RequestEntry, RequestFilter, TokenHealth};
 use crate::session::{SessionHash, SessionRecord, ThrottleRule};
@@ -41,6 +42,10 @@ pub struct DashboardUser {
     pub role: Role,
     pub password_hash: PasswordHash,
     pub created_at: OffsetDateTime,
+    /// Disabled by an administrator: no sign-in, no session.
+    pub disabled: bool,
+    /// A TOTP second factor is on (enrolment confirmed).
+    pub second_factor: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -369,6 +374,97 @@ pub trait IdentityStore: Send + Sync + 'static {
     /// Takes back one failure recorded at `at` under each key (a charged attempt that
     /// succeeded).
     async fn credit_login_attempt(&self, keys: &[[u8; 32]], at: OffsetDateTime) -> Result<()>;
+
+    // --- user administration, one-time links, second factor (see `crate::people`) ---
+
+    /// The tenant's dashboard users, by email, with their last sign-in.
+    async fn list_dashboard_users(&self, tenant: &TenantId) -> Result<Vec<DashboardUserEntry>>;
+    async fn get_dashboard_user(
+        &self,
+        tenant: &TenantId,
+        id: &DashboardUserId,
+    ) -> Result<Option<DashboardUser>>;
+    /// Creates a dashboard user without a password, with the link to set one.
+    async fn invite_dashboard_user(
+        &self,
+        user: &DashboardUser,
+        link: &LinkRecord,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// Applies `change` with its audit entry, ending the user's sessions when
+    /// [`UserChange::ends_sessions`]. When [`UserChange::removes_active_admin`], the
+    /// change is refused (`Error::Invalid`, [`crate::people::LAST_ADMINISTRATOR`]) unless
+    /// another active administrator of the tenant remains, checked atomically with the
+    /// change (concurrent changes on several instances cannot all pass).
+    /// `Error::NotFound` for a user not in the tenant.
+    async fn change_dashboard_user(
+        &self,
+        tenant: &TenantId,
+        id: &DashboardUserId,
+        change: &UserChange,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// Stores a one-time link (only its hash).
+    async fn put_link(&self, link: &LinkRecord) -> Result<()>;
+    /// The unused link with this hash that expires after `now`, with its user.
+    async fn find_link(
+        &self,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Option<(LinkRecord, DashboardUser)>>;
+    /// Marks the link used if it is unused and unexpired at `now`; true exactly once.
+    async fn consume_link(&self, hash: &[u8; 32], now: OffsetDateTime) -> Result<bool>;
+    /// The user's TOTP secret and state, if enrolment has started.
+    async fn second_factor(
+        &self,
+        tenant: &TenantId,
+        user: &DashboardUserId,
+    ) -> Result<Option<SecondFactor>>;
+    /// Stores a pending (unconfirmed) TOTP secret; a confirmed one is left alone.
+    async fn set_pending_totp(
+        &self,
+        tenant: &TenantId,
+        user: &DashboardUserId,
+        secret: &crate::totp::TotpSecret,
+    ) -> Result<()>;
+    /// Confirms the pending secret (its code matched `step`) and replaces the recovery
+    /// codes with `recovery` (hashes), with the audit entry. False when no pending secret.
+    async fn enable_totp(
+        &self,
+        tenant: &TenantId,
+        user: &DashboardUserId,
+        step: i64,
+        recovery: &[[u8; 32]],
+        now: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<bool>;
+    /// Records `step` as the last used, only if it is later than the last used one
+    /// (atomic): false for a replayed or older code.
+    async fn use_totp_step(
+        &self,
+        tenant: &TenantId,
+        user: &DashboardUserId,
+        step: i64,
+    ) -> Result<bool>;
+    /// Marks the unused recovery code with this hash used (atomic, with the audit entry);
+    /// false when there is none.
+    async fn use_recovery_code(
+        &self,
+        tenant: &TenantId,
+        user: &DashboardUserId,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<bool>;
+    /// Unused recovery codes left.
+    async fn recovery_codes_left(&self, tenant: &TenantId, user: &DashboardUserId) -> Result<u32>;
+    async fn second_factor_required(&self, tenant: &TenantId) -> Result<bool>;
+    async fn set_second_factor_required(
+        &self,
+        tenant: &TenantId,
+        required: bool,
+        audit: AuditDraft,
+    ) -> Result<()>;
 }
 
 /// The audit log: entries without a row change of their own, and every way of reading it.

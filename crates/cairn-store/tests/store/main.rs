@@ -9,6 +9,7 @@ mod freshness;
 mod groups;
 mod keyset;
 mod member_filters;
+mod people;
 mod requests;
 mod settings;
 mod sign_in;

@@ -457,6 +457,8 @@ async fn password_policies_name_one_break_glass_administrator_per_tenant() {
             "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
         ),
         created_at: now(),
+        disabled: false,
+        second_factor: false,
     };
     s.create_dashboard_user(&root, draft(&t1.id, Action::DashboardUserCreated))
         .await

@@ -13,7 +13,7 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use cairn_core::session::{random_hex, SignInError};
+use cairn_core::session::{random_hex, SignInError, SignInOutcome};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -34,10 +34,13 @@ struct LoginPage {
 pub struct LoginParams {
     next: Option<String>,
     signed_out: Option<String>,
+    /// Set by the second-factor and password-link pages (issue 22).
+    expired: Option<String>,
+    password_set: Option<String>,
 }
 
 /// Where to go after sign-in: only paths of this site (no `//host`, no `/\host`).
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n)
             if n.starts_with('/')
@@ -92,13 +95,21 @@ pub async fn show_login(
             return see_other(&next);
         }
     }
-    let notice = p.signed_out.map(|_| "You have been signed out.".to_owned());
+    let notice = p
+        .signed_out
+        .map(|_| "You have been signed out.".to_owned())
+        .or(p.expired.map(|_| {
+            "Your sign-in took too long or was already completed. Sign in again.".to_owned()
+        }))
+        .or(p
+            .password_set
+            .map(|_| "Your password is set. Sign in with it now.".to_owned()));
     login_page(&state, StatusCode::OK, "", &next, None, notice)
 }
 
 /// The client's address for throttling: the TCP peer, or behind a trusted reverse proxy
 /// the address it forwarded (see [`crate::client_addr`]).
-fn client_addr(state: &AppState, req: &Request) -> String {
+pub(crate) fn client_addr(state: &AppState, req: &Request) -> String {
     match req.extensions().get::<ConnectInfo<SocketAddr>>() {
         Some(c) => state
             .trusted_proxies
@@ -144,7 +155,21 @@ pub async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
         .sign_in(&email, password, &client, previous.as_ref())
         .await
     {
-        Ok((secret, _)) => {
+        // Second factor (issue 22): the code, or enrolment, comes next.
+        Ok(SignInOutcome::SecondFactor { challenge, enrol }) => {
+            let step = if enrol { "enrol" } else { "second-factor" };
+            let q: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+            let mut res = see_other(&format!("/login/{step}?next={q}"));
+            res.headers_mut().append(
+                header::SET_COOKIE,
+                super::second_factor::challenge_cookie(
+                    &challenge,
+                    secure(&state.services.public_url),
+                ),
+            );
+            res
+        }
+        Ok(SignInOutcome::Session(secret, _)) => {
             let sec = secure(&state.services.public_url);
             let mut res = see_other(&next);
             let h = res.headers_mut();
@@ -155,7 +180,7 @@ pub async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
             );
             res
         }
-        Err(SignInError::InvalidCredentials) => login_page(
+        Err(SignInError::InvalidCredentials | SignInError::Expired) => login_page(
             &state,
             StatusCode::UNAUTHORIZED,
             &email,

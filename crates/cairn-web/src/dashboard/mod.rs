@@ -18,8 +18,10 @@ pub mod groups;
 pub mod login;
 pub mod requests;
 pub mod scim_settings;
+pub mod second_factor;
 pub mod session;
 pub mod sso_settings;
+pub mod users;
 pub mod view;
 
 #[cfg(test)]
@@ -74,6 +76,25 @@ pub fn routes() -> Router<AppState> {
             "/settings/sso/password-sign-in",
             post(sso_settings::change_password_sign_in),
         )
+        // Issue 22: dashboard users, the second factor, one-time password links.
+        .route(
+            "/login/second-factor",
+            get(second_factor::show_second_factor).post(second_factor::submit_second_factor),
+        )
+        .route(
+            "/login/enrol",
+            get(second_factor::show_enrolment).post(second_factor::submit_enrolment),
+        )
+        .route(
+            "/invite/{token}",
+            get(second_factor::show_link).post(second_factor::accept_link),
+        )
+        .route("/settings/security", get(second_factor::show_security))
+        .route("/settings/security/totp", post(second_factor::enrol_totp))
+        .route("/settings/users", get(users::show_users))
+        .route("/settings/users/invite", post(users::invite_user))
+        .route("/settings/users/policy", post(users::set_policy))
+        .route("/settings/users/{id}", post(users::change_user))
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))

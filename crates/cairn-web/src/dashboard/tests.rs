@@ -1787,3 +1787,6 @@ async fn settings_show_connection_health_and_a_silent_entra() {
     assert!(!page.body.contains("usually calls every"), "{}", page.body);
     assert!(page.body.contains("10 minutes ago"));
 }
+
+/// Settings → Users and the second factor (issue 22).
+mod people;

@@ -532,6 +532,81 @@ pub enum UserCmd {
         #[arg(long)]
         off: bool,
     },
+    /// List the tenant's dashboard users (email, role, status, last sign-in, 2FA).
+    List {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Invite a dashboard user: prints a one-time link (7 days) to set a password.
+    Invite {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["administrator", "viewer"])]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a dashboard user's role (the last active administrator cannot be demoted).
+    SetRole {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long, value_parser = ["administrator", "viewer"])]
+        role: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a dashboard user: no sign-in, open sessions end.
+    Disable {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled dashboard user again.
+    Enable {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a dashboard user (open sessions end).
+    Delete {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear a dashboard user's password, end their sessions, and print a one-time link
+    /// (24 hours) to set a new one.
+    ResetPassword {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a dashboard user's two-factor authentication (a lost phone).
+    Reset2fa {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

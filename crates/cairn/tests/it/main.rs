@@ -29,6 +29,7 @@ mod isolation;
 mod lifecycle;
 mod listeners;
 mod ops;
+mod people;
 mod races;
 mod rate_limit;
 mod scale_out;
