@@ -105,6 +105,8 @@ pub enum Action {
     SsoMetadataRefreshed,
     /// A scheduled refresh of a SAML metadata URL failed; the last good settings stay.
     SsoMetadataRefreshFailed,
+    /// An administrator started a health check of an account's backup repository.
+    VaultVerifyStarted,
 }
 
 impl Action {
@@ -144,6 +146,7 @@ impl Action {
             Action::VaultTrashPurged => "vault_trash_purged",
             Action::SsoMetadataRefreshed => "sso_metadata_refreshed",
             Action::SsoMetadataRefreshFailed => "sso_metadata_refresh_failed",
+            Action::VaultVerifyStarted => "vault_verify_started",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -151,7 +154,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 34] = [
+pub const ALL_ACTIONS: [Action; 35] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -186,6 +189,7 @@ pub const ALL_ACTIONS: [Action; 34] = [
     Action::VaultTrashPurged,
     Action::SsoMetadataRefreshed,
     Action::SsoMetadataRefreshFailed,
+    Action::VaultVerifyStarted,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -22,5 +22,6 @@ pub mod store;
 pub mod tenant;
 pub mod user;
 pub mod vault;
+pub mod verification;
 
 pub use error::{Error, Result};

@@ -40,3 +40,4 @@ mod tls;
 mod vault;
 mod vault_protect;
 mod vault_quota;
+mod vault_verify;
