@@ -63,8 +63,8 @@ pub async fn verify_account(
 }
 
 /// Accounts (`tenant/id`) whose background check is running.
-static RUNNING: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
-static SLOTS: Semaphore = Semaphore::const_new(MAX_BACKGROUND);
+pub(crate) static RUNNING: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+pub(crate) static SLOTS: Semaphore = Semaphore::const_new(MAX_BACKGROUND);
 
 /// Why a background check did not start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +75,7 @@ pub enum NotStarted {
     Busy,
 }
 
-fn key(account: &UserRecord) -> String {
+pub(crate) fn key(account: &UserRecord) -> String {
     format!("{}/{}", account.tenant_id, account.id)
 }
 
