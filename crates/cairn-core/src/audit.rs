@@ -128,6 +128,8 @@ pub enum Action {
     RecoveryCodeUsed,
     /// An administrator changed whether the tenant requires a second factor.
     SecondFactorPolicyChanged,
+    /// An administrator started a health check of an account's backup repository.
+    VaultVerifyStarted,
 }
 
 impl Action {
@@ -181,6 +183,7 @@ impl Action {
             Action::SecondFactorReset => "second_factor_reset",
             Action::RecoveryCodeUsed => "recovery_code_used",
             Action::SecondFactorPolicyChanged => "second_factor_policy_changed",
+            Action::VaultVerifyStarted => "vault_verify_started",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -188,7 +191,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 48] = [
+pub const ALL_ACTIONS: [Action; 49] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -237,6 +240,7 @@ pub const ALL_ACTIONS: [Action; 48] = [
     Action::SecondFactorReset,
     Action::RecoveryCodeUsed,
     Action::SecondFactorPolicyChanged,
+    Action::VaultVerifyStarted,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

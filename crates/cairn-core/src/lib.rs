@@ -25,5 +25,6 @@ pub mod tenant;
 pub mod totp;
 pub mod user;
 pub mod vault;
+pub mod verification;
 
 pub use error::{Error, Result};

@@ -54,7 +54,7 @@ pub struct UndeleteCounts {
 }
 
 /// The actor of an administrator's protection action; `Forbidden` for anyone else.
-fn admin_actor(who: Authority<'_>, tenant: &TenantId) -> Result<Actor> {
+pub(crate) fn admin_actor(who: Authority<'_>, tenant: &TenantId) -> Result<Actor> {
     match who {
         Authority::Operator(_) => Ok(Actor::Operator),
         Authority::Dashboard(ctx) => {

@@ -541,6 +541,19 @@ pub trait VaultStore: Send + Sync + 'static {
         stale_before: OffsetDateTime,
     ) -> Result<bool>;
     // --- end of device keys ---
+    /// Records the account's last repository health check, replacing the previous one
+    /// (nothing for an account that is gone).
+    async fn record_vault_verification(
+        &self,
+        tenant: &TenantId,
+        v: &crate::verification::VaultVerification,
+    ) -> Result<()>;
+    /// The account's last repository health check.
+    async fn vault_verification(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<crate::verification::VaultVerification>>;
     /// Adds `bytes` to the account's `used_bytes`, atomically, only if the result stays
     /// within `limit` (when given) and within the counter's range. Returns whether it was
     /// applied (never for an unknown account).

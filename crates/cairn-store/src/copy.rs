@@ -437,6 +437,20 @@ const TABLES: &[Table] = &[
         cols: &[("tenant_id", Text), ("days", Int), ("updated_at", Text)],
         serial: None,
     },
+    Table {
+        name: "vault_verifications",
+        key: &["tenant_id", "user_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("user_id", Text),
+            ("verified_at", Text),
+            ("objects", Int),
+            ("bytes", Int),
+            ("bad_count", Int),
+            ("bad", Text),
+        ],
+        serial: None,
+    },
 ];
 
 /// Tables of the schema that are deliberately not copied, with the reason.

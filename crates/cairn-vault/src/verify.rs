@@ -68,11 +68,15 @@ pub struct Verified {
     pub bytes: u64,
     /// Objects whose content does not hash to their name, as `kind/name`.
     pub bad: Vec<String>,
+    /// Objects listed but whose content the storage failed to return (a read error on a
+    /// bad sector, a failing bucket), as `kind/name`, with the error.
+    pub unreadable: Vec<(String, String)>,
 }
 
 /// Re-hashes every object of [`CHECKED`] kinds in `repo`. An object deleted while the
-/// check runs (a concurrent `restic prune`) is skipped; any other failure to read ends
-/// the check with that error. `NotFound` when the repository does not exist.
+/// check runs (a concurrent `restic prune`) is skipped; one the storage fails to return is
+/// counted in [`Verified::unreadable`] and the check goes on with the next. A failure to
+/// list ends the check with that error (`NotFound` when the repository does not exist).
 pub async fn verify(repo: &Repo, limit: &mut RateLimit) -> Result<Verified> {
     let mut out = Verified::default();
     for kind in CHECKED {
@@ -91,7 +95,9 @@ pub async fn verify(repo: &Repo, limit: &mut RateLimit) -> Result<Verified> {
                     }
                 }
                 Err(VaultError::NotFound) => {}
-                Err(e) => return Err(e),
+                Err(e) => out
+                    .unreadable
+                    .push((format!("{}/{name}", kind.as_str()), e.to_string())),
             }
         }
     }

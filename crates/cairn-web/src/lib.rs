@@ -13,6 +13,7 @@ pub mod sso;
 pub mod sso_oidc;
 pub mod vault;
 pub mod vault_trash;
+pub mod vault_verify;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, Uri};

@@ -54,6 +54,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0016_vault_protection.sql"),
     include_str!("../../migrations/postgres/0017_sso_sign_in_policies.sql"),
     include_str!("../../migrations/postgres/0018_people.sql"),
+    include_str!("../../migrations/postgres/0019_vault_verifications.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

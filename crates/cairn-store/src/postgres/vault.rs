@@ -10,11 +10,72 @@ use cairn_core::freshness::Freshness;
 use cairn_core::ids::{TenantId, UserId};
 use cairn_core::store::*;
 use cairn_core::vault::ByteCount;
+use cairn_core::verification::VaultVerification;
 use cairn_core::{Error, Result};
 use time::OffsetDateTime;
 
 #[async_trait]
 impl VaultStore for PostgresStore {
+    async fn record_vault_verification(
+        &self,
+        tenant: &TenantId,
+        v: &VaultVerification,
+    ) -> Result<()> {
+        let nums = [v.objects, v.bytes, v.bad_count].map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let bad = serde_json::to_string(&v.bad).map_err(|e| Error::Internal(e.to_string()))?;
+        let c = self.pool.get().await.map_err(pool_err)?;
+        // INSERT … SELECT: nothing for an account deleted while its check ran.
+        c.execute(
+            "INSERT INTO vault_verifications
+               (tenant_id, user_id, verified_at, objects, bytes, bad_count, bad)
+             SELECT tenant_id, id, $3, $4, $5, $6, $7 FROM users
+             WHERE tenant_id = $1 AND id = $2
+             ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+               verified_at = excluded.verified_at, objects = excluded.objects,
+               bytes = excluded.bytes, bad_count = excluded.bad_count, bad = excluded.bad",
+            &[
+                &tenant.as_str(),
+                &v.user_id.as_str(),
+                &ts(v.verified_at),
+                &nums[0],
+                &nums[1],
+                &nums[2],
+                &bad,
+            ],
+        )
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn vault_verification(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<VaultVerification>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let Some(r) = c
+            .query_opt(
+                "SELECT verified_at, objects, bytes, bad_count, bad FROM vault_verifications
+                 WHERE tenant_id = $1 AND user_id = $2",
+                &[&tenant.as_str(), &user.as_str()],
+            )
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(VaultVerification {
+            user_id: user.clone(),
+            verified_at: time_of(r.get(0))?,
+            objects: r.get::<_, i64>(1).max(0) as u64,
+            bytes: r.get::<_, i64>(2).max(0) as u64,
+            bad_count: r.get::<_, i64>(3).max(0) as u64,
+            bad: serde_json::from_str(r.get::<_, &str>(4))
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        }))
+    }
+
     async fn create_backup_key(
         &self,
         key: &BackupKeyRecord,

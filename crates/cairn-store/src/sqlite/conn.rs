@@ -26,6 +26,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0016_vault_protection.sql"),
     include_str!("../../migrations/sqlite/0017_sso_sign_in_policies.sql"),
     include_str!("../../migrations/sqlite/0018_people.sql"),
+    include_str!("../../migrations/sqlite/0019_vault_verifications.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {

@@ -10,12 +10,76 @@ use cairn_core::freshness::Freshness;
 use cairn_core::ids::{TenantId, UserId};
 use cairn_core::store::*;
 use cairn_core::vault::ByteCount;
+use cairn_core::verification::VaultVerification;
 use cairn_core::{Error, Result};
 use rusqlite::{params, params_from_iter, OptionalExtension};
 use time::OffsetDateTime;
 
 #[async_trait]
 impl VaultStore for SqliteStore {
+    async fn record_vault_verification(
+        &self,
+        tenant: &TenantId,
+        v: &VaultVerification,
+    ) -> Result<()> {
+        let (t, u, at) = (tenant.to_string(), v.user_id.to_string(), ts(v.verified_at));
+        let nums = [v.objects, v.bytes, v.bad_count].map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let bad = serde_json::to_string(&v.bad).map_err(|e| Error::Internal(e.to_string()))?;
+        self.writer
+            .write(move |c| {
+                // INSERT … SELECT: nothing for an account deleted while its check ran.
+                db(c.execute(
+                    "INSERT INTO vault_verifications
+                       (tenant_id, user_id, verified_at, objects, bytes, bad_count, bad)
+                     SELECT tenant_id, id, ?3, ?4, ?5, ?6, ?7 FROM users
+                     WHERE tenant_id = ?1 AND id = ?2
+                     ON CONFLICT (tenant_id, user_id) DO UPDATE SET
+                       verified_at = excluded.verified_at, objects = excluded.objects,
+                       bytes = excluded.bytes, bad_count = excluded.bad_count, bad = excluded.bad",
+                    params![t, u, at, nums[0], nums[1], nums[2], bad],
+                ))
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn vault_verification(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+    ) -> Result<Option<VaultVerification>> {
+        let (t, u) = (tenant.to_string(), user.to_string());
+        let row = self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT verified_at, objects, bytes, bad_count, bad FROM vault_verifications
+                     WHERE tenant_id = ?1 AND user_id = ?2",
+                )?
+                .query_row([&t, &u], |r| {
+                    Ok((
+                        parse_time(r.get(0)?)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .optional()
+            })
+            .await?;
+        let Some((at, objects, bytes, bad_count, bad)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(VaultVerification {
+            user_id: user.clone(),
+            verified_at: at,
+            objects: objects.max(0) as u64,
+            bytes: bytes.max(0) as u64,
+            bad_count: bad_count.max(0) as u64,
+            bad: serde_json::from_str(&bad).map_err(|e| Error::Internal(e.to_string()))?,
+        }))
+    }
+
     async fn create_backup_key(
         &self,
         key: &BackupKeyRecord,

@@ -281,3 +281,69 @@ async fn used_bytes_are_charged_within_the_limit_and_never_move_the_wrong_way() 
     // The version (SCIM ETag) does not change with usage.
     assert_eq!(s.get_user(&t.id, &u.id).await.unwrap().unwrap().version, 1);
 }
+
+/// Issue 21 (repository health): an account's last check replaces the one before, is
+/// scoped to the tenant, and is not written for an account that is gone.
+#[tokio::test]
+async fn the_last_repository_check_is_kept_per_account() {
+    use cairn_core::verification::{BadObject, VaultVerification};
+    let db = db_async().await;
+    let s = &db.store;
+    let t = tenant(&**s, "acme").await;
+    let other = tenant(&**s, "other").await;
+    let u = user(&t.id, "alice@x.io", json!({"userName": "alice@x.io"}));
+    s.create_user(&u, draft(&t.id, Action::UserCreated))
+        .await
+        .unwrap();
+    assert_eq!(s.vault_verification(&t.id, &u.id).await.unwrap(), None);
+    let at = now();
+    let first = VaultVerification {
+        user_id: u.id.clone(),
+        verified_at: at,
+        objects: 12,
+        bytes: 5 << 30,
+        bad_count: 2,
+        bad: vec![
+            BadObject {
+                object: "data/ab".into(),
+                reason: "mismatch".into(),
+            },
+            BadObject {
+                object: "index/<b>\"x".into(),
+                reason: "unreadable: disk".into(),
+            },
+        ],
+    };
+    s.record_vault_verification(&t.id, &first).await.unwrap();
+    assert_eq!(
+        s.vault_verification(&t.id, &u.id).await.unwrap().as_ref(),
+        Some(&first)
+    );
+    let second = VaultVerification {
+        verified_at: at + time::Duration::hours(1),
+        objects: 13,
+        bad_count: 0,
+        bad: vec![],
+        ..first.clone()
+    };
+    s.record_vault_verification(&t.id, &second).await.unwrap();
+    assert_eq!(
+        s.vault_verification(&t.id, &u.id).await.unwrap(),
+        Some(second.clone())
+    );
+    // Another tenant neither sees it nor writes one for an account it does not hold.
+    assert_eq!(s.vault_verification(&other.id, &u.id).await.unwrap(), None);
+    s.record_vault_verification(&other.id, &first)
+        .await
+        .unwrap();
+    assert_eq!(s.vault_verification(&other.id, &u.id).await.unwrap(), None);
+    let gone = VaultVerification {
+        user_id: UserId::random(),
+        ..first.clone()
+    };
+    s.record_vault_verification(&t.id, &gone).await.unwrap();
+    assert_eq!(
+        s.vault_verification(&t.id, &gone.user_id).await.unwrap(),
+        None
+    );
+}

@@ -184,6 +184,8 @@ pub(super) struct AccountPage {
     stale_days: StaleDays,
     /// Deletion protection (administrators only; `backup_settings`).
     protection: Option<super::backup_settings::AccountProtection>,
+    /// Repository health: the last check, and "Verify now".
+    health: Option<super::health::HealthSection>,
 }
 
 impl AccountPage {
@@ -218,6 +220,7 @@ impl AccountPage {
             backup: None,
             stale_days: StaleDays::default(),
             protection: None,
+            health: None,
             account: row,
             events: events.iter().map(|e| EventRow::of(e, now)).collect(),
         }
@@ -235,6 +238,14 @@ impl AccountPage {
         let keys = state.services.backup_keys_of(&account).await?;
         let page = AccountPage::of(state, nav, &account, &events, &keys, notice);
         let mut page = with_backup(state, page, &account).await?;
+        let last = state
+            .services
+            .verification_of(&account.tenant_id, &account.id)
+            .await?;
+        let can_verify = page.nav.as_ref().is_some_and(|n| n.admin) && !page.account.deleted;
+        page.health = Some(super::health::HealthSection::new(
+            state, &account, last, can_verify,
+        ));
         if page.nav.as_ref().is_some_and(|n| n.admin) {
             match super::backup_settings::account_protection(state, &account).await {
                 Ok(p) => page.protection = Some(p),
@@ -267,6 +278,7 @@ async fn with_backup(
 pub struct AccountParams {
     restored: Option<String>,
     undeleted: Option<u64>,
+    verify: Option<String>,
 }
 
 pub async fn show_account(
@@ -283,6 +295,12 @@ pub async fn show_account(
             format!(
                 "Deletions undone: {n} object(s) put back. restic sees the repository as it was."
             )
+        }))
+        .or(p.verify.as_deref().and_then(|v| match v {
+            "started" => Some("Repository check started; reload the page for its result.".into()),
+            "running" => Some("A check of this repository is running already.".into()),
+            "busy" => Some("Too many repository checks are running; try again later.".into()),
+            _ => None,
         }));
     match AccountPage::load(&state, nav.clone(), &user.session.ctx, &id, notice).await {
         Ok(page) => render(StatusCode::OK, &page),

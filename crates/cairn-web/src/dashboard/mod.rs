@@ -15,6 +15,7 @@ pub mod backup_settings;
 pub mod chart;
 pub mod csrf;
 pub mod groups;
+pub mod health;
 pub mod login;
 pub mod requests;
 pub mod scim_settings;
@@ -98,6 +99,8 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))
+        // verify: repository health.
+        .route("/accounts/{id}/verify", post(health::verify_account))
         .route(
             "/accounts/{id}/backup-key",
             post(backup_keys::create_backup_key),

@@ -1790,3 +1790,148 @@ async fn settings_show_connection_health_and_a_silent_entra() {
 
 /// Settings → Users and the second factor (issue 22).
 mod people;
+/// Issue 21 (repository health): "Verify now" is for administrators with a CSRF token,
+/// runs at most once per account and [`crate::vault_verify::MAX_BACKGROUND`] at a time,
+/// is audited, and the page shows the recorded result with its names escaped.
+#[tokio::test]
+async fn verify_now_is_bounded_audited_and_its_result_escaped() {
+    use cairn_core::ids::UserId;
+    use cairn_core::verification::{BadObject, VaultVerification};
+    let h = Harness::new().await;
+    let ctx = h.scim_ctx().await;
+    let id = h.provision(&ctx, "rot@acme.test", "Rot").await;
+    let path = format!("/accounts/{id}");
+    let verify = format!("/accounts/{id}/verify");
+    let admin = h.sign_in(ADMIN).await;
+    let viewer = h.sign_in(VIEWER).await;
+    let page = h.get(&path, Some(&viewer)).await;
+    assert!(
+        page.body.contains("has not been verified yet"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Verify now"));
+    let r = h
+        .post(
+            &verify,
+            Some(&viewer),
+            Some(ORIGIN),
+            form(&[("csrf", &page.csrf())]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let page = h.get(&path, Some(&admin)).await;
+    assert!(page.body.contains("Verify now"));
+    let csrf = page.csrf();
+    let r = h.post(&verify, Some(&admin), Some(ORIGIN), form(&[])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let act = h
+        .get("/activity?action=vault_verify_started", Some(&admin))
+        .await;
+    assert!(act.body.contains("No activity matches these filters"));
+
+    // A check of this account running already, then every slot taken: nothing starts.
+    let key = format!("{}/{id}", ctx.tenant_id());
+    crate::vault_verify::RUNNING
+        .lock()
+        .unwrap()
+        .insert(key.clone());
+    let r = h
+        .post(
+            &verify,
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert!(
+        r.location().ends_with("?verify=running"),
+        "{}",
+        r.location()
+    );
+    assert!(h
+        .get(&path, Some(&admin))
+        .await
+        .body
+        .contains("A check is running"));
+    crate::vault_verify::RUNNING.lock().unwrap().remove(&key);
+    {
+        let _all = crate::vault_verify::SLOTS
+            .acquire_many(crate::vault_verify::MAX_BACKGROUND as u32)
+            .await
+            .unwrap();
+        let r = h
+            .post(
+                &verify,
+                Some(&admin),
+                Some(ORIGIN),
+                form(&[("csrf", &csrf)]),
+            )
+            .await;
+        assert!(r.location().ends_with("?verify=busy"), "{}", r.location());
+    }
+    // Started: an account with no repository yet verifies clean with no objects.
+    let r = h
+        .post(
+            &verify,
+            Some(&admin),
+            Some(ORIGIN),
+            form(&[("csrf", &csrf)]),
+        )
+        .await;
+    assert!(
+        r.location().ends_with("?verify=started"),
+        "{}",
+        r.location()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let page = h.get(&path, Some(&admin)).await;
+        if page.body.contains("class=\"verified-at\"") {
+            break page;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", page.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        page.body.contains("All objects match their names"),
+        "{}",
+        page.body
+    );
+    let act = h
+        .get("/activity?action=vault_verify_started", Some(&admin))
+        .await;
+    assert!(!act.body.contains("No activity matches these filters"));
+    assert!(act.body.contains("rot@acme.test"), "{}", act.body);
+
+    // A recorded result with a hostile name is shown escaped, to viewers too.
+    let payload = "data/<img src=x onerror=alert(1)>";
+    h.services
+        .record_verification(
+            ctx.tenant_id(),
+            VaultVerification {
+                user_id: UserId::parse(&id).unwrap(),
+                verified_at: h.clock.now(),
+                objects: 3,
+                bytes: 2048,
+                bad_count: 1,
+                bad: vec![BadObject {
+                    object: payload.into(),
+                    reason: "mismatch".into(),
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    let page = h.get(&path, Some(&viewer)).await;
+    assert!(!page.body.contains("<img"), "{}", page.body);
+    assert!(page
+        .body
+        .contains("data/&#60;img src=x onerror=alert(1)&#62;"));
+    assert!(page.body.contains("1 bad object(s)"));
+    assert!(
+        page.body.contains("2.0 KiB") || page.body.contains("2 KiB"),
+        "{}",
+        page.body
+    );
+}

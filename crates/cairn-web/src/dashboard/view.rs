@@ -118,6 +118,7 @@ pub fn action_label(action: &str) -> &'static str {
         "stale_days_changed" => "Stale backup threshold changed",
         "vault_protection_changed" => "Deletion protection changed",
         "vault_undeleted" => "Backup deletions undone",
+        "vault_verify_started" => "Backup repository check started",
         "vault_trash_purged" => "Deleted backup data purged (window passed)",
         "sso_metadata_refreshed" => "Identity provider metadata refreshed",
         "sso_metadata_refresh_failed" => "Identity provider metadata refresh failed",

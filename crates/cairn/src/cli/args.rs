@@ -158,6 +158,22 @@ pub enum VaultCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-hash the stored objects of a tenant's backup repositories (or one account's)
+    /// and report any whose content no longer matches its name; the result is recorded
+    /// on each account. Exits non-zero when an object is bad.
+    Verify {
+        #[arg(long)]
+        tenant: String,
+        /// Check only this account (by default: every account of the tenant but the
+        /// deleted ones).
+        #[arg(long)]
+        user_name: Option<String>,
+        /// Read at most this many MiB per second (0: no limit).
+        #[arg(long, default_value_t = cairn_web::vault_verify::DEFAULT_MIB_PER_SEC)]
+        max_mib_per_sec: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Put back every object of an account's repository deleted since TIME (RFC 3339,
     /// or an age: 90m, 6h, 2d), so restic sees the repository as it was then.
     Undelete {

@@ -41,3 +41,4 @@ mod tls;
 mod vault;
 mod vault_protect;
 mod vault_quota;
+mod vault_verify;

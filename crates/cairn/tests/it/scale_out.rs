@@ -92,6 +92,15 @@ async fn db_copy_moves_a_deployment_to_postgres_and_back() {
     let users_before = all_users(&t).await;
     let audit_before = audit(&app, &t);
     assert!(audit_before.as_array().unwrap().len() >= 28);
+    // Each live account's last repository check (none has a repository: clean, empty).
+    let checked = app
+        .cli(&["vault", "verify", "--tenant", &t.id, "--json"])
+        .ok()
+        .json()["accounts"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(checked > 0);
     assert!(app.terminate().success());
 
     // 2. Copy to a new PostgreSQL database.
@@ -119,6 +128,7 @@ async fn db_copy_moves_a_deployment_to_postgres_and_back() {
     assert_eq!(out["tables"]["dashboard_users"], 1, "{out}");
     assert_eq!(out["tables"]["groups"], 1, "{out}");
     assert_eq!(out["tables"]["group_members"], 10, "{out}");
+    assert_eq!(out["tables"]["vault_verifications"], checked, "{out}");
     assert_eq!(
         out["tables"]["audit_events"],
         audit_before.as_array().unwrap().len(),

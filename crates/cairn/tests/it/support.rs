@@ -233,6 +233,28 @@ impl S3Server {
         assert_eq!(status, 200, "put {key}: {body}");
     }
 
+    /// Stores `body` at `key` (PutObject), replacing what is there. A signed request
+    /// through boto3 (installed with moto): moto refuses unsigned overwrites.
+    pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let bin = std::env::var("CAIRN_MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        // boto3 lives next to moto_server, in the same Python environment.
+        let python = match std::path::Path::new(&bin).parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join("python"),
+            _ => "python3".into(),
+        };
+        let script = "import boto3, sys\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+                aws_access_key_id='cairn-test', aws_secret_access_key='cairn-test-secret')\n\
+            s3.put_object(Bucket=sys.argv[2], Key=sys.argv[3], Body=sys.stdin.buffer.read())\n";
+        let mut child = std::process::Command::new(python)
+            .args(["-c", script, &self.endpoint, bucket, key])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), body).unwrap();
+        assert!(child.wait().unwrap().success(), "put {key}");
+    }
+
     /// The keys stored under a prefix of a bucket, with their sizes (ListObjectsV2).
     pub fn list(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
         let (status, xml) = self
