@@ -52,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0014_device_keys.sql"),
     include_str!("../../migrations/postgres/0015_backup_freshness.sql"),
     include_str!("../../migrations/postgres/0016_vault_protection.sql"),
+    include_str!("../../migrations/postgres/0017_scim_requests_lean_indexes.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

@@ -24,6 +24,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0014_device_keys.sql"),
     include_str!("../../migrations/sqlite/0015_backup_freshness.sql"),
     include_str!("../../migrations/sqlite/0016_vault_protection.sql"),
+    include_str!("../../migrations/sqlite/0017_scim_requests_lean_indexes.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
