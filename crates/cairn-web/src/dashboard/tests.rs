@@ -1761,7 +1761,7 @@ async fn settings_show_connection_health_and_a_silent_entra() {
     ];
     h.services
         .store
-        .record_requests(entries.clone())
+        .record_requests(entries.to_vec())
         .await
         .unwrap();
     let page = h.get("/settings/scim", Some(&admin)).await;
