@@ -798,8 +798,9 @@ pub struct SsoLinkedRole {
 /// maintenance run serve them all); every read of entries takes the tenant.
 #[async_trait]
 pub trait RequestLogStore: Send + Sync + 'static {
-    /// Appends entries, of any tenants, in one transaction.
-    async fn record_requests(&self, entries: &[RequestEntry]) -> Result<()>;
+    /// Appends entries, of any tenants, in one transaction. Takes the batch by value so
+    /// that a backend can move it to its writer thread without copying every string.
+    async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()>;
     /// The tenant's entries matching `filter`, newest first.
     async fn list_requests(
         &self,

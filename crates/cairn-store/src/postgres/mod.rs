@@ -55,6 +55,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0017_sso_sign_in_policies.sql"),
     include_str!("../../migrations/postgres/0018_people.sql"),
     include_str!("../../migrations/postgres/0019_vault_verifications.sql"),
+    include_str!("../../migrations/postgres/0020_scim_requests_lean_indexes.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

@@ -36,7 +36,8 @@ fn entry_from_row(r: &Row) -> Result<RequestEntry> {
 
 #[async_trait]
 impl RequestLogStore for PostgresStore {
-    async fn record_requests(&self, entries: &[RequestEntry]) -> Result<()> {
+    async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()> {
+        let entries = &entries[..];
         if entries.is_empty() {
             return Ok(());
         }

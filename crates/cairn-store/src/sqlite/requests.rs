@@ -34,23 +34,21 @@ fn entry_from_row(r: &Row) -> rusqlite::Result<RequestEntry> {
     })
 }
 
+/// `notes` as the JSON array the column holds; the common empty case without serde.
+fn notes_json(notes: &[String], out: &mut String) {
+    if notes.is_empty() {
+        out.push_str("[]");
+    } else {
+        out.push_str(&serde_json::to_string(notes).unwrap_or_else(|_| "[]".into()));
+    }
+}
+
 #[async_trait]
 impl RequestLogStore for SqliteStore {
-    async fn record_requests(&self, entries: &[RequestEntry]) -> Result<()> {
+    async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()> {
         if entries.is_empty() {
             return Ok(());
         }
-        // Serialised here, so the one writer thread only runs the inserts.
-        let rows: Vec<(RequestEntry, String, String)> = entries
-            .iter()
-            .map(|e| {
-                (
-                    e.clone(),
-                    ts(e.at),
-                    serde_json::to_string(&e.notes).unwrap_or_else(|_| "[]".into()),
-                )
-            })
-            .collect();
         self.writer
             .write(move |c| {
                 db((|| {
@@ -60,10 +58,13 @@ impl RequestLogStore for SqliteStore {
                              resource_type, resource_id, notes, request_body, response_body)
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )?;
-                    for (e, at, notes) in &rows {
+                    let mut notes = String::new();
+                    for e in &entries {
+                        notes.clear();
+                        notes_json(&e.notes, &mut notes);
                         st.execute(params![
                             e.tenant_id.as_str(),
-                            at,
+                            ts(e.at),
                             e.token_id,
                             e.method,
                             e.path,

@@ -43,7 +43,7 @@ async fn entries_round_trip_filter_and_stay_in_their_tenant() {
     ];
     batch[0].resource_id = Some("u0".into());
     batch[0].client = Client::Okta;
-    s.record_requests(&batch).await.unwrap();
+    s.record_requests(batch.clone()).await.unwrap();
 
     let all = s
         .list_requests(&a.id, &RequestFilter::default())
@@ -110,7 +110,7 @@ async fn pruning_bounds_age_and_count_per_tenant() {
     batch.push(entry(&a.id, t - Duration::days(8), 200));
     batch.extend((0..3).map(|i| entry(&b.id, t - Duration::minutes(5 - i), 200)));
     // Recorded out of order: the old one came last (ids order the count bound).
-    s.record_requests(&batch).await.unwrap();
+    s.record_requests(batch.clone()).await.unwrap();
     let gone = s.prune_requests(t - Duration::days(7), 4).await.unwrap();
     assert_eq!(gone, 3, "one too old, two over a's bound");
     let a_left = s
@@ -148,7 +148,7 @@ async fn token_health_counts_the_window() {
     other.token_id = Some("tok-2".into());
     other.client = Client::Okta;
     batch.push(other);
-    s.record_requests(&batch).await.unwrap();
+    s.record_requests(batch.clone()).await.unwrap();
     let h = s
         .token_health(&a.id, t - Duration::hours(24))
         .await

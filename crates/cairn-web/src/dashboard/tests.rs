@@ -1674,7 +1674,7 @@ async fn the_request_inspector_is_for_administrators_and_filters() {
     theirs.path = "/Users/theirs-only".into();
     h.services
         .store
-        .record_requests(&[ok, failed, theirs])
+        .record_requests(vec![ok, failed, theirs])
         .await
         .unwrap();
 
@@ -1759,7 +1759,11 @@ async fn settings_show_connection_health_and_a_silent_entra() {
         logged(&h, &token, time::Duration::hours(2), 409),
         logged(&h, &token, time::Duration::minutes(90), 400),
     ];
-    h.services.store.record_requests(&entries).await.unwrap();
+    h.services
+        .store
+        .record_requests(entries.to_vec())
+        .await
+        .unwrap();
     let page = h.get("/settings/scim", Some(&admin)).await;
     assert!(page.body.contains("Connection health"), "{}", page.body);
     assert!(
@@ -1780,7 +1784,7 @@ async fn settings_show_connection_health_and_a_silent_entra() {
     // A recent call: no warning.
     h.services
         .store
-        .record_requests(&[logged(&h, &token, time::Duration::minutes(10), 200)])
+        .record_requests(vec![logged(&h, &token, time::Duration::minutes(10), 200)])
         .await
         .unwrap();
     let page = h.get("/settings/scim", Some(&admin)).await;

@@ -183,7 +183,9 @@ struct Writer {
 impl Writer {
     async fn store(&self, batch: &mut Vec<RequestEntry>) {
         let len = batch.len() as u64;
-        match self.store.record_requests(batch).await {
+        // Moved, not copied; the next batch gets a fresh buffer.
+        let entries = std::mem::replace(batch, Vec::with_capacity(BATCH));
+        match self.store.record_requests(entries).await {
             Ok(()) => {
                 self.recorded.fetch_add(len, Ordering::Relaxed);
             }
@@ -192,7 +194,6 @@ impl Writer {
                 tracing::warn!(error = %e, entries = len, "storing the SCIM request log failed");
             }
         }
-        batch.clear();
     }
 }
 
@@ -279,8 +280,8 @@ impl Trace {
     pub fn authenticated(&self, token_id: &str) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(token_id.to_owned());
     }
-    fn token(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    fn take_token(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -314,7 +315,6 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         path.push('?');
         path.push_str(q);
     }
-    let query = query.map(str::to_owned);
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -353,7 +353,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
             .await;
     let latency = started.elapsed();
 
-    let Some(token_id) = trace.token() else {
+    let Some(token_id) = trace.take_token() else {
         return resp;
     };
     let status = resp.status().as_u16();
@@ -370,7 +370,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         }
         resp = Response::from_parts(parts, Body::from(bytes));
     }
-    let client = Client::detect(user_agent.as_deref(), query.as_deref());
+    let client = Client::detect(user_agent.as_deref(), query);
     rec.submit(RequestEntry {
         id: 0,
         tenant_id: TenantId::from_trusted(tenant),
@@ -379,7 +379,7 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         method,
         path,
         client,
-        dialect: dialect(client, query.as_deref()),
+        dialect: dialect(client, query),
         user_agent,
         status,
         scim_type: err.as_ref().and_then(|e| e.scim_type).map(str::to_owned),
@@ -396,6 +396,10 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
 
 /// The first `max` characters of `s`, without copying them.
 fn clip(s: &str, max: usize) -> &str {
+    // No more bytes than `max` means no more characters: the usual case skips the walk.
+    if s.len() <= max {
+        return s;
+    }
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
         None => s,
