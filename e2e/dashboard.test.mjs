@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { A11y } from './axe.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, process.env.CAIRN_BIN ?? '../target/debug/cairn');
@@ -29,6 +30,9 @@ const OKTA_UA = 'Okta SCIM Client 1.0.0';
 
 let dataDir, server, base, tenant, browser, admin, page;
 const shared = {}; // values handed from one step to the next
+// Every page state below is checked with axe-core as the steps reach it; the last step
+// fails listing every serious or critical violation seen (issue 22).
+const a11y = new A11y();
 
 function cli(args, input) {
   return execFileSync(BIN, ['--data-dir', dataDir, ...args], {
@@ -150,13 +154,16 @@ test('administrator signs in', async () => {
   await page.goto(`${base}/accounts`);
   await page.waitForURL(/\/login\?next=/);
   await shot(page, 'login');
+  await a11y.check(page, 'sign-in');
   // A wrong password first: a helpful message, no session.
   await page.getByLabel('Email').fill(ADMIN.email);
   await page.getByLabel('Password').fill('not the password');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByText('The email or password is incorrect.').waitFor();
+  await a11y.check(page, 'sign-in, wrong password');
   await signIn(page, ADMIN);
   await page.getByRole('heading', { name: 'Backup Accounts' }).waitFor();
+  await a11y.check(page, 'accounts, none yet (administrator)');
   const cookies = await admin.cookies();
   const session = cookies.find((c) => c.name === 'cairn_session');
   assert.ok(session, 'session cookie');
@@ -166,8 +173,11 @@ test('administrator signs in', async () => {
 
 test('Settings → SCIM User Management: enable, Account Size 50, generate a token, save', async () => {
   await page.getByText('Settings', { exact: true }).click();
+  await page.getByRole('link', { name: 'SCIM User Management' }).waitFor();
+  await a11y.check(page, 'Settings menu open (administrator)');
   await page.getByRole('link', { name: 'SCIM User Management' }).click();
   await page.waitForURL(`${base}/settings/scim`);
+  await a11y.check(page, 'SCIM settings (administrator)');
   assert.equal(await page.getByLabel('Tenant URL').inputValue(), tenant.tenant_url);
   assert.equal(await page.getByLabel('Tenant URL').getAttribute('readonly'), '');
 
@@ -177,6 +187,7 @@ test('Settings → SCIM User Management: enable, Account Size 50, generate a tok
   await page.locator('#size-error').waitFor();
   assert.match(await page.locator('#size-error').innerText(), /whole number/);
   assert.equal(await page.getByLabel('Account Size').getAttribute('aria-invalid'), 'true');
+  await a11y.check(page, 'SCIM settings, invalid Account Size');
 
   await page.getByLabel('Enable SCIM user management').check();
   await page.getByLabel('Account Size').fill('50');
@@ -186,6 +197,7 @@ test('Settings → SCIM User Management: enable, Account Size 50, generate a tok
   shared.token = await tokenField.inputValue();
   assert.match(shared.token, /^cairn_[0-9a-f]{64}$/);
   await page.getByText('It will not be shown again').waitFor();
+  await a11y.check(page, 'SCIM settings, new token shown');
   // The values typed before Generate are still there, waiting for Save.
   assert.equal(await page.getByLabel('Enable SCIM user management').isChecked(), true);
   assert.equal(await page.getByLabel('Account Size').inputValue(), '50');
@@ -200,6 +212,7 @@ test('Settings → SCIM User Management: enable, Account Size 50, generate a tok
   await page.getByRole('button', { name: 'Save', exact: true }).click();
   await page.waitForURL(`${base}/settings/scim?saved=1`);
   await page.getByText('Settings saved.').waitFor();
+  await a11y.check(page, 'SCIM settings, saved');
   assert.equal(await page.getByLabel('Enable SCIM user management').isChecked(), true);
   assert.equal(await page.getByLabel('Account Size').inputValue(), '50');
   await shot(page, 'scim-settings');
@@ -270,6 +283,7 @@ test('the token provisions a user over SCIM; Backup Accounts shows it with 50 GB
   assert.match(text, /Active/);
   assert.match(text, /SCIM/);
   await shot(page, 'accounts');
+  await a11y.check(page, 'accounts (administrator)');
 
   const search = await accountRow(page, 'alice@');
   assert.match(await search.innerText(), /50 GB/);
@@ -308,6 +322,7 @@ test('soft-deleted over SCIM, the account is restored from its page', async () =
     'restored as it was when deleted (suspended)');
   assert.equal(await page.getByRole('button', { name: 'Restore' }).count(), 0);
   await shot(page, 'account');
+  await a11y.check(page, 'account, restored (administrator)');
   assert.equal((await scim('GET', `/Users/${shared.aliceId}`)).status, 200, 'back over SCIM');
 });
 
@@ -316,6 +331,7 @@ test('Provisioning activity: filters and a chart of events per day', async () =>
   await page.waitForURL(`${base}/activity`);
   assert.equal(await page.locator('svg.chart rect.bar').count() > 0, true);
   await shot(page, 'activity');
+  await a11y.check(page, 'activity (administrator)');
   await page.getByLabel('Action').selectOption('user_restored');
   await page.getByLabel('Account').fill('ALICE@acme.test');
   await page.getByRole('button', { name: 'Filter' }).click();
@@ -329,6 +345,7 @@ test('Provisioning activity: filters and a chart of events per day', async () =>
   await page.getByLabel('Account').fill('');
   await page.getByRole('button', { name: 'Filter' }).click();
   assert.equal(await rows.count(), 4, 'and Mallory\'s create');
+  await a11y.check(page, 'activity, filtered');
 
   await page.goto(`${base}/settings/scim`);
   assert.match(await page.locator('.last-used').innerText(), /^Okta last connected (just now|1 minute ago)$/);
@@ -341,6 +358,7 @@ test('an identity provider\'s XSS payload is rendered as text', async () => {
   await row.getByRole('link', { name: 'mallory@acme.test' }).click();
   await page.locator('.details').waitFor();
   assert.match(await page.locator('.details').innerText(), /<img src=x onerror=alert\(1\)>/);
+  await a11y.check(page, 'account with an XSS display name (administrator)');
   assert.equal(await page.locator('main img').count(), 0);
   await page.goto(`${base}/activity`);
   assert.equal(await page.locator('main img').count(), 0);
@@ -382,8 +400,10 @@ test('SCIM requests: what the identity provider sent, from an account\'s page an
   assert.equal(await rows.count(), 2);
   assert.match(await rows.nth(0).innerText(), /409[\s\S]*uniqueness/);
   assert.match(await rows.nth(1).innerText(), /404/);
+  await a11y.check(page, 'SCIM requests, filtered');
   await page.goto(`${base}/requests`);
   await shot(page, 'requests');
+  await a11y.check(page, 'SCIM requests');
 
   await page.goto(`${base}/settings/scim`);
   assert.match(await page.locator('.last-success').innerText(), /^Okta, /);
@@ -413,6 +433,7 @@ test('a POST without the CSRF token is refused', async () => {
   ]);
   assert.equal(response.status(), 403);
   await page.getByRole('heading', { name: 'Form refused' }).waitFor();
+  await a11y.check(page, 'error page: form refused (403)');
   await page.goto(`${base}/settings/scim`);
   assert.equal(await page.getByLabel('Account Size').inputValue(), '50', 'nothing changed');
 
@@ -432,6 +453,7 @@ test('a viewer sees accounts but gets 403 on the settings page', async () => {
     await signIn(p, VIEWER);
     await p.locator('table.accounts').waitFor();
     await shot(p, 'accounts-phone');
+    await a11y.check(p, 'accounts (viewer, phone)');
     assert.equal(await p.getByText('Settings', { exact: true }).count(), 0, 'menu hides Settings');
     assert.equal(await p.getByRole('link', { name: 'SCIM User Management' }).count(), 0);
     assert.equal(await p.getByRole('link', { name: 'SCIM requests' }).count(), 0);
@@ -439,11 +461,13 @@ test('a viewer sees accounts but gets 403 on the settings page', async () => {
     const res = await p.goto(`${base}/settings/scim`);
     assert.equal(res.status(), 403);
     await p.getByRole('heading', { name: 'Not allowed' }).waitFor();
+    await a11y.check(p, 'error page: not allowed (viewer, phone)');
     // No Restore button for viewers either.
     await p.goto(`${base}/accounts?q=alice`);
     await p.getByRole('link', { name: 'alice@acme.test' }).click();
     await p.locator('.details').waitFor();
     assert.equal(await p.getByRole('button', { name: 'Restore' }).count(), 0);
+    await a11y.check(p, 'account (viewer, phone)');
   } finally {
     await ctx.close();
   }
@@ -453,6 +477,7 @@ test('signing out ends the session', async () => {
   await page.goto(`${base}/accounts`);
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByText('You have been signed out.').waitFor();
+  await a11y.check(page, 'sign-in, signed out');
   await page.goto(`${base}/accounts`);
   await page.waitForURL(/\/login\?next=/);
 });
@@ -487,17 +512,25 @@ test('Settings → Users: invite, the link sets a password once; TOTP enrolment 
   const link = await p.locator('#new_link').inputValue();
   assert.ok(link.startsWith(`${base}/invite/`), link);
   await shot(p, 'users');
+  await a11y.check(p, 'Users, invite link shown (administrator)');
 
   const ana = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   watchDialogs(ana, 'ana');
   const q = await ana.newPage();
   await q.goto(link);
+  await a11y.check(q, 'invite: set password');
+  await q.getByLabel(/New password/).fill('ana horse battery staple');
+  await q.getByLabel('The same again').fill('not the same password');
+  await q.getByRole('button', { name: 'Set password' }).click();
+  await q.locator('#password-error').waitFor();
+  await a11y.check(q, 'invite: set password, passwords differ');
   await q.getByLabel(/New password/).fill('ana horse battery staple');
   await q.getByLabel('The same again').fill('ana horse battery staple');
   await q.getByRole('button', { name: 'Set password' }).click();
   await q.waitForURL(`${base}/login?password_set=1`);
   const again = await q.goto(link);
   assert.equal(again.status(), 410, 'the link works once');
+  await a11y.check(q, 'error page: link no longer valid (410)');
 
   await signIn(q, { email: 'ana@acme.test', password: 'ana horse battery staple' });
   await q.goto(`${base}/settings/security`);
@@ -505,9 +538,13 @@ test('Settings → Users: invite, the link sets a password once; TOTP enrolment 
   const step = Math.floor(Date.now() / 1000 / 30);
   await q.getByLabel('Code from the app').fill(totp(key, step));
   await shot(q, 'security-2fa');
+  await a11y.check(q, 'Security, 2FA enrolment (viewer)');
   await q.getByRole('button', { name: 'Turn on' }).click();
   const codes = await q.locator('#recovery-codes code').allTextContents();
   assert.equal(codes.length, 10);
+  await a11y.check(q, 'recovery codes (viewer)');
+  await q.goto(`${base}/settings/security`);
+  await a11y.check(q, 'Security, 2FA on (viewer)');
 
   // Signed out, the password alone is not enough; the next step's code signs in (the
   // enrolment's own code would be a replay).
@@ -517,9 +554,11 @@ test('Settings → Users: invite, the link sets a password once; TOTP enrolment 
   await q.getByLabel('Password').fill('ana horse battery staple');
   await q.getByRole('button', { name: 'Sign in' }).click();
   await q.waitForURL(/\/login\/second-factor/);
+  await a11y.check(q, 'second factor');
   await q.getByLabel('Code').fill(totp(key, step));
   await q.getByRole('button', { name: 'Sign in' }).click();
   await q.locator('#code-error').waitFor();
+  await a11y.check(q, 'second factor, code refused');
   await q.getByLabel('Code').fill(totp(key, step + 1));
   await q.getByRole('button', { name: 'Sign in' }).click();
   await q.waitForURL(`${base}/accounts`);
@@ -531,4 +570,144 @@ test('Settings → Users: invite, the link sets a password once; TOTP enrolment 
   const res = await v.goto(`${base}/settings/users`);
   assert.equal(res.status(), 403);
   await Promise.all([ctx.close(), ana.close(), viewer.close()]);
+});
+
+// --- Accessibility (issue 22): every page, for each role ----------------------------
+
+test('accessibility: every dashboard page, as administrator and as viewer', async () => {
+  // A group with a member, so the group pages have something to show.
+  const g = await scim('POST', '/Groups', {
+    schemas: ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+    displayName: 'Engineering',
+    members: [{ value: shared.aliceId }],
+  });
+  assert.equal(g.status, 201, JSON.stringify(g.json));
+  const missing = '/accounts/00000000-0000-0000-0000-000000000000';
+
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  watchDialogs(ctx, 'administrator (accessibility)');
+  try {
+    const p = await ctx.newPage();
+    await signIn(p, ADMIN);
+    const mallory = await accountRow(p, 'mallory@acme.test');
+    const malloryHref = await mallory.getByRole('link', { name: 'mallory@acme.test' }).getAttribute('href');
+    for (const [url, label] of [
+      ['/accounts', 'accounts'],
+      ['/accounts?q=nobody-by-that-name', 'accounts, no match'],
+      ['/accounts?sort=last-backup&status=active&stale=30', 'accounts, stale backups'],
+      [`/accounts/${shared.aliceId}`, 'account'],
+      ['/groups', 'groups'],
+      [`/groups/${g.json.id}`, 'group'],
+      ['/activity', 'activity'],
+      ['/activity?action=user_restored', 'activity, filtered'],
+      ['/requests', 'SCIM requests'],
+      ['/requests?status=5xx', 'SCIM requests, none match'],
+      ['/settings/scim', 'SCIM settings'],
+      ['/settings/sso', 'SSO settings'],
+      ['/settings/backups', 'Backups settings'],
+      ['/settings/users', 'Users'],
+      ['/settings/security', 'Security (2FA off)'],
+      [missing, 'error page: not found'],
+    ]) {
+      await p.goto(`${base}${url}`);
+      await a11y.check(p, `${label} (administrator)`);
+    }
+
+    // An account page with a backup key just made (shown once), then a group's size
+    // refused (an error on the groups page).
+    await p.goto(`${base}${malloryHref}`);
+    await p.getByLabel('Name').fill('work laptop');
+    await p.getByRole('button', { name: 'Add key' }).click();
+    await p.getByRole('region', { name: 'New backup key' }).waitFor();
+    await a11y.check(p, 'account, new backup key shown (administrator)');
+    await p.goto(`${base}/groups`);
+    await p.getByLabel('Account Size of Engineering in GB').fill('lots');
+    await p.getByRole('button', { name: 'Save' }).click();
+    await p.locator('.alert').waitFor();
+    await a11y.check(p, 'groups, size refused (administrator)');
+
+    // A password reset link (a set-password page that is not an invitation) for Ana,
+    // whom no later step signs in (a reset ends the current password).
+    await p.goto(`${base}/settings/users`);
+    await p.locator('tr', { hasText: 'ana@acme.test' }).getByRole('button', { name: 'Reset password' }).click();
+    const reset = await p.locator('#new_link').inputValue();
+    await a11y.check(p, 'Users, reset link shown (administrator)');
+    const r = await browser.newContext();
+    try {
+      const rp = await r.newPage();
+      await rp.goto(reset);
+      await rp.getByRole('button', { name: 'Set password' }).waitFor();
+      await a11y.check(rp, 'reset: set password');
+    } finally {
+      await r.close();
+    }
+  } finally {
+    await ctx.close();
+  }
+
+  const viewer = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  watchDialogs(viewer, 'viewer (accessibility)');
+  try {
+    const v = await viewer.newPage();
+    await signIn(v, VIEWER);
+    for (const [url, label] of [
+      ['/accounts', 'accounts'],
+      [`/accounts/${shared.aliceId}`, 'account'],
+      ['/groups', 'groups'],
+      [`/groups/${g.json.id}`, 'group'],
+      ['/activity', 'activity'],
+      ['/settings/security', 'Security (2FA off)'],
+      ['/settings/users', 'error page: not allowed'],
+      [missing, 'error page: not found'],
+    ]) {
+      await v.goto(`${base}${url}`);
+      await a11y.check(v, `${label} (viewer)`);
+    }
+  } finally {
+    await viewer.close();
+  }
+});
+
+test('accessibility: enrolment when the organisation requires two-factor authentication', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  watchDialogs(ctx, 'administrator (2FA policy)');
+  const viewer = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  watchDialogs(viewer, 'viewer (2FA policy)');
+  try {
+    const p = await ctx.newPage();
+    await signIn(p, ADMIN);
+    await p.goto(`${base}/settings/users`);
+    await p.getByLabel('Require two-factor authentication for every password sign-in').check();
+    await p.locator('form', { hasText: 'Require two-factor' }).getByRole('button', { name: 'Save' }).click();
+    await p.locator('.notice').waitFor();
+    await a11y.check(p, 'Users, policy saved (administrator)');
+
+    // The viewer has no second factor yet: the password leads to the enrolment page.
+    const v = await viewer.newPage();
+    await v.goto(`${base}/login`);
+    await v.getByLabel('Email').fill(VIEWER.email);
+    await v.getByLabel('Password').fill(VIEWER.password);
+    await v.getByRole('button', { name: 'Sign in' }).click();
+    await v.waitForURL(/\/login\/enrol/);
+    await a11y.check(v, 'second factor: enrolment required');
+    const key = await v.locator('#totp-secret').textContent();
+    const step = Math.floor(Date.now() / 1000 / 30);
+    // A code of an hour ago: outside any window, so refused.
+    await v.getByLabel('Code').fill(totp(key, step - 120));
+    await v.getByRole('button', { name: 'Turn on and sign in' }).click();
+    await v.locator('#code-error').waitFor();
+    await a11y.check(v, 'second factor: enrolment, code refused');
+    assert.equal(await v.locator('#totp-secret').textContent(), key, 'the same key offered again');
+    await v.getByLabel('Code').fill(totp(key, step));
+    await v.getByRole('button', { name: 'Turn on and sign in' }).click();
+    await v.locator('#recovery-codes').waitFor();
+    await a11y.check(v, 'second factor: enrolment, recovery codes');
+  } finally {
+    await Promise.all([ctx.close(), viewer.close()]);
+  }
+});
+
+test('accessibility: no serious or critical violations on any page checked', (t) => {
+  t.diagnostic(a11y.summary());
+  a11y.assertClean();
 });

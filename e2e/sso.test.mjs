@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { A11y } from './axe.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const BIN = path.resolve(here, process.env.CAIRN_BIN ?? '../target/debug/cairn');
@@ -32,6 +33,9 @@ const STEP = 15_000; // the most any one wait may take
 
 let dataDir, server, base, idp, issuer, tenant, token, browser;
 const contexts = [];
+// Cairn's pages reached through single sign-on, checked with axe-core (issue 22); the
+// provider's own pages are not Cairn's and are not checked.
+const a11y = new A11y();
 
 function cli(args, input) {
   return execFileSync(BIN, ['--data-dir', dataDir, ...args], { input, encoding: 'utf8', timeout: 30_000 });
@@ -168,6 +172,7 @@ test("an administrator signs in on the provider's page and lands on the dashboar
   await page.goto(`${base}/settings/sso`);
   await page.getByRole('heading', { name: 'Single Sign-On' }).first().waitFor();
   await shot(page, 'sso-settings');
+  await a11y.check(page, 'SSO settings, OpenID Connect configured (administrator)');
 
   // Password sign-in off, from the page (single sign-on covers administrators here).
   const form = page.locator('form.password-sign-in');
@@ -175,6 +180,7 @@ test("an administrator signs in on the provider's page and lands on the dashboar
   await form.getByRole('button', { name: 'Save password sign-in' }).click();
   await page.waitForURL(`${base}/settings/sso?saved=1`);
   assert.equal(await page.locator('form.password-sign-in').getByLabel('Single sign-on only').isChecked(), true);
+  await a11y.check(page, 'SSO settings, saved (administrator)');
   mkdirSync(SHOTS, { recursive: true });
   await page.locator('form.password-sign-in').screenshot({ path: path.join(SHOTS, 'sso-password-sign-in.png') });
   const audit = JSON.parse(cli(['audit', '--tenant', tenant, '--json']));
@@ -205,6 +211,15 @@ test('a backup account signs in and sees only its own page; suspended over SCIM,
   assert.ok(names.includes('cairn_account'), `${names}`);
   assert.ok(!names.includes('cairn_session'), 'no dashboard session for a backup account');
   await shot(page, 'sso-me');
+  await a11y.check(page, '/me (backup account)');
+  // A device key made on the page: shown once, then listed.
+  await page.getByLabel('Name').fill('laptop');
+  await page.getByRole('button', { name: 'Add key' }).click();
+  await page.getByRole('region', { name: 'New backup key' }).waitFor();
+  await a11y.check(page, '/me, new backup key shown (backup account)');
+  await page.goto(`${base}/me`);
+  await page.locator('tr.key', { hasText: 'laptop' }).waitFor();
+  await a11y.check(page, '/me, one backup key (backup account)');
   // Not the dashboard: a backup account's session opens no administrator page.
   await page.goto(`${base}/accounts`);
   await page.waitForURL(/\/login/);
@@ -218,6 +233,7 @@ test('a backup account signs in and sees only its own page; suspended over SCIM,
   const res = await page.goto(`${base}/me`);
   assert.equal(res.status(), 401);
   await page.getByRole('heading', { name: 'Not signed in' }).waitFor();
+  await a11y.check(page, 'error page: not signed in (401)');
   assert.equal(await page.getByText(BOB.user).count(), 0);
 });
 
@@ -230,6 +246,7 @@ test('a suspended account cannot sign in again through the provider', async () =
   assert.equal(r.status, 200, JSON.stringify(r.json));
   const page = await signInThroughIdp(DAVE);
   await page.getByRole('heading', { name: 'Sign-in refused' }).waitFor();
+  await a11y.check(page, 'error page: sign-in refused');
   const names = (await page.context().cookies(base)).map((c) => c.name);
   assert.ok(!names.includes('cairn_account') && !names.includes('cairn_session'), `${names}`);
 });
@@ -250,6 +267,7 @@ test('a group-mapped administrator loses the role when SCIM removes them from th
   let settings = await page.goto(`${base}/settings/sso`);
   assert.equal(settings.status(), 200);
   await page.getByRole('button', { name: 'Save' }).first().waitFor();
+  await a11y.check(page, 'SSO settings (administrator by group)');
 
   // The identity provider takes Carol out of the group.
   const r = await scim('PATCH', `/Groups/${g.json.id}`, {
@@ -262,10 +280,16 @@ test('a group-mapped administrator loses the role when SCIM removes them from th
   await page.goto(`${base}/accounts`);
   await page.waitForURL(/\/login/);
   assert.equal(await page.getByRole('heading', { name: 'Backup Accounts' }).count(), 0);
+  await a11y.check(page, 'sign-in, after the session ended');
   settings = await page.request.get(`${base}/settings/sso`, { maxRedirects: 0 });
   assert.ok([303, 403].includes(settings.status()), `settings answered ${settings.status()}`);
   assert.ok(!(await settings.text()).includes('Save'), 'no settings form');
   // The session was ended server-side (the browser's cookie now names nothing).
   const audit = JSON.parse(cli(['audit', '--tenant', tenant, '--json']));
   assert.equal(audit[0].action, 'sso_session_ended', JSON.stringify(audit[0]));
+});
+
+test('accessibility: no serious or critical violations on any page checked', (t) => {
+  t.diagnostic(a11y.summary());
+  a11y.assertClean();
 });

@@ -18,7 +18,7 @@ fn restic(repo: &str, args: &[&str]) -> Output {
         .env_remove("RESTIC_REPOSITORY")
         .env("XDG_CACHE_HOME", std::env::temp_dir())
         .output()
-        .expect("restic is installed (apt-get install restic; .ci/run does)")
+        .expect("restic is installed (apt-get install restic; scripts/deps does)")
 }
 
 #[track_caller]

@@ -1,6 +1,6 @@
 //! OpenID Connect sign-in (issue 17 item 3) against the real binary and npm
 //! `oidc-provider` (panva, OpenID Certified), started here on 127.0.0.1 from
-//! `idp/oidc/provider.mjs` (its packages: `npm ci` there, which `.ci/run` does). The
+//! `idp/oidc/provider.mjs` (its packages: `npm ci` there, which `scripts/test` does). The
 //! test plays the browser: it follows the redirects from Cairn to the provider and back,
 //! keeping the provider's cookies. Each refusal is checked for the refusal page, no
 //! session cookie, and the reason in the tenant's audit log.

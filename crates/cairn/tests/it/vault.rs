@@ -1,5 +1,5 @@
 //! The backup vault end to end with the real restic client (Debian's restic 0.14, see
-//! `.ci/run`): init, backup, snapshots, restore (byte-identical), check, forget --prune;
+//! `scripts/deps`): init, backup, snapshots, restore (byte-identical), check, forget --prune;
 //! the quota (507 mid-backup, repository still consistent); suspension, reactivation,
 //! soft delete and restore over SCIM and the CLI; the retention purge; one account's key
 //! never opens another account's repository.
@@ -20,7 +20,7 @@ pub(crate) fn restic(repo: &str, args: &[&str]) -> Output {
         .env_remove("RESTIC_REPOSITORY")
         .env("XDG_CACHE_HOME", cache)
         .output()
-        .expect("restic is installed (apt-get install restic; .ci/run does)")
+        .expect("restic is installed (apt-get install restic; scripts/deps does)")
 }
 
 pub(crate) fn text(o: &Output) -> String {
@@ -540,7 +540,7 @@ async fn dashboard_shows_the_repository_and_usage_and_generates_a_key_once() {
 }
 
 pub(crate) fn sha256_hex(data: &[u8]) -> String {
-    // The harness has no SHA-256 crate; sha256sum is in coreutils (.ci/run checks it).
+    // The harness has no SHA-256 crate; sha256sum is in coreutils (scripts/deps checks it).
     let mut child = Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
