@@ -1,7 +1,7 @@
 //! `cairn serve`: telemetry, the HTTP listener, graceful shutdown and the retention purge.
 
 use crate::cli::{
-    database, purge_expired, read_only_reason, services, Database, Global, ServeArgs,
+    database, purge_expired, read_only_reason, services_with, Database, Global, ServeArgs,
 };
 use crate::listener::{HandshakeLimits, Timeouts};
 use anyhow::{Context, Result};
@@ -62,7 +62,10 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             );
         }
     }
-    let mut svc = services(g, public_url.clone()).await?;
+    let open = cairn_store::sqlite::OpenOptions {
+        backup_before_migrate: !args.no_backup_before_migrate,
+    };
+    let mut svc = services_with(g, public_url.clone(), open).await?;
     // Nothing holds the services yet, so the gate can be set in place; a silent fallback
     // to the default gate would ignore the operator's flags.
     Arc::get_mut(&mut svc)

@@ -57,6 +57,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0019_vault_verifications.sql"),
     include_str!("../../migrations/postgres/0020_scim_requests_lean_indexes.sql"),
 ];
+/// The schema version `migrate` brings a database to.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
 
@@ -197,6 +199,40 @@ impl PostgresStore {
         });
     }
 
+    /// The schema version of the database at `url` (0 where Cairn never ran), read
+    /// without migrating anything: `cairn db status` before an upgrade.
+    pub async fn schema_version_at(url: &str) -> Result<i64> {
+        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| Error::Invalid {
+            field: "database-url",
+            reason: format!("{e}"),
+        })?;
+        cfg.connect_timeout(Duration::from_secs(3));
+        let (client, connection) = cfg.connect(NoTls).await.map_err(map_err)?;
+        let task = tokio::spawn(connection);
+        let r = async {
+            let exists: bool = client
+                .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+                .await
+                .map_err(map_err)?
+                .get(0);
+            if !exists {
+                return Ok(0);
+            }
+            Ok(client
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    &[],
+                )
+                .await
+                .map_err(map_err)?
+                .get(0))
+        }
+        .await;
+        drop(client);
+        let _ = task.await;
+        r
+    }
+
     async fn migrate(&self) -> Result<()> {
         let mut c = self.pool.get().await.map_err(pool_err)?;
         c.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
@@ -211,6 +247,11 @@ impl PostgresStore {
                 .await
                 .map_err(map_err)?
                 .get(0);
+            // Checked under the lock: an instance of an older release that starts while a
+            // newer one migrates sees the finished migration and stops.
+            if current > SCHEMA_VERSION {
+                return Err(crate::newer_schema(current));
+            }
             for (i, sql) in MIGRATIONS.iter().enumerate() {
                 let version = i as i64 + 1;
                 if version > current {

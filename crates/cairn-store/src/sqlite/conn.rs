@@ -30,6 +30,14 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0020_scim_requests_lean_indexes.sql"),
 ];
 
+/// The schema version `migrate` brings a database to.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The database's schema version (0 for a new, empty file).
+pub(crate) fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
     let flags = if writer {
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -89,17 +97,24 @@ pub(crate) fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> 
 
 /// Applies pending migrations under an exclusive write lock, so processes that start at
 /// the same moment migrate once.
-pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+/// A database a newer Cairn has migrated is refused (see [`crate::newer_schema`]).
+pub(crate) fn migrate(conn: &mut Connection) -> cairn_core::Result<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let current = schema_version(&tx).map_err(map_err)?;
+    if current > SCHEMA_VERSION {
+        return Err(crate::newer_schema(current));
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let version = i as i64 + 1;
         if version > current {
-            tx.execute_batch(sql)?;
-            tx.pragma_update(None, "user_version", version)?;
+            tx.execute_batch(sql).map_err(map_err)?;
+            tx.pragma_update(None, "user_version", version)
+                .map_err(map_err)?;
         }
     }
-    tx.commit()
+    tx.commit().map_err(map_err)
 }
 
 /// Maps SQLite failures to domain outcomes. Unique violations are recognised by the

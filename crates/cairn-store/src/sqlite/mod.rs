@@ -13,6 +13,7 @@ macro_rules! user_cols {
 }
 
 mod audit;
+pub mod backup;
 pub(crate) mod conn;
 pub(crate) mod filter;
 mod groups;
@@ -51,6 +52,22 @@ use writer::Writer;
 /// the schema and started with an empty statement cache).
 const MAX_IDLE_READERS: usize = 8;
 
+/// How [`SqliteStore::open_with`] opens a database.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// Keep a copy of a database that holds data before migrating it (see
+    /// `backup::before_migration`). On by default.
+    pub backup_before_migrate: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            backup_before_migrate: true,
+        }
+    }
+}
+
 pub struct SqliteStore {
     path: PathBuf,
     page_starts: Arc<Mutex<PageStarts>>,
@@ -60,8 +77,14 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path` and applies migrations.
+    /// Opens (creating if needed) the database at `path` and applies migrations, keeping
+    /// a copy of the database first when it holds data and migrations are pending.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, OpenOptions::default())
+    }
+
+    /// [`Self::open`], with the copy before migrating as `opts` say.
+    pub fn open_with(path: &Path, opts: OpenOptions) -> Result<Self> {
         if let Some(dir) = path.parent() {
             if !dir.as_os_str().is_empty() {
                 std::fs::create_dir_all(dir).map_err(|e| {
@@ -70,7 +93,22 @@ impl SqliteStore {
             }
         }
         let mut w = conn::open(path, true).map_err(map_err)?;
-        conn::migrate(&mut w).map_err(map_err)?;
+        let current = conn::schema_version(&w).map_err(map_err)?;
+        if current > conn::SCHEMA_VERSION {
+            // Before any copy is made: `migrate` would refuse it anyway.
+            return Err(crate::newer_schema(current));
+        }
+        // A new, empty file (version 0) has nothing to keep.
+        if opts.backup_before_migrate && current > 0 && current < conn::SCHEMA_VERSION {
+            let copy = backup::before_migration(&w, path, current)?;
+            tracing::info!(
+                backup = %copy.display(),
+                from = current,
+                to = conn::SCHEMA_VERSION,
+                "kept a copy of the database before migrating it"
+            );
+        }
+        conn::migrate(&mut w)?;
         Ok(SqliteStore {
             path: path.to_owned(),
             page_starts: Arc::default(),

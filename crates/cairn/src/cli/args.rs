@@ -203,6 +203,40 @@ pub enum DbCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Write a consistent copy of the SQLite database to a new FILE while `cairn serve`
+    /// keeps running, then check it (PRAGMA integrity_check). On PostgreSQL, use
+    /// pg_dump (README, "Backing up Cairn").
+    ///
+    /// Example: cairn db backup --to /var/backups/cairn-$(date +%F).db
+    Backup {
+        /// The file to write; it must not exist.
+        #[arg(long, value_name = "FILE")]
+        to: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the SQLite database with a backup made by `cairn db backup`, after checking
+    /// it (a sound Cairn database whose schema this cairn knows). Stop `cairn serve`
+    /// first: refused while any process has the database open. The replaced database is
+    /// kept as `<db>.before-restore-<time>`. On PostgreSQL, use pg_restore.
+    ///
+    /// Example: cairn db restore --from /var/backups/cairn-2026-12-06.db
+    Restore {
+        /// The backup file.
+        #[arg(long, value_name = "FILE")]
+        from: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The database's schema version and the one this cairn brings it to, without
+    /// migrating anything: whether starting this binary would migrate the database (and
+    /// so whether instances of the current release may keep running beside it).
+    ///
+    /// Example: cairn db status --json
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -375,6 +409,11 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub sso_metadata_refresh_secs: u64,
+    /// Migrate a SQLite database without first keeping a copy of it next to it
+    /// (`cairn.db.before-NNNN-<time>`, the last 3 kept). The copy is what an upgrade that
+    /// goes wrong is undone with: skip it only when you have just made a backup.
+    #[arg(long, env = "CAIRN_NO_BACKUP_BEFORE_MIGRATE")]
+    pub no_backup_before_migrate: bool,
 }
 
 #[derive(Subcommand, Debug)]

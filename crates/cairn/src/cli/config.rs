@@ -7,6 +7,7 @@ use cairn_core::clock::SystemClock;
 use cairn_core::ids::TenantId;
 use cairn_core::service::Services;
 use cairn_core::store::Store;
+use cairn_store::sqlite::OpenOptions as SqliteOpenOptions;
 use cairn_store::{PostgresStore, SqliteStore};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -94,16 +95,14 @@ pub fn read_only_reason(path: &std::path::Path) -> Option<String> {
     }
 }
 
-pub async fn open_store(g: &Global) -> Result<Arc<dyn Store>> {
+pub async fn open_store(g: &Global, opts: SqliteOpenOptions) -> Result<Arc<dyn Store>> {
     Ok(match database(g)? {
-        Database::Sqlite(path) => {
-            Arc::new(
-                SqliteStore::open(&path).with_context(|| match read_only_reason(&path) {
-                    Some(why) => format!("opening database {}: {why}", path.display()),
-                    None => format!("opening database {}", path.display()),
-                })?,
-            )
-        }
+        Database::Sqlite(path) => Arc::new(SqliteStore::open_with(&path, opts).with_context(
+            || match read_only_reason(&path) {
+                Some(why) => format!("opening database {}: {why}", path.display()),
+                None => format!("opening database {}", path.display()),
+            },
+        )?),
         Database::Postgres(url) => Arc::new(
             PostgresStore::connect(&url)
                 .await
@@ -113,7 +112,17 @@ pub async fn open_store(g: &Global) -> Result<Arc<dyn Store>> {
 }
 
 pub async fn services(g: &Global, public_url: String) -> Result<Arc<Services>> {
-    let store = open_store(g).await?;
+    services_with(g, public_url, SqliteOpenOptions::default()).await
+}
+
+/// [`services`], opening a SQLite database with `opts` (`serve`'s
+/// `--no-backup-before-migrate`).
+pub async fn services_with(
+    g: &Global,
+    public_url: String,
+    opts: SqliteOpenOptions,
+) -> Result<Arc<Services>> {
+    let store = open_store(g, opts).await?;
     Ok(Arc::new(Services::new(
         store,
         Arc::new(SystemClock::with_offset_secs(g.clock_offset_secs)),

@@ -34,9 +34,9 @@ mod config;
 
 pub use args::*;
 pub use commands::account::purge_expired;
-pub use config::{database, read_only_reason, services, Database};
+pub use config::{database, read_only_reason, services, services_with, Database};
 
-/// What every command but `serve` and `db copy` works with: the services over the
+/// What every command but `serve` and `db …` works with: the services over the
 /// configured store, acting as the local operator.
 pub(crate) struct Ctx {
     pub g: Global,
@@ -49,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let g = cli.global;
     let cmd = match cli.command {
         Command::Serve(args) => return crate::serve::serve(&g, args).await,
-        Command::Db(cmd) => return commands::db::run(cmd).await,
+        Command::Db(cmd) => return commands::db::run(&g, cmd).await,
         cmd => cmd,
     };
     let svc = services(&g, config::public_url_for_cli(&g)).await?;

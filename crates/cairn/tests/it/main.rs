@@ -20,6 +20,7 @@ mod bulk;
 mod cli;
 mod crash;
 mod cursor;
+mod db_backup;
 mod device_keys;
 mod faults;
 mod freshness;
