@@ -828,11 +828,29 @@ pub trait RequestLogStore: Send + Sync + 'static {
     async fn body_captures(&self, now: OffsetDateTime) -> Result<Vec<(TenantId, OffsetDateTime)>>;
 }
 
+/// One gauge of the backend's load for `/metrics`: `cairn_<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadGauge {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: i64,
+}
+
 /// The backend itself.
 #[async_trait]
 pub trait HealthStore: Send + Sync + 'static {
     /// Cheap liveness check of the backend.
     async fn ping(&self) -> Result<()>;
+
+    /// The backend's load as gauges (SQLite: writes waiting for the writer; PostgreSQL:
+    /// the connection pool's use), read at each scrape: no I/O.
+    fn load_gauges(&self) -> Vec<LoadGauge> {
+        Vec::new()
+    }
+
+    /// Every tenant's used bytes (the sum of its accounts' used space, deleted accounts
+    /// awaiting purge included: their repositories are still stored), by tenant id.
+    async fn used_bytes_per_tenant(&self) -> Result<Vec<(TenantId, u64)>>;
 }
 
 /// Everything a backend provides. Implemented for every type that implements each

@@ -215,6 +215,9 @@ pub struct Swept {
     pub bytes: u64,
 }
 
+/// How long a bucket's answer to [`Vault::probe`] is reused.
+pub const PROBE_REUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// All repositories: a directory (`<data-dir>/vault`) or a bucket and prefix.
 #[derive(Debug, Clone)]
 pub struct Vault {
@@ -268,6 +271,7 @@ impl Vault {
                 store,
                 prefix: object_store::path::Path::from(prefix),
                 url: url.to_owned(),
+                probed: Arc::default(),
             }),
         }
     }
@@ -309,6 +313,55 @@ impl Vault {
         match &self.backend {
             Backend::Local(l) => l.sweep_stale_uploads(max_age).await,
             Backend::S3(_) => Ok(Swept::default()),
+        }
+    }
+
+    /// Whether the store answers, for readiness probes: the local directory (or, before
+    /// the first repository, its parent) exists; the bucket answers one list request
+    /// (its first page), within `timeout` (the object store client would otherwise retry
+    /// with backoff for minutes); a bucket's answer is reused for [`PROBE_REUSE`].
+    pub async fn probe(&self, timeout: std::time::Duration) -> Result<()> {
+        match &self.backend {
+            Backend::Local(l) => {
+                let there = match tokio::fs::metadata(&l.root).await {
+                    Ok(m) => m.is_dir(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        match l.root.parent().filter(|p| !p.as_os_str().is_empty()) {
+                            Some(p) => tokio::fs::metadata(p).await?.is_dir(),
+                            None => true,
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if there {
+                    Ok(())
+                } else {
+                    Err(VaultError::Unavailable(format!(
+                        "{} is not a directory",
+                        l.root.display()
+                    )))
+                }
+            }
+            Backend::S3(s) => {
+                use futures_util::StreamExt;
+                // One probe at a time, and its answer reused for a moment: the probe
+                // endpoints need no credential, and each list request is billed.
+                let mut last = s.probed.lock().await;
+                if let Some((at, r)) = last.as_ref() {
+                    if at.elapsed() < PROBE_REUSE {
+                        return r.clone().map_err(VaultError::Unavailable);
+                    }
+                }
+                let r = match tokio::time::timeout(timeout, s.store.list(Some(&s.prefix)).next())
+                    .await
+                {
+                    Ok(None | Some(Ok(_))) => Ok(()),
+                    Ok(Some(Err(e))) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {} s", timeout.as_secs_f64())),
+                };
+                *last = Some((std::time::Instant::now(), r.clone()));
+                r.map_err(VaultError::Unavailable)
+            }
         }
     }
 

@@ -51,7 +51,12 @@ pub(crate) struct S3Vault {
     pub(crate) prefix: Path,
     /// How the vault was configured, for logs (`s3://bucket/prefix`).
     pub(crate) url: String,
+    /// The last readiness probe: when, and what it found (`Vault::probe`).
+    pub(crate) probed: ProbeCache,
 }
+
+pub(crate) type ProbeCache =
+    Arc<tokio::sync::Mutex<Option<(std::time::Instant, std::result::Result<(), String>)>>>;
 
 impl S3Vault {
     pub(crate) fn repo(&self, tenant: &str, account: &str) -> S3Repo {

@@ -1,36 +1,93 @@
-//! Operational endpoints: liveness/readiness and Prometheus metrics; and the responses
-//! for unknown paths and panics.
+//! Operational endpoints: liveness (`/livez`), readiness (`/readyz`, and `/healthz`
+//! as its alias), Prometheus metrics; and the responses for unknown paths and panics.
 
 use crate::AppState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
+use std::time::Duration;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/healthz", get(readyz))
+        .route("/metrics", get(metrics_on_main))
 }
 
-/// 200 when the database answers, 503 otherwise.
-async fn healthz(State(state): State<AppState>) -> Response {
-    match state.services.store.ping().await {
-        Ok(()) => Json(json!({"status": "ok"})).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "health check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
-            )
-                .into_response()
+/// The router of `--metrics-listen`'s own listener: `/metrics` only.
+pub fn metrics_routes() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// The longest a readiness probe waits for each of the database and the vault store.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// 200 whenever the process answers: nothing is checked, so an orchestrator restarts
+/// the process only when it is stuck, never for an outage of a dependency.
+async fn livez() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+/// 200 when the database answers and the vault's store is reachable, 503 naming what
+/// failed otherwise (details go to the log, not to the unauthenticated client).
+/// Migrations have run by then: `serve` applies them before it answers any request.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let db = async {
+        match tokio::time::timeout(READY_TIMEOUT, state.services.store.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: the database does not answer");
+                false
+            }
+            Err(_) => {
+                tracing::warn!("readiness: the database did not answer in time");
+                false
+            }
         }
+    };
+    let vault = async {
+        match state.vault.vault.probe(READY_TIMEOUT).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: the vault store is unreachable");
+                false
+            }
+        }
+    };
+    let (db, vault) = tokio::join!(db, vault);
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": word(db && vault),
+        "checks": {"database": word(db), "vault": word(vault), "migrations": "ok"},
+    });
+    if db && vault {
+        Json(body).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `/metrics` on the main listener: 404 when it has a listener of its own.
+async fn metrics_on_main(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if state.metrics.access.own_listener {
+        return not_found().await;
+    }
+    metrics(State(state), headers).await
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !state.metrics.access.allows(&headers) {
+        let mut r = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"cairn metrics\""),
+        );
+        return r;
+    }
     state.metrics.refresh_stale(&state.services).await;
     (
         [(

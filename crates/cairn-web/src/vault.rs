@@ -148,6 +148,8 @@ impl Busy {
         let mut r = with_reason(status, msg);
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        // A 503 for load, unlike one for a storage outage (`cairn_rate_limited_total`).
+        r.extensions_mut().insert(crate::metrics::Shed);
         r
     }
 }

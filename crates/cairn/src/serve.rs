@@ -30,16 +30,23 @@ fn init_tracing(format: &str) {
     let _ = if format == "json" {
         builder.json().try_init()
     } else {
-        builder.try_init()
+        // Colour codes only for a person at a terminal: under systemd or in a file they
+        // are noise (journald stores them verbatim).
+        use std::io::IsTerminal;
+        builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init()
     };
 }
 
 pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     init_tracing(&g.log_format);
+    crate::cli::test_knobs::log_ignored();
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let monitoring = Monitoring::prepare(&args).await?;
     // Read before anything else starts, so a bad certificate or key stops `serve` at once.
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
@@ -76,6 +83,8 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     };
     let mut metrics = Metrics::new();
     metrics.register_sign_in(svc.clone());
+    metrics.register_store(svc.clone());
+    metrics.access = monitoring.access();
     // The provisioning inspector: recording is on unless the operator keeps no entries.
     let request_log = (args.request_log_max_per_tenant > 0).then(|| {
         Recorder::start(
@@ -201,6 +210,12 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         }
     });
 
+    let timeouts = Timeouts {
+        header_read: Duration::from_secs(args.header_timeout_secs),
+        body_idle: Duration::from_secs(args.body_idle_timeout_secs),
+    };
+    // Before the main listener's line, which scripts and tests wait for.
+    let metrics_stop = monitoring.serve(&state, timeouts);
     tracing::info!(%addr, %public_url, vault = %vault.vault.location(), "cairn listening");
     // Scripts and tests wait for this line.
     println!("listening on {scheme}://{addr}");
@@ -213,12 +228,9 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     let graceful = async move {
         shutdown_signal().await;
         let _ = stopping_tx.send(());
+        let _ = metrics_stop.send(true);
     };
     let app = cairn_web::service_with(state, args.bench_floor);
-    let timeouts = Timeouts {
-        header_read: Duration::from_secs(args.header_timeout_secs),
-        body_idle: Duration::from_secs(args.body_idle_timeout_secs),
-    };
     let tls = tls.map(|config| {
         let limits = HandshakeLimits {
             hello: Duration::from_secs(args.tls_hello_timeout_secs),
@@ -256,6 +268,61 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
     }
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Issue 18, monitoring: `/metrics` on a listener of its own (`--metrics-listen`) and
+/// its bearer token (`--metrics-token-file`), both read before anything starts.
+struct Monitoring {
+    listener: Option<TcpListener>,
+    token: Option<String>,
+}
+
+impl Monitoring {
+    async fn prepare(args: &ServeArgs) -> Result<Monitoring> {
+        let token = match &args.metrics_token_file {
+            None => None,
+            Some(path) => {
+                let t = std::fs::read_to_string(path).with_context(|| {
+                    format!("--metrics-token-file: cannot read {}", path.display())
+                })?;
+                let t = t.trim().to_owned();
+                if t.is_empty() {
+                    anyhow::bail!("--metrics-token-file: {} is empty", path.display());
+                }
+                Some(t)
+            }
+        };
+        let listener = match &args.metrics_listen {
+            None => None,
+            Some(a) => Some(
+                TcpListener::bind(a)
+                    .await
+                    .with_context(|| format!("--metrics-listen: cannot listen on {a}"))?,
+            ),
+        };
+        Ok(Monitoring { listener, token })
+    }
+
+    fn access(&self) -> cairn_web::metrics::MetricsAccess {
+        cairn_web::metrics::MetricsAccess::new(self.token.as_deref(), self.listener.is_some())
+    }
+
+    /// Starts the metrics listener, if any; it stops accepting when the returned sender
+    /// says `true` (at shutdown, with the main listener).
+    fn serve(self, state: &AppState, timeouts: Timeouts) -> tokio::sync::watch::Sender<bool> {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(listener) = self.listener {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!(%addr, "metrics listening");
+            }
+            let app = cairn_web::metrics_service(state.clone());
+            let stop = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            tokio::spawn(crate::listener::serve(listener, None, app, timeouts, stop));
+        }
+        stop_tx
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C; in-flight requests then drain before `serve` returns.

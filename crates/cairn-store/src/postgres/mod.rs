@@ -561,4 +561,53 @@ impl HealthStore for PostgresStore {
         c.query_one("SELECT 1", &[]).await.map_err(map_err)?;
         Ok(())
     }
+
+    fn load_gauges(&self) -> Vec<LoadGauge> {
+        let s = self.pool.status();
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        vec![
+            LoadGauge {
+                name: "postgres_pool_max",
+                help: "Connections the PostgreSQL pool may open",
+                value: n(s.max_size),
+            },
+            LoadGauge {
+                name: "postgres_pool_connections",
+                help: "Connections the PostgreSQL pool holds open",
+                value: n(s.size),
+            },
+            LoadGauge {
+                name: "postgres_pool_in_use",
+                help: "PostgreSQL connections lent out to requests",
+                value: n(s.size.saturating_sub(s.available)),
+            },
+            LoadGauge {
+                name: "postgres_pool_waiting",
+                help: "Requests waiting for a PostgreSQL connection",
+                value: n(s.waiting),
+            },
+        ]
+    }
+
+    async fn used_bytes_per_tenant(&self) -> Result<Vec<(TenantId, u64)>> {
+        let c = self.pool.get().await.map_err(pool_err)?;
+        let rows = c
+            .query(
+                "SELECT t.id, (SELECT COALESCE(SUM(u.used_bytes), 0)::BIGINT FROM users u
+                     WHERE u.tenant_id = t.id)
+                 FROM tenants t ORDER BY t.id",
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    TenantId::from_trusted(r.get(0)),
+                    r.get::<_, i64>(1).max(0) as u64,
+                )
+            })
+            .collect())
+    }
 }

@@ -460,6 +460,32 @@ impl HealthStore for SqliteStore {
             .await
             .map(|_| ())
     }
+
+    fn load_gauges(&self) -> Vec<LoadGauge> {
+        vec![LoadGauge {
+            name: "sqlite_writer_queue",
+            help: "Writes waiting for the SQLite writer or in its commit in progress",
+            value: i64::try_from(self.writer.queued()).unwrap_or(i64::MAX),
+        }]
+    }
+
+    async fn used_bytes_per_tenant(&self) -> Result<Vec<(TenantId, u64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT t.id, (SELECT COALESCE(SUM(u.used_bytes), 0) FROM users u
+                     WHERE u.tenant_id = t.id)
+                 FROM tenants t ORDER BY t.id",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok((
+                    TenantId::from_trusted(r.get(0)?),
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

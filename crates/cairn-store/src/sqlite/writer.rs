@@ -10,7 +10,8 @@ use super::conn::{exec_cached, map_err};
 use cairn_core::{Error, Result};
 use rusqlite::Connection;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -23,6 +24,18 @@ const MAX_BATCH: usize = 512;
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
+    /// Writes sent and not yet answered (waiting, or in the commit being made): the
+    /// queue depth `/metrics` shows.
+    queued: Arc<AtomicUsize>,
+}
+
+/// Counts one write as queued until it is answered or its caller goes away.
+struct Queued(Arc<AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Pause after each background checkpoint, so a burst of commits is copied back in a few
@@ -49,7 +62,15 @@ impl Writer {
             .name("cairn-sqlite-writer".into())
             .spawn(move || run(conn, rx, committed))
             .expect("spawn writer thread");
-        Writer { tx }
+        Writer {
+            tx,
+            queued: Arc::default(),
+        }
+    }
+
+    /// Writes sent to the writer thread and not yet answered.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Runs `f` inside the next group commit and returns its result once committed.
@@ -73,6 +94,8 @@ impl Writer {
             });
             (ok, deliver)
         });
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let _queued = Queued(self.queued.clone());
         self.tx
             .send(job)
             .map_err(|_| Error::Unavailable("database writer stopped".into()))?;

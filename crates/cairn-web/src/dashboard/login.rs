@@ -227,6 +227,8 @@ pub async fn sign_in(State(state): State<AppState>, req: Request) -> Response {
             if let Ok(v) = retry_after.whole_seconds().max(1).to_string().parse() {
                 res.headers_mut().insert(header::RETRY_AFTER, v);
             }
+            // Shed for load (`cairn_rate_limited_total{surface="dashboard"}`).
+            res.extensions_mut().insert(crate::metrics::Shed);
             res
         }
         Err(SignInError::PasswordSignInOff { tenant }) => login_page(

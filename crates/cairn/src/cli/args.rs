@@ -52,23 +52,25 @@ pub struct Global {
         hide = true
     )]
     pub auth_cache_ms: u64,
-    /// Shifts this process's clock (testing retention without waiting).
+    /// TESTS ONLY: shifts this process's clock (testing retention without waiting).
+    /// Ignored, with a warning, by release builds without the `test-knobs` feature.
     #[arg(
         long,
         global = true,
         env = "CAIRN_CLOCK_OFFSET_SECS",
-        default_value_t = 0,
+        default_value_t = super::test_knobs::CLOCK_OFFSET_DEFAULT,
         hide = true,
         allow_negative_numbers = true
     )]
     pub clock_offset_secs: i64,
-    /// Bytes per GB of Account Size in the backup vault's quota (tests fill accounts with
-    /// a few megabytes).
+    /// TESTS ONLY: bytes per GB of Account Size in the backup vault's quota (tests fill
+    /// accounts with a few megabytes). Ignored, with a warning, by release builds without
+    /// the `test-knobs` feature.
     #[arg(
         long,
         global = true,
         env = "CAIRN_VAULT_QUOTA_UNIT_BYTES",
-        default_value_t = 1_000_000_000,
+        default_value_t = super::test_knobs::QUOTA_UNIT_DEFAULT,
         value_parser = clap::value_parser!(u64).range(1..=cairn_core::vault::QuotaUnit::MAX),
         hide = true
     )]
@@ -116,6 +118,26 @@ pub enum Command {
     /// Backup repositories: deletion protection, undelete, what "stale" means.
     #[command(subcommand)]
     Vault(VaultCmd),
+    /// Ask a running server whether it is ready (`/readyz`); exits 0 if it answers 2xx,
+    /// 1 otherwise. For container health checks: needs no curl, no database access.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `cairn healthcheck`.
+#[derive(Args, Debug)]
+pub struct HealthcheckArgs {
+    /// The URL to ask. Default: `/readyz` on `CAIRN_LISTEN` (an unspecified host such as
+    /// 0.0.0.0 becomes 127.0.0.1; https when `CAIRN_TLS_CERT` is set), else
+    /// `http://127.0.0.1:8080/readyz`.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub timeout_secs: u64,
+    /// Do not verify the server's certificate (a self-signed one, asked on 127.0.0.1
+    /// from inside the same container).
+    #[arg(long)]
+    pub insecure_tls: bool,
 }
 
 #[derive(Args, Debug)]
@@ -388,7 +410,8 @@ pub struct ServeArgs {
     /// keys and tokens) be fetched over plain http and from loopback, private and
     /// link-local addresses (a provider on 127.0.0.1). Never in production: without TLS
     /// anyone on the path can forge the provider's keys, and an administrator could make
-    /// Cairn fetch from inside its network.
+    /// Cairn fetch from inside its network. Ignored, with a warning, by release builds
+    /// without the `test-knobs` feature.
     #[arg(long, env = "CAIRN_SSO_ALLOW_INSECURE_IDP", hide = true)]
     pub sso_allow_insecure_idp: bool,
     /// The least time between two refetches of one OpenID provider's keys when an ID
@@ -414,6 +437,15 @@ pub struct ServeArgs {
     /// goes wrong is undone with: skip it only when you have just made a backup.
     #[arg(long, env = "CAIRN_NO_BACKUP_BEFORE_MIGRATE")]
     pub no_backup_before_migrate: bool,
+    // Issue 18, monitoring: where `/metrics` is served and who may read it.
+    /// Serve `/metrics` on this address of its own (plain HTTP), e.g. `127.0.0.1:9464`;
+    /// the main listener then answers 404 there.
+    #[arg(long, env = "CAIRN_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on `/metrics`, TOKEN being this file's
+    /// content (surrounding whitespace ignored); others get 401.
+    #[arg(long, env = "CAIRN_METRICS_TOKEN_FILE", value_name = "FILE")]
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -469,7 +501,8 @@ pub enum SsoCmd {
         /// `cairn serve`'s schedule (`--sso-metadata-refresh-secs`).
         #[arg(long, value_name = "URL")]
         metadata_url: Option<String>,
-        /// TESTS ONLY: as `cairn serve --sso-allow-insecure-idp` (http and loopback).
+        /// TESTS ONLY: as `cairn serve --sso-allow-insecure-idp` (http and loopback);
+        /// ignored by release builds without the `test-knobs` feature.
         #[arg(long, env = "CAIRN_SSO_ALLOW_INSECURE_IDP", hide = true)]
         allow_insecure_idp: bool,
     },

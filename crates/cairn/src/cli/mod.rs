@@ -31,6 +31,8 @@ macro_rules! print_json {
 mod args;
 mod commands;
 mod config;
+mod healthcheck;
+pub mod test_knobs;
 
 pub use args::*;
 pub use commands::account::purge_expired;
@@ -45,11 +47,13 @@ pub(crate) struct Ctx {
     pub meta: RequestMeta,
 }
 
-pub async fn run(cli: Cli) -> Result<()> {
+pub async fn run(mut cli: Cli) -> Result<()> {
+    test_knobs::enforce(&mut cli);
     let g = cli.global;
     let cmd = match cli.command {
         Command::Serve(args) => return crate::serve::serve(&g, args).await,
         Command::Db(cmd) => return commands::db::run(&g, cmd).await,
+        Command::Healthcheck(args) => return healthcheck::run(args).await,
         cmd => cmd,
     };
     let svc = services(&g, config::public_url_for_cli(&g)).await?;
@@ -63,7 +67,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
     };
     match cmd {
-        Command::Serve(_) | Command::Db(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Db(_) | Command::Healthcheck(_) => {
+            unreachable!("handled above")
+        }
         Command::Tenant(c) => commands::tenant::run(&cx, c).await,
         Command::Scim(c) => commands::scim::run(&cx, c).await,
         Command::Sso(c) => commands::sso::run(&cx, c).await,
