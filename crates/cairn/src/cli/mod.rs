@@ -31,6 +31,8 @@ macro_rules! print_json {
 mod args;
 mod commands;
 mod config;
+mod help;
+pub mod settings;
 
 pub use args::*;
 pub use commands::account::purge_expired;
@@ -50,6 +52,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     let cmd = match cli.command {
         Command::Serve(args) => return crate::serve::serve(&g, args).await,
         Command::Db(cmd) => return commands::db::run(cmd).await,
+        Command::Completions { shell } => return commands::settings::completions(shell),
+        Command::Config(cmd) => return commands::settings::run(&cli.sources, cmd),
         cmd => cmd,
     };
     let svc = services(&g, config::public_url_for_cli(&g)).await?;
@@ -63,7 +67,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
     };
     match cmd {
-        Command::Serve(_) | Command::Db(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Db(_) | Command::Completions { .. } | Command::Config(_) => {
+            unreachable!("handled above")
+        }
         Command::Tenant(c) => commands::tenant::run(&cx, c).await,
         Command::Scim(c) => commands::scim::run(&cx, c).await,
         Command::Sso(c) => commands::sso::run(&cx, c).await,
