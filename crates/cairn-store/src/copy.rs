@@ -31,7 +31,7 @@ impl std::fmt::Display for Endpoint {
         match self {
             Endpoint::Sqlite(p) => write!(f, "sqlite:{}", p.display()),
             // Never print a password that may be part of the URL.
-            Endpoint::Postgres(url) => match url.parse::<tokio_postgres::Config>() {
+            Endpoint::Postgres(url) => match crate::postgres::tls::config(url) {
                 Ok(c) => write!(
                     f,
                     "postgres://{}/{}",
@@ -610,7 +610,7 @@ fn sqlite_err(e: rusqlite::Error) -> Error {
 }
 
 fn pg_err(e: tokio_postgres::Error) -> Error {
-    Error::Unavailable(format!("postgresql: {e}"))
+    Error::Unavailable(format!("postgresql: {}", crate::postgres::with_causes(&e)))
 }
 
 impl Db {
@@ -628,9 +628,9 @@ impl Db {
             }
             Endpoint::Postgres(url) => {
                 drop(PostgresStore::connect(url).await?);
-                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(pg_err)?;
+                let target = crate::postgres::tls::target(url)?;
+                let (client, connection) =
+                    target.config.connect(target.tls).await.map_err(pg_err)?;
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
                         tracing::warn!(error = %e, "db copy: PostgreSQL connection ended");

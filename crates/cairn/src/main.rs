@@ -5,8 +5,6 @@ mod listener;
 mod serve;
 mod tls;
 
-use clap::Parser;
-
 /// mimalloc instead of glibc's malloc: a SCIM request is many small, short-lived
 /// allocations (JSON parse, render, serialise) made on one thread and freed on another;
 /// `perf` had glibc's malloc/free at about 13% of the server's samples on `GET` by
@@ -15,7 +13,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::settings::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

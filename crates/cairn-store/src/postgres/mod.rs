@@ -12,6 +12,7 @@ mod protection;
 mod requests;
 mod sso;
 mod tenants;
+pub mod tls;
 mod tokens;
 mod users;
 mod vault;
@@ -33,7 +34,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, NoTls, Row};
+use tokio_postgres::{GenericClient, Row};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
@@ -100,11 +101,27 @@ fn map_err(e: tokio_postgres::Error) -> Error {
         return Error::Internal(format!("{}: {}", code, db.message()));
     }
     // No server error: the connection itself failed or closed.
-    Error::Unavailable(e.to_string())
+    Error::Unavailable(with_causes(&e))
 }
 
 fn pool_err(e: deadpool_postgres::PoolError) -> Error {
-    Error::Unavailable(format!("database connection: {e}"))
+    Error::Unavailable(format!("database connection: {}", with_causes(&e)))
+}
+
+/// An error with its causes: tokio-postgres prints "error performing TLS handshake" and
+/// leaves why (an unknown issuer, a name that does not match) to `source()`.
+pub(crate) fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 fn conv(col: usize, msg: String) -> Error {
@@ -131,17 +148,18 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (a `postgres://` URL) and applies pending migrations.
+    /// Connects to `url` (a `postgres://` URL, with libpq's `sslmode` and `sslrootcert`:
+    /// [`tls`]) and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
-        let cfg: tokio_postgres::Config = url.parse().map_err(|e| Error::Invalid {
-            field: "database-url",
-            reason: format!("{e}"),
-        })?;
-        let mut cfg = cfg;
+        let tls::Target {
+            config: mut cfg,
+            tls,
+            ..
+        } = tls::target(url)?;
         cfg.connect_timeout(Duration::from_secs(3));
         let mgr = Manager::from_config(
             cfg,
-            NoTls,
+            tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -202,12 +220,11 @@ impl PostgresStore {
     /// The schema version of the database at `url` (0 where Cairn never ran), read
     /// without migrating anything: `cairn db status` before an upgrade.
     pub async fn schema_version_at(url: &str) -> Result<i64> {
-        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| Error::Invalid {
-            field: "database-url",
-            reason: format!("{e}"),
-        })?;
-        cfg.connect_timeout(Duration::from_secs(3));
-        let (client, connection) = cfg.connect(NoTls).await.map_err(map_err)?;
+        let tls::Target {
+            mut config, tls, ..
+        } = tls::target(url)?;
+        config.connect_timeout(Duration::from_secs(3));
+        let (client, connection) = config.connect(tls).await.map_err(map_err)?;
         let task = tokio::spawn(connection);
         let r = async {
             let exists: bool = client

@@ -15,10 +15,18 @@ pub struct Cli {
     pub global: Global,
     #[command(subcommand)]
     pub command: Command,
+    /// Where each setting came from (filled by `settings::parse_from`).
+    #[arg(skip)]
+    pub sources: super::settings::Sources,
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct Global {
+    /// A TOML file of settings: the long options of `cairn --help` and `cairn serve
+    /// --help` without their dashes (`database-url = "…"`). Flags and `CAIRN_*`
+    /// variables override it. See README, "Configuration".
+    #[arg(long, global = true, env = "CAIRN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Where Cairn keeps its data (the SQLite database, later backup repositories).
     #[arg(
         long,
@@ -121,6 +129,15 @@ pub enum Command {
     /// Ask a running server whether it is ready (`/readyz`); exits 0 if it answers 2xx,
     /// 1 otherwise. For container health checks: needs no curl, no database access.
     Healthcheck(HealthcheckArgs),
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// The settings file (`--config`): what each setting is and where it came from.
+    #[command(subcommand)]
+    Config(ConfigCmd),
 }
 
 /// `cairn healthcheck`.
@@ -138,6 +155,18 @@ pub struct HealthcheckArgs {
     /// from inside the same container).
     #[arg(long)]
     pub insecure_tls: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCmd {
+    /// Print the settings `cairn serve` would run with, and where each came from (flag,
+    /// env, env-file, file or default); secrets are not shown. Takes `serve`'s options.
+    Show {
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -32,6 +32,8 @@ mod args;
 mod commands;
 mod config;
 mod healthcheck;
+mod help;
+pub mod settings;
 pub mod test_knobs;
 
 pub use args::*;
@@ -54,6 +56,8 @@ pub async fn run(mut cli: Cli) -> Result<()> {
         Command::Serve(args) => return crate::serve::serve(&g, args).await,
         Command::Db(cmd) => return commands::db::run(&g, cmd).await,
         Command::Healthcheck(args) => return healthcheck::run(args).await,
+        Command::Completions { shell } => return commands::settings::completions(shell),
+        Command::Config(cmd) => return commands::settings::run(&cli.sources, cmd),
         cmd => cmd,
     };
     let svc = services(&g, config::public_url_for_cli(&g)).await?;
@@ -67,7 +71,11 @@ pub async fn run(mut cli: Cli) -> Result<()> {
         },
     };
     match cmd {
-        Command::Serve(_) | Command::Db(_) | Command::Healthcheck(_) => {
+        Command::Serve(_)
+        | Command::Db(_)
+        | Command::Healthcheck(_)
+        | Command::Completions { .. }
+        | Command::Config(_) => {
             unreachable!("handled above")
         }
         Command::Tenant(c) => commands::tenant::run(&cx, c).await,

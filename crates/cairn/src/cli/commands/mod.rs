@@ -7,6 +7,7 @@ pub mod freshness;
 pub mod group;
 pub mod requests;
 pub mod scim;
+pub mod settings;
 pub mod sso;
 pub mod tenant;
 pub mod user;
