@@ -116,6 +116,17 @@ pub enum Command {
     /// Backup repositories: deletion protection, undelete, what "stale" means.
     #[command(subcommand)]
     Vault(VaultCmd),
+    /// Write the manual pages (`cairn.1`, `cairn-serve.1`, …) into a directory; the .deb
+    /// is built with them.
+    #[command(hide = true)]
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -375,6 +386,13 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub sso_metadata_refresh_secs: u64,
+    /// Where this deployment's source code is offered: the dashboard's footer links to it
+    /// (the GNU AGPL-3.0 asks a modified program serving users over a network to offer
+    /// its source, section 13). Set it when running a modified Cairn; empty: no link.
+    #[arg(long, env = "CAIRN_SOURCE_URL", value_name = "URL",
+          default_value = cairn_web::dashboard::source::DEFAULT_SOURCE_URL,
+          value_parser = cairn_web::dashboard::source::parse_source_url)]
+    pub source_url: String,
 }
 
 #[derive(Subcommand, Debug)]

@@ -50,6 +50,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let cmd = match cli.command {
         Command::Serve(args) => return crate::serve::serve(&g, args).await,
         Command::Db(cmd) => return commands::db::run(cmd).await,
+        Command::Man(args) => return commands::man::run(&args),
         cmd => cmd,
     };
     let svc = services(&g, config::public_url_for_cli(&g)).await?;
@@ -63,7 +64,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         },
     };
     match cmd {
-        Command::Serve(_) | Command::Db(_) => unreachable!("handled above"),
+        Command::Serve(_) | Command::Db(_) | Command::Man(_) => unreachable!("handled above"),
         Command::Tenant(c) => commands::tenant::run(&cx, c).await,
         Command::Scim(c) => commands::scim::run(&cx, c).await,
         Command::Sso(c) => commands::sso::run(&cx, c).await,
