@@ -58,6 +58,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{addr}"));
     let vault = g.vault()?;
+    cairn_web::dashboard::source::set_source_url(args.source_url.clone());
     // SQLite can open a read-only database (when its WAL files are there) and serve reads,
     // but every provisioning change would then fail: refuse to start instead of looking
     // healthy to a load balancer. (CLI reads such as `cairn audit` still work on it.)

@@ -21,6 +21,7 @@ pub mod requests;
 pub mod scim_settings;
 pub mod second_factor;
 pub mod session;
+pub mod source;
 pub mod sso_settings;
 pub mod users;
 pub mod view;
@@ -115,6 +116,8 @@ pub fn routes() -> Router<AppState> {
         .route("/activity", get(activity::show_activity))
         .route("/requests", get(requests::show_requests))
         .route("/requests/capture", post(requests::set_capture))
+        // AGPL §13: the footer's license link (the source link is --source-url).
+        .route("/license", get(source::license))
         .route("/static/app.css", get(static_css))
         .route("/static/app.js", get(static_js))
         .route("/static/favicon.svg", get(static_favicon))

@@ -138,6 +138,10 @@ pub enum Command {
     /// The settings file (`--config`): what each setting is and where it came from.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Write the manual pages (`cairn.1`, `cairn-serve.1`, …) into a directory; the .deb
+    /// is built with them.
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 /// `cairn healthcheck`.
@@ -167,6 +171,13 @@ pub enum ConfigCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -475,6 +486,13 @@ pub struct ServeArgs {
     /// content (surrounding whitespace ignored); others get 401.
     #[arg(long, env = "CAIRN_METRICS_TOKEN_FILE", value_name = "FILE")]
     pub metrics_token_file: Option<PathBuf>,
+    /// Where this deployment's source code is offered: the dashboard's footer links to it
+    /// (the GNU AGPL-3.0 asks a modified program serving users over a network to offer
+    /// its source, section 13). Set it when running a modified Cairn; empty: no link.
+    #[arg(long, env = "CAIRN_SOURCE_URL", value_name = "URL",
+          default_value = cairn_web::dashboard::source::DEFAULT_SOURCE_URL,
+          value_parser = cairn_web::dashboard::source::parse_source_url)]
+    pub source_url: String,
 }
 
 #[derive(Subcommand, Debug)]

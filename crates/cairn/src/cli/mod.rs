@@ -58,6 +58,7 @@ pub async fn run(mut cli: Cli) -> Result<()> {
         Command::Healthcheck(args) => return healthcheck::run(args).await,
         Command::Completions { shell } => return commands::settings::completions(shell),
         Command::Config(cmd) => return commands::settings::run(&cli.sources, cmd),
+        Command::Man(args) => return commands::man::run(&args),
         cmd => cmd,
     };
     let svc = services(&g, config::public_url_for_cli(&g)).await?;
@@ -75,7 +76,8 @@ pub async fn run(mut cli: Cli) -> Result<()> {
         | Command::Db(_)
         | Command::Healthcheck(_)
         | Command::Completions { .. }
-        | Command::Config(_) => {
+        | Command::Config(_)
+        | Command::Man(_) => {
             unreachable!("handled above")
         }
         Command::Tenant(c) => commands::tenant::run(&cx, c).await,

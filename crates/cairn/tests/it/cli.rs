@@ -484,3 +484,48 @@ fn a_closed_standard_output_is_an_error_not_a_panic() {
         assert!(stderr.contains("standard output"), "{args:?}: {stderr}");
     }
 }
+
+/// `cairn man --dir D` (the .deb's manual pages): one page per command, each flag with
+/// its environment variable, hidden commands and flags left out.
+#[test]
+fn man_pages_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(cairn_bin())
+        .args(["man", "--dir"])
+        .arg(dir.path().join("man1"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path().join("man1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    pages.sort();
+    for want in [
+        "cairn.1",
+        "cairn-serve.1",
+        "cairn-tenant.1",
+        "cairn-tenant-create.1",
+        "cairn-vault-verify.1",
+        "cairn-db-copy.1",
+    ] {
+        assert!(pages.iter().any(|p| p == want), "{want} missing: {pages:?}");
+    }
+    assert!(!pages.iter().any(|p| p == "cairn-man.1"), "{pages:?}");
+    assert!(!pages.iter().any(|p| p.contains("help")), "{pages:?}");
+
+    let serve = std::fs::read_to_string(dir.path().join("man1/cairn-serve.1")).unwrap();
+    assert!(serve.contains("\n.TH cairn-serve 1 "), "{serve}");
+    for want in [
+        "listen",
+        "CAIRN_LISTEN",
+        "source\\-url",
+        "CAIRN_SOURCE_URL",
+        "data\\-dir",
+    ] {
+        assert!(serve.contains(want), "cairn-serve.1 lacks {want}");
+    }
+    // Hidden test-only flags stay out of the manual.
+    assert!(!serve.contains("CAIRN_CLOCK_OFFSET_SECS"), "{serve}");
+    assert!(!serve.contains("bench\\-floor"), "{serve}");
+}

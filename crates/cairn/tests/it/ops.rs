@@ -1042,3 +1042,65 @@ async fn a_release_build_ignores_the_test_knobs() {
         "the offset moved the debug build's clock only"
     );
 }
+
+/// The footer of every dashboard page (AGPL-3.0 section 13): the version, the configured
+/// source link (escaped like any other value) and the license, which `/license` serves.
+#[tokio::test]
+async fn dashboard_footer_links_source_and_license() {
+    let app = TestApp::spawn_with(Opts {
+        args: vec![
+            "--source-url".into(),
+            "https://git.example.com/acme/cairn?ref=main&x=\"<b>".into(),
+        ],
+        ..Opts::default()
+    })
+    .await;
+    let login = app.get("/login").send().await.unwrap();
+    assert_eq!(login.status(), 200);
+    let html = login.text().await.unwrap();
+    let footer = &html[html.find("<footer").expect("a footer")..];
+    assert!(
+        footer.contains(concat!("Cairn ", env!("CARGO_PKG_VERSION"))),
+        "{footer}"
+    );
+    assert!(
+        footer.contains(
+            r#"<a href="https://git.example.com/acme/cairn?ref=main&#38;x=&#34;&#60;b&#62;" rel="noopener">Source code</a>"#
+        ),
+        "{footer}"
+    );
+    assert!(footer.contains(r#"<a href="/license">"#), "{footer}");
+
+    let license = app.get("/license").send().await.unwrap();
+    assert_eq!(license.status(), 200);
+    assert_eq!(
+        license.headers()[header::CONTENT_TYPE],
+        "text/plain; charset=utf-8"
+    );
+    let text = license.text().await.unwrap();
+    assert!(text.starts_with("                    GNU AFFERO GENERAL PUBLIC LICENSE\n                       Version 3, 19 November 2007\n"));
+    assert!(
+        text.contains("13. Remote Network Interaction; Use with the GNU General Public License.")
+    );
+}
+
+/// `--source-url` takes http(s) URLs only: a `javascript:` link in every page's footer
+/// is refused before the server starts.
+#[test]
+fn serve_refuses_a_source_url_that_is_not_http() {
+    let d = Deployment::new();
+    for bad in ["javascript:alert(1)", "/source", "https://"] {
+        let out = run_cli(
+            &d,
+            None,
+            &["serve", "--listen", "127.0.0.1:0", "--source-url", bad],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{bad}: {out:?}");
+        assert!(
+            out.stderr.contains("expected an http:// or https:// URL"),
+            "{bad}: {}",
+            out.stderr
+        );
+    }
+}

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod db;
 pub mod freshness;
 pub mod group;
+pub mod man;
 pub mod requests;
 pub mod scim;
 pub mod settings;
