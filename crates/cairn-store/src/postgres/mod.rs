@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0018_people.sql"),
     include_str!("../../migrations/postgres/0019_vault_verifications.sql"),
     include_str!("../../migrations/postgres/0020_scim_requests_lean_indexes.sql"),
+    include_str!("../../migrations/postgres/0021_scim_request_batches.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;
