@@ -354,7 +354,7 @@ pub(crate) fn keep_newest(tenant_id: &str, blob: &[u8], n: usize) -> Result<Opti
     }
     let entries = decode(blob)?;
     let mut ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
-    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.sort_unstable_by_key(|&id| std::cmp::Reverse(id));
     let min_kept = ids.get(n - 1).copied().unwrap_or(i64::MIN);
     let kept: Vec<&EntryRef<'_>> = entries.iter().filter(|e| e.id >= min_kept).collect();
     Ok(Some(reencode(tenant_id, &kept)))
@@ -395,7 +395,7 @@ impl<'f> Listing<'f> {
                 self.out.push(e.to_entry(tenant));
             }
         }
-        self.out.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        self.out.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
         self.out.truncate(self.limit);
         Ok(())
     }
