@@ -2,7 +2,8 @@
 //! asked, by which client, what Cairn answered and what it normalised on the way), kept
 //! per tenant for a bounded time and number, plus the health of each SCIM token derived
 //! from it. Entries are written off the request path by `cairn-web`'s recorder, in
-//! batches; the store keeps them in `scim_requests` (migration 0009).
+//! batches; the store keeps each batch of a tenant as one row of `scim_request_batches`
+//! (migration 0021, `cairn-store`'s `reqlog`).
 //!
 //! Request and response bodies are kept only while an administrator has switched body
 //! capture on for the tenant (at most [`MAX_CAPTURE_MINUTES`]), with secrets redacted and

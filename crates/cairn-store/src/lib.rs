@@ -12,6 +12,7 @@ pub mod copy;
 pub mod fuzzing;
 mod listing;
 pub mod postgres;
+mod reqlog;
 pub mod sqlite;
 
 pub use postgres::PostgresStore;

@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0018_people.sql"),
     include_str!("../../migrations/postgres/0019_vault_verifications.sql"),
     include_str!("../../migrations/postgres/0020_scim_requests_lean_indexes.sql"),
+    include_str!("../../migrations/postgres/0021_scim_request_batches.sql"),
 ];
 /// The schema version `migrate` brings a database to.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

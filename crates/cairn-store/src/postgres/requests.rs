@@ -1,84 +1,90 @@
-//! PostgreSQL side of the provisioning inspector's request log (`scim_requests`) and the
-//! body-capture switch (`scim_request_capture`).
+//! PostgreSQL side of the provisioning inspector's request log (`scim_request_batches`,
+//! one row per tenant and batch: see `crate::reqlog`) and the body-capture switch
+//! (`scim_request_capture`).
 
 use super::*;
-use cairn_core::requests::{health_of, Client, RequestEntry, RequestFilter, TokenHealth};
-use std::collections::HashMap;
+use crate::reqlog::{self, Encoded, Health, Listing};
+use cairn_core::requests::{RequestEntry, RequestFilter, TokenHealth};
 
-const COLS: &str = "id, tenant_id, at, token_id, method, path, client, dialect, user_agent, \
-    status, scim_type, error, latency_us, resource_type, resource_id, notes, request_body, \
-    response_body";
+/// Batches read per query while listing (newest first, until the page is full).
+const LIST_CHUNK: i64 = 16;
 
-fn entry_from_row(r: &Row) -> Result<RequestEntry> {
-    let notes: String = r.get(15);
-    let client: String = r.get(6);
-    Ok(RequestEntry {
-        id: r.get(0),
-        tenant_id: TenantId::from_trusted(r.get(1)),
-        at: time_of(r.get(2))?,
-        token_id: r.get(3),
-        method: r.get(4),
-        path: r.get(5),
-        client: Client::parse(&client).unwrap_or(Client::Other),
-        dialect: r.get(7),
-        user_agent: r.get(8),
-        status: u16::try_from(r.get::<_, i64>(9)).unwrap_or(0),
-        scim_type: r.get(10),
-        error: r.get(11),
-        latency_us: r.get(12),
-        resource_type: r.get(13),
-        resource_id: r.get(14),
-        notes: serde_json::from_str(&notes).unwrap_or_default(),
-        request_body: r.get(16),
-        response_body: r.get(17),
-    })
+/// Replaces the batch `last_id` by what a trim left of it, or deletes it.
+async fn replace_batch(c: &impl GenericClient, last_id: i64, new: Option<&Encoded>) -> Result<()> {
+    match new {
+        None => {
+            c.execute(
+                "DELETE FROM scim_request_batches WHERE last_id = $1",
+                &[&last_id],
+            )
+            .await
+        }
+        Some(g) => {
+            c.execute(
+                "UPDATE scim_request_batches SET last_id = $1, first_id = $2, oldest_at = $3,
+                     newest_at = $4, entries_count = $5, entries = $6
+                 WHERE last_id = $7",
+                &[
+                    &g.last_id,
+                    &g.first_id,
+                    &g.oldest_at(),
+                    &g.newest_at(),
+                    &g.count,
+                    &g.blob,
+                    &last_id,
+                ],
+            )
+            .await
+        }
+    }
+    .map_err(map_err)?;
+    Ok(())
 }
 
 #[async_trait]
 impl RequestLogStore for PostgresStore {
     async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()> {
-        let entries = &entries[..];
         if entries.is_empty() {
             return Ok(());
         }
-        // One statement for the whole batch (one round trip): a column array each.
-        let col = |f: &dyn Fn(&RequestEntry) -> Option<String>| -> Vec<Option<String>> {
-            entries.iter().map(f).collect()
-        };
-        let tenant = col(&|e| Some(e.tenant_id.to_string()));
-        let at = col(&|e| Some(ts(e.at)));
-        let token = col(&|e| e.token_id.clone());
-        let method = col(&|e| Some(e.method.clone()));
-        let path = col(&|e| Some(e.path.clone()));
-        let client = col(&|e| Some(e.client.as_str().to_owned()));
-        let dialect = col(&|e| e.dialect.clone());
-        let ua = col(&|e| e.user_agent.clone());
-        let status: Vec<i64> = entries.iter().map(|e| i64::from(e.status)).collect();
-        let scim_type = col(&|e| e.scim_type.clone());
-        let error = col(&|e| e.error.clone());
-        let latency: Vec<i64> = entries.iter().map(|e| e.latency_us).collect();
-        let rtype = col(&|e| e.resource_type.clone());
-        let rid = col(&|e| e.resource_id.clone());
-        let notes = col(&|e| Some(serde_json::to_string(&e.notes).unwrap_or_else(|_| "[]".into())));
-        let req = col(&|e| e.request_body.clone());
-        let resp = col(&|e| e.response_body.clone());
-        let c = self.pool.get().await.map_err(pool_err)?;
-        c.execute(
-            "INSERT INTO scim_requests (tenant_id, at, token_id, method, path, client,
-                 dialect, user_agent, status, scim_type, error, latency_us,
-                 resource_type, resource_id, notes, request_body, response_body)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[],
-                 $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[],
-                 $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[],
-                 $16::text[], $17::text[])",
-            &[
-                &tenant, &at, &token, &method, &path, &client, &dialect, &ua, &status, &scim_type,
-                &error, &latency, &rtype, &rid, &notes, &req, &resp,
-            ],
-        )
-        .await
-        .map_err(map_err)?;
-        Ok(())
+        let n = entries.len() as i64;
+        let groups = reqlog::encode_batch(&entries, 0);
+        drop(entries);
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        // The counter's row stays locked until the commit, so the batches of instances
+        // sharing the database get their ids in the order they commit.
+        let first: i64 = tx
+            .query_one(
+                "INSERT INTO scim_request_ids (id, next_id) VALUES (1, 1 + $1::bigint)
+                 ON CONFLICT (id) DO UPDATE
+                     SET next_id = scim_request_ids.next_id + $1::bigint
+                 RETURNING next_id - $1::bigint",
+                &[&n],
+            )
+            .await
+            .map_err(map_err)?
+            .get(0);
+        for mut g in groups {
+            g.rebase(first);
+            tx.execute(
+                "INSERT INTO scim_request_batches (last_id, tenant_id, first_id, oldest_at,
+                     newest_at, entries_count, entries)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &g.last_id,
+                    &g.tenant_id,
+                    &g.first_id,
+                    &g.oldest_at(),
+                    &g.newest_at(),
+                    &g.count,
+                    &g.blob,
+                ],
+            )
+            .await
+            .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn list_requests(
@@ -87,68 +93,107 @@ impl RequestLogStore for PostgresStore {
         f: &RequestFilter,
     ) -> Result<Vec<RequestEntry>> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        let mut sql = Sql::default();
-        let t = sql.bind(Box::new(tenant.to_string()));
-        sql.text = format!("SELECT {COLS} FROM scim_requests WHERE tenant_id = {t}");
-        if let Some(client) = f.client {
-            let p = sql.bind(Box::new(client.as_str().to_owned()));
-            sql.text.push_str(&format!(" AND client = {p}"));
+        let mut l = Listing::new(f);
+        let t = tenant.as_str();
+        let before = f.before_id.unwrap_or(i64::MAX);
+        let since = f.since.map(ts).unwrap_or_default();
+        // Newest batch first, a few at a time, until the page is full; batches entirely
+        // after `before_id` or before `since` are skipped without reading them.
+        let mut below = i64::MAX;
+        'chunks: loop {
+            let rows = c
+                .query(
+                    "SELECT last_id, entries FROM scim_request_batches
+                     WHERE tenant_id = $1 AND first_id < $2 AND newest_at >= $3
+                         AND last_id < $4
+                     ORDER BY last_id DESC LIMIT $5",
+                    &[&t, &before, &since, &below, &LIST_CHUNK],
+                )
+                .await
+                .map_err(map_err)?;
+            for r in &rows {
+                let last_id: i64 = r.get(0);
+                if !l.wants(last_id) {
+                    break 'chunks;
+                }
+                l.add(tenant, r.get(1))?;
+                below = last_id;
+            }
+            if (rows.len() as i64) < LIST_CHUNK {
+                break;
+            }
         }
-        if let Some(class) = f.status_class {
-            let lo = sql.bind(Box::new(i64::from(class) * 100));
-            let hi = sql.bind(Box::new(i64::from(class) * 100 + 100));
-            sql.text
-                .push_str(&format!(" AND status >= {lo} AND status < {hi}"));
-        }
-        if let Some(s) = f.status {
-            let p = sql.bind(Box::new(i64::from(s)));
-            sql.text.push_str(&format!(" AND status = {p}"));
-        }
-        if let Some(r) = &f.resource_id {
-            let p = sql.bind(Box::new(r.clone()));
-            sql.text.push_str(&format!(" AND resource_id = {p}"));
-        }
-        if let Some(s) = f.since {
-            let p = sql.bind(Box::new(ts(s)));
-            sql.text.push_str(&format!(" AND at >= {p}"));
-        }
-        if let Some(b) = f.before_id {
-            let p = sql.bind(Box::new(b));
-            sql.text.push_str(&format!(" AND id < {p}"));
-        }
-        let limit = if f.limit == 0 {
-            cairn_core::requests::PAGE
-        } else {
-            f.limit
-        };
-        let p = sql.bind(Box::new(i64::from(limit)));
-        sql.text.push_str(&format!(" ORDER BY id DESC LIMIT {p}"));
-        let rows = c
-            .query(&sql.text, &refs(&sql.params))
-            .await
-            .map_err(map_err)?;
-        rows.iter().map(entry_from_row).collect()
+        Ok(l.finish())
     }
 
     async fn prune_requests(&self, before: OffsetDateTime, keep_per_tenant: u32) -> Result<u64> {
-        let c = self.pool.get().await.map_err(pool_err)?;
-        let old = c
-            .execute("DELETE FROM scim_requests WHERE at < $1", &[&ts(before)])
+        let mut c = self.pool.get().await.map_err(pool_err)?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let before_ts = ts(before);
+        let keep = i64::from(keep_per_tenant);
+        // By age: whole batches first, then the entries of those that straddle the limit
+        // (their rows are rewritten without them).
+        let mut gone: i64 = tx
+            .query(
+                "DELETE FROM scim_request_batches WHERE newest_at < $1 RETURNING entries_count",
+                &[&before_ts],
+            )
             .await
-            .map_err(map_err)?;
-        let over = c
-            .execute(
-                "DELETE FROM scim_requests WHERE id IN (
-                     SELECT id FROM (
-                         SELECT id, ROW_NUMBER() OVER (
-                             PARTITION BY tenant_id ORDER BY id DESC) AS n
-                         FROM scim_requests) ranked
-                     WHERE n > $1)",
-                &[&i64::from(keep_per_tenant)],
+            .map_err(map_err)?
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .sum();
+        let straddling = tx
+            .query(
+                "SELECT last_id, tenant_id, entries_count, entries
+                 FROM scim_request_batches WHERE oldest_at < $1",
+                &[&before_ts],
             )
             .await
             .map_err(map_err)?;
-        Ok(old + over)
+        for r in &straddling {
+            let (last_id, tenant, count): (i64, &str, i64) = (r.get(0), r.get(1), r.get(2));
+            let new = reqlog::trim(tenant, r.get(3), |e| e.at() >= before)?;
+            gone += count - new.as_ref().map_or(0, |g| g.count);
+            replace_batch(&*tx, last_id, new.as_ref()).await?;
+        }
+        // By count: per tenant, the newest `keep` entries; the batch where the count is
+        // reached keeps its newest entries, older batches go.
+        let over = tx
+            .query(
+                "SELECT last_id, tenant_id, entries_count, running FROM (
+                     SELECT last_id, tenant_id, entries_count,
+                         SUM(entries_count) OVER (PARTITION BY tenant_id
+                             ORDER BY last_id DESC)::bigint AS running
+                     FROM scim_request_batches) ranked
+                 WHERE running > $1",
+                &[&keep],
+            )
+            .await
+            .map_err(map_err)?;
+        for r in &over {
+            let (last_id, tenant, count, running): (i64, &str, i64, i64) =
+                (r.get(0), r.get(1), r.get(2), r.get(3));
+            let newer = running - count;
+            if newer >= keep {
+                replace_batch(&*tx, last_id, None).await?;
+                gone += count;
+                continue;
+            }
+            let b: Vec<u8> = tx
+                .query_one(
+                    "SELECT entries FROM scim_request_batches WHERE last_id = $1",
+                    &[&last_id],
+                )
+                .await
+                .map_err(map_err)?
+                .get(0);
+            let new = reqlog::keep_newest(tenant, &b, (keep - newer) as usize)?;
+            gone += count - new.as_ref().map_or(0, |g| g.count);
+            replace_batch(&*tx, last_id, new.as_ref()).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(gone.max(0) as u64)
     }
 
     async fn token_health(
@@ -157,47 +202,18 @@ impl RequestLogStore for PostgresStore {
         since: OffsetDateTime,
     ) -> Result<Vec<TokenHealth>> {
         let c = self.pool.get().await.map_err(pool_err)?;
-        let t = tenant.as_str();
-        let mut by_token: HashMap<String, TokenHealth> = HashMap::new();
+        let mut h = Health::default();
         for r in c
             .query(
-                "SELECT token_id, MAX(at) FROM scim_requests
-                 WHERE tenant_id = $1 AND token_id IS NOT NULL GROUP BY token_id",
-                &[&t],
+                "SELECT entries FROM scim_request_batches WHERE tenant_id = $1",
+                &[&tenant.as_str()],
             )
             .await
             .map_err(map_err)?
         {
-            by_token.entry(r.get(0)).or_default().last_request_at = Some(time_of(r.get(1))?);
+            h.add(r.get(0), since)?;
         }
-        for r in c
-            .query(
-                "SELECT token_id, at, client FROM scim_requests WHERE id IN (
-                     SELECT MAX(id) FROM scim_requests
-                     WHERE tenant_id = $1 AND token_id IS NOT NULL AND status < 400
-                     GROUP BY token_id)",
-                &[&t],
-            )
-            .await
-            .map_err(map_err)?
-        {
-            let h = by_token.entry(r.get(0)).or_default();
-            h.last_success_at = Some(time_of(r.get(1))?);
-            h.last_success_client = Client::parse(r.get(2));
-        }
-        let groups = c
-            .query(
-                "SELECT token_id, status, scim_type, COUNT(*) FROM scim_requests
-                 WHERE tenant_id = $1 AND token_id IS NOT NULL AND at >= $2
-                 GROUP BY token_id, status, scim_type",
-                &[&t, &ts(since)],
-            )
-            .await
-            .map_err(map_err)?
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-            .collect();
-        Ok(health_of(by_token, groups))
+        Ok(h.finish())
     }
 
     async fn set_body_capture(

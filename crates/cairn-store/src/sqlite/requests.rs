@@ -1,46 +1,47 @@
-//! SQLite side of the provisioning inspector's request log (`scim_requests`) and the
-//! body-capture switch (`scim_request_capture`).
+//! SQLite side of the provisioning inspector's request log (`scim_request_batches`, one
+//! row per tenant and batch: see `crate::reqlog`) and the body-capture switch
+//! (`scim_request_capture`).
 
 use super::*;
-use cairn_core::requests::{Client, RequestEntry, RequestFilter, TokenHealth};
-use std::collections::HashMap;
+use crate::reqlog::{self, Encoded, Health, Listing};
+use cairn_core::requests::{RequestEntry, RequestFilter, TokenHealth};
 
-const COLS: &str = "id, tenant_id, at, token_id, method, path, client, dialect, user_agent, \
-    status, scim_type, error, latency_us, resource_type, resource_id, notes, request_body, \
-    response_body";
+/// A batch that cannot be decoded, as a read error.
+fn blob_err(e: Error) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Blob, Box::new(e))
+}
 
-fn entry_from_row(r: &Row) -> rusqlite::Result<RequestEntry> {
-    let notes: String = r.get(15)?;
-    let client: String = r.get(6)?;
-    Ok(RequestEntry {
-        id: r.get(0)?,
-        tenant_id: TenantId::from_trusted(r.get(1)?),
-        at: parse_time(r.get(2)?)?,
-        token_id: r.get(3)?,
-        method: r.get(4)?,
-        path: r.get(5)?,
-        client: Client::parse(&client).unwrap_or(Client::Other),
-        dialect: r.get(7)?,
-        user_agent: r.get(8)?,
-        status: u16::try_from(r.get::<_, i64>(9)?).unwrap_or(0),
-        scim_type: r.get(10)?,
-        error: r.get(11)?,
-        latency_us: r.get(12)?,
-        resource_type: r.get(13)?,
-        resource_id: r.get(14)?,
-        notes: serde_json::from_str(&notes).unwrap_or_default(),
-        request_body: r.get(16)?,
-        response_body: r.get(17)?,
+fn blob<'r>(r: &'r Row, i: usize) -> rusqlite::Result<&'r [u8]> {
+    r.get_ref(i)?.as_blob().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Blob, Box::new(e))
     })
 }
 
-/// `notes` as the JSON array the column holds; the common empty case without serde.
-fn notes_json(notes: &[String], out: &mut String) {
-    if notes.is_empty() {
-        out.push_str("[]");
-    } else {
-        out.push_str(&serde_json::to_string(notes).unwrap_or_else(|_| "[]".into()));
+/// Replaces the batch `last_id` by what a trim left of it, or deletes it.
+fn replace_batch(c: &Connection, last_id: i64, new: Option<&Encoded>) -> rusqlite::Result<()> {
+    match new {
+        None => {
+            c.prepare_cached("DELETE FROM scim_request_batches WHERE last_id = ?")?
+                .execute(params![last_id])?;
+        }
+        Some(g) => {
+            c.prepare_cached(
+                "UPDATE scim_request_batches SET last_id = ?, first_id = ?, oldest_at = ?,
+                     newest_at = ?, entries_count = ?, entries = ?
+                 WHERE last_id = ?",
+            )?
+            .execute(params![
+                g.last_id,
+                g.first_id,
+                g.oldest_at(),
+                g.newest_at(),
+                g.count,
+                g.blob,
+                last_id
+            ])?;
+        }
     }
+    Ok(())
 }
 
 #[async_trait]
@@ -49,37 +50,42 @@ impl RequestLogStore for SqliteStore {
         if entries.is_empty() {
             return Ok(());
         }
+        let n = entries.len() as i64;
+        // Encoded here, not on the writer thread that every SCIM write waits for: there
+        // only the ids are filled in and one row per tenant inserted.
+        let groups: Vec<(Encoded, String, String)> = reqlog::encode_batch(&entries, 0)
+            .into_iter()
+            .map(|g| {
+                let (oldest, newest) = (g.oldest_at(), g.newest_at());
+                (g, oldest, newest)
+            })
+            .collect();
+        drop(entries);
         self.writer
             .write(move |c| {
                 db((|| {
+                    let first: i64 = c
+                        .prepare_cached(
+                            "INSERT INTO scim_request_ids (id, next_id) VALUES (1, 1 + ?1)
+                             ON CONFLICT (id) DO UPDATE SET next_id = next_id + ?1
+                             RETURNING next_id - ?1",
+                        )?
+                        .query_row(params![n], |r| r.get(0))?;
                     let mut st = c.prepare_cached(
-                        "INSERT INTO scim_requests (tenant_id, at, token_id, method, path, client,
-                             dialect, user_agent, status, scim_type, error, latency_us,
-                             resource_type, resource_id, notes, request_body, response_body)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO scim_request_batches (last_id, tenant_id, first_id,
+                             oldest_at, newest_at, entries_count, entries)
+                         VALUES (?, ?, ?, ?, ?, ?, ?)",
                     )?;
-                    let mut notes = String::new();
-                    for e in &entries {
-                        notes.clear();
-                        notes_json(&e.notes, &mut notes);
+                    for (mut g, oldest, newest) in groups {
+                        g.rebase(first);
                         st.execute(params![
-                            e.tenant_id.as_str(),
-                            ts(e.at),
-                            e.token_id,
-                            e.method,
-                            e.path,
-                            e.client.as_str(),
-                            e.dialect,
-                            e.user_agent,
-                            i64::from(e.status),
-                            e.scim_type,
-                            e.error,
-                            e.latency_us,
-                            e.resource_type,
-                            e.resource_id,
-                            notes,
-                            e.request_body,
-                            e.response_body,
+                            g.last_id,
+                            g.tenant_id,
+                            g.first_id,
+                            oldest,
+                            newest,
+                            g.count,
+                            g.blob
                         ])?;
                     }
                     Ok(())
@@ -93,65 +99,99 @@ impl RequestLogStore for SqliteStore {
         tenant: &TenantId,
         f: &RequestFilter,
     ) -> Result<Vec<RequestEntry>> {
-        let mut sql = format!("SELECT {COLS} FROM scim_requests WHERE tenant_id = ?");
-        let mut p: Vec<SqlValue> = vec![SqlValue::Text(tenant.to_string())];
-        if let Some(c) = f.client {
-            sql.push_str(" AND client = ?");
-            p.push(SqlValue::Text(c.as_str().into()));
-        }
-        if let Some(class) = f.status_class {
-            sql.push_str(" AND status >= ? AND status < ?");
-            p.push(SqlValue::Integer(i64::from(class) * 100));
-            p.push(SqlValue::Integer(i64::from(class) * 100 + 100));
-        }
-        if let Some(s) = f.status {
-            sql.push_str(" AND status = ?");
-            p.push(SqlValue::Integer(i64::from(s)));
-        }
-        if let Some(r) = &f.resource_id {
-            sql.push_str(" AND resource_id = ?");
-            p.push(SqlValue::Text(r.clone()));
-        }
-        if let Some(s) = f.since {
-            sql.push_str(" AND at >= ?");
-            p.push(SqlValue::Text(ts(s)));
-        }
-        if let Some(b) = f.before_id {
-            sql.push_str(" AND id < ?");
-            p.push(SqlValue::Integer(b));
-        }
-        sql.push_str(" ORDER BY id DESC LIMIT ?");
-        let limit = if f.limit == 0 {
-            cairn_core::requests::PAGE
-        } else {
-            f.limit
-        };
-        p.push(SqlValue::Integer(i64::from(limit)));
+        let t = tenant.clone();
+        let f = f.clone();
         self.read(move |c| {
-            c.prepare_cached(&sql)?
-                .query_map(params_from_iter(p.iter()), entry_from_row)?
-                .collect()
+            let mut l = Listing::new(&f);
+            // Newest batch first; batches entirely after `before_id` or before `since`
+            // are skipped without decoding.
+            let mut st = c.prepare_cached(
+                "SELECT last_id, entries FROM scim_request_batches
+                 WHERE tenant_id = ? AND first_id < ? AND newest_at >= ?
+                 ORDER BY last_id DESC",
+            )?;
+            let mut rows = st.query(params![
+                t.as_str(),
+                f.before_id.unwrap_or(i64::MAX),
+                f.since.map(ts).unwrap_or_default()
+            ])?;
+            while let Some(r) = rows.next()? {
+                if !l.wants(r.get(0)?) {
+                    break;
+                }
+                l.add(&t, blob(r, 1)?).map_err(blob_err)?;
+            }
+            Ok(l.finish())
         })
         .await
     }
 
     async fn prune_requests(&self, before: OffsetDateTime, keep_per_tenant: u32) -> Result<u64> {
-        let before = ts(before);
+        let before_ts = ts(before);
+        let keep = i64::from(keep_per_tenant);
         self.writer
             .write(move |c| {
                 db((|| {
-                    let old =
-                        c.execute("DELETE FROM scim_requests WHERE at < ?", params![before])?;
-                    let over = c.execute(
-                        "DELETE FROM scim_requests WHERE id IN (
-                             SELECT id FROM (
-                                 SELECT id, ROW_NUMBER() OVER (
-                                     PARTITION BY tenant_id ORDER BY id DESC) AS n
-                                 FROM scim_requests)
-                             WHERE n > ?)",
-                        params![i64::from(keep_per_tenant)],
+                    // By age: whole batches first, then the entries of those that straddle
+                    // the limit (their rows are rewritten without them).
+                    let mut gone: i64 = c.query_row(
+                        "SELECT COALESCE(SUM(entries_count), 0) FROM scim_request_batches
+                         WHERE newest_at < ?",
+                        params![before_ts],
+                        |r| r.get(0),
                     )?;
-                    Ok((old + over) as u64)
+                    c.execute(
+                        "DELETE FROM scim_request_batches WHERE newest_at < ?",
+                        params![before_ts],
+                    )?;
+                    let straddling: Vec<(i64, String, i64, Vec<u8>)> = c
+                        .prepare(
+                            "SELECT last_id, tenant_id, entries_count, entries
+                             FROM scim_request_batches WHERE oldest_at < ?",
+                        )?
+                        .query_map(params![before_ts], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })?
+                        .collect::<rusqlite::Result<_>>()?;
+                    for (last_id, tenant, count, b) in straddling {
+                        let new =
+                            reqlog::trim(&tenant, &b, |e| e.at() >= before).map_err(blob_err)?;
+                        gone += count - new.as_ref().map_or(0, |g| g.count);
+                        replace_batch(c, last_id, new.as_ref())?;
+                    }
+                    // By count: per tenant, the newest `keep` entries; the batch where the
+                    // count is reached keeps its newest entries, older batches go.
+                    let over: Vec<(i64, String, i64, i64)> = c
+                        .prepare(
+                            "SELECT last_id, tenant_id, entries_count, running FROM (
+                                 SELECT last_id, tenant_id, entries_count,
+                                     SUM(entries_count) OVER (PARTITION BY tenant_id
+                                         ORDER BY last_id DESC) AS running
+                                 FROM scim_request_batches)
+                             WHERE running > ?",
+                        )?
+                        .query_map(params![keep], |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                        })?
+                        .collect::<rusqlite::Result<_>>()?;
+                    for (last_id, tenant, count, running) in over {
+                        let newer = running - count;
+                        if newer >= keep {
+                            replace_batch(c, last_id, None)?;
+                            gone += count;
+                            continue;
+                        }
+                        let b: Vec<u8> = c.query_row(
+                            "SELECT entries FROM scim_request_batches WHERE last_id = ?",
+                            params![last_id],
+                            |r| r.get(0),
+                        )?;
+                        let new = reqlog::keep_newest(&tenant, &b, (keep - newer) as usize)
+                            .map_err(blob_err)?;
+                        gone += count - new.as_ref().map_or(0, |g| g.count);
+                        replace_batch(c, last_id, new.as_ref())?;
+                    }
+                    Ok(gone.max(0) as u64)
                 })())
             })
             .await
@@ -163,54 +203,15 @@ impl RequestLogStore for SqliteStore {
         since: OffsetDateTime,
     ) -> Result<Vec<TokenHealth>> {
         let t = tenant.to_string();
-        let since = ts(since);
         self.read(move |c| {
-            let mut by_token: HashMap<String, TokenHealth> = HashMap::new();
-            let mut st = c.prepare_cached(
-                "SELECT token_id, MAX(at) FROM scim_requests
-                 WHERE tenant_id = ? AND token_id IS NOT NULL GROUP BY token_id",
-            )?;
-            for row in st.query_map(params![t], |r| {
-                Ok((r.get::<_, String>(0)?, parse_time(r.get(1)?)?))
-            })? {
-                let (token, at) = row?;
-                by_token.entry(token.clone()).or_default().last_request_at = Some(at);
+            let mut h = Health::default();
+            let mut st =
+                c.prepare_cached("SELECT entries FROM scim_request_batches WHERE tenant_id = ?")?;
+            let mut rows = st.query(params![t])?;
+            while let Some(r) = rows.next()? {
+                h.add(blob(r, 0)?, since).map_err(blob_err)?;
             }
-            let mut st = c.prepare_cached(
-                "SELECT token_id, at, client FROM scim_requests WHERE id IN (
-                     SELECT MAX(id) FROM scim_requests
-                     WHERE tenant_id = ? AND token_id IS NOT NULL AND status < 400
-                     GROUP BY token_id)",
-            )?;
-            for row in st.query_map(params![t], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    parse_time(r.get(1)?)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })? {
-                let (token, at, client) = row?;
-                let h = by_token.entry(token).or_default();
-                h.last_success_at = Some(at);
-                h.last_success_client = Client::parse(&client);
-            }
-            let mut st = c.prepare_cached(
-                "SELECT token_id, status, scim_type, COUNT(*) FROM scim_requests
-                 WHERE tenant_id = ? AND token_id IS NOT NULL AND at >= ?
-                 GROUP BY token_id, status, scim_type",
-            )?;
-            let mut groups = Vec::new();
-            for row in st.query_map(params![t, since], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                    r.get::<_, i64>(3)?,
-                ))
-            })? {
-                groups.push(row?);
-            }
-            Ok(cairn_core::requests::health_of(by_token, groups))
+            Ok(h.finish())
         })
         .await
     }

@@ -211,3 +211,114 @@ async fn body_capture_switches_expire_and_are_audited() {
     assert_eq!(audits.len(), 3);
     let _ = b;
 }
+
+/// Every entry of a tenant, newest first, paged `per_page` at a time through `before_id`.
+async fn all_paged(
+    s: &dyn cairn_core::store::Store,
+    t: &TenantId,
+    per_page: u32,
+) -> Vec<RequestEntry> {
+    let mut out: Vec<RequestEntry> = Vec::new();
+    loop {
+        let f = RequestFilter {
+            before_id: out.last().map(|e| e.id),
+            limit: per_page,
+            ..Default::default()
+        };
+        let page = s.list_requests(t, &f).await.unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+#[tokio::test]
+async fn batches_round_trip_every_field_and_page_across_batches() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let a = tenant(s, "a").await;
+    let b = tenant(s, "b").await;
+    let t = now() - Duration::minutes(30);
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        let mut batch = Vec::new();
+        for i in 0..4 {
+            let mut e = entry(&a.id, t + Duration::seconds(round * 10 + i), 200);
+            if i == 1 {
+                // Absent and empty strings, another client, bodies and several notes.
+                e.token_id = None;
+                e.dialect = None;
+                e.user_agent = Some(String::new());
+                e.client = Client::Google;
+                e.notes = vec!["ünïcode ✓".into(), String::new(), "third".into()];
+                e.response_body = Some("{\"id\":\"u1\"}".into());
+                e.latency_us = i64::MAX;
+            }
+            batch.push(e);
+            // Another tenant's entries in the same batches.
+            batch.push(entry(&b.id, t, 500));
+        }
+        s.record_requests(batch.clone()).await.unwrap();
+        sent.extend(batch.into_iter().filter(|e| e.tenant_id == a.id));
+    }
+    let got = all_paged(s, &a.id, 3).await;
+    assert_eq!(got.len(), 12, "{got:?}");
+    assert!(got.windows(2).all(|w| w[0].id > w[1].id), "ids grow");
+    for (g, want) in got.iter().rev().zip(&sent) {
+        let mut want = want.clone();
+        want.id = g.id;
+        assert_eq!(g, &want);
+    }
+    // Filters look inside every batch.
+    let f = RequestFilter {
+        client: Some(Client::Google),
+        limit: 2,
+        ..Default::default()
+    };
+    let google = s.list_requests(&a.id, &f).await.unwrap();
+    assert_eq!(google.len(), 2);
+    assert_eq!(google[0].id, got[2].id, "the newest batch's second entry");
+    let f = RequestFilter {
+        since: Some(t + Duration::seconds(21)),
+        ..Default::default()
+    };
+    assert_eq!(s.list_requests(&a.id, &f).await.unwrap().len(), 3);
+    assert_eq!(all_paged(s, &b.id, 5).await.len(), 12);
+}
+
+#[tokio::test]
+async fn pruning_trims_across_batches() {
+    let db = db_async().await;
+    let s = &*db.store;
+    let a = tenant(s, "a").await;
+    let t = now();
+    // Three batches of four: minutes 12..1 ago, oldest first.
+    for round in 0..3 {
+        let batch: Vec<RequestEntry> = (0..4)
+            .map(|i| entry(&a.id, t - Duration::minutes(12 - (round * 4 + i)), 200))
+            .collect();
+        s.record_requests(batch).await.unwrap();
+    }
+    let before = all_paged(s, &a.id, 100).await;
+    assert_eq!(before.len(), 12);
+    // By count: the oldest batch goes, the middle one keeps its two newest entries.
+    let gone = s.prune_requests(t - Duration::days(7), 6).await.unwrap();
+    assert_eq!(gone, 6);
+    let left = all_paged(s, &a.id, 4).await;
+    assert_eq!(left, before[..6].to_vec(), "exactly the six newest");
+    assert_eq!(s.prune_requests(t - Duration::days(7), 6).await.unwrap(), 0);
+    // By age, inside a batch: entries older than 2 minutes ago (the newest batch holds
+    // minutes 4..1 ago).
+    let gone = s.prune_requests(t - Duration::minutes(2), 6).await.unwrap();
+    assert_eq!(gone, 4, "two of the middle batch, two of the newest");
+    let left = all_paged(s, &a.id, 100).await;
+    assert_eq!(left, before[..2].to_vec());
+    // New entries continue after the pruned ids.
+    s.record_requests(vec![entry(&a.id, t, 200)]).await.unwrap();
+    let newest = all_paged(s, &a.id, 1).await;
+    assert!(newest[0].id > before[0].id);
+    // Nothing left of a tenant whose bound is 0.
+    assert_eq!(s.prune_requests(t - Duration::days(7), 0).await.unwrap(), 3);
+    assert!(all_paged(s, &a.id, 10).await.is_empty());
+}

@@ -1,0 +1,548 @@
+//! The provisioning inspector's log as both backends store it (migration 0021): one row
+//! per tenant and recorded batch, holding that batch's entries in a compact binary
+//! encoding, instead of one row per SCIM request. A row with 17 bound parameters and its
+//! B-tree updates cost about a tenth of a whole cached `GET /Users/{id}` (BENCHMARKS.md,
+//! "the cost of recording SCIM requests"); appending a few hundred bytes to a buffer and
+//! inserting one row per batch costs a small fraction of that.
+//!
+//! Reading decodes a tenant's bounded window (10,000 entries by default) newest batch
+//! first and filters in Rust, borrowing the strings from the row until an entry matches.
+//!
+//! Encoding, version 1: a version byte, then per entry, integers little-endian:
+//! `id` i64, `at` i64 (Unix milliseconds: the precision the log always kept), `status`
+//! u16, `latency_us` i64, the client's index in [`ALL_CLIENTS`] u8, then the strings
+//! `token_id?`, `method`, `path`, `dialect?`, `user_agent?`, `scim_type?`, `error?`,
+//! `resource_type?`, `resource_id?`, `request_body?`, `response_body?`, each as a u32
+//! length and UTF-8 bytes (length `u32::MAX`: absent), and the notes as a u32 count and
+//! that many strings.
+
+use cairn_core::clock::format_ts;
+use cairn_core::ids::TenantId;
+use cairn_core::requests::{Client, RequestEntry, RequestFilter, TokenHealth, ALL_CLIENTS};
+use cairn_core::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+use time::OffsetDateTime;
+
+const VERSION: u8 = 1;
+const NONE: u32 = u32::MAX;
+
+/// One tenant's part of a recorded batch, encoded, with the columns kept beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Encoded {
+    pub tenant_id: String,
+    pub first_id: i64,
+    pub last_id: i64,
+    pub oldest_ms: i64,
+    pub newest_ms: i64,
+    pub count: i64,
+    pub blob: Vec<u8>,
+    /// Where each entry's id is in `blob`, for [`Encoded::rebase`].
+    id_at: Vec<usize>,
+}
+
+impl Encoded {
+    fn new(tenant_id: String) -> Encoded {
+        let mut blob = Vec::with_capacity(4096);
+        blob.push(VERSION);
+        Encoded {
+            tenant_id,
+            first_id: i64::MAX,
+            last_id: i64::MIN,
+            oldest_ms: i64::MAX,
+            newest_ms: i64::MIN,
+            count: 0,
+            blob,
+            id_at: Vec::new(),
+        }
+    }
+
+    fn note(&mut self, id: i64, at_ms: i64) {
+        self.first_id = self.first_id.min(id);
+        self.last_id = self.last_id.max(id);
+        self.oldest_ms = self.oldest_ms.min(at_ms);
+        self.newest_ms = self.newest_ms.max(at_ms);
+        self.count += 1;
+    }
+
+    /// Adds `first_id` to every id: a batch is encoded off the SQLite writer thread with
+    /// ids counted from 0, and given its real ids once the writer has allocated them.
+    pub fn rebase(&mut self, first_id: i64) {
+        for &at in &self.id_at {
+            let b = &mut self.blob[at..at + 8];
+            let id = i64::from_le_bytes((&*b).try_into().expect("8 bytes")) + first_id;
+            b.copy_from_slice(&id.to_le_bytes());
+        }
+        self.first_id += first_id;
+        self.last_id += first_id;
+    }
+
+    pub fn oldest_at(&self) -> String {
+        format_ts(from_ms(self.oldest_ms))
+    }
+
+    pub fn newest_at(&self) -> String {
+        format_ts(from_ms(self.newest_ms))
+    }
+}
+
+fn ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
+}
+
+fn from_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    // Entries are capped long before 4 GiB (bodies at 16 KiB, the request line by the
+    // HTTP server); a longer string would be cut rather than corrupt the batch.
+    let s = &s.as_bytes()[..s.len().min(NONE as usize - 1)];
+    b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    b.extend_from_slice(s);
+}
+
+fn put_opt(b: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(b, s),
+        None => b.extend_from_slice(&NONE.to_le_bytes()),
+    }
+}
+
+fn client_index(c: Client) -> u8 {
+    ALL_CLIENTS.iter().position(|x| *x == c).unwrap_or(0) as u8
+}
+
+/// Gives the entries the ids `first_id`, `first_id + 1`, … in the order they came, and
+/// encodes them per tenant (a batch usually holds one tenant).
+pub(crate) fn encode_batch(entries: &[RequestEntry], first_id: i64) -> Vec<Encoded> {
+    let mut out: Vec<Encoded> = Vec::with_capacity(1);
+    for (i, e) in entries.iter().enumerate() {
+        let t = e.tenant_id.as_str();
+        let pos = match out.iter().position(|g| g.tenant_id == t) {
+            Some(p) => p,
+            None => {
+                out.push(Encoded::new(t.to_owned()));
+                out.len() - 1
+            }
+        };
+        let g = &mut out[pos];
+        let id = first_id + i as i64;
+        let at = ms(e.at);
+        g.note(id, at);
+        g.id_at.push(g.blob.len());
+        encode_entry(&mut g.blob, id, at, e);
+    }
+    out
+}
+
+fn encode_entry(b: &mut Vec<u8>, id: i64, at_ms: i64, e: &RequestEntry) {
+    b.extend_from_slice(&id.to_le_bytes());
+    b.extend_from_slice(&at_ms.to_le_bytes());
+    b.extend_from_slice(&e.status.to_le_bytes());
+    b.extend_from_slice(&e.latency_us.to_le_bytes());
+    b.push(client_index(e.client));
+    put_opt(b, e.token_id.as_deref());
+    put_str(b, &e.method);
+    put_str(b, &e.path);
+    put_opt(b, e.dialect.as_deref());
+    put_opt(b, e.user_agent.as_deref());
+    put_opt(b, e.scim_type.as_deref());
+    put_opt(b, e.error.as_deref());
+    put_opt(b, e.resource_type.as_deref());
+    put_opt(b, e.resource_id.as_deref());
+    put_opt(b, e.request_body.as_deref());
+    put_opt(b, e.response_body.as_deref());
+    b.extend_from_slice(&(e.notes.len() as u32).to_le_bytes());
+    for n in &e.notes {
+        put_str(b, n);
+    }
+}
+
+fn corrupt(what: &str) -> Error {
+    Error::Internal(format!("request log batch: {what}"))
+}
+
+/// An entry read from a batch, its strings borrowed from it.
+#[derive(Debug, Clone)]
+pub(crate) struct EntryRef<'a> {
+    pub id: i64,
+    pub at_ms: i64,
+    pub status: u16,
+    pub latency_us: i64,
+    pub client: Client,
+    pub token_id: Option<&'a str>,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub dialect: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub scim_type: Option<&'a str>,
+    pub error: Option<&'a str>,
+    pub resource_type: Option<&'a str>,
+    pub resource_id: Option<&'a str>,
+    pub request_body: Option<&'a str>,
+    pub response_body: Option<&'a str>,
+    pub notes: Vec<&'a str>,
+    /// The entry's encoded bytes, to re-encode a trimmed batch by copying.
+    pub raw: &'a [u8],
+}
+
+impl EntryRef<'_> {
+    pub fn at(&self) -> OffsetDateTime {
+        from_ms(self.at_ms)
+    }
+
+    pub fn to_entry(&self, tenant: &TenantId) -> RequestEntry {
+        let own = |s: Option<&str>| s.map(str::to_owned);
+        RequestEntry {
+            id: self.id,
+            tenant_id: tenant.clone(),
+            at: self.at(),
+            token_id: own(self.token_id),
+            method: self.method.to_owned(),
+            path: self.path.to_owned(),
+            client: self.client,
+            dialect: own(self.dialect),
+            user_agent: own(self.user_agent),
+            status: self.status,
+            scim_type: own(self.scim_type),
+            error: own(self.error),
+            latency_us: self.latency_us,
+            resource_type: own(self.resource_type),
+            resource_id: own(self.resource_id),
+            notes: self.notes.iter().map(|n| (*n).to_owned()).collect(),
+            request_body: own(self.request_body),
+            response_body: own(self.response_body),
+        }
+    }
+
+    /// Whether the entry passes the filter's conditions (all but its paging).
+    pub fn matches(&self, f: &RequestFilter, since_ms: Option<i64>) -> bool {
+        f.client.is_none_or(|c| c == self.client)
+            && f.status_class.is_none_or(|c| self.status / 100 == c)
+            && f.status.is_none_or(|s| s == self.status)
+            && f.resource_id
+                .as_deref()
+                .is_none_or(|r| self.resource_id == Some(r))
+            && since_ms.is_none_or(|s| self.at_ms >= s)
+            && f.before_id.is_none_or(|b| self.id < b)
+    }
+}
+
+/// Reads a batch's entries in the order they were recorded.
+pub(crate) fn decode(blob: &[u8]) -> Result<Vec<EntryRef<'_>>> {
+    let (&version, mut rest) = blob.split_first().ok_or_else(|| corrupt("empty"))?;
+    if version != VERSION {
+        return Err(corrupt(&format!("unknown version {version}")));
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let start = rest;
+        let mut r = Reader(rest);
+        let id = r.i64()?;
+        let at_ms = r.i64()?;
+        let status = u16::from_le_bytes(r.take(2)?.try_into().expect("2 bytes"));
+        let latency_us = r.i64()?;
+        let client = *ALL_CLIENTS
+            .get(usize::from(r.take(1)?[0]))
+            .unwrap_or(&Client::Other);
+        let token_id = r.opt()?;
+        let method = r.str()?;
+        let path = r.str()?;
+        let dialect = r.opt()?;
+        let user_agent = r.opt()?;
+        let scim_type = r.opt()?;
+        let error = r.opt()?;
+        let resource_type = r.opt()?;
+        let resource_id = r.opt()?;
+        let request_body = r.opt()?;
+        let response_body = r.opt()?;
+        let n = r.u32()?;
+        let mut notes = Vec::with_capacity((n as usize).min(64));
+        for _ in 0..n {
+            notes.push(r.str()?);
+        }
+        let used = start.len() - r.0.len();
+        out.push(EntryRef {
+            id,
+            at_ms,
+            status,
+            latency_us,
+            client,
+            token_id,
+            method,
+            path,
+            dialect,
+            user_agent,
+            scim_type,
+            error,
+            resource_type,
+            resource_id,
+            request_body,
+            response_body,
+            notes,
+            raw: &start[..used],
+        });
+        rest = r.0;
+    }
+    Ok(out)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(corrupt("truncated"));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
+    }
+    fn opt(&mut self) -> Result<Option<&'a str>> {
+        match self.u32()? {
+            NONE => Ok(None),
+            n => {
+                let b = self.take(n as usize)?;
+                std::str::from_utf8(b)
+                    .map(Some)
+                    .map_err(|_| corrupt("not UTF-8"))
+            }
+        }
+    }
+    fn str(&mut self) -> Result<&'a str> {
+        self.opt()?.ok_or_else(|| corrupt("missing string"))
+    }
+}
+
+/// The kept entries of a trimmed batch, re-encoded by copying their bytes.
+pub(crate) fn reencode(tenant_id: &str, kept: &[&EntryRef<'_>]) -> Encoded {
+    let mut g = Encoded::new(tenant_id.to_owned());
+    for e in kept {
+        g.note(e.id, e.at_ms);
+        g.id_at.push(g.blob.len());
+        g.blob.extend_from_slice(e.raw);
+    }
+    g
+}
+
+/// What a trim leaves of a batch: `None`, nothing (delete the row); else the new row.
+pub(crate) fn trim(
+    tenant_id: &str,
+    blob: &[u8],
+    keep: impl Fn(&EntryRef<'_>) -> bool,
+) -> Result<Option<Encoded>> {
+    let entries = decode(blob)?;
+    let kept: Vec<&EntryRef<'_>> = entries.iter().filter(|e| keep(e)).collect();
+    Ok((!kept.is_empty()).then(|| reencode(tenant_id, &kept)))
+}
+
+/// Keeps the newest `n` entries (by id) of a batch.
+pub(crate) fn keep_newest(tenant_id: &str, blob: &[u8], n: usize) -> Result<Option<Encoded>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let entries = decode(blob)?;
+    let mut ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+    ids.sort_unstable_by_key(|&id| std::cmp::Reverse(id));
+    let min_kept = ids.get(n - 1).copied().unwrap_or(i64::MIN);
+    let kept: Vec<&EntryRef<'_>> = entries.iter().filter(|e| e.id >= min_kept).collect();
+    Ok(Some(reencode(tenant_id, &kept)))
+}
+
+/// Collects a listing from a tenant's batches, fed newest batch (largest `last_id`) first.
+pub(crate) struct Listing<'f> {
+    f: &'f RequestFilter,
+    since_ms: Option<i64>,
+    limit: usize,
+    out: Vec<RequestEntry>,
+}
+
+impl<'f> Listing<'f> {
+    pub fn new(f: &'f RequestFilter) -> Listing<'f> {
+        let limit = if f.limit == 0 {
+            cairn_core::requests::PAGE
+        } else {
+            f.limit
+        } as usize;
+        Listing {
+            f,
+            since_ms: f.since.map(ms),
+            limit,
+            out: Vec::new(),
+        }
+    }
+
+    /// Whether a batch whose newest entry is `last_id` can still contribute (batches
+    /// come newest first, so once the page is full of newer entries, none can).
+    pub fn wants(&self, last_id: i64) -> bool {
+        self.out.len() < self.limit || self.out.last().is_some_and(|e| e.id < last_id)
+    }
+
+    pub fn add(&mut self, tenant: &TenantId, blob: &[u8]) -> Result<()> {
+        for e in decode(blob)? {
+            if e.matches(self.f, self.since_ms) {
+                self.out.push(e.to_entry(tenant));
+            }
+        }
+        self.out.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
+        self.out.truncate(self.limit);
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<RequestEntry> {
+        self.out
+    }
+}
+
+/// The health of each token, folded from every batch of a tenant.
+#[derive(Default)]
+pub(crate) struct Health {
+    by_token: HashMap<String, (TokenHealth, i64)>,
+    groups: BTreeMap<(String, i64, Option<String>), i64>,
+}
+
+impl Health {
+    pub fn add(&mut self, blob: &[u8], since: OffsetDateTime) -> Result<()> {
+        let since_ms = ms(since);
+        for e in decode(blob)? {
+            let Some(token) = e.token_id else { continue };
+            let (h, best) = match self.by_token.get_mut(token) {
+                Some(x) => x,
+                None => self
+                    .by_token
+                    .entry(token.to_owned())
+                    .or_insert((TokenHealth::default(), i64::MIN)),
+            };
+            let at = e.at();
+            if h.last_request_at.is_none_or(|l| at > l) {
+                h.last_request_at = Some(at);
+            }
+            // The last success is the newest by id, as the log is ordered.
+            if e.status < 400 && e.id > *best {
+                *best = e.id;
+                h.last_success_at = Some(at);
+                h.last_success_client = Some(e.client);
+            }
+            if e.at_ms >= since_ms {
+                *self
+                    .groups
+                    .entry((
+                        token.to_owned(),
+                        i64::from(e.status),
+                        e.scim_type.map(str::to_owned),
+                    ))
+                    .or_default() += 1;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<TokenHealth> {
+        let by_token = self
+            .by_token
+            .into_iter()
+            .map(|(t, (h, _))| (t, h))
+            .collect();
+        let groups = self
+            .groups
+            .into_iter()
+            .map(|((t, s, k), n)| (t, s, k, n))
+            .collect();
+        cairn_core::requests::health_of(by_token, groups)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(tenant: &str, at: OffsetDateTime, status: u16) -> RequestEntry {
+        RequestEntry {
+            id: 0,
+            tenant_id: TenantId::from_trusted(tenant.to_owned()),
+            at,
+            token_id: Some("tok".into()),
+            method: "PATCH".into(),
+            path: "/Users/u1?aadOptscim062020".into(),
+            client: Client::Entra,
+            dialect: Some("Entra with aadOptscim062020".into()),
+            user_agent: None,
+            status,
+            scim_type: Some("uniqueness".into()),
+            error: Some("ünïcode ✓".into()),
+            latency_us: -1,
+            resource_type: Some("User".into()),
+            resource_id: Some("u1".into()),
+            notes: vec!["one".into(), String::new()],
+            request_body: Some("{}".into()),
+            response_body: None,
+        }
+    }
+
+    #[test]
+    fn batches_round_trip_per_tenant() {
+        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let mut b = entry("b", t + time::Duration::milliseconds(5), 500);
+        b.client = Client::Rippling;
+        b.notes.clear();
+        b.token_id = None;
+        let batch = vec![entry("a", t, 200), b.clone(), entry("a", t, 409)];
+        let mut enc = encode_batch(&batch, 0);
+        for g in &mut enc {
+            g.rebase(41);
+        }
+        assert_eq!(enc.len(), 2);
+        let a = &enc[0];
+        assert_eq!((a.first_id, a.last_id, a.count), (41, 43, 2));
+        assert_eq!(enc[1].tenant_id, "b");
+        assert_eq!((enc[1].first_id, enc[1].last_id), (42, 42));
+        let got = decode(&a.blob).unwrap();
+        let mut want = batch[2].clone();
+        want.id = 43;
+        assert_eq!(got[1].to_entry(&want.tenant_id), want);
+        let got = decode(&enc[1].blob).unwrap();
+        let mut want = b;
+        want.id = 42;
+        assert_eq!(got[0].to_entry(&want.tenant_id), want);
+        // Truncated or foreign data is an error, not a panic.
+        assert!(decode(&a.blob[..a.blob.len() - 1]).is_err());
+        assert!(decode(&[2]).is_err());
+        assert!(decode(&[]).is_err());
+    }
+
+    #[test]
+    fn trims_keep_the_newest_and_copy_bytes() {
+        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let batch: Vec<_> = (0..5)
+            .map(|i| entry("a", t + time::Duration::seconds(i), 200))
+            .collect();
+        let enc = encode_batch(&batch, 10).remove(0);
+        let two = keep_newest("a", &enc.blob, 2).unwrap().unwrap();
+        assert_eq!((two.first_id, two.last_id, two.count), (13, 14, 2));
+        assert_eq!(two.oldest_ms, ms(t + time::Duration::seconds(3)));
+        assert_eq!(
+            decode(&two.blob).unwrap()[1]
+                .to_entry(&batch[0].tenant_id)
+                .id,
+            14
+        );
+        assert!(keep_newest("a", &enc.blob, 0).unwrap().is_none());
+        assert_eq!(keep_newest("a", &enc.blob, 9).unwrap().unwrap(), enc);
+        let old = trim("a", &enc.blob, |e| e.at() >= t + time::Duration::seconds(4))
+            .unwrap()
+            .unwrap();
+        assert_eq!((old.first_id, old.count), (14, 1));
+        assert!(trim("a", &enc.blob, |_| false).unwrap().is_none());
+    }
+}
