@@ -15,6 +15,7 @@ mod tenants;
 mod tokens;
 mod users;
 mod vault;
+mod welcome;
 
 use crate::listing::{is_single_key_lookup, total_from_page, PageStarts, PlainPage};
 use async_trait::async_trait;
@@ -56,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0018_people.sql"),
     include_str!("../../migrations/postgres/0019_vault_verifications.sql"),
     include_str!("../../migrations/postgres/0020_scim_requests_lean_indexes.sql"),
+    include_str!("../../migrations/postgres/0022_welcome.sql"),
 ];
 /// Arbitrary constant naming Cairn's migration lock.
 const MIGRATION_LOCK: i64 = 0x0CA1_0001;

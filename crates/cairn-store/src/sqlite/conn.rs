@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0018_people.sql"),
     include_str!("../../migrations/sqlite/0019_vault_verifications.sql"),
     include_str!("../../migrations/sqlite/0020_scim_requests_lean_indexes.sql"),
+    include_str!("../../migrations/sqlite/0022_welcome.sql"),
 ];
 
 pub(crate) fn open(path: &Path, writer: bool) -> rusqlite::Result<Connection> {
