@@ -205,9 +205,10 @@ test('a backup account signs in and sees only its own page; suspended over SCIM,
   assert.ok(names.includes('cairn_account'), `${names}`);
   assert.ok(!names.includes('cairn_session'), 'no dashboard session for a backup account');
   await shot(page, 'sso-me');
-  // Not the dashboard: a backup account's session opens no administrator page.
-  await page.goto(`${base}/accounts`);
-  await page.waitForURL(/\/login/);
+  // Not the dashboard: a backup account's session opens no administrator page (403).
+  const denied = await page.goto(`${base}/accounts`);
+  assert.equal(denied.status(), 403);
+  await page.getByText('Not allowed').first().waitFor();
 
   // The identity provider suspends the account (Okta's deactivation).
   const r = await scim('PATCH', `/Users/${bob}`, {
