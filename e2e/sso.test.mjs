@@ -221,8 +221,10 @@ test('a backup account signs in and sees only its own page; suspended over SCIM,
   await page.locator('tr.key', { hasText: 'laptop' }).waitFor();
   await a11y.check(page, '/me, one backup key (backup account)');
   // Not the dashboard: a backup account's session opens no administrator page.
-  await page.goto(`${base}/accounts`);
-  await page.waitForURL(/\/login/);
+  const denied = await page.goto(`${base}/accounts`);
+  assert.equal(denied.status(), 403);
+  await page.getByText('Not allowed').first().waitFor();
+  await a11y.check(page, '403 on an administrator page (backup account)');
 
   // The identity provider suspends the account (Okta's deactivation).
   const r = await scim('PATCH', `/Users/${bob}`, {

@@ -130,6 +130,16 @@ pub enum Action {
     SecondFactorPolicyChanged,
     /// An administrator started a health check of an account's backup repository.
     VaultVerifyStarted,
+    /// A one-time sign-in link for a backup account was made (its expiry is in `changes`).
+    AccountSignInLinkCreated,
+    /// A backup account signed in with a one-time link.
+    AccountSignInLinkUsed,
+    /// An administrator turned "Welcome new accounts" on or off, or changed its reminder.
+    WelcomeSettingsChanged,
+    /// An administrator queued sign-in link mails (how many is in `changes`).
+    SignInMailQueued,
+    /// A mail to an account was given up (the reason is in `changes`).
+    MailFailed,
 }
 
 impl Action {
@@ -184,6 +194,11 @@ impl Action {
             Action::RecoveryCodeUsed => "recovery_code_used",
             Action::SecondFactorPolicyChanged => "second_factor_policy_changed",
             Action::VaultVerifyStarted => "vault_verify_started",
+            Action::AccountSignInLinkCreated => "account_sign_in_link_created",
+            Action::AccountSignInLinkUsed => "account_sign_in_link_used",
+            Action::WelcomeSettingsChanged => "welcome_settings_changed",
+            Action::SignInMailQueued => "sign_in_mail_queued",
+            Action::MailFailed => "mail_failed",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -191,7 +206,7 @@ impl Action {
     }
 }
 
-pub const ALL_ACTIONS: [Action; 49] = [
+pub const ALL_ACTIONS: [Action; 54] = [
     Action::TenantCreated,
     Action::ScimEnabled,
     Action::ScimDisabled,
@@ -241,6 +256,11 @@ pub const ALL_ACTIONS: [Action; 49] = [
     Action::RecoveryCodeUsed,
     Action::SecondFactorPolicyChanged,
     Action::VaultVerifyStarted,
+    Action::AccountSignInLinkCreated,
+    Action::AccountSignInLinkUsed,
+    Action::WelcomeSettingsChanged,
+    Action::SignInMailQueued,
+    Action::MailFailed,
 ];
 
 /// An audit entry before the store gives it an id; the store writes it in the same

@@ -11,6 +11,7 @@ pub mod error;
 pub mod freshness;
 pub mod group;
 pub mod ids;
+pub mod mail;
 pub mod oidc;
 pub mod people;
 pub mod protection;
@@ -26,5 +27,6 @@ pub mod totp;
 pub mod user;
 pub mod vault;
 pub mod verification;
+pub mod welcome;
 
 pub use error::{Error, Result};

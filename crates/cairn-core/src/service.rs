@@ -36,6 +36,13 @@ pub struct Services {
     pub sign_in_gate: crate::session::SignInGate,
     /// The rate of refused single sign-on attempts written to the audit log.
     pub refusal_audits: crate::sso::RefusalAudits,
+    /// How long a one-time sign-in link for a backup account stays valid.
+    pub account_link_lifetime: time::Duration,
+    /// Whether a mail relay is set up (`cairn serve --smtp-url`): "Send" buttons and
+    /// welcome mails need it.
+    pub mail_enabled: bool,
+    /// Wakes the mail sender when a mail is queued (`crate::mail`).
+    pub mail_wake: tokio::sync::Notify,
 }
 
 /// How many times an update is retried when another request changed the account between
@@ -58,6 +65,9 @@ impl Services {
             public_url: public_url.trim_end_matches('/').to_owned(),
             sign_in_gate: Default::default(),
             refusal_audits: Default::default(),
+            account_link_lifetime: crate::welcome::ACCOUNT_LINK_LIFETIME,
+            mail_enabled: false,
+            mail_wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -492,6 +502,10 @@ impl Services {
             meta,
         );
         self.store.create_user(&user, audit).await?;
+        // "Welcome new accounts": queued after the commit, never holding up the create.
+        if user.email.is_some() {
+            self.queue_welcome(&user).await;
+        }
         Ok(user)
     }
 

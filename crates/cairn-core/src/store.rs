@@ -12,6 +12,7 @@ use crate::backup_key::{BackupKeyRecord, KeyName};
 use crate::dashboard::{AccountQuery, ActivityFilter, DayCount};
 use crate::group::{GroupData, GroupRecord, GroupRef, GroupSummary, MemberChange};
 use crate::ids::{DashboardUserId, GroupId, QuotaGb, TenantId, TokenId, UserId, UserName};
+use crate::mail::{MailOutcome, OutboxMail, WelcomeSettings};
 use crate::oidc::{OidcConfig, OidcRequest};
 use crate::people::{DashboardUserEntry, LinkRecord, SecondFactor, UserChange};
 use crate::query::{ListQuery, Page};
@@ -836,6 +837,72 @@ pub struct LoadGauge {
     pub value: i64,
 }
 
+/// Getting people started (see `crate::welcome`): one-time sign-in links for backup
+/// accounts.
+#[async_trait]
+pub trait WelcomeStore: Send + Sync + 'static {
+    /// Stores a link (only its hash) with its audit entry; links that expired before
+    /// `forget_before` go at the same time (the table stays bounded).
+    async fn create_account_link(
+        &self,
+        link: &crate::welcome::AccountLinkRecord,
+        forget_before: OffsetDateTime,
+        audit: AuditDraft,
+    ) -> Result<()>;
+    /// The link with this hash, used or not.
+    async fn get_account_link(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<crate::welcome::AccountLinkRecord>>;
+    /// Marks the link used if it is unused and unexpired at `now` and, in the same
+    /// transaction, creates `session` and writes `audit`; true exactly once per link
+    /// (across instances on PostgreSQL).
+    async fn use_account_link(
+        &self,
+        hash: &[u8; 32],
+        now: OffsetDateTime,
+        session: &AccountSessionRecord,
+        audit: AuditDraft,
+    ) -> Result<bool>;
+
+    // Mail to backup accounts (see `crate::mail`).
+
+    /// Queues a mail (with `audit`, if any); false when a welcome or reminder for the
+    /// account is queued already (one of each per account).
+    async fn queue_mail(&self, mail: &OutboxMail, audit: Option<AuditDraft>) -> Result<bool>;
+    /// Queues several mails and one audit entry, in one transaction.
+    async fn queue_mails(&self, mails: &[OutboxMail], audit: AuditDraft) -> Result<()>;
+    /// Queues, at `now`, the welcome mails of accounts created since their tenant turned
+    /// welcomes on that have none yet (and no backup), and the single reminder of
+    /// welcomed accounts with no backup `remind_days` after their creation. Returns how
+    /// many were queued.
+    async fn queue_due_mail(&self, now: OffsetDateTime) -> Result<u64>;
+    /// Claims up to `limit` pending rows due at `now` and not claimed by a live lease:
+    /// each gets the lease `until` and one more attempt. Rows one caller claims are not
+    /// claimed by another before the lease ends (across instances on PostgreSQL).
+    async fn claim_mail(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        limit: usize,
+    ) -> Result<Vec<OutboxMail>>;
+    /// Records an attempt's outcome (and `audit`), releasing the claim.
+    async fn finish_mail(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        outcome: &MailOutcome,
+        audit: Option<AuditDraft>,
+    ) -> Result<()>;
+    /// The tenant's outbox, newest first.
+    async fn list_mail(&self, tenant: &TenantId, limit: usize) -> Result<Vec<OutboxMail>>;
+    async fn welcome_settings(&self, tenant: &TenantId) -> Result<Option<WelcomeSettings>>;
+    /// Creates or replaces the tenant's setting, with its audit entry.
+    async fn put_welcome_settings(&self, s: &WelcomeSettings, audit: AuditDraft) -> Result<()>;
+    /// The tenant's live, active accounts with no snapshot yet, by userName.
+    async fn never_backed_up(&self, tenant: &TenantId, limit: usize) -> Result<Vec<UserRecord>>;
+}
+
 /// The backend itself.
 #[async_trait]
 pub trait HealthStore: Send + Sync + 'static {
@@ -866,6 +933,7 @@ pub trait Store:
     + ProtectionStore
     + SsoStore
     + RequestLogStore
+    + WelcomeStore
     + HealthStore
 {
 }
@@ -881,6 +949,7 @@ impl<T> Store for T where
         + ProtectionStore
         + SsoStore
         + RequestLogStore
+        + WelcomeStore
         + HealthStore
 {
 }

@@ -9,12 +9,14 @@ pub mod dashboard;
 pub mod idp_fetch;
 pub mod metrics;
 pub mod ops;
+pub mod restic_commands;
 pub mod scim;
 pub mod sso;
 pub mod sso_oidc;
 pub mod vault;
 pub mod vault_trash;
 pub mod vault_verify;
+pub mod welcome;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, Uri};
@@ -74,6 +76,7 @@ pub fn router_with(state: AppState, bench_floor: bool) -> Router {
         .merge(dashboard::routes())
         .merge(sso::routes())
         .merge(sso_oidc::routes())
+        .merge(welcome::routes())
         .merge(vault::routes())
         .nest("/scim/v2/{tenant}", scim)
         .fallback(ops::not_found)

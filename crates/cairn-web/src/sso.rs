@@ -596,6 +596,11 @@ pub(crate) struct MyAccountPage {
     notice: Option<String>,
     /// The account's own backup keys (device keys), with the forms to add and revoke.
     pub(crate) keys: crate::dashboard::backup_keys::KeysSection,
+    /// Backup freshness (last snapshot, last upload).
+    backup: crate::dashboard::view::BackupView,
+    /// restic commands with the repository filled in (the placeholder for the key until
+    /// [`MyAccountPage::with_new_key`]).
+    pub(crate) restic: crate::restic_commands::ResticCommands,
 }
 
 impl MyAccountPage {
@@ -606,11 +611,31 @@ impl MyAccountPage {
         notice: Option<String>,
     ) -> cairn_core::Result<Self> {
         let a = &session.account;
-        let keys = state.services.backup_keys_of(a).await?;
+        let svc = &state.services;
+        let keys = svc.backup_keys_of(a).await?;
+        let tenant = svc.tenant(&a.tenant_id).await?;
+        let now = svc.clock.now();
+        let freshness = svc
+            .freshness_of(&a.tenant_id, std::slice::from_ref(&a.id))
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, f)| f)
+            .unwrap_or_default();
+        let repository = svc.repository_url(&a.tenant_id, &a.id, None);
         Ok(MyAccountPage {
             nav: None,
             account: crate::dashboard::view::AccountRow::of(a),
-            repository: state.services.repository_url(&a.tenant_id, &a.id, None),
+            backup: crate::dashboard::view::BackupView::of(
+                &freshness,
+                now,
+                tenant.stale_days.cutoff(now),
+            ),
+            restic: crate::restic_commands::ResticCommands::new(
+                &crate::restic_commands::with_placeholder(&repository),
+                false,
+            ),
+            repository,
             notice,
             keys: crate::dashboard::backup_keys::KeysSection::new(
                 &keys,
@@ -621,6 +646,15 @@ impl MyAccountPage {
                 a.active,
             ),
         })
+    }
+}
+
+impl MyAccountPage {
+    /// Shows a key made by this request once: in the key section and in the commands.
+    pub(crate) fn with_new_key(mut self, key: crate::dashboard::backup_keys::NewKeyView) -> Self {
+        self.restic = crate::restic_commands::ResticCommands::new(&key.repository, true);
+        self.keys.new_key = Some(key);
+        self
     }
 }
 

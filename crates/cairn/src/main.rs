@@ -2,6 +2,7 @@
 
 mod cli;
 mod listener;
+mod mail;
 mod serve;
 mod tls;
 

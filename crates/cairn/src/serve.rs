@@ -70,18 +70,39 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             );
         }
     }
+    // Read before anything else starts, so a bad relay setting stops `serve` at once.
+    let mailer = match &args.smtp_url {
+        Some(url) => {
+            let url = crate::mail::SmtpUrl::parse(url)?;
+            let host = public_url
+                .split_once("://")
+                .map_or(public_url.as_str(), |(_, h)| h)
+                .split(['/', ':'])
+                .next()
+                .unwrap_or("localhost")
+                .to_owned();
+            let from = args
+                .smtp_from
+                .clone()
+                .unwrap_or_else(|| format!("Cairn <cairn@{host}>"));
+            tracing::info!(relay = %url, %from, "mail relay set up");
+            Some(crate::mail::Mailer::new(&url, &from)?)
+        }
+        None => None,
+    };
     let open = cairn_store::sqlite::OpenOptions {
         backup_before_migrate: !args.no_backup_before_migrate,
     };
     let mut svc = services_with(g, public_url.clone(), open).await?;
     // Nothing holds the services yet, so the gate can be set in place; a silent fallback
     // to the default gate would ignore the operator's flags.
-    Arc::get_mut(&mut svc)
-        .context("the services are shared before the sign-in gate is set")?
-        .sign_in_gate = match args.sign_in_concurrency {
+    let own =
+        Arc::get_mut(&mut svc).context("the services are shared before the sign-in gate is set")?;
+    own.sign_in_gate = match args.sign_in_concurrency {
         0 => SignInGate::default_with_queue(args.sign_in_queue),
         n => SignInGate::new(n, args.sign_in_queue),
     };
+    own.mail_enabled = mailer.is_some();
     let mut metrics = Metrics::new();
     metrics.register_sign_in(svc.clone());
     metrics.register_store(svc.clone());
@@ -136,6 +157,16 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             }
         }
     });
+
+    // Issue 22: mail to backup accounts, sent from the outbox in the background.
+    if let Some(mailer) = mailer {
+        tokio::spawn(crate::mail::run(
+            svc.clone(),
+            mailer,
+            Duration::from_millis(args.mail_poll_ms),
+            Duration::from_secs(args.mail_scan_secs),
+        ));
+    }
 
     let purge_svc = svc.clone();
     let purge_vault = vault.vault.clone();

@@ -16,6 +16,7 @@ pub mod tls;
 mod tokens;
 mod users;
 mod vault;
+mod welcome;
 
 use crate::listing::{is_single_key_lookup, total_from_page, PageStarts, PlainPage};
 use async_trait::async_trait;
@@ -58,6 +59,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0019_vault_verifications.sql"),
     include_str!("../../migrations/postgres/0020_scim_requests_lean_indexes.sql"),
     include_str!("../../migrations/postgres/0021_scim_request_batches.sql"),
+    include_str!("../../migrations/postgres/0022_welcome.sql"),
 ];
 /// The schema version `migrate` brings a database to.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0019_vault_verifications.sql"),
     include_str!("../../migrations/sqlite/0020_scim_requests_lean_indexes.sql"),
     include_str!("../../migrations/sqlite/0021_scim_request_batches.sql"),
+    include_str!("../../migrations/sqlite/0022_welcome.sql"),
 ];
 
 /// The schema version `migrate` brings a database to.

@@ -25,6 +25,7 @@ mod tenants;
 mod tokens;
 mod users;
 mod vault;
+mod welcome;
 mod writer;
 
 use crate::listing::{matches_at_most_one, total_from_page, PageStarts};

@@ -35,6 +35,11 @@ struct AccountsPage {
     rows: Vec<ListedAccount>,
     prev_href: Option<String>,
     next_href: Option<String>,
+    /// "Sign-in links for accounts that never backed up" (administrators).
+    mail_enabled: bool,
+    link_days: i64,
+    /// The outcome of "Send to all".
+    sent: Option<String>,
 }
 
 /// A row of the list: the account and its usage bar.
@@ -66,6 +71,8 @@ pub struct AccountsParams {
     before: Option<String>,
     sort: Option<String>,
     stale: Option<String>,
+    /// How many sign-in link mails "Send to all" queued.
+    sent: Option<u64>,
 }
 
 fn parse_status(s: &str) -> Option<AccountStatus> {
@@ -161,6 +168,11 @@ pub async fn list_accounts(
                 .collect(),
             prev_href: page.prev.map(|id| format!("{base}&before={id}")),
             next_href: page.next.map(|id| format!("{base}&after={id}")),
+            mail_enabled: state.services.mail_enabled,
+            link_days: state.services.account_link_lifetime.whole_days(),
+            sent: p.sent.map(|n| {
+                format!("{n} sign-in link mail(s) queued: they go out in the next minutes.")
+            }),
         },
     )
 }
@@ -186,6 +198,18 @@ pub(super) struct AccountPage {
     protection: Option<super::backup_settings::AccountProtection>,
     /// Repository health: the last check, and "Verify now".
     health: Option<super::health::HealthSection>,
+    /// "Copy sign-in link" (administrators, an active account).
+    can_link: bool,
+    /// "Send sign-in link" (also a mail relay and the account's email).
+    can_send: bool,
+    /// The sign-in link this request made, shown once.
+    sign_in_link: Option<SignInLinkView>,
+}
+
+/// A one-time sign-in link for the account, shown once to copy.
+pub struct SignInLinkView {
+    pub url: String,
+    pub expires: String,
 }
 
 impl AccountPage {
@@ -210,6 +234,13 @@ impl AccountPage {
         );
         AccountPage {
             can_restore: nav.admin && row.deleted,
+            can_link: nav.admin && !row.deleted && account.active,
+            can_send: nav.admin
+                && !row.deleted
+                && account.active
+                && account.email.is_some()
+                && state.services.mail_enabled,
+            sign_in_link: None,
             nav: Some(nav),
             notice,
             repository: state
@@ -322,5 +353,179 @@ pub async fn restore_account(
     {
         Ok(u) => see_other(&format!("/accounts/{}?restored=1", u.id)),
         Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}
+
+/// "Copy sign-in link": a one-time link with which the person signs in to their own page
+/// (`/me`) without single sign-on; shown once, on the page this POST answers.
+pub async fn create_sign_in_link(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let nav = form.user.nav("accounts");
+    let ctx = &form.user.session.ctx;
+    let Some(uid) = UserId::parse(&id) else {
+        return PageError::from_error(cairn_core::Error::NotFound("account"), &nav).into_response();
+    };
+    let link = match state
+        .services
+        .create_account_sign_in_link(
+            cairn_core::service::Authority::Dashboard(ctx),
+            ctx.tenant_id(),
+            &uid,
+            &request_meta(&headers),
+        )
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return PageError::from_error(e, &nav).into_response(),
+    };
+    let notice = format!(
+        "Sign-in link for {} made. Copy it now: it is shown only once, works once, and expires on {} (UTC).",
+        link.account.user_name,
+        super::view::datetime(link.expires_at)
+    );
+    match AccountPage::load(&state, nav.clone(), ctx, &id, Some(notice)).await {
+        Ok(mut page) => {
+            page.sign_in_link = Some(SignInLinkView {
+                url: link.url,
+                expires: super::view::datetime(link.expires_at),
+            });
+            super::backup_keys::no_store(render(StatusCode::OK, &page))
+        }
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}
+
+/// "Send sign-in link": queues a mail with a fresh one-time link to the account's email.
+pub async fn send_sign_in_link(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let nav = form.user.nav("accounts");
+    let ctx = &form.user.session.ctx;
+    let Some(uid) = UserId::parse(&id) else {
+        return PageError::from_error(cairn_core::Error::NotFound("account"), &nav).into_response();
+    };
+    match state
+        .services
+        .send_sign_in_link(
+            cairn_core::service::Authority::Dashboard(ctx),
+            ctx.tenant_id(),
+            &uid,
+            &request_meta(&headers),
+        )
+        .await
+    {
+        Ok(a) => {
+            let notice = format!(
+                "A sign-in link is on its way to {}.",
+                a.email.unwrap_or_default()
+            );
+            match AccountPage::load(&state, nav.clone(), ctx, &id, Some(notice)).await {
+                Ok(page) => render(StatusCode::OK, &page),
+                Err(e) => PageError::from_error(e, &nav).into_response(),
+            }
+        }
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}
+
+/// One CSV field (RFC 4180 §2: quoted, quotes doubled). A value a spreadsheet would
+/// run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading `'` (OWASP, CSV
+/// Injection).
+fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// "Export CSV": a new sign-in link for every account that never backed up (user name,
+/// email, link, expiry), for an administrator's own mailer. Each link is audited. A
+/// POST (CSRF-checked), since it makes links.
+pub async fn export_sign_in_links(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let nav = form.user.nav("accounts");
+    let ctx = &form.user.session.ctx;
+    let links = match state
+        .services
+        .sign_in_links_for_never_backed_up(
+            cairn_core::service::Authority::Dashboard(ctx),
+            ctx.tenant_id(),
+            &request_meta(&headers),
+        )
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return PageError::from_error(e, &nav).into_response(),
+    };
+    let mut csv = String::from("user_name,email,link,expires_at\r\n");
+    for l in &links {
+        csv.push_str(&format!(
+            "{},{},{},{}\r\n",
+            csv_field(l.account.user_name.as_str()),
+            csv_field(l.account.email.as_deref().unwrap_or("")),
+            csv_field(&l.url),
+            csv_field(&cairn_core::clock::format_ts(l.expires_at)),
+        ));
+    }
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                axum::http::header::CONTENT_DISPOSITION,
+                "attachment; filename=\"sign-in-links.csv\"",
+            ),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        csv,
+    )
+        .into_response()
+}
+
+/// "Send to all": queues a sign-in link mail to every account that never backed up and
+/// has an email.
+pub async fn send_sign_in_links(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let nav = form.user.nav("accounts");
+    let ctx = &form.user.session.ctx;
+    match state
+        .services
+        .send_sign_in_links_to_never_backed_up(
+            cairn_core::service::Authority::Dashboard(ctx),
+            ctx.tenant_id(),
+            &request_meta(&headers),
+        )
+        .await
+    {
+        Ok(n) => see_other(&format!("/accounts?sent={n}")),
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod csv_tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("ann@x.io"), "\"ann@x.io\"");
+        assert_eq!(csv_field("a\"b"), "\"a\"\"b\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "\"'=HYPERLINK(1)\"");
+        assert_eq!(csv_field("@SUM(1)"), "\"'@SUM(1)\"");
+        assert_eq!(csv_field("a,b\r\nc"), "\"a,b\r\nc\"");
     }
 }

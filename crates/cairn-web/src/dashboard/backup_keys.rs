@@ -256,8 +256,8 @@ pub async fn create_own_backup_key(State(state): State<AppState>, req: Request) 
         key.name
     );
     match crate::sso::MyAccountPage::load(&state, &session, &secret, Some(notice)).await {
-        Ok(mut page) => {
-            page.keys.new_key = Some(NewKeyView::of(&state, &key));
+        Ok(page) => {
+            let page = page.with_new_key(NewKeyView::of(&state, &key));
             no_store(render(StatusCode::OK, &page))
         }
         Err(e) => own_error(e),

@@ -1,5 +1,5 @@
-//! Settings → Backups (deletion protection, per tenant) and the account page's undo of
-//! protected deletions. The rules and the audit are `cairn_core::protection`'s; the
+//! Settings → Backups (deletion protection and "Welcome new accounts", per tenant) and
+//! the account page's undo of protected deletions. The rules and the audit are `cairn_core::protection`'s; the
 //! bytes move through `crate::vault_trash`.
 
 use super::csrf::CheckedForm;
@@ -26,11 +26,39 @@ struct BackupSettingsPage {
     max_days: u32,
     notice: Option<String>,
     error: Option<String>,
+    /// "Welcome new accounts" (issue 22).
+    welcome: WelcomeForm,
+}
+
+/// The "Welcome new accounts" form.
+struct WelcomeForm {
+    enabled: bool,
+    /// "Remind after N days" as shown ("" when off).
+    remind_days: String,
+    max_remind_days: u32,
+    /// Whether a mail relay is set up (else the setting has no effect yet).
+    mail_enabled: bool,
+    error: Option<String>,
+}
+
+async fn welcome_form(
+    state: &AppState,
+    tenant: &cairn_core::ids::TenantId,
+) -> cairn_core::Result<WelcomeForm> {
+    let w = state.services.welcome_settings(tenant).await?;
+    Ok(WelcomeForm {
+        enabled: w.enabled,
+        remind_days: w.remind_days.map(|d| d.to_string()).unwrap_or_default(),
+        max_remind_days: cairn_core::mail::MAX_REMIND_DAYS,
+        mail_enabled: state.services.mail_enabled,
+        error: None,
+    })
 }
 
 #[derive(Deserialize)]
 pub struct SavedParams {
     saved: Option<String>,
+    welcome: Option<String>,
 }
 
 /// A refusal page for anyone but an administrator.
@@ -56,10 +84,24 @@ pub async fn show_backup_settings(
         Ok(d) => d,
         Err(e) => return PageError::from_error(e, &nav).into_response(),
     };
-    let notice = p.saved.map(|_| match days {
-        Some(d) => format!("Saved. Deleted backup data is kept for {d} days."),
-        None => "Saved. Deletion protection is off.".to_owned(),
-    });
+    let welcome = match welcome_form(&state, user.session.ctx.tenant_id()).await {
+        Ok(w) => w,
+        Err(e) => return PageError::from_error(e, &nav).into_response(),
+    };
+    let notice = p
+        .saved
+        .map(|_| match days {
+            Some(d) => format!("Saved. Deleted backup data is kept for {d} days."),
+            None => "Saved. Deletion protection is off.".to_owned(),
+        })
+        .or(p.welcome.map(|_| {
+            if welcome.enabled {
+                "Saved. New accounts with an email get a welcome mail with a sign-in link."
+                    .to_owned()
+            } else {
+                "Saved. New accounts get no welcome mail.".to_owned()
+            }
+        }));
     render(
         StatusCode::OK,
         &BackupSettingsPage {
@@ -70,8 +112,67 @@ pub async fn show_backup_settings(
             max_days: MAX_PROTECT_DAYS,
             notice,
             error: None,
+            welcome,
         },
     )
+}
+
+/// "Welcome new accounts" and its single reminder (administrators; CSRF-checked).
+pub async fn change_welcome_settings(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: CheckedForm,
+) -> Response {
+    let CheckedForm { user, fields } = form;
+    let nav = user.nav("settings-backups");
+    let ctx = &user.session.ctx;
+    let enabled = fields.get("welcome") == Some("on");
+    let typed = fields.get("remind_days").unwrap_or("").trim().to_owned();
+    let remind_days = if typed.is_empty() {
+        None
+    } else {
+        // Anything that is not a whole number in range gets the same message as 0.
+        Some(typed.parse::<u32>().unwrap_or(0))
+    };
+    match state
+        .services
+        .set_welcome_settings(
+            Authority::Dashboard(ctx),
+            ctx.tenant_id(),
+            enabled,
+            remind_days,
+            &request_meta(&headers),
+        )
+        .await
+    {
+        Ok(_) => see_other("/settings/backups?welcome=1"),
+        Err(cairn_core::Error::Invalid { reason, .. }) => {
+            let days = match state.services.vault_protection(ctx.tenant_id()).await {
+                Ok(d) => d,
+                Err(e) => return PageError::from_error(e, &nav).into_response(),
+            };
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &BackupSettingsPage {
+                    csrf: nav.csrf.clone(),
+                    nav: Some(nav),
+                    enabled: days.is_some(),
+                    days: days.unwrap_or(DEFAULT_PROTECT_DAYS).to_string(),
+                    max_days: MAX_PROTECT_DAYS,
+                    notice: None,
+                    error: None,
+                    welcome: WelcomeForm {
+                        enabled,
+                        remind_days: typed,
+                        max_remind_days: cairn_core::mail::MAX_REMIND_DAYS,
+                        mail_enabled: state.services.mail_enabled,
+                        error: Some(format!("Remind after: {reason}.")),
+                    },
+                },
+            )
+        }
+        Err(e) => PageError::from_error(e, &nav).into_response(),
+    }
 }
 
 pub async fn change_backup_settings(
@@ -101,18 +202,25 @@ pub async fn change_backup_settings(
         .await
     {
         Ok(()) => see_other("/settings/backups?saved=1"),
-        Err(cairn_core::Error::Invalid { reason, .. }) => render(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &BackupSettingsPage {
-                csrf: nav.csrf.clone(),
-                nav: Some(nav),
-                enabled,
-                days: typed,
-                max_days: MAX_PROTECT_DAYS,
-                notice: None,
-                error: Some(format!("Days to keep deleted data: {reason}.")),
-            },
-        ),
+        Err(cairn_core::Error::Invalid { reason, .. }) => {
+            let welcome = match welcome_form(&state, ctx.tenant_id()).await {
+                Ok(w) => w,
+                Err(e) => return PageError::from_error(e, &nav).into_response(),
+            };
+            render(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &BackupSettingsPage {
+                    csrf: nav.csrf.clone(),
+                    nav: Some(nav),
+                    enabled,
+                    days: typed,
+                    max_days: MAX_PROTECT_DAYS,
+                    notice: None,
+                    error: Some(format!("Days to keep deleted data: {reason}.")),
+                    welcome,
+                },
+            )
+        }
         Err(e) => PageError::from_error(e, &nav).into_response(),
     }
 }

@@ -66,6 +66,10 @@ pub fn routes() -> Router<AppState> {
                 .post(backup_settings::change_backup_settings),
         )
         .route(
+            "/settings/welcome",
+            post(backup_settings::change_welcome_settings),
+        )
+        .route(
             "/accounts/{id}/undelete",
             post(backup_settings::undelete_account),
         )
@@ -100,6 +104,22 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts", get(accounts::list_accounts))
         .route("/accounts/{id}", get(accounts::show_account))
         .route("/accounts/{id}/restore", post(accounts::restore_account))
+        .route(
+            "/accounts/{id}/sign-in-link",
+            post(accounts::create_sign_in_link),
+        )
+        .route(
+            "/accounts/{id}/sign-in-link/send",
+            post(accounts::send_sign_in_link),
+        )
+        .route(
+            "/accounts/sign-in-links.csv",
+            post(accounts::export_sign_in_links),
+        )
+        .route(
+            "/accounts/sign-in-links/send",
+            post(accounts::send_sign_in_links),
+        )
         // verify: repository health.
         .route("/accounts/{id}/verify", post(health::verify_account))
         .route(

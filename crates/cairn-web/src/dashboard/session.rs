@@ -109,11 +109,15 @@ impl FromRequestParts<AppState> for SignedIn {
             Redirect::to(&format!("/login?next={next}")).into_response()
         };
         let Some(secret) = presented_secret(&parts.headers, &services.public_url) else {
-            return Err(to_login());
+            return Err(backup_user_refused(parts, state)
+                .await
+                .unwrap_or_else(to_login));
         };
         match services.dashboard_session(&secret).await {
             Ok(Some(session)) => Ok(SignedIn { session, secret }),
-            Ok(None) => Err(to_login()),
+            Ok(None) => Err(backup_user_refused(parts, state)
+                .await
+                .unwrap_or_else(to_login)),
             Err(e) => {
                 tracing::warn!(error = %e, "session lookup failed");
                 Err(super::PageError::new(
@@ -123,6 +127,31 @@ impl FromRequestParts<AppState> for SignedIn {
                 )
                 .into_response())
             }
+        }
+    }
+}
+
+/// A 403 for a browser signed in as a backup account (its own page only, `/me`) that
+/// asks for a dashboard page: it is signed in, just not allowed there. `None` for
+/// everyone else (they are sent to sign in).
+async fn backup_user_refused(parts: &Parts, state: &AppState) -> Option<Response> {
+    let sec = secure(&state.services.public_url);
+    let secret = cookie(&parts.headers, crate::sso::account_cookie_name(sec))
+        .and_then(SessionSecret::parse)?;
+    match state.services.account_session(&secret).await {
+        Ok(Some(_)) => Some(
+            super::PageError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "Not allowed",
+                "You are signed in to your own backup account, which does not open the \
+                 administrators' dashboard. Your backup is on your own page: /me.",
+            )
+            .into_response(),
+        ),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "account session lookup failed");
+            None
         }
     }
 }

@@ -1794,6 +1794,8 @@ async fn settings_show_connection_health_and_a_silent_entra() {
 
 /// Settings → Users and the second factor (issue 22).
 mod people;
+/// One-time sign-in links for backup accounts and My Backup (issue 22).
+mod welcome;
 /// Issue 21 (repository health): "Verify now" is for administrators with a CSRF token,
 /// runs at most once per account and [`crate::vault_verify::MAX_BACKGROUND`] at a time,
 /// is audited, and the page shows the recorded result with its names escaped.

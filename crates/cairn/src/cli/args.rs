@@ -47,6 +47,11 @@ pub struct Global {
     #[arg(long, global = true, env = "CAIRN_RETENTION_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
     pub retention_days: u32,
+    /// Days a one-time sign-in link for a backup account stays valid (`cairn account
+    /// sign-in-link`, the account page).
+    #[arg(long, global = true, env = "CAIRN_SIGN_IN_LINK_DAYS", default_value_t = 7,
+          value_parser = clap::value_parser!(u32).range(1..=90))]
+    pub sign_in_link_days: u32,
     /// Log format: `text` or `json`.
     #[arg(long, global = true, env = "CAIRN_LOG_FORMAT", default_value = "text",
           value_parser = ["text", "json"])]
@@ -493,6 +498,24 @@ pub struct ServeArgs {
           default_value = cairn_web::dashboard::source::DEFAULT_SOURCE_URL,
           value_parser = cairn_web::dashboard::source::parse_source_url)]
     pub source_url: String,
+    /// The mail relay for sign-in links and welcome mails: `smtp://host:port` (plain),
+    /// `smtp://user:password@host:587?tls=starttls` (STARTTLS required) or
+    /// `smtps://user:password@host:465` (TLS). Without it, links are only copied.
+    #[arg(long, env = "CAIRN_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// The sender of those mails (`Backups <backup@example.com>`). Default:
+    /// `cairn@` and the public URL's host.
+    #[arg(long, env = "CAIRN_SMTP_FROM")]
+    pub smtp_from: Option<String>,
+    /// How often the mail sender looks for due mail (milliseconds); queued mail wakes it
+    /// at once on the instance that queued it.
+    #[arg(long, env = "CAIRN_MAIL_POLL_MS", default_value_t = 5000, hide = true,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub mail_poll_ms: u64,
+    /// How often missed welcome mails and due reminders are queued (seconds).
+    #[arg(long, env = "CAIRN_MAIL_SCAN_SECS", default_value_t = 60, hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub mail_scan_secs: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -525,6 +548,23 @@ pub enum TenantCmd {
         /// Remove the cap.
         #[arg(long)]
         clear: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// "Welcome new accounts": mail each account provisioning creates (with an email) a
+    /// one-time sign-in link, and remind it once after N days without a backup. Needs
+    /// `cairn serve --smtp-url` to send.
+    Welcome {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        on: bool,
+        #[arg(long)]
+        off: bool,
+        /// Remind once after this many days without a backup (1–365; without it, no
+        /// reminder).
+        #[arg(long)]
+        remind_days: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -878,6 +918,17 @@ pub enum AccountCmd {
         #[arg(long)]
         tenant: String,
         #[arg(long)]
+        user_name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a one-time sign-in link for an account (shown once): the person opens it,
+    /// confirms, and lands on their own backup page (`/me`) without single sign-on. It
+    /// works once and expires after --sign-in-link-days (7 by default).
+    SignInLink {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, alias = "user")]
         user_name: String,
         #[arg(long)]
         json: bool,

@@ -123,13 +123,15 @@ pub async fn services_with(
     opts: SqliteOpenOptions,
 ) -> Result<Arc<Services>> {
     let store = open_store(g, opts).await?;
-    Ok(Arc::new(Services::new(
+    let mut svc = Services::new(
         store,
         Arc::new(SystemClock::with_offset_secs(g.clock_offset_secs)),
         time::Duration::days(i64::from(g.retention_days)),
         public_url,
         Duration::from_millis(g.auth_cache_ms),
-    )))
+    );
+    svc.account_link_lifetime = time::Duration::days(i64::from(g.sign_in_link_days));
+    Ok(Arc::new(svc))
 }
 
 pub(super) fn public_url_for_cli(g: &Global) -> String {

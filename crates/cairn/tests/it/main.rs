@@ -45,3 +45,4 @@ mod vault;
 mod vault_protect;
 mod vault_quota;
 mod vault_verify;
+mod welcome;

@@ -561,7 +561,8 @@ async fn saml_sign_in_of_a_backup_account_shows_only_its_own_page() {
         html.contains(&format!("/backup/{}/", sso.tenant.id)),
         "repository URL: {html}"
     );
-    // The account's session is no dashboard session.
+    // The account's session is no dashboard session: a signed-in backup user is
+    // refused there (403), not sent to sign in again.
     let dash = sso
         .app
         .get("/accounts")
@@ -569,7 +570,7 @@ async fn saml_sign_in_of_a_backup_account_shows_only_its_own_page() {
         .send()
         .await
         .unwrap();
-    assert_eq!(dash.status(), 303);
+    assert_eq!(dash.status(), 403);
     assert_eq!(sso.audit()[0]["action"], "sso_sign_in");
 }
 

@@ -1,5 +1,5 @@
-//! `cairn account …`: restore, backup keys (create, list, revoke), recount and purge
-//! backup accounts.
+//! `cairn account …`: restore, backup keys (create, list, revoke), one-time sign-in
+//! links, recount and purge backup accounts.
 
 use crate::cli::config::tenant_id;
 use crate::cli::{AccountCmd, Ctx};
@@ -36,6 +36,11 @@ pub async fn run(cx: &Ctx, cmd: AccountCmd) -> Result<()> {
             user_name,
             json,
         } => recount(cx, &tenant, &user_name, json).await,
+        AccountCmd::SignInLink {
+            tenant,
+            user_name,
+            json,
+        } => sign_in_link(cx, &tenant, &user_name, json).await,
         AccountCmd::PurgeExpired { json } => purge(cx, json).await,
     }
 }
@@ -70,6 +75,28 @@ async fn key(cx: &Ctx, tenant: &str, user_name: &str, name: &str, json: bool) ->
             k.name,
             k.key_user,
             k.secret.expose()
+        );
+    }
+    Ok(())
+}
+
+async fn sign_in_link(cx: &Ctx, tenant: &str, user_name: &str, json: bool) -> Result<()> {
+    let Ctx { svc, op, meta, .. } = cx;
+    let id = tenant_id(tenant)?;
+    let l = svc
+        .create_account_sign_in_link_by_name(Authority::Operator(op), &id, user_name, meta)
+        .await?;
+    let expires = cairn_core::clock::format_ts(l.expires_at);
+    if json {
+        print_json!(
+            &json!({"account_id": l.account.id, "user_name": l.account.user_name,
+            "email": l.account.email, "link": l.url, "expires_at": expires})
+        );
+    } else {
+        outln!(
+            "Sign-in link for {} (shown once; works once; expires {expires}):\n{}",
+            l.account.user_name,
+            l.url
         );
     }
     Ok(())

@@ -1,4 +1,5 @@
-//! `cairn tenant …`: create and list tenants, cap their Account Size.
+//! `cairn tenant …`: create and list tenants, cap their Account Size, welcome their new
+//! accounts by mail.
 
 use crate::cli::config::tenant_id;
 use crate::cli::{Ctx, TenantCmd};
@@ -16,7 +17,49 @@ pub async fn run(cx: &Ctx, cmd: TenantCmd) -> Result<()> {
             clear,
             json,
         } => limit(cx, &tenant, max_account_size_gb, clear, json).await,
+        TenantCmd::Welcome {
+            tenant,
+            on,
+            off: _,
+            remind_days,
+            json,
+        } => welcome(cx, &tenant, on, remind_days, json).await,
     }
+}
+
+async fn welcome(
+    cx: &Ctx,
+    tenant: &str,
+    on: bool,
+    remind_days: Option<u32>,
+    json: bool,
+) -> Result<()> {
+    let Ctx { svc, op, meta, .. } = cx;
+    let id = tenant_id(tenant)?;
+    let w = svc
+        .set_welcome_settings(
+            cairn_core::service::Authority::Operator(op),
+            &id,
+            on,
+            remind_days,
+            meta,
+        )
+        .await?;
+    if json {
+        print_json!(
+            &json!({"tenant": id, "welcome": w.enabled, "remind_days": w.remind_days,
+            "enabled_at": w.enabled_at.map(cairn_core::clock::format_ts)})
+        );
+    } else if w.enabled {
+        let remind = w.remind_days.map_or_else(
+            || "no reminder".to_owned(),
+            |d| format!("one reminder after {d} days without a backup"),
+        );
+        outln!("{id}: new accounts get a welcome mail with a sign-in link; {remind}");
+    } else {
+        outln!("{id}: new accounts get no welcome mail");
+    }
+    Ok(())
 }
 
 async fn create(cx: &Ctx, name: &str, json: bool) -> Result<()> {
