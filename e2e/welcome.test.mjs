@@ -19,8 +19,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { A11y } from './axe.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+// The pages of the way are checked with axe-core too (e2e/axe.mjs); the last test fails
+// on any serious or critical violation.
+const a11y = new A11y();
 const BIN = path.resolve(here, process.env.CAIRN_BIN ?? '../target/debug/cairn');
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const SHOTS = path.resolve(here, process.env.SCREENSHOTS ?? '../docs/screenshots');
@@ -190,10 +194,12 @@ test('SCIM create → welcome mail → My Backup → key → restic backup → a
   const p = await ctx.newPage();
   await p.goto(link);
   await p.getByText('dana@acme.test').waitFor();
+  await a11y.check(p, 'sign-in link, confirm (backup account)');
   await p.getByRole('button', { name: 'Continue to my backup' }).click();
   await p.waitForURL(`${base}/me`);
   await p.getByRole('heading', { name: 'dana@acme.test' }).waitFor();
   await p.getByText('Never backed up').waitFor();
+  await a11y.check(p, 'My Backup, never backed up (backup account)');
   mkdirSync(SHOTS, { recursive: true });
   await p.screenshot({ path: path.join(SHOTS, 'my-backup.png'), fullPage: true });
 
@@ -202,6 +208,7 @@ test('SCIM create → welcome mail → My Backup → key → restic backup → a
   await p.getByText('shown only once').waitFor();
   const commands = await p.locator('code.restic-sh').innerText();
   assert.doesNotMatch(commands, /KEY-USER/);
+  await a11y.check(p, 'My Backup, key and commands shown (backup account)');
   assert.match(await p.locator('code.restic-powershell').innerText(), /^\$env:RESTIC_REPOSITORY = 'rest:/);
 
   // The page's commands, as a person pastes them into a terminal: a home with a
@@ -238,6 +245,7 @@ test('SCIM create → welcome mail → My Backup → key → restic backup → a
   await a.goto(`${base}/accounts/${shared.id}`);
   await a.locator('.last-backup time').waitFor();
   assert.doesNotMatch(await a.locator('.last-backup').innerText(), /Never/);
+  await a11y.check(a, 'account page after the first backup (administrator)');
   const done = Date.now();
   console.log(`# the whole way: ${((done - started) / 1000).toFixed(1)} s ` +
     `(SCIM create to mail ${((mailAt - started) / 1000).toFixed(1)} s; ` +
@@ -252,6 +260,33 @@ test('the link cannot be used twice', async () => {
   const res = await p.goto(shared.link);
   assert.equal(res.status(), 410);
   await p.getByText('This sign-in link was used already').waitFor();
+  await a11y.check(p, 'sign-in link used already (410)');
   assert.equal((await ctx.cookies()).some((c) => c.name === 'cairn_account'), false);
   await ctx.close();
+});
+
+test('an expired link starts no session', async () => {
+  // A fresh link for the same account, opened on a second server over the same
+  // database whose clock runs 8 days ahead (links last 7 days by default).
+  const made = JSON.parse(cli(['--public-url', base, 'account', 'sign-in-link', '--tenant', tenant.id,
+    '--user', 'dana@acme.test', '--json']));
+  const later = await startServer({ CAIRN_CLOCK_OFFSET_SECS: String(8 * 86_400) });
+  try {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    const res = await p.goto(made.link.replace(base, later.url));
+    assert.equal(res.status(), 410);
+    await p.getByText('This sign-in link has expired').first().waitFor();
+    await a11y.check(p, 'sign-in link expired (410)');
+    assert.equal((await ctx.cookies()).some((c) => c.name === 'cairn_account'), false);
+    await ctx.close();
+  } finally {
+    later.proc.kill('SIGTERM');
+    await new Promise((r) => later.proc.once('exit', r));
+  }
+});
+
+test('accessibility: no serious or critical violations on any page checked', (t) => {
+  t.diagnostic(a11y.summary());
+  a11y.assertClean();
 });
