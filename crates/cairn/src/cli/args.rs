@@ -99,7 +99,7 @@ pub struct Global {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP service (SCIM, health, metrics).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage tenants (organisations).
     #[command(subcommand)]
     Tenant(TenantCmd),

@@ -53,7 +53,7 @@ pub async fn run(mut cli: Cli) -> Result<()> {
     test_knobs::enforce(&mut cli);
     let g = cli.global;
     let cmd = match cli.command {
-        Command::Serve(args) => return crate::serve::serve(&g, args).await,
+        Command::Serve(args) => return crate::serve::serve(&g, *args).await,
         Command::Db(cmd) => return commands::db::run(&g, cmd).await,
         Command::Healthcheck(args) => return healthcheck::run(args).await,
         Command::Completions { shell } => return commands::settings::completions(shell),
