@@ -54,6 +54,8 @@ impl std::fmt::Display for Endpoint {
 enum Kind {
     Text,
     Int,
+    /// INTEGER in PostgreSQL (4 bytes) where most counters are BIGINT; carried as i64.
+    Int32,
     Bool,
     Bytes,
     /// JSON: TEXT in SQLite, JSONB in PostgreSQL; carried as text.
@@ -447,6 +449,49 @@ const TABLES: &[Table] = &[
         ],
         serial: None,
     },
+    Table {
+        name: "account_links",
+        key: &["token_hash"],
+        cols: &[
+            ("token_hash", Bytes),
+            ("tenant_id", Text),
+            ("user_id", Text),
+            ("created_at", Text),
+            ("expires_at", Text),
+            ("used_at", Text),
+        ],
+        serial: None,
+    },
+    Table {
+        name: "mail_outbox",
+        key: &["id"],
+        cols: &[
+            ("id", Text),
+            ("tenant_id", Text),
+            ("user_id", Text),
+            ("kind", Text),
+            ("state", Text),
+            ("created_at", Text),
+            ("next_attempt_at", Text),
+            ("attempts", Int32),
+            ("claimed_until", Text),
+            ("sent_at", Text),
+            ("last_error", Text),
+        ],
+        serial: None,
+    },
+    Table {
+        name: "welcome_settings",
+        key: &["tenant_id"],
+        cols: &[
+            ("tenant_id", Text),
+            ("enabled", Bool),
+            ("enabled_at", Text),
+            ("remind_days", Int32),
+            ("updated_at", Text),
+        ],
+        serial: None,
+    },
 ];
 
 /// Tables of the schema that are deliberately not copied, with the reason.
@@ -796,6 +841,8 @@ impl Db {
                         let n = r * width + i + 1;
                         match kind {
                             Json => sql.push_str(&format!("${n}::text::jsonb")),
+                            // An i64 parameter, assigned to the INTEGER column.
+                            Int32 => sql.push_str(&format!("${n}::bigint")),
                             _ => sql.push_str(&format!("${n}")),
                         }
                         params.push(pg_typed_param(cell, *kind));
@@ -835,7 +882,7 @@ fn sqlite_cell(r: &rusqlite::Row<'_>, i: usize, kind: Kind) -> rusqlite::Result<
         Text | Json => r
             .get::<_, Option<String>>(i)?
             .map_or(Cell::Null, Cell::Text),
-        Int => r.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int),
+        Int | Int32 => r.get::<_, Option<i64>>(i)?.map_or(Cell::Null, Cell::Int),
         Bool => r
             .get::<_, Option<i64>>(i)?
             .map_or(Cell::Null, |v| Cell::Bool(v != 0)),
@@ -863,6 +910,9 @@ fn pg_cell(r: &tokio_postgres::Row, i: usize, kind: Kind) -> Result<Cell, tokio_
         Int => r
             .try_get::<_, Option<i64>>(i)?
             .map_or(Cell::Null, Cell::Int),
+        Int32 => r
+            .try_get::<_, Option<i32>>(i)?
+            .map_or(Cell::Null, |v| Cell::Int(i64::from(v))),
         Bool => r
             .try_get::<_, Option<bool>>(i)?
             .map_or(Cell::Null, Cell::Bool),
@@ -887,7 +937,7 @@ fn pg_param(c: &Cell) -> Box<dyn ToSql + Sync + Send> {
 fn pg_typed_param(c: &Cell, kind: Kind) -> Box<dyn ToSql + Sync + Send> {
     match (c, kind) {
         (Cell::Null, Text | Json) => Box::new(Option::<String>::None),
-        (Cell::Null, Int) => Box::new(Option::<i64>::None),
+        (Cell::Null, Int | Int32) => Box::new(Option::<i64>::None),
         (Cell::Null, Bool) => Box::new(Option::<bool>::None),
         (Cell::Null, Bytes) => Box::new(Option::<Vec<u8>>::None),
         (c, _) => pg_param(c),

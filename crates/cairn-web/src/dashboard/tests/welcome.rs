@@ -287,6 +287,8 @@ fn admin_routes() -> Vec<String> {
         "/static/app.css",
         "/static/app.js",
         "/static/favicon.svg",
+        // The license text every page's footer links to (AGPL-3.0 section 13).
+        "/license",
     ];
     let mut out = Vec::new();
     let mut rest = src;
