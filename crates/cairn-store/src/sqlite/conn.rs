@@ -192,6 +192,21 @@ mod tests {
         );
     }
 
+    /// The SQLite Cairn runs is at least 3.50.2, the release that fixed CVE-2025-6965
+    /// (aggregate terms exceeding the available columns could corrupt memory;
+    /// https://www.sqlite.org/cves.html). It also holds the 3.49.1 fixes for
+    /// CVE-2025-29087 and CVE-2025-29088. Downgrading rusqlite (whose libsqlite3-sys
+    /// bundles SQLite) below 0.37, or linking an older system SQLite, fails here.
+    #[test]
+    fn sqlite_has_the_2025_security_fixes() {
+        println!("bundled SQLite {}", rusqlite::version());
+        assert!(
+            rusqlite::version_number() >= 3_050_002,
+            "SQLite {} predates 3.50.2 (CVE-2025-6965)",
+            rusqlite::version()
+        );
+    }
+
     /// A database that already holds accounts when migration 0007 arrives gets each
     /// tenant's live count right, and the triggers keep it right afterwards.
     #[test]

@@ -16,11 +16,15 @@ pub(crate) struct Sql {
 }
 
 /// A JSON path in SQLite's syntax, every key quoted (`$."urn:…:User"."employeeNumber"`).
+/// `"` and `\` are dropped from keys: neither can occur in a SCIM attribute name (RFC 7643
+/// section 2.1), and the SQLite bundled since rusqlite 0.37 (3.50) reads a `\` in a quoted
+/// label as an escape, so a key ending in one left the label unterminated (an error where
+/// 3.46 found no match).
 pub(crate) fn json_path(keys: &[String]) -> String {
     let mut p = String::from("$");
     for k in keys {
         p.push_str(".\"");
-        p.push_str(&k.replace('"', ""));
+        p.push_str(&k.replace(['"', '\\'], ""));
         p.push('"');
     }
     p
