@@ -96,8 +96,6 @@ pub struct Global {
     pub vault_url: Option<String>,
 }
 
-// Parsed once per process, so the size of `Serve` (its many flags) costs nothing.
-#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the HTTP service (SCIM, health, metrics).
