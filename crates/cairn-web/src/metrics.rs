@@ -410,6 +410,9 @@ pub struct Metrics {
     stale_at: tokio::sync::Mutex<Option<Instant>>,
     /// Who may read `/metrics`, and on which listener.
     pub access: MetricsAccess,
+    /// The last readiness check (`/readyz`): when it finished, database ok, vault ok.
+    /// Locked while a check runs, so concurrent probes share one (`crate::ops`).
+    pub(crate) readiness: tokio::sync::Mutex<Option<(Instant, bool, bool)>>,
 }
 
 /// Upper bounds of the request latency histogram, in seconds: from a cached SCIM read
@@ -511,6 +514,7 @@ impl Metrics {
             used,
             stale_at: tokio::sync::Mutex::new(None),
             access: MetricsAccess::default(),
+            readiness: tokio::sync::Mutex::new(None),
         }
     }
 

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -36,6 +36,37 @@ async fn livez() -> Response {
 /// failed otherwise (details go to the log, not to the unauthenticated client).
 /// Migrations have run by then: `serve` applies them before it answers any request.
 async fn readyz(State(state): State<AppState>) -> Response {
+    // The route needs no credential: however many probes arrive at once, one check runs
+    // and the others take its result, so a flood costs one database ping and one vault
+    // probe at a time (and during an outage one warning, not one per request). A probe
+    // takes only a result that was finished after it arrived, so a probe sent after an
+    // outage ends never sees the answer from before.
+    let asked = Instant::now();
+    let mut last = state.metrics.readiness.lock().await;
+    let (db, vault) = match *last {
+        Some((finished, db, vault)) if finished >= asked => (db, vault),
+        _ => {
+            let (db, vault) = check_readiness(&state).await;
+            *last = Some((Instant::now(), db, vault));
+            (db, vault)
+        }
+    };
+    drop(last);
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let body = json!({
+        "status": word(db && vault),
+        "checks": {"database": word(db), "vault": word(vault), "migrations": "ok"},
+    });
+    if db && vault {
+        Json(body).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// Whether the database answers and the vault's store is reachable, each within
+/// [`READY_TIMEOUT`].
+async fn check_readiness(state: &AppState) -> (bool, bool) {
     let db = async {
         match tokio::time::timeout(READY_TIMEOUT, state.services.store.ping()).await {
             Ok(Ok(())) => true,
@@ -58,17 +89,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             }
         }
     };
-    let (db, vault) = tokio::join!(db, vault);
-    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let body = json!({
-        "status": word(db && vault),
-        "checks": {"database": word(db), "vault": word(vault), "migrations": "ok"},
-    });
-    if db && vault {
-        Json(body).into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    }
+    tokio::join!(db, vault)
 }
 
 /// `/metrics` on the main listener: 404 when it has a listener of its own.
