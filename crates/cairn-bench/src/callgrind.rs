@@ -16,8 +16,14 @@ use crate::wrk::round;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::process::Command;
+
+/// The pause before the counters are zeroed and before they are dumped. Work a request
+/// leaves behind runs after its response (the provisioning inspector's writer stores its
+/// queue every 500 ms); without the pause, an operation's dump would miss the last
+/// batch of its own entries and count the previous operation's last batch instead.
+const SETTLE: Duration = Duration::from_millis(1500);
 
 /// One operation's requests, built for request number `k`.
 pub struct Requests<'a> {
@@ -247,7 +253,8 @@ impl Target<'_> {
         Ok(failed)
     }
 
-    /// Sends `warmup` requests, zeroes the counters, sends `requests` more, dumps, and
+    /// Sends `warmup` requests, settles, zeroes the counters, sends `requests` more,
+    /// settles, dumps, and
     /// reads the dump back.
     pub async fn count(
         &self,
@@ -257,10 +264,12 @@ impl Target<'_> {
         requests: usize,
     ) -> Result<Counted> {
         self.send(reqs, op, 0, warmup).await?;
+        tokio::time::sleep(SETTLE).await;
         control(&["-z"], self.pid).await?;
         let started = Instant::now();
         let failed = self.send(reqs, op, warmup, requests).await?;
         let wall_secs = started.elapsed().as_secs_f64();
+        tokio::time::sleep(SETTLE).await;
         let before = dumps(self.out_dir, self.pid)?;
         control(&["-d", op], self.pid).await?;
         let new: Vec<PathBuf> = dumps(self.out_dir, self.pid)?
