@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod people;
 pub mod protection;
 pub mod query;
+pub mod reqlog;
 pub mod requests;
 pub mod service;
 pub mod session;

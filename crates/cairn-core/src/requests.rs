@@ -97,10 +97,14 @@ impl Client {
 
     /// The client named by a User-Agent, if any.
     pub fn from_user_agent(user_agent: &str) -> Option<Client> {
-        let l = user_agent.to_ascii_lowercase();
+        // Compared in place, without a lower-cased copy: this runs on every SCIM request.
+        let ua = user_agent.as_bytes();
         USER_AGENTS
             .iter()
-            .find(|(needle, _)| l.contains(needle))
+            .find(|(needle, _)| {
+                ua.windows(needle.len())
+                    .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+            })
             .map(|(_, c)| *c)
     }
 
@@ -140,12 +144,11 @@ fn has_entra_flag(query: &str) -> bool {
 /// The dialect of a request: for Entra, whether the administrator set the feature flag
 /// that changes how it sends PATCH (without it Entra sends `"False"` strings and
 /// capitalised ops, which Cairn accepts and notes).
-pub fn dialect(client: Client, query: Option<&str>) -> Option<String> {
+pub fn dialect(client: Client, query: Option<&str>) -> Option<&'static str> {
+    // Spelled out: `concat!` takes literals only (a unit test ties them to ENTRA_FLAG).
     match client {
-        Client::Entra if query.is_some_and(has_entra_flag) => {
-            Some(format!("Entra with {ENTRA_FLAG}"))
-        }
-        Client::Entra => Some(format!("Entra without {ENTRA_FLAG}")),
+        Client::Entra if query.is_some_and(has_entra_flag) => Some("Entra with aadOptscim062020"),
+        Client::Entra => Some("Entra without aadOptscim062020"),
         _ => None,
     }
 }
@@ -405,14 +408,21 @@ mod tests {
         );
         assert_eq!(Client::detect(Some("curl/8"), Some("a=b")), Client::Other);
         assert_eq!(
-            dialect(Client::Entra, Some("AADOPTSCIM062020")).as_deref(),
-            Some("Entra with aadOptscim062020")
+            dialect(Client::Entra, Some("AADOPTSCIM062020")),
+            Some(format!("Entra with {ENTRA_FLAG}").as_str())
         );
         assert_eq!(
-            dialect(Client::Entra, Some("filter=x")).as_deref(),
-            Some("Entra without aadOptscim062020")
+            dialect(Client::Entra, Some("filter=x")),
+            Some(format!("Entra without {ENTRA_FLAG}").as_str())
         );
         assert_eq!(dialect(Client::Okta, None), None);
+        // Any letter case, anywhere in the User-Agent.
+        assert_eq!(
+            Client::detect(Some("Microsoft.Identity.Provisioning/1"), None),
+            Client::Entra
+        );
+        assert_eq!(Client::detect(Some("x OKTA"), None), Client::Okta);
+        assert_eq!(Client::detect(Some(""), None), Client::Other);
     }
 
     #[test]

@@ -799,9 +799,18 @@ pub struct SsoLinkedRole {
 /// maintenance run serve them all); every read of entries takes the tenant.
 #[async_trait]
 pub trait RequestLogStore: Send + Sync + 'static {
-    /// Appends entries, of any tenants, in one transaction. Takes the batch by value so
-    /// that a backend can move it to its writer thread without copying every string.
-    async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()>;
+    /// Appends encoded entries, of any tenants, in one transaction: one row per tenant.
+    /// Their ids run from 0 to the number of entries less one ([`encode_batch`] and the
+    /// recorder number them so); the store shifts them past every id it gave before.
+    /// Takes the batch by value so that a backend can move it to its writer thread.
+    ///
+    /// [`encode_batch`]: crate::reqlog::encode_batch
+    async fn record_batches(&self, groups: Vec<crate::reqlog::Encoded>) -> Result<()>;
+    /// Appends entries, of any tenants, in one transaction.
+    async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()> {
+        self.record_batches(crate::reqlog::encode_batch(&entries, 0))
+            .await
+    }
     /// The tenant's entries matching `filter`, newest first.
     async fn list_requests(
         &self,

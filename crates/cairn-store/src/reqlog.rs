@@ -8,156 +8,16 @@
 //! Reading decodes a tenant's bounded window (10,000 entries by default) newest batch
 //! first and filters in Rust, borrowing the strings from the row until an entry matches.
 //!
-//! Encoding, version 1: a version byte, then per entry, integers little-endian:
-//! `id` i64, `at` i64 (Unix milliseconds: the precision the log always kept), `status`
-//! u16, `latency_us` i64, the client's index in [`ALL_CLIENTS`] u8, then the strings
-//! `token_id?`, `method`, `path`, `dialect?`, `user_agent?`, `scim_type?`, `error?`,
-//! `resource_type?`, `resource_id?`, `request_body?`, `response_body?`, each as a u32
-//! length and UTF-8 bytes (length `u32::MAX`: absent), and the notes as a u32 count and
-//! that many strings.
+//! The encoding itself is `cairn_core::reqlog` (the recorder encodes entries as they
+//! happen); this module reads, trims and lists it.
 
-use cairn_core::clock::format_ts;
 use cairn_core::ids::TenantId;
+pub(crate) use cairn_core::reqlog::Encoded;
+use cairn_core::reqlog::{from_ms, ms, NONE, VERSION};
 use cairn_core::requests::{Client, RequestEntry, RequestFilter, TokenHealth, ALL_CLIENTS};
 use cairn_core::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
-
-const VERSION: u8 = 1;
-const NONE: u32 = u32::MAX;
-
-/// One tenant's part of a recorded batch, encoded, with the columns kept beside it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Encoded {
-    pub tenant_id: String,
-    pub first_id: i64,
-    pub last_id: i64,
-    pub oldest_ms: i64,
-    pub newest_ms: i64,
-    pub count: i64,
-    pub blob: Vec<u8>,
-    /// Where each entry's id is in `blob`, for [`Encoded::rebase`].
-    id_at: Vec<usize>,
-}
-
-impl Encoded {
-    fn new(tenant_id: String) -> Encoded {
-        let mut blob = Vec::with_capacity(4096);
-        blob.push(VERSION);
-        Encoded {
-            tenant_id,
-            first_id: i64::MAX,
-            last_id: i64::MIN,
-            oldest_ms: i64::MAX,
-            newest_ms: i64::MIN,
-            count: 0,
-            blob,
-            id_at: Vec::new(),
-        }
-    }
-
-    fn note(&mut self, id: i64, at_ms: i64) {
-        self.first_id = self.first_id.min(id);
-        self.last_id = self.last_id.max(id);
-        self.oldest_ms = self.oldest_ms.min(at_ms);
-        self.newest_ms = self.newest_ms.max(at_ms);
-        self.count += 1;
-    }
-
-    /// Adds `first_id` to every id: a batch is encoded off the SQLite writer thread with
-    /// ids counted from 0, and given its real ids once the writer has allocated them.
-    pub fn rebase(&mut self, first_id: i64) {
-        for &at in &self.id_at {
-            let b = &mut self.blob[at..at + 8];
-            let id = i64::from_le_bytes((&*b).try_into().expect("8 bytes")) + first_id;
-            b.copy_from_slice(&id.to_le_bytes());
-        }
-        self.first_id += first_id;
-        self.last_id += first_id;
-    }
-
-    pub fn oldest_at(&self) -> String {
-        format_ts(from_ms(self.oldest_ms))
-    }
-
-    pub fn newest_at(&self) -> String {
-        format_ts(from_ms(self.newest_ms))
-    }
-}
-
-fn ms(t: OffsetDateTime) -> i64 {
-    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).unwrap_or(i64::MAX)
-}
-
-fn from_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-fn put_str(b: &mut Vec<u8>, s: &str) {
-    // Entries are capped long before 4 GiB (bodies at 16 KiB, the request line by the
-    // HTTP server); a longer string would be cut rather than corrupt the batch.
-    let s = &s.as_bytes()[..s.len().min(NONE as usize - 1)];
-    b.extend_from_slice(&(s.len() as u32).to_le_bytes());
-    b.extend_from_slice(s);
-}
-
-fn put_opt(b: &mut Vec<u8>, s: Option<&str>) {
-    match s {
-        Some(s) => put_str(b, s),
-        None => b.extend_from_slice(&NONE.to_le_bytes()),
-    }
-}
-
-fn client_index(c: Client) -> u8 {
-    ALL_CLIENTS.iter().position(|x| *x == c).unwrap_or(0) as u8
-}
-
-/// Gives the entries the ids `first_id`, `first_id + 1`, … in the order they came, and
-/// encodes them per tenant (a batch usually holds one tenant).
-pub(crate) fn encode_batch(entries: &[RequestEntry], first_id: i64) -> Vec<Encoded> {
-    let mut out: Vec<Encoded> = Vec::with_capacity(1);
-    for (i, e) in entries.iter().enumerate() {
-        let t = e.tenant_id.as_str();
-        let pos = match out.iter().position(|g| g.tenant_id == t) {
-            Some(p) => p,
-            None => {
-                out.push(Encoded::new(t.to_owned()));
-                out.len() - 1
-            }
-        };
-        let g = &mut out[pos];
-        let id = first_id + i as i64;
-        let at = ms(e.at);
-        g.note(id, at);
-        g.id_at.push(g.blob.len());
-        encode_entry(&mut g.blob, id, at, e);
-    }
-    out
-}
-
-fn encode_entry(b: &mut Vec<u8>, id: i64, at_ms: i64, e: &RequestEntry) {
-    b.extend_from_slice(&id.to_le_bytes());
-    b.extend_from_slice(&at_ms.to_le_bytes());
-    b.extend_from_slice(&e.status.to_le_bytes());
-    b.extend_from_slice(&e.latency_us.to_le_bytes());
-    b.push(client_index(e.client));
-    put_opt(b, e.token_id.as_deref());
-    put_str(b, &e.method);
-    put_str(b, &e.path);
-    put_opt(b, e.dialect.as_deref());
-    put_opt(b, e.user_agent.as_deref());
-    put_opt(b, e.scim_type.as_deref());
-    put_opt(b, e.error.as_deref());
-    put_opt(b, e.resource_type.as_deref());
-    put_opt(b, e.resource_id.as_deref());
-    put_opt(b, e.request_body.as_deref());
-    put_opt(b, e.response_body.as_deref());
-    b.extend_from_slice(&(e.notes.len() as u32).to_le_bytes());
-    for n in &e.notes {
-        put_str(b, n);
-    }
-}
 
 fn corrupt(what: &str) -> Error {
     Error::Internal(format!("request log batch: {what}"))
@@ -329,9 +189,7 @@ impl<'a> Reader<'a> {
 pub(crate) fn reencode(tenant_id: &str, kept: &[&EntryRef<'_>]) -> Encoded {
     let mut g = Encoded::new(tenant_id.to_owned());
     for e in kept {
-        g.note(e.id, e.at_ms);
-        g.id_at.push(g.blob.len());
-        g.blob.extend_from_slice(e.raw);
+        g.push_raw(e.id, e.at_ms, e.raw);
     }
     g
 }
@@ -466,6 +324,7 @@ impl Health {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cairn_core::reqlog::encode_batch;
 
     fn entry(tenant: &str, at: OffsetDateTime, status: u16) -> RequestEntry {
         RequestEntry {
@@ -504,16 +363,17 @@ mod tests {
         }
         assert_eq!(enc.len(), 2);
         let a = &enc[0];
-        assert_eq!((a.first_id, a.last_id, a.count), (41, 43, 2));
+        // Each tenant's entries get consecutive ids, tenants in order of appearance.
+        assert_eq!((a.first_id, a.last_id, a.count), (41, 42, 2));
         assert_eq!(enc[1].tenant_id, "b");
-        assert_eq!((enc[1].first_id, enc[1].last_id), (42, 42));
+        assert_eq!((enc[1].first_id, enc[1].last_id), (43, 43));
         let got = decode(&a.blob).unwrap();
         let mut want = batch[2].clone();
-        want.id = 43;
+        want.id = 42;
         assert_eq!(got[1].to_entry(&want.tenant_id), want);
         let got = decode(&enc[1].blob).unwrap();
         let mut want = b;
-        want.id = 42;
+        want.id = 43;
         assert_eq!(got[0].to_entry(&want.tenant_id), want);
         // Truncated or foreign data is an error, not a panic.
         assert!(decode(&a.blob[..a.blob.len() - 1]).is_err());

@@ -43,13 +43,11 @@ async fn replace_batch(c: &impl GenericClient, last_id: i64, new: Option<&Encode
 
 #[async_trait]
 impl RequestLogStore for PostgresStore {
-    async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()> {
-        if entries.is_empty() {
+    async fn record_batches(&self, groups: Vec<Encoded>) -> Result<()> {
+        let n: i64 = groups.iter().map(|g| g.count).sum();
+        if n == 0 {
             return Ok(());
         }
-        let n = entries.len() as i64;
-        let groups = reqlog::encode_batch(&entries, 0);
-        drop(entries);
         let mut c = self.pool.get().await.map_err(pool_err)?;
         let tx = c.transaction().await.map_err(map_err)?;
         // The counter's row stays locked until the commit, so the batches of instances

@@ -46,21 +46,20 @@ fn replace_batch(c: &Connection, last_id: i64, new: Option<&Encoded>) -> rusqlit
 
 #[async_trait]
 impl RequestLogStore for SqliteStore {
-    async fn record_requests(&self, entries: Vec<RequestEntry>) -> Result<()> {
-        if entries.is_empty() {
+    async fn record_batches(&self, groups: Vec<Encoded>) -> Result<()> {
+        let n: i64 = groups.iter().map(|g| g.count).sum();
+        if n == 0 {
             return Ok(());
         }
-        let n = entries.len() as i64;
-        // Encoded here, not on the writer thread that every SCIM write waits for: there
-        // only the ids are filled in and one row per tenant inserted.
-        let groups: Vec<(Encoded, String, String)> = reqlog::encode_batch(&entries, 0)
+        // Timestamps formatted here, not on the writer thread that every SCIM write
+        // waits for: there only the ids are filled in and one row per tenant inserted.
+        let groups: Vec<(Encoded, String, String)> = groups
             .into_iter()
             .map(|g| {
                 let (oldest, newest) = (g.oldest_at(), g.newest_at());
                 (g, oldest, newest)
             })
             .collect();
-        drop(entries);
         self.writer
             .write(move |c| {
                 db((|| {

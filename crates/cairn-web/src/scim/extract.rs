@@ -43,12 +43,7 @@ impl FromRequestParts<AppState> for Scim {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok());
         let ctx = state.services.authenticate_scim(tenant, auth, ua).await?;
-        if let Some(trace) = parts
-            .extensions
-            .get::<std::sync::Arc<super::inspector::Trace>>()
-        {
-            trace.authenticated(ctx.token_id().as_str());
-        }
+        super::inspector::authenticated(ctx.token_id().as_str());
         // Charged after authentication: see `rate_limit` for why.
         if let Some(limit) = &state.scim_rate_limit {
             if let Err(wait) = limit.check(ctx.tenant_id(), std::time::Instant::now()) {

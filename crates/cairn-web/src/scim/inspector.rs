@@ -1,15 +1,17 @@
 //! The provisioning inspector's recorder: middleware on the SCIM routes that describes
 //! each authenticated request (client, dialect, outcome, latency, the resource touched,
-//! what `cairn-scim` normalised) and hands it to a background writer through a bounded
-//! channel. The request never waits for the log: a full channel drops the entry and
-//! counts it (`cairn_request_log_dropped_total`), and the writer stores what has queued up
-//! in one batch, outside any request's transaction.
+//! what `cairn-scim` normalised) and encodes it straight into the pending batch of its
+//! tenant (`cairn_core::reqlog`), borrowing every string from the request and response.
+//! A background writer takes the pending batches and stores them, one row per tenant,
+//! outside any request's transaction. The request never waits for the log: when the
+//! pending entries reach their bound (a number and a size), new ones are dropped and
+//! counted (`cairn_request_log_dropped_total`).
 //!
 //! Requests that fail authentication are not recorded: anyone can send them, and they
 //! would push a tenant's real entries out of its bounded log.
 //!
 //! Bodies are read only while an administrator has switched body capture on for the
-//! tenant; they are redacted ([`redact`]) and capped before they are queued.
+//! tenant; they are redacted ([`redact`]) and capped before they are kept.
 
 use super::extract::MAX_BODY;
 use super::response::ApiError;
@@ -20,29 +22,33 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use cairn_core::ids::TenantId;
-use cairn_core::requests::{dialect, Client, RequestEntry};
+use cairn_core::reqlog::{encode_entry, ms, Encoded, EntryFields};
+use cairn_core::requests::{dialect, Client};
 use cairn_core::store::*;
 use cairn_scim::ScimError;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use serde_json::Value;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 /// Entries waiting for the writer before new ones are dropped.
 pub const DEFAULT_QUEUE: usize = 8192;
-/// Entries stored per write.
-const BATCH: usize = 512;
+/// Bytes of encoded entries waiting for the writer before new ones are dropped: with
+/// body capture on, an entry can hold two bodies of [`MAX_KEPT_BODY`], and the number
+/// alone would let the queue grow to a quarter of a gigabyte.
+pub const MAX_PENDING_BYTES: usize = 32 * 1024 * 1024;
 /// The writer's pause after each batch, so that entries arriving one at a time share a
 /// commit instead of each taking one (a durable commit per logged request would cost
-/// more than the request; BENCHMARKS.md has the figures). The queue must hold what
+/// more than the request; BENCHMARKS.md has the figures). The bounds must hold what
 /// arrives during one pause, or entries are dropped and counted.
 pub const FLUSH_PAUSE: Duration = Duration::from_millis(500);
 /// How often the writer re-reads which tenants capture bodies (another instance, or the
@@ -52,6 +58,9 @@ const CAPTURE_REFRESH: Duration = Duration::from_secs(5);
 pub const MAX_KEPT_BODY: usize = 16 * 1024;
 /// What replaces a secret.
 pub const REDACTED: &str = "[redacted]";
+/// A worker thread's encoding buffer is kept between requests up to this size (a
+/// captured body makes it larger once; it is not kept that large).
+const SCRATCH_KEPT: usize = 64 * 1024;
 
 /// Which tenants capture bodies, and until when.
 #[derive(Default)]
@@ -68,42 +77,185 @@ impl Captures {
     }
 }
 
-/// The handle the middleware sends entries to.
+/// Encoded entries waiting for the writer, one [`Encoded`] per tenant, each numbering
+/// its entries from 0.
+#[derive(Default)]
+struct Pending {
+    groups: Vec<Encoded>,
+    /// Where each tenant's group is in `groups`.
+    index: HashMap<String, usize>,
+    /// The group the last entry went to: a burst is usually one tenant's, and this
+    /// spares hashing its id.
+    last: usize,
+    entries: usize,
+    bytes: usize,
+    /// Set at shutdown: nothing is taken after the last store.
+    closed: bool,
+}
+
+/// What the middleware and the writer share.
+struct Shared {
+    pending: Mutex<Pending>,
+    max_entries: usize,
+    max_bytes: usize,
+    /// Wakes the writer when entries arrive in an empty queue.
+    arrived: Notify,
+    dropped: AtomicU64,
+    recorded: AtomicU64,
+}
+
+impl Shared {
+    fn new(max_entries: usize, max_bytes: usize) -> Shared {
+        Shared {
+            pending: Mutex::new(Pending::default()),
+            max_entries: max_entries.max(1),
+            max_bytes,
+            arrived: Notify::new(),
+            dropped: AtomicU64::new(0),
+            recorded: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds one encoded entry to its tenant's group, or drops it (counted) when the
+    /// queue is full or closed.
+    fn push(&self, tenant: &str, at_ms: i64, raw: &[u8]) {
+        let mut p = self.lock();
+        if p.closed || p.entries >= self.max_entries || p.bytes + raw.len() > self.max_bytes {
+            drop(p);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let was_empty = p.entries == 0;
+        let i = match p.groups.get(p.last) {
+            Some(g) if g.tenant_id == tenant => p.last,
+            _ => match p.index.get(tenant) {
+                Some(&i) => i,
+                None => {
+                    p.groups.push(Encoded::new(tenant.to_owned()));
+                    let i = p.groups.len() - 1;
+                    p.index.insert(tenant.to_owned(), i);
+                    i
+                }
+            },
+        };
+        p.last = i;
+        let g = &mut p.groups[i];
+        g.push_raw(g.count, at_ms, raw);
+        p.entries += 1;
+        p.bytes += raw.len();
+        drop(p);
+        if was_empty {
+            self.arrived.notify_one();
+        }
+    }
+
+    /// Takes what is pending, numbered 0.. across tenants as the store expects.
+    fn take(&self) -> Vec<Encoded> {
+        let mut groups = {
+            let mut p = self.lock();
+            p.index.clear();
+            p.last = 0;
+            p.entries = 0;
+            p.bytes = 0;
+            std::mem::take(&mut p.groups)
+        };
+        let mut next = 0;
+        for g in &mut groups {
+            g.rebase(next);
+            next += g.count;
+        }
+        groups
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+    }
+}
+
+/// The handle the middleware records entries with.
 pub struct Recorder {
-    tx: mpsc::Sender<RequestEntry>,
+    shared: Arc<Shared>,
     captures: Arc<Captures>,
-    dropped: Arc<AtomicU64>,
-    recorded: Arc<AtomicU64>,
     /// Tells the writer to store what is queued and stop ([`Recorder::shut_down`]).
     stop: Arc<Notify>,
     writer: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // The writer holds only the shared queue: without this it would outlive us.
+        self.stop.notify_one();
+    }
+}
+
+thread_local! {
+    /// The encoding buffer of this worker thread.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Set while a recorded request's handler is polled on this thread: `Some(None)`
+    /// until the `Scim` extractor reports the token that authenticated it.
+    static TOKEN: RefCell<Option<Option<String>>> = const { RefCell::new(None) };
+}
+
+/// Called by the `Scim` extractor once the request is authenticated: the recorder logs
+/// only such requests, under the token that made them.
+pub fn authenticated(token_id: &str) {
+    TOKEN.with(|t| {
+        if let Some(slot) = t.borrow_mut().as_mut() {
+            *slot = Some(token_id.to_owned());
+        }
+    });
+}
+
+/// Polls `f` with `token` as this thread's recording slot, and takes the slot back
+/// afterwards (also when `f` panics).
+fn with_token_slot<R>(token: &mut Option<String>, f: impl FnOnce() -> R) -> R {
+    struct Restore<'a> {
+        token: &'a mut Option<String>,
+        prev: Option<Option<String>>,
+    }
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            let prev = self.prev.take();
+            let mine = TOKEN.with(|t| std::mem::replace(&mut *t.borrow_mut(), prev));
+            *self.token = mine.flatten();
+        }
+    }
+    let prev = TOKEN.with(|t| t.borrow_mut().replace(token.take()));
+    let _restore = Restore { token, prev };
+    f()
+}
+
 impl Recorder {
     /// Starts the background writer (on the current tokio runtime) over `store`, pausing
-    /// `flush_pause` after each batch ([`FLUSH_PAUSE`] in production).
+    /// `flush_pause` after each batch ([`FLUSH_PAUSE`] in production); at most `queue`
+    /// entries (and [`MAX_PENDING_BYTES`]) wait for it.
     pub fn start(store: Arc<dyn Store>, queue: usize, flush_pause: Duration) -> Arc<Recorder> {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        Recorder::start_bounded(store, queue, MAX_PENDING_BYTES, flush_pause)
+    }
+
+    fn start_bounded(
+        store: Arc<dyn Store>,
+        queue: usize,
+        max_bytes: usize,
+        flush_pause: Duration,
+    ) -> Arc<Recorder> {
+        let shared = Arc::new(Shared::new(queue, max_bytes));
         let captures = Arc::new(Captures::default());
-        let dropped = Arc::new(AtomicU64::new(0));
-        let recorded = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(Notify::new());
         let writer = tokio::spawn(write_loop(
-            Writer {
-                store,
-                dropped: dropped.clone(),
-                recorded: recorded.clone(),
-            },
-            rx,
+            store,
+            shared.clone(),
             captures.clone(),
             stop.clone(),
             flush_pause,
         ));
         Arc::new(Recorder {
-            tx,
+            shared,
             captures,
-            dropped,
-            recorded,
             stop,
             writer: Mutex::new(Some(writer)),
         })
@@ -127,15 +279,22 @@ impl Recorder {
         }
     }
 
-    /// Queues an entry, or drops it (counted) when the writer is behind.
-    pub fn submit(&self, entry: RequestEntry) {
-        if self.tx.try_send(entry).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
+    /// Encodes an entry of `tenant` into its pending batch, or drops it (counted) when
+    /// the writer is behind.
+    pub fn submit(&self, tenant: &str, entry: &EntryFields<'_>) {
+        SCRATCH.with(|s| {
+            let mut b = s.borrow_mut();
+            b.clear();
+            encode_entry(&mut b, 0, entry);
+            self.shared.push(tenant, entry.at_ms, &b);
+            if b.capacity() > SCRATCH_KEPT {
+                *b = Vec::new();
+            }
+        });
     }
 
-    /// Whether bodies of `tenant`'s requests are captured at `now`.
-    pub fn capturing(&self, tenant: &str, now: OffsetDateTime) -> bool {
+    /// Whether bodies of `tenant`'s requests are captured at `now_ms` (Unix ms).
+    pub fn capturing(&self, tenant: &str, now_ms: i64) -> bool {
         if !self.captures.any.load(Ordering::Relaxed) {
             return false;
         }
@@ -145,7 +304,7 @@ impl Recorder {
             .read()
             .unwrap_or_else(|e| e.into_inner());
         map.iter()
-            .any(|(t, until)| t.as_str() == tenant && *until > now)
+            .any(|(t, until)| t.as_str() == tenant && ms(*until) > now_ms)
     }
 
     /// Takes a change made in this process at once (the writer's refresh picks up
@@ -165,7 +324,7 @@ impl Recorder {
     }
 
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// A Prometheus collector of the recorder's counters.
@@ -174,55 +333,45 @@ impl Recorder {
     }
 }
 
-struct Writer {
-    store: Arc<dyn Store>,
-    dropped: Arc<AtomicU64>,
-    recorded: Arc<AtomicU64>,
-}
-
-impl Writer {
-    async fn store(&self, batch: &mut Vec<RequestEntry>) {
-        let len = batch.len() as u64;
-        // Moved, not copied; the next batch gets a fresh buffer.
-        let entries = std::mem::replace(batch, Vec::with_capacity(BATCH));
-        match self.store.record_requests(entries).await {
-            Ok(()) => {
-                self.recorded.fetch_add(len, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.dropped.fetch_add(len, Ordering::Relaxed);
-                tracing::warn!(error = %e, entries = len, "storing the SCIM request log failed");
-            }
+/// Stores what is pending, counting it as recorded or, if the store fails, dropped.
+async fn store_pending(store: &dyn Store, shared: &Shared) {
+    let groups = shared.take();
+    let len: i64 = groups.iter().map(|g| g.count).sum();
+    if len == 0 {
+        return;
+    }
+    let len = len as u64;
+    match store.record_batches(groups).await {
+        Ok(()) => {
+            shared.recorded.fetch_add(len, Ordering::Relaxed);
+        }
+        Err(e) => {
+            shared.dropped.fetch_add(len, Ordering::Relaxed);
+            tracing::warn!(error = %e, entries = len, "storing the SCIM request log failed");
         }
     }
 }
 
 async fn write_loop(
-    w: Writer,
-    mut rx: mpsc::Receiver<RequestEntry>,
+    store: Arc<dyn Store>,
+    shared: Arc<Shared>,
     captures: Arc<Captures>,
     stop: Arc<Notify>,
     flush_pause: Duration,
 ) {
     let mut refresh = tokio::time::interval(CAPTURE_REFRESH);
-    let mut batch = Vec::with_capacity(BATCH);
     loop {
         tokio::select! {
             // Before anything else once asked, even in the middle of a pause.
             biased;
             () = stop.notified() => {
-                // No more entries come in; what is queued is stored without pauses.
-                rx.close();
-                while rx.recv_many(&mut batch, BATCH).await > 0 {
-                    w.store(&mut batch).await;
-                }
+                // No more entries come in; what is queued is stored.
+                shared.close();
+                store_pending(&*store, &shared).await;
                 return;
             }
-            n = rx.recv_many(&mut batch, BATCH) => {
-                if n == 0 {
-                    return;
-                }
-                w.store(&mut batch).await;
+            () = shared.arrived.notified() => {
+                store_pending(&*store, &shared).await;
                 // The stop signal cuts the pause short (it is kept until the loop
                 // polls it again).
                 tokio::select! {
@@ -231,7 +380,7 @@ async fn write_loop(
                 }
             }
             _ = refresh.tick() => {
-                match w.store.body_captures(OffsetDateTime::now_utc()).await {
+                match store.body_captures(OffsetDateTime::now_utc()).await {
                     Ok(list) => captures.replace(list.into_iter().collect()),
                     Err(e) => tracing::debug!(error = %e, "reading body capture switches failed"),
                 }
@@ -254,7 +403,7 @@ impl Collector for RecorderCollector {
             (
                 "request_log_recorded",
                 "SCIM requests stored in the provisioning inspector's log",
-                self.0.recorded.load(Ordering::Relaxed),
+                self.0.shared.recorded.load(Ordering::Relaxed),
             ),
             (
                 "request_log_dropped",
@@ -271,20 +420,6 @@ impl Collector for RecorderCollector {
     }
 }
 
-/// Set by the `Scim` extractor once the request is authenticated: the recorder logs only
-/// such requests, under the token that made them.
-#[derive(Default)]
-pub struct Trace(Mutex<Option<String>>);
-
-impl Trace {
-    pub fn authenticated(&self, token_id: &str) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(token_id.to_owned());
-    }
-    fn take_token(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-}
-
 /// What an error response said, for the log (set by `ApiError`).
 #[derive(Clone)]
 pub struct ErrorInfo {
@@ -294,11 +429,11 @@ pub struct ErrorInfo {
 
 /// The middleware (see the module documentation).
 pub async fn record(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(rec) = state.request_log.clone() else {
+    let Some(rec) = state.request_log.as_deref() else {
         return next.run(req).await;
     };
     let started = Instant::now();
-    let at = state.services.clock.now();
+    let at_ms = state.services.clock.unix_ms();
     let uri = req
         .extensions()
         .get::<OriginalUri>()
@@ -306,25 +441,13 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
     let Some((tenant, rest)) = split_tenant(uri.path()) else {
         return next.run(req).await;
     };
-    let tenant = tenant.to_owned();
     let rest = clip(rest, 1024);
     let query = uri.query().map(|q| clip(q, 2048));
-    let mut path = String::with_capacity(rest.len() + query.map_or(0, |q| q.len() + 1));
-    path.push_str(rest);
-    if let Some(q) = query {
-        path.push('?');
-        path.push_str(q);
-    }
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| clip(s, 256).to_owned());
-    let method = crate::metrics::method_label(req.method()).to_owned();
-    let trace = Arc::new(Trace::default());
-    req.extensions_mut().insert(trace.clone());
+    // A cheap copy (the header's bytes are shared): the request is handed on below.
+    let user_agent = req.headers().get(header::USER_AGENT).cloned();
+    let method = crate::metrics::method_label(req.method());
 
-    let capture = rec.capturing(&tenant, at);
+    let capture = rec.capturing(tenant, at_ms);
     let mut request_body = None;
     if capture {
         let (parts, body) = req.into_parts();
@@ -345,20 +468,22 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         req = Request::from_parts(parts, Body::from(bytes));
     }
 
-    // Notes made by cairn-scim while the handler is polled, on whichever worker thread.
+    // Notes made by cairn-scim and the token the `Scim` extractor authenticated, while
+    // the handler is polled, on whichever worker thread.
     let mut notes = Vec::new();
+    let mut token = None;
     let mut fut = std::pin::pin!(next.run(req));
-    let mut resp =
-        std::future::poll_fn(|cx| cairn_scim::notes::collect(&mut notes, || fut.as_mut().poll(cx)))
-            .await;
+    let mut resp = std::future::poll_fn(|cx| {
+        with_token_slot(&mut token, || {
+            cairn_scim::notes::collect(&mut notes, || fut.as_mut().poll(cx))
+        })
+    })
+    .await;
     let latency = started.elapsed();
 
-    let Some(token_id) = trace.take_token() else {
+    let Some(token_id) = token else {
         return resp;
     };
-    let status = resp.status().as_u16();
-    let err = resp.extensions().get::<ErrorInfo>().cloned();
-    let (resource_type, resource_id) = resource_of(rest, status, &resp);
     let mut response_body = None;
     if capture {
         let (parts, body) = resp.into_parts();
@@ -370,27 +495,36 @@ pub async fn record(State(state): State<AppState>, mut req: Request, next: Next)
         }
         resp = Response::from_parts(parts, Body::from(bytes));
     }
-    let client = Client::detect(user_agent.as_deref(), query);
-    rec.submit(RequestEntry {
-        id: 0,
-        tenant_id: TenantId::from_trusted(tenant),
-        at,
-        token_id: Some(token_id),
-        method,
-        path,
-        client,
-        dialect: dialect(client, query),
-        user_agent,
-        status,
-        scim_type: err.as_ref().and_then(|e| e.scim_type).map(str::to_owned),
-        error: err.map(|e| e.detail),
-        latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
-        resource_type,
-        resource_id,
-        notes,
-        request_body,
-        response_body,
-    });
+    let status = resp.status().as_u16();
+    let err = resp.extensions().get::<ErrorInfo>();
+    let (resource_type, resource_id) = resource_of(rest, status, &resp);
+    let user_agent = user_agent
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .map(|s| clip(s, 256));
+    let client = Client::detect(user_agent, query);
+    rec.submit(
+        tenant,
+        &EntryFields {
+            at_ms,
+            status,
+            latency_us: i64::try_from(latency.as_micros()).unwrap_or(i64::MAX),
+            client,
+            token_id: Some(&token_id),
+            method,
+            path: rest,
+            query,
+            dialect: dialect(client, query),
+            user_agent,
+            scim_type: err.and_then(|e| e.scim_type),
+            error: err.map(|e| e.detail.as_str()),
+            resource_type,
+            resource_id,
+            request_body: request_body.as_deref(),
+            response_body: response_body.as_deref(),
+            notes: &notes,
+        },
+    );
     resp
 }
 
@@ -416,7 +550,11 @@ fn split_tenant(path: &str) -> Option<(&str, &str)> {
 }
 
 /// The account or group a request named (`/Users/{id}`) or created (`Location`).
-fn resource_of(rest: &str, status: u16, resp: &Response) -> (Option<String>, Option<String>) {
+fn resource_of<'a>(
+    rest: &'a str,
+    status: u16,
+    resp: &'a Response,
+) -> (Option<&'static str>, Option<&'a str>) {
     let mut segs = rest.split('/').filter(|s| !s.is_empty());
     let kind = match segs.next() {
         Some(s) if s.eq_ignore_ascii_case("Users") => "User",
@@ -425,17 +563,16 @@ fn resource_of(rest: &str, status: u16, resp: &Response) -> (Option<String>, Opt
     };
     let id = match segs.next() {
         Some(".search") => None,
-        Some(id) => Some(clip(id, 64).to_owned()),
+        Some(id) => Some(clip(id, 64)),
         None if status == 201 => resp
             .headers()
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|l| l.rsplit('/').next())
-            .map(str::to_owned),
+            .and_then(|l| l.rsplit('/').next()),
         None => None,
     };
     match id {
-        Some(id) => (Some(kind.to_owned()), Some(id)),
+        Some(id) => (Some(kind), Some(id)),
         None => (None, None),
     }
 }
@@ -532,6 +669,113 @@ mod tests {
         assert!(out.contains("truncated"));
     }
 
+    fn raw(at_ms: i64, path: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        let f = EntryFields {
+            at_ms,
+            status: 200,
+            latency_us: 1,
+            client: Client::Okta,
+            token_id: Some("tok"),
+            method: "GET",
+            path,
+            query: Some("a=b"),
+            dialect: None,
+            user_agent: None,
+            scim_type: None,
+            error: None,
+            resource_type: None,
+            resource_id: None,
+            request_body: None,
+            response_body: None,
+            notes: &[],
+        };
+        encode_entry(&mut b, 0, &f);
+        b
+    }
+
+    #[test]
+    fn pending_entries_are_grouped_per_tenant_and_numbered_across_them() {
+        let q = Shared::new(10, 1 << 20);
+        q.push("a", 1, &raw(1, "/Users/1"));
+        q.push("b", 2, &raw(2, "/Users/2"));
+        q.push("a", 3, &raw(3, "/Users/3"));
+        let groups = q.take();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            (
+                groups[0].tenant_id.as_str(),
+                groups[0].first_id,
+                groups[0].last_id
+            ),
+            ("a", 0, 1)
+        );
+        assert_eq!(
+            (
+                groups[1].tenant_id.as_str(),
+                groups[1].first_id,
+                groups[1].last_id
+            ),
+            ("b", 2, 2)
+        );
+        assert_eq!((groups[0].oldest_ms, groups[0].newest_ms), (1, 3));
+        // Taken means gone; a new burst starts its own numbering.
+        assert!(q.take().is_empty());
+        q.push("b", 4, &raw(4, "/Users/4"));
+        let again = q.take();
+        assert_eq!((again[0].tenant_id.as_str(), again[0].first_id), ("b", 0));
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn pending_entries_are_bounded_in_number_and_bytes() {
+        let one = raw(0, "/Users/x").len();
+        // By number: the third entry is dropped and counted.
+        let q = Shared::new(2, 1 << 20);
+        for t in ["a", "b", "c"] {
+            q.push(t, 0, &raw(0, "/Users/x"));
+        }
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(q.take().iter().map(|g| g.count).sum::<i64>(), 2);
+        // By bytes: room for two entries of this size, whatever the number allows.
+        let q = Shared::new(1000, 2 * one + one / 2);
+        for _ in 0..5 {
+            q.push("a", 0, &raw(0, "/Users/x"));
+        }
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 3);
+        let groups = q.take();
+        assert_eq!(groups[0].count, 2);
+        assert!(groups[0].blob.len() <= 2 * one + 1);
+        // Once taken, there is room again; once closed, never.
+        q.push("a", 0, &raw(0, "/Users/x"));
+        q.close();
+        q.push("a", 0, &raw(0, "/Users/x"));
+        assert_eq!(q.dropped.load(Ordering::Relaxed), 4);
+        assert_eq!(q.take()[0].count, 1);
+    }
+
+    #[test]
+    fn the_token_slot_is_only_open_around_a_recorded_poll() {
+        // Outside a recorded request nothing is kept.
+        authenticated("outside");
+        let mut token = None;
+        with_token_slot(&mut token, || authenticated("t1"));
+        assert_eq!(token.as_deref(), Some("t1"));
+        authenticated("after");
+        let mut other = None;
+        with_token_slot(&mut other, || ());
+        assert_eq!(other, None);
+        // A panic inside still closes the slot.
+        let mut p = None;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            with_token_slot(&mut p, || panic!("handler panicked"))
+        }));
+        authenticated("leak");
+        let mut later = None;
+        with_token_slot(&mut later, || ());
+        assert_eq!(later, None);
+    }
+
     #[test]
     fn clipping_counts_characters() {
         assert_eq!(clip("abc", 2), "ab");
@@ -551,7 +795,7 @@ mod tests {
         let resp = Response::new(Body::empty());
         assert_eq!(
             resource_of("/Users/abc", 200, &resp),
-            (Some("User".into()), Some("abc".into()))
+            (Some("User"), Some("abc"))
         );
         assert_eq!(resource_of("/Users/.search", 200, &resp), (None, None));
         assert_eq!(resource_of("/Schemas/x", 200, &resp), (None, None));
