@@ -254,8 +254,7 @@ impl Target<'_> {
     }
 
     /// Sends `warmup` requests, settles, zeroes the counters, sends `requests` more,
-    /// settles, dumps, and
-    /// reads the dump back.
+    /// settles, dumps, and reads the dump back.
     pub async fn count(
         &self,
         reqs: &Requests<'_>,
