@@ -413,6 +413,19 @@ async fn run_one(args: &Args, load: &Load, n: usize, postgres: bool) -> Result<R
             format!("dashboard GET /accounts?q={search}"),
             wrk::get_dashboard(&format!("/accounts?q={search}"), &session),
         ),
+        // The provisioning inspector's first page, and a filter nothing matches: the
+        // second decodes the tenant's whole window of the log (every seeding request
+        // was recorded, up to the 10,000 entries a tenant keeps by default).
+        (
+            "dashboard_requests",
+            "dashboard GET /requests (inspector, first page)".into(),
+            wrk::get_dashboard("/requests", &session),
+        ),
+        (
+            "dashboard_requests_miss",
+            "dashboard GET /requests?status=418 (no match: whole log decoded)".into(),
+            wrk::get_dashboard("/requests?status=418", &session),
+        ),
         (
             "put_okta",
             "PUT /Users/{id} (Okta profile)".into(),
