@@ -91,61 +91,90 @@ impl EntryRef<'_> {
 
 /// Reads a batch's entries in the order they were recorded.
 pub(crate) fn decode(blob: &[u8]) -> Result<Vec<EntryRef<'_>>> {
-    let (&version, mut rest) = blob.split_first().ok_or_else(|| corrupt("empty"))?;
+    entries(blob)?.collect()
+}
+
+/// The entries of a batch one at a time, in the order they were recorded: a listing
+/// looks at each once and keeps few, so the batch is never held decoded as a whole.
+pub(crate) fn entries(blob: &[u8]) -> Result<Entries<'_>> {
+    let (&version, rest) = blob.split_first().ok_or_else(|| corrupt("empty"))?;
     if version != VERSION {
         return Err(corrupt(&format!("unknown version {version}")));
     }
-    let mut out = Vec::new();
-    while !rest.is_empty() {
-        let start = rest;
-        let mut r = Reader(rest);
-        let id = r.i64()?;
-        let at_ms = r.i64()?;
-        let status = u16::from_le_bytes(r.take(2)?.try_into().expect("2 bytes"));
-        let latency_us = r.i64()?;
-        let client = *ALL_CLIENTS
-            .get(usize::from(r.take(1)?[0]))
-            .unwrap_or(&Client::Other);
-        let token_id = r.opt()?;
-        let method = r.str()?;
-        let path = r.str()?;
-        let dialect = r.opt()?;
-        let user_agent = r.opt()?;
-        let scim_type = r.opt()?;
-        let error = r.opt()?;
-        let resource_type = r.opt()?;
-        let resource_id = r.opt()?;
-        let request_body = r.opt()?;
-        let response_body = r.opt()?;
-        let n = r.u32()?;
-        let mut notes = Vec::with_capacity((n as usize).min(64));
-        for _ in 0..n {
-            notes.push(r.str()?);
+    Ok(Entries(rest))
+}
+
+pub(crate) struct Entries<'a>(&'a [u8]);
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = Result<EntryRef<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.0.is_empty() {
+            return None;
         }
-        let used = start.len() - r.0.len();
-        out.push(EntryRef {
-            id,
-            at_ms,
-            status,
-            latency_us,
-            client,
-            token_id,
-            method,
-            path,
-            dialect,
-            user_agent,
-            scim_type,
-            error,
-            resource_type,
-            resource_id,
-            request_body,
-            response_body,
-            notes,
-            raw: &start[..used],
-        });
-        rest = r.0;
+        let r = next_entry(self.0);
+        match r {
+            Ok((e, rest)) => {
+                self.0 = rest;
+                Some(Ok(e))
+            }
+            Err(e) => {
+                // A corrupt batch ends here.
+                self.0 = &[];
+                Some(Err(e))
+            }
+        }
     }
-    Ok(out)
+}
+
+fn next_entry(start: &[u8]) -> Result<(EntryRef<'_>, &[u8])> {
+    let mut r = Reader(start);
+    let id = r.i64()?;
+    let at_ms = r.i64()?;
+    let status = u16::from_le_bytes(r.take(2)?.try_into().expect("2 bytes"));
+    let latency_us = r.i64()?;
+    let client = *ALL_CLIENTS
+        .get(usize::from(r.take(1)?[0]))
+        .unwrap_or(&Client::Other);
+    let token_id = r.opt()?;
+    let method = r.str()?;
+    let path = r.str()?;
+    let dialect = r.opt()?;
+    let user_agent = r.opt()?;
+    let scim_type = r.opt()?;
+    let error = r.opt()?;
+    let resource_type = r.opt()?;
+    let resource_id = r.opt()?;
+    let request_body = r.opt()?;
+    let response_body = r.opt()?;
+    let n = r.u32()?;
+    let mut notes = Vec::with_capacity((n as usize).min(64));
+    for _ in 0..n {
+        notes.push(r.str()?);
+    }
+    let used = start.len() - r.0.len();
+    let e = EntryRef {
+        id,
+        at_ms,
+        status,
+        latency_us,
+        client,
+        token_id,
+        method,
+        path,
+        dialect,
+        user_agent,
+        scim_type,
+        error,
+        resource_type,
+        resource_id,
+        request_body,
+        response_body,
+        notes,
+        raw: &start[..used],
+    };
+    Ok((e, r.0))
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -248,7 +277,8 @@ impl<'f> Listing<'f> {
     }
 
     pub fn add(&mut self, tenant: &TenantId, blob: &[u8]) -> Result<()> {
-        for e in decode(blob)? {
+        for e in entries(blob)? {
+            let e = e?;
             if e.matches(self.f, self.since_ms) {
                 self.out.push(e.to_entry(tenant));
             }
@@ -273,7 +303,8 @@ pub(crate) struct Health {
 impl Health {
     pub fn add(&mut self, blob: &[u8], since: OffsetDateTime) -> Result<()> {
         let since_ms = ms(since);
-        for e in decode(blob)? {
+        for e in entries(blob)? {
+            let e = e?;
             let Some(token) = e.token_id else { continue };
             let (h, best) = match self.by_token.get_mut(token) {
                 Some(x) => x,
