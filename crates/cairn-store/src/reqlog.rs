@@ -16,7 +16,7 @@ pub(crate) use cairn_core::reqlog::Encoded;
 use cairn_core::reqlog::{from_ms, ms, NONE, VERSION};
 use cairn_core::requests::{Client, RequestEntry, RequestFilter, TokenHealth, ALL_CLIENTS};
 use cairn_core::{Error, Result};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use time::OffsetDateTime;
 
 fn corrupt(what: &str) -> Error {
@@ -277,12 +277,19 @@ impl<'f> Listing<'f> {
     }
 
     pub fn add(&mut self, tenant: &TenantId, blob: &[u8]) -> Result<()> {
+        // A batch's entries are in id order, so only its last `limit` matches can make
+        // the page: only those are kept, and only they are copied out of the row.
+        let mut newest: VecDeque<EntryRef<'_>> = VecDeque::with_capacity(self.limit.min(1024));
         for e in entries(blob)? {
             let e = e?;
             if e.matches(self.f, self.since_ms) {
-                self.out.push(e.to_entry(tenant));
+                if newest.len() == self.limit {
+                    newest.pop_front();
+                }
+                newest.push_back(e);
             }
         }
+        self.out.extend(newest.iter().map(|e| e.to_entry(tenant)));
         self.out.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
         self.out.truncate(self.limit);
         Ok(())
@@ -410,6 +417,25 @@ mod tests {
         assert!(decode(&a.blob[..a.blob.len() - 1]).is_err());
         assert!(decode(&[2]).is_err());
         assert!(decode(&[]).is_err());
+    }
+
+    #[test]
+    fn a_listing_keeps_the_newest_matches_of_a_large_batch() {
+        let t = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let batch: Vec<_> = (0..1000)
+            .map(|i| entry("a", t, if i % 2 == 0 { 200 } else { 409 }))
+            .collect();
+        let enc = encode_batch(&batch, 1).remove(0);
+        let f = RequestFilter {
+            limit: 3,
+            status: Some(409),
+            ..Default::default()
+        };
+        let mut l = Listing::new(&f);
+        l.add(&batch[0].tenant_id, &enc.blob).unwrap();
+        let ids: Vec<i64> = l.finish().iter().map(|e| e.id).collect();
+        // Ids 1..=1000; the 409s are the even ids; newest first.
+        assert_eq!(ids, [1000, 998, 996]);
     }
 
     #[test]

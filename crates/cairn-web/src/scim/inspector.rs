@@ -58,6 +58,11 @@ const CAPTURE_REFRESH: Duration = Duration::from_secs(5);
 pub const MAX_KEPT_BODY: usize = 16 * 1024;
 /// What replaces a secret.
 pub const REDACTED: &str = "[redacted]";
+/// Entries and bytes per stored row: a tenant's pending entries beyond these start a new
+/// group (and row), so that reading the newest entries or trimming the oldest never
+/// handles a row of a whole busy pause (or, with bodies captured, megabytes).
+const GROUP_ENTRIES: i64 = 512;
+const GROUP_BYTES: usize = 1024 * 1024;
 /// A worker thread's encoding buffer is kept between requests up to this size (a
 /// captured body makes it larger once; it is not kept that large).
 const SCRATCH_KEPT: usize = 64 * 1024;
@@ -82,7 +87,7 @@ impl Captures {
 #[derive(Default)]
 struct Pending {
     groups: Vec<Encoded>,
-    /// Where each tenant's group is in `groups`.
+    /// Where each tenant's open group (its newest) is in `groups`.
     index: HashMap<String, usize>,
     /// The group the last entry went to: a burst is usually one tenant's, and this
     /// spares hashing its id.
@@ -130,17 +135,24 @@ impl Shared {
             return;
         }
         let was_empty = p.entries == 0;
-        let i = match p.groups.get(p.last) {
-            Some(g) if g.tenant_id == tenant => p.last,
-            _ => match p.index.get(tenant) {
-                Some(&i) => i,
-                None => {
-                    p.groups.push(Encoded::new(tenant.to_owned()));
-                    let i = p.groups.len() - 1;
-                    p.index.insert(tenant.to_owned(), i);
-                    i
-                }
-            },
+        let open = match p.groups.get(p.last) {
+            Some(g) if g.tenant_id == tenant => Some(p.last),
+            _ => p.index.get(tenant).copied(),
+        };
+        let i = match open {
+            Some(i)
+                if p.groups[i].count < GROUP_ENTRIES
+                    && p.groups[i].blob.len() + raw.len() <= GROUP_BYTES =>
+            {
+                i
+            }
+            // The tenant's first entry, or its open group is full.
+            _ => {
+                p.groups.push(Encoded::new(tenant.to_owned()));
+                let i = p.groups.len() - 1;
+                p.index.insert(tenant.to_owned(), i);
+                i
+            }
         };
         p.last = i;
         let g = &mut p.groups[i];
@@ -725,6 +737,37 @@ mod tests {
         let again = q.take();
         assert_eq!((again[0].tenant_id.as_str(), again[0].first_id), ("b", 0));
         assert_eq!(q.dropped.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_busy_tenant_fills_several_groups_in_id_order() {
+        let q = Shared::new(10_000, 1 << 30);
+        let n = GROUP_ENTRIES as usize * 2 + 3;
+        for i in 0..n {
+            q.push("a", i as i64, &raw(i as i64, "/Users/x"));
+            if i == 5 {
+                q.push("b", 0, &raw(0, "/Users/y"));
+            }
+        }
+        let groups = q.take();
+        let a: Vec<_> = groups.iter().filter(|g| g.tenant_id == "a").collect();
+        assert_eq!(a.len(), 3);
+        assert_eq!(
+            a.iter().map(|g| g.count).collect::<Vec<_>>(),
+            [GROUP_ENTRIES, GROUP_ENTRIES, 3]
+        );
+        // Newer entries of a tenant have larger ids, across its groups too.
+        assert!(a.windows(2).all(|w| w[0].last_id < w[1].first_id));
+        assert_eq!(groups.iter().map(|g| g.count).sum::<i64>(), n as i64 + 1);
+        // Big entries close a group by size before it is full by number.
+        let q = Shared::new(10_000, 1 << 30);
+        let big = "x".repeat(GROUP_BYTES / 3);
+        for _ in 0..4 {
+            q.push("a", 0, &raw(0, &big));
+        }
+        let groups = q.take();
+        assert_eq!(groups.iter().map(|g| g.count).collect::<Vec<_>>(), [2, 2]);
+        assert!(groups.iter().all(|g| g.blob.len() <= GROUP_BYTES + 1));
     }
 
     #[test]
