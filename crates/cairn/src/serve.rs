@@ -113,6 +113,7 @@ pub async fn serve(g: &Global, args: ServeArgs) -> Result<()> {
             svc.store.clone(),
             args.request_log_queue,
             Duration::from_millis(args.request_log_flush_ms),
+            args.request_log_max_per_tenant,
         )
     });
     // Kept to store the queued entries at shutdown.

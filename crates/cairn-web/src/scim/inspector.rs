@@ -245,17 +245,18 @@ impl Recorder {
     /// Starts the background writer (on the current tokio runtime) over `store`, pausing
     /// `flush_pause` after each batch ([`FLUSH_PAUSE`] in production); at most `queue`
     /// entries (and [`MAX_PENDING_BYTES`]) wait for it.
-    pub fn start(store: Arc<dyn Store>, queue: usize, flush_pause: Duration) -> Arc<Recorder> {
-        Recorder::start_bounded(store, queue, MAX_PENDING_BYTES, flush_pause)
-    }
-
-    fn start_bounded(
+    ///
+    /// `keep_per_tenant` is the log's bound per tenant (0: none). The hourly maintenance
+    /// run enforces it; between runs the writer does too, each time it has stored that
+    /// many entries since it last did, so that a burst of requests cannot grow a
+    /// tenant's log to an hour of traffic: a tenant keeps at most about twice its bound.
+    pub fn start(
         store: Arc<dyn Store>,
         queue: usize,
-        max_bytes: usize,
         flush_pause: Duration,
+        keep_per_tenant: u32,
     ) -> Arc<Recorder> {
-        let shared = Arc::new(Shared::new(queue, max_bytes));
+        let shared = Arc::new(Shared::new(queue, MAX_PENDING_BYTES));
         let captures = Arc::new(Captures::default());
         let stop = Arc::new(Notify::new());
         let writer = tokio::spawn(write_loop(
@@ -264,6 +265,7 @@ impl Recorder {
             captures.clone(),
             stop.clone(),
             flush_pause,
+            keep_per_tenant,
         ));
         Arc::new(Recorder {
             shared,
@@ -345,21 +347,24 @@ impl Recorder {
     }
 }
 
-/// Stores what is pending, counting it as recorded or, if the store fails, dropped.
-async fn store_pending(store: &dyn Store, shared: &Shared) {
+/// Stores what is pending, counting it as recorded or, if the store fails, dropped;
+/// returns how many entries were stored.
+async fn store_pending(store: &dyn Store, shared: &Shared) -> u64 {
     let groups = shared.take();
     let len: i64 = groups.iter().map(|g| g.count).sum();
     if len == 0 {
-        return;
+        return 0;
     }
     let len = len as u64;
     match store.record_batches(groups).await {
         Ok(()) => {
             shared.recorded.fetch_add(len, Ordering::Relaxed);
+            len
         }
         Err(e) => {
             shared.dropped.fetch_add(len, Ordering::Relaxed);
             tracing::warn!(error = %e, entries = len, "storing the SCIM request log failed");
+            0
         }
     }
 }
@@ -370,8 +375,10 @@ async fn write_loop(
     captures: Arc<Captures>,
     stop: Arc<Notify>,
     flush_pause: Duration,
+    keep_per_tenant: u32,
 ) {
     let mut refresh = tokio::time::interval(CAPTURE_REFRESH);
+    let mut since_prune: u64 = 0;
     loop {
         tokio::select! {
             // Before anything else once asked, even in the middle of a pause.
@@ -383,7 +390,16 @@ async fn write_loop(
                 return;
             }
             () = shared.arrived.notified() => {
-                store_pending(&*store, &shared).await;
+                since_prune += store_pending(&*store, &shared).await;
+                if keep_per_tenant > 0 && since_prune >= u64::from(keep_per_tenant) {
+                    since_prune = 0;
+                    // By count only (nothing is older than the epoch); age stays with the
+                    // hourly run.
+                    match store.prune_requests(OffsetDateTime::UNIX_EPOCH, keep_per_tenant).await {
+                        Ok(n) => tracing::debug!(entries = n, "pruned the SCIM request log"),
+                        Err(e) => tracing::warn!(error = %e, "pruning the SCIM request log failed"),
+                    }
+                }
                 // The stop signal cuts the pause short (it is kept until the loop
                 // polls it again).
                 tokio::select! {

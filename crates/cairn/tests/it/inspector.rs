@@ -384,6 +384,27 @@ async fn the_log_is_bounded_by_count_per_tenant() {
     );
 }
 
+/// Between the hourly maintenance runs the writer keeps the bound too: a burst of
+/// requests leaves at most about twice the bound, not an hour of traffic.
+#[tokio::test]
+async fn a_burst_is_pruned_without_waiting_for_maintenance() {
+    let app = TestApp::spawn_with(Opts {
+        // The maintenance run happens at start-up and then only after an hour.
+        args: vec!["--request-log-max-per-tenant".into(), "3".into()],
+        ..Opts::default()
+    })
+    .await;
+    let t = app.tenant("Acme");
+    for i in 0..20 {
+        t.get(&format!("/Users?count={i}")).await;
+    }
+    let list = requests_until(&app, &t.id, &[], |l| {
+        l.first().is_some_and(|e| e["path"] == "/Users?count=19") && l.len() <= 6
+    })
+    .await;
+    assert!(list.len() >= 3, "the newest entries stay: {list:#?}");
+}
+
 #[tokio::test]
 async fn the_log_is_bounded_by_age() {
     const DAY: i64 = 86_400;
