@@ -960,6 +960,16 @@ async fn readiness_follows_the_s3_store() {
     assert_eq!(body["checks"]["database"], "ok", "{body}");
     assert_eq!(app.get("/healthz").send().await.unwrap().status(), 503);
     assert!(app.log().contains("vault store is unreachable"));
+    // A flood of probes (the route needs no credential) shares checks: 30 at once cost
+    // far fewer than 30 probes of the store, and as many warnings.
+    let warnings = || app.log().matches("vault store is unreachable").count();
+    let before = warnings();
+    let probes: Vec<_> = (0..30).map(|_| app.get("/readyz").send()).collect();
+    for r in futures_util::future::join_all(probes).await {
+        assert_eq!(r.unwrap().status(), 503);
+    }
+    let checks = warnings() - before;
+    assert!((1..=3).contains(&checks), "{checks} checks for 30 probes");
 
     let app = TestApp::spawn_on(
         std::sync::Arc::new(Deployment::new().with_s3_vault()),
