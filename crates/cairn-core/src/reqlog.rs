@@ -35,11 +35,7 @@ pub struct Encoded {
 
 impl Encoded {
     pub fn new(tenant_id: String) -> Encoded {
-        Encoded::with_capacity(tenant_id, 4096)
-    }
-
-    pub fn with_capacity(tenant_id: String, bytes: usize) -> Encoded {
-        let mut blob = Vec::with_capacity(bytes.max(1));
+        let mut blob = Vec::with_capacity(4096);
         blob.push(VERSION);
         Encoded {
             tenant_id,

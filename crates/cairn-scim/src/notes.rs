@@ -33,20 +33,35 @@ pub fn note(text: impl FnOnce() -> String) {
 /// Nested calls collect into the innermost sink. An async caller wraps each poll of its
 /// future in this, so notes made on any worker thread land in the request's sink.
 pub fn collect<R>(sink: &mut Vec<String>, f: impl FnOnce() -> R) -> R {
-    struct Restore<'a> {
-        sink: &'a mut Vec<String>,
-        prev: Option<Vec<String>>,
+    scoped(&SINK, sink, f)
+}
+
+/// Runs `f` with `slot`'s value lent to the thread-local `key` (`Some` while `f` runs,
+/// so code deep inside `f` can add to it), then takes it back, also when `f` panics,
+/// and restores what `key` held before. The mechanism behind [`collect`], for other
+/// per-request slots filled from inside a handler (the inspector's token).
+pub fn scoped<T: Default + 'static, R>(
+    key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
+    slot: &mut T,
+    f: impl FnOnce() -> R,
+) -> R {
+    struct Restore<'a, T: Default + 'static> {
+        key: &'static std::thread::LocalKey<RefCell<Option<T>>>,
+        slot: &'a mut T,
+        prev: Option<T>,
     }
-    impl Drop for Restore<'_> {
+    impl<T: Default + 'static> Drop for Restore<'_, T> {
         fn drop(&mut self) {
             let prev = self.prev.take();
-            let mine = SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), prev));
-            *self.sink = mine.unwrap_or_default();
+            let mine = self
+                .key
+                .with(|s| std::mem::replace(&mut *s.borrow_mut(), prev));
+            *self.slot = mine.unwrap_or_default();
         }
     }
-    let taken = std::mem::take(sink);
-    let prev = SINK.with(|s| s.borrow_mut().replace(taken));
-    let _restore = Restore { sink, prev };
+    let taken = std::mem::take(slot);
+    let prev = key.with(|s| s.borrow_mut().replace(taken));
+    let _restore = Restore { key, slot, prev };
     f()
 }
 

@@ -1,9 +1,8 @@
 //! The provisioning inspector's log as both backends store it (migration 0021): one row
 //! per tenant and recorded batch, holding that batch's entries in a compact binary
-//! encoding, instead of one row per SCIM request. A row with 17 bound parameters and its
-//! B-tree updates cost about a tenth of a whole cached `GET /Users/{id}` (BENCHMARKS.md,
-//! "the cost of recording SCIM requests"); appending a few hundred bytes to a buffer and
-//! inserting one row per batch costs a small fraction of that.
+//! encoding, instead of one row per SCIM request: recording must cost a request a few
+//! percent at most, and a row with its B-tree updates per request costs far more than
+//! appending a few hundred bytes to a batch (BENCHMARKS.md has the figures).
 //!
 //! Reading decodes a tenant's bounded window (10,000 entries by default) newest batch
 //! first and filters in Rust, borrowing the strings from the row until an entry matches.

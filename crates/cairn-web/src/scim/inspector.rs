@@ -225,20 +225,7 @@ pub fn authenticated(token_id: &str) {
 /// Polls `f` with `token` as this thread's recording slot, and takes the slot back
 /// afterwards (also when `f` panics).
 fn with_token_slot<R>(token: &mut Option<String>, f: impl FnOnce() -> R) -> R {
-    struct Restore<'a> {
-        token: &'a mut Option<String>,
-        prev: Option<Option<String>>,
-    }
-    impl Drop for Restore<'_> {
-        fn drop(&mut self) {
-            let prev = self.prev.take();
-            let mine = TOKEN.with(|t| std::mem::replace(&mut *t.borrow_mut(), prev));
-            *self.token = mine.flatten();
-        }
-    }
-    let prev = TOKEN.with(|t| t.borrow_mut().replace(token.take()));
-    let _restore = Restore { token, prev };
-    f()
+    cairn_scim::notes::scoped(&TOKEN, token, f)
 }
 
 impl Recorder {
