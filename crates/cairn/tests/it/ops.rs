@@ -929,15 +929,14 @@ async fn vault_refusal_and_auth_metrics() {
 /// reachable bucket all are 200.
 #[tokio::test]
 async fn readiness_follows_the_s3_store() {
-    let closed_port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // An endpoint that takes connections into its backlog and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
     let mut deployment = Deployment::new();
     deployment.env.extend(
         [
             ("CAIRN_VAULT_URL", "s3://cairn-it/vault".to_owned()),
-            ("AWS_ENDPOINT", format!("http://127.0.0.1:{closed_port}")),
+            ("AWS_ENDPOINT", format!("http://127.0.0.1:{port}")),
             ("AWS_ALLOW_HTTP", "true".to_owned()),
             ("AWS_ACCESS_KEY_ID", "cairn-test".to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "cairn-test-secret".to_owned()),
@@ -961,7 +960,8 @@ async fn readiness_follows_the_s3_store() {
     assert_eq!(app.get("/healthz").send().await.unwrap().status(), 503);
     assert!(app.log().contains("vault store is unreachable"));
     // A flood of probes (the route needs no credential) shares checks: 30 at once cost
-    // far fewer than 30 probes of the store, and as many warnings.
+    // a few checks (one per check in flight when they arrive), and as many warnings,
+    // not 30. The bound leaves room for a loaded machine spreading the arrivals.
     let warnings = || app.log().matches("vault store is unreachable").count();
     let before = warnings();
     let probes: Vec<_> = (0..30).map(|_| app.get("/readyz").send()).collect();
@@ -969,7 +969,8 @@ async fn readiness_follows_the_s3_store() {
         assert_eq!(r.unwrap().status(), 503);
     }
     let checks = warnings() - before;
-    assert!((1..=3).contains(&checks), "{checks} checks for 30 probes");
+    assert!((1..=10).contains(&checks), "{checks} checks for 30 probes");
+    drop(silent);
 
     let app = TestApp::spawn_on(
         std::sync::Arc::new(Deployment::new().with_s3_vault()),
